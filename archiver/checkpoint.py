@@ -1,0 +1,394 @@
+"""The archiver_ checkpoint tables: create, start or resume a job, record chunks, list jobs.
+
+Every write checks its row count (CheckpointError otherwise). Writes join the chunk's
+transaction when one is open (InnoDB data tables); otherwise they commit in one small
+transaction of their own, and on MyISAM they are only a resume hint: a resumed chunk
+re-derives each lead's state from the two tables.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+from archiver import __version__
+from archiver.db import Db
+from archiver.errors import BadInput, Failed, JobMismatch
+
+UNFINISHED = ("running", "stopped", "failed")
+
+
+class CheckpointError(Failed):
+    """A checkpoint write did not touch the rows it should have."""
+
+
+def ddl() -> list[str]:
+    text = resources.files("archiver").joinpath("sql/checkpoint.sql").read_text("utf-8")
+    body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
+    return [s.strip() for s in body.split(";") if s.strip()]
+
+
+def ensure_tables(db: Db) -> None:
+    present = {
+        str(r[0]).lower()
+        for r in db.rows(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()"
+            " AND TABLE_NAME LIKE 'archiver\\_%'"
+        )
+    }
+    for stmt in ddl():
+        name = stmt.split("EXISTS", 1)[1].split()[0].lower()
+        if name not in present:
+            db.write(stmt)
+
+
+def identity_of(identity: Mapping[str, Any]) -> tuple[str, str]:
+    text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest(), text
+
+
+@dataclass
+class Job:
+    job_id: int
+    name: str | None
+    direction: str
+    identity: dict[str, Any]
+    params: dict[str, Any]
+    ids: list[int] | None
+    state: str
+    cursor: int
+    counts: Counter[str]
+    chunks: int
+    runs: int
+    host: str
+    pid: int
+    heartbeat: datetime | None
+    started_at: datetime
+    ended_at: datetime | None
+    active_ms: int
+    stop_reason: str | None
+    version: str
+
+    @property
+    def label(self) -> str:
+        return f"job {self.job_id}" + (f" ({self.name})" if self.name else "")
+
+
+_JOB_COLS = (
+    "job_id, job_name, direction, identity_json, params_json, ids_json, state, cursor_lead_id,"
+    " counts_json, chunks, runs, host, pid, heartbeat, started_at, ended_at, active_ms,"
+    " stop_reason, tool_version"
+)
+
+
+def _job(row: Sequence[Any]) -> Job:
+    return Job(
+        job_id=int(row[0]),
+        name=row[1],
+        direction=row[2],
+        identity=json.loads(row[3]),
+        params=json.loads(row[4]),
+        ids=None if row[5] is None else json.loads(row[5]),
+        state=row[6],
+        cursor=int(row[7]),
+        counts=Counter(json.loads(row[8])),
+        chunks=int(row[9]),
+        runs=int(row[10]),
+        host=row[11],
+        pid=int(row[12]),
+        heartbeat=row[13],
+        started_at=row[14],
+        ended_at=row[15],
+        active_ms=int(row[16]),
+        stop_reason=row[17],
+        version=row[18],
+    )
+
+
+def get_job(db: Db, ref: str | int) -> Job:
+    """A job by id or by name (the newest of that name)."""
+    text = str(ref).strip()
+    if text.isdigit():
+        rows = db.rows(f"SELECT {_JOB_COLS} FROM archiver_jobs WHERE job_id = :r", {"r": int(text)})
+    else:
+        rows = db.rows(
+            f"SELECT {_JOB_COLS} FROM archiver_jobs WHERE job_name = :r ORDER BY job_id DESC LIMIT 1",
+            {"r": text},
+        )
+    if not rows:
+        raise BadInput(f"no job {text!r}; `vicidial-archiver jobs list` shows the jobs")
+    return _job(rows[0])
+
+
+def find_unfinished(db: Db, name: str | None, identity_hash: str) -> Job | None:
+    """The job a run resumes: the newest unfinished job of that name, or, for an unnamed run,
+    the newest unfinished unnamed job of the same identity."""
+    if name:
+        rows = db.rows(
+            f"SELECT {_JOB_COLS} FROM archiver_jobs WHERE job_name = :n"
+            " ORDER BY job_id DESC LIMIT 1",
+            {"n": name},
+        )
+    else:
+        rows = db.rows(
+            f"SELECT {_JOB_COLS} FROM archiver_jobs WHERE job_name IS NULL AND identity_hash = :h"
+            " ORDER BY job_id DESC LIMIT 1",
+            {"h": identity_hash},
+        )
+    if not rows:
+        return None
+    job = _job(rows[0])
+    return job if job.state in UNFINISHED else None
+
+
+def describe_difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    keys = sorted(set(old) | set(new))
+    diffs = [f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+    return "; ".join(diffs) or "nothing"
+
+
+def _expect(count: int, expected: int, what: str) -> None:
+    if count != expected:
+        raise CheckpointError(
+            f"checkpoint write {what} changed {count} row(s), expected {expected}; "
+            "another process may be writing the archiver_ tables"
+        )
+
+
+def create_job(
+    db: Db,
+    *,
+    name: str | None,
+    direction: str,
+    identity: Mapping[str, Any],
+    params: Mapping[str, Any],
+    ids: Sequence[int] | None,
+) -> int:
+    digest, text = identity_of(identity)
+    result = db.run(
+        "INSERT INTO archiver_jobs (job_name, direction, identity_hash, identity_json,"
+        " params_json, ids_json, state, counts_json, host, pid, heartbeat, started_at,"
+        " tool_version) VALUES (:name, :dir, :hash, :ident, :params, :ids, 'running', '{}',"
+        " :host, :pid, NOW(3), NOW(3), :ver)",
+        {
+            "name": name,
+            "dir": direction,
+            "hash": digest,
+            "ident": text,
+            "params": json.dumps(params, sort_keys=True),
+            "ids": None if ids is None else json.dumps(list(ids)),
+            "host": socket.gethostname()[:255],
+            "pid": os.getpid(),
+            "ver": __version__,
+        },
+        write=True,
+    )
+    assert result is not None
+    _expect(int(result.rowcount), 1, "creating the job")
+    return int(result.lastrowid)
+
+
+def claim(db: Db, job: Job) -> None:
+    """Mark a job as running in this process (a resume)."""
+    n = db.write(
+        "UPDATE archiver_jobs SET state = 'running', host = :host, pid = :pid, heartbeat = NOW(3),"
+        " runs = runs + 1, ended_at = NULL, stop_reason = NULL WHERE job_id = :id AND state = :s",
+        {"host": socket.gethostname()[:255], "pid": os.getpid(), "id": job.job_id, "s": job.state},
+    )
+    _expect(n, 1, f"claiming {job.label}")
+
+
+def set_pending(db: Db, job_id: int, ids: Sequence[int]) -> None:
+    if not ids:
+        return
+    with db.transaction(not db.in_tx):
+        values = ", ".join(f"(:j, :i{n})" for n in range(len(ids)))
+        params: dict[str, Any] = {"j": job_id, **{f"i{n}": i for n, i in enumerate(ids)}}
+        n = db.write(f"INSERT IGNORE INTO archiver_pending (job_id, lead_id) VALUES {values}", params)
+        if n > len(ids):
+            _expect(n, len(ids), "marking the chunk's leads pending")
+
+
+def pending(db: Db, job_id: int, ids: Sequence[int]) -> set[int]:
+    if not ids:
+        return set()
+    rows = db.rows(
+        "SELECT lead_id FROM archiver_pending WHERE job_id = :j AND lead_id IN :ids",
+        {"j": job_id, "ids": list(ids)},
+    )
+    return {int(r[0]) for r in rows}
+
+
+@dataclass
+class ChunkRecord:
+    chunk_no: int
+    first: int
+    last: int
+    cursor: int
+    leads: int
+    counts: Counter[str]
+    not_moved: dict[int, str]
+    ms: int
+
+
+def record_chunk(db: Db, job: Job, rec: ChunkRecord, totals: Counter[str]) -> None:
+    """The chunk, its leads not moved and the job's new cursor and counts, in one transaction
+    (the chunk's own on InnoDB)."""
+    with db.transaction(not db.in_tx):
+        n = db.write(
+            "INSERT INTO archiver_chunks (job_id, chunk_no, first_lead_id, last_lead_id,"
+            " cursor_lead_id, leads, counts_json, ms, done_at) VALUES (:j, :no, :first, :last,"
+            " :cursor, :leads, :counts, :ms, NOW(3))",
+            {
+                "j": job.job_id,
+                "no": rec.chunk_no,
+                "first": rec.first,
+                "last": rec.last,
+                "cursor": rec.cursor,
+                "leads": rec.leads,
+                "counts": json.dumps(dict(rec.counts), sort_keys=True),
+                "ms": rec.ms,
+            },
+        )
+        _expect(n, 1, f"recording chunk {rec.chunk_no}")
+        if rec.not_moved:
+            values = ", ".join(f"(:j, :l{i}, :o{i}, :no)" for i in range(len(rec.not_moved)))
+            params: dict[str, Any] = {"j": job.job_id, "no": rec.chunk_no}
+            for i, (lead, out) in enumerate(sorted(rec.not_moved.items())):
+                params[f"l{i}"], params[f"o{i}"] = lead, out
+            # A lead met again later in the same job (a re-run chunk) keeps its latest outcome.
+            n = db.write(
+                "INSERT INTO archiver_leads (job_id, lead_id, outcome, chunk_no) VALUES "
+                + values
+                + " ON DUPLICATE KEY UPDATE outcome = VALUES(outcome), chunk_no = VALUES(chunk_no)",
+                params,
+            )
+            if not len(rec.not_moved) <= n <= 2 * len(rec.not_moved):
+                _expect(n, len(rec.not_moved), "recording the leads not moved")
+        db.write("DELETE FROM archiver_pending WHERE job_id = :j", {"j": job.job_id})
+        n = db.write(
+            "UPDATE archiver_jobs SET cursor_lead_id = :cursor, counts_json = :counts,"
+            " chunks = :no, heartbeat = NOW(3), active_ms = active_ms + :ms"
+            " WHERE job_id = :j AND chunks = :prev AND state = 'running'",
+            {
+                "cursor": rec.cursor,
+                "counts": json.dumps(dict(totals), sort_keys=True),
+                "no": rec.chunk_no,
+                "ms": rec.ms,
+                "j": job.job_id,
+                "prev": rec.chunk_no - 1,
+            },
+        )
+        _expect(n, 1, f"advancing {job.label}")
+
+
+def heartbeat(db: Db, job_id: int) -> None:
+    db.write("UPDATE archiver_jobs SET heartbeat = NOW(3) WHERE job_id = :j", {"j": job_id})
+
+
+def finish(db: Db, job_id: int, state: str, reason: str | None) -> None:
+    n = db.write(
+        "UPDATE archiver_jobs SET state = :s, stop_reason = :r, ended_at = NOW(3),"
+        " heartbeat = NOW(3) WHERE job_id = :j",
+        {"s": state, "r": (reason or "")[:255] or None, "j": job_id},
+    )
+    _expect(n, 1, f"ending job {job_id}")
+
+
+def list_jobs(db: Db, limit: int = 50) -> list[Job]:
+    rows = db.rows(
+        f"SELECT {_JOB_COLS} FROM archiver_jobs ORDER BY job_id DESC LIMIT :n", {"n": limit}
+    )
+    return [_job(r) for r in rows]
+
+
+def chunks_of(db: Db, job_id: int, limit: int = 20) -> list[dict[str, Any]]:
+    rows = db.rows(
+        "SELECT chunk_no, first_lead_id, last_lead_id, leads, counts_json, ms, done_at"
+        " FROM archiver_chunks WHERE job_id = :j ORDER BY chunk_no DESC LIMIT :n",
+        {"j": job_id, "n": limit},
+    )
+    return [
+        {
+            "chunk": int(r[0]),
+            "first_lead_id": int(r[1]),
+            "last_lead_id": int(r[2]),
+            "leads": int(r[3]),
+            "counts": json.loads(r[4]),
+            "ms": int(r[5]),
+            "done_at": str(r[6]),
+        }
+        for r in reversed(rows)
+    ]
+
+
+def leads_of(db: Db, job_id: int, outcome: str | None) -> list[tuple[int, str]]:
+    cond = " AND outcome = :o" if outcome else ""
+    rows = db.rows(
+        f"SELECT lead_id, outcome FROM archiver_leads WHERE job_id = :j{cond} ORDER BY lead_id",
+        {"j": job_id, "o": outcome},
+    )
+    return [(int(r[0]), str(r[1])) for r in rows]
+
+
+def cancel(db: Db, job: Job) -> None:
+    if job.state not in UNFINISHED:
+        raise JobMismatch(f"{job.label} is {job.state}; only an unfinished job can be cancelled")
+    n = db.write(
+        "UPDATE archiver_jobs SET state = 'cancelled', ended_at = NOW(3),"
+        " stop_reason = 'cancelled by jobs cancel' WHERE job_id = :j AND state = :s",
+        {"j": job.job_id, "s": job.state},
+    )
+    _expect(n, 1, f"cancelling {job.label}")
+
+
+def prune(db: Db, older_than_s: float) -> int:
+    """Delete finished jobs (done, cancelled) that ended before the cut-off, with their rows."""
+    params = {"s": int(older_than_s)}
+    cond = (
+        "state IN ('done', 'cancelled') AND ended_at < NOW(3) - INTERVAL :s SECOND"
+    )
+    with db.transaction():
+        for table in ("archiver_chunks", "archiver_leads", "archiver_pending"):
+            db.write(
+                f"DELETE t FROM {table} AS t JOIN archiver_jobs AS j ON j.job_id = t.job_id"
+                f" WHERE j.{cond.replace('ended_at', 'j.ended_at').replace('state', 'j.state')}",
+                params,
+            )
+        return db.write(f"DELETE FROM archiver_jobs WHERE {cond}", params)
+
+
+def describe_job(job: Job, chunks: list[dict[str, Any]]) -> dict[str, Any]:
+    """What `jobs show` prints, in order."""
+    leads = sum(job.counts.values())
+    rate = leads / (job.active_ms / 1000) if job.active_ms else 0.0
+    return {
+        "job": job.job_id,
+        "name": job.name or "-",
+        "direction": job.direction,
+        "state": job.state,
+        "selection": json.dumps(job.identity.get("selection"), sort_keys=True),
+        "flags": ",".join(k for k, v in job.identity.get("flags", {}).items() if v) or "-",
+        "chunk_size": job.identity.get("chunk_size"),
+        "cursor": job.cursor,
+        "chunks": job.chunks,
+        "runs": job.runs,
+        "leads": leads,
+        "rate": f"{rate:.0f} leads/s over {job.active_ms / 1000:.1f}s of chunk time",
+        "started": job.started_at,
+        "ended": job.ended_at or "-",
+        "heartbeat": job.heartbeat or "-",
+        "host": f"{job.host} pid {job.pid}",
+        "stop_reason": job.stop_reason or "-",
+        "version": job.version,
+        "counts": dict(sorted(job.counts.items())),
+        "last_chunks": chunks,
+    }

@@ -1,0 +1,551 @@
+"""click commands: parse, load settings, call one core function, map errors to exit codes.
+
+No other module imports click. Every error a user can cause is an ArchiverError and ends as one
+`Error: …` line on stderr with its exit code; `--debug` re-raises with the traceback.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy.exc import DBAPIError
+
+from archiver import checkpoint, config, schema
+from archiver import logging as alog
+from archiver.db import Db, connect, make_engine
+from archiver.errors import EXIT_FAILED, ArchiverError, BadInput
+from archiver.runner import JobSpec, Summary, run_job, spec_from_job
+from archiver.selection import (
+    Criteria,
+    Selection,
+    check_limit,
+    ids_from_lines,
+    parse_id,
+    parse_request,
+)
+from archiver.steps import ARCHIVE, DEARCHIVE, Flags
+
+
+@dataclass
+class Ctx:
+    config_path: str | None
+    dsn: str | None
+    astguiclient: str | None
+    log_format: str | None
+    verbose: bool
+    debug: bool
+
+    def settings(self, **overrides: Any) -> config.Settings:
+        return config.load_settings(
+            config_path=self.config_path,
+            dsn=self.dsn,
+            astguiclient=self.astguiclient,
+            overrides={"log_format": self.log_format, **overrides},
+        )
+
+
+@contextmanager
+def open_db(settings: config.Settings, *, dry_run: bool = False) -> Iterator[Db]:
+    engine = make_engine(settings)
+    conn = connect(engine, settings)
+    try:
+        yield Db(conn, dry_run=dry_run)
+    finally:
+        try:
+            conn.close()
+        except DBAPIError:
+            pass
+        engine.dispose()
+
+
+def _out(text: str = "") -> None:
+    click.echo(text)
+
+
+class ArchiverGroup(click.Group):
+    """Maps every error a user can cause to one `Error:` line and its exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ArchiverError as exc:
+            self._fail(ctx, str(exc), exc.exit_code)
+        except DBAPIError as exc:
+            orig = getattr(exc, "orig", exc)
+            self._fail(ctx, f"database error: {orig}; run again with --debug for details",
+                       EXIT_FAILED)
+
+    @staticmethod
+    def _fail(ctx: click.Context, message: str, code: int) -> None:
+        obj = ctx.obj
+        if isinstance(obj, Ctx) and obj.debug:
+            raise
+        click.echo(f"Error: {message}", err=True)
+        ctx.exit(code)
+
+
+@click.group(cls=ArchiverGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", metavar="PATH",
+              help="TOML settings (default ./vicidial-archiver.toml, then /etc/…).")
+@click.option("--dsn", envvar="ARCHIVER_DSN", metavar="URL", show_envvar=True,
+              help="mysql://user:pass@host:3306/asterisk (prefer ARCHIVER_DB_PASSWORD for the password).")
+@click.option("--astguiclient", metavar="PATH",
+              help="Read VARDB_* connection settings from VICIdial's /etc/astguiclient.conf.")
+@click.option("--log-format", type=click.Choice(["console", "json"]),
+              help="Log format on stderr (default: console on a TTY, JSON otherwise).")
+@click.option("-v", "--verbose", is_flag=True, help="Log every SQL statement.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.version_option(package_name="vicidial-archiver")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, dsn: str | None, astguiclient: str | None,
+        log_format: str | None, verbose: bool, debug: bool) -> None:
+    """Move VICIdial leads between vicidial_list and vicidial_list_archive, verified."""
+    # ARCHIVER_DSN is read by click here and again by config (same value, same precedence).
+    ctx.obj = Ctx(config_path, dsn, astguiclient, log_format, verbose, debug)
+    alog.configure(log_format or "auto", verbose)
+
+
+# --- selection and job options -----------------------------------------------------------
+
+
+def selection_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    opts = [
+        click.argument("lead_ids", nargs=-1),
+        click.option("--ids-file", metavar="PATH", help="One lead id a line; - reads stdin."),
+        click.option("--request", "request_path", metavar="PATH",
+                     help="A Lead Archive API JSON body (lead_ids + step booleans); - reads stdin."),
+        click.option("--list-id", "list_ids", multiple=True, metavar="ID", help="Repeatable."),
+        click.option("--campaign", "campaigns", multiple=True, metavar="ID",
+                     help="The campaign's lists (vicidial_lists.campaign_id). Repeatable."),
+        click.option("--status", "statuses", multiple=True, metavar="S", help="Repeatable."),
+        click.option("--entry-before", metavar="DATE|AGE", help="entry_date before (e.g. 2024-01-01, 365d)."),
+        click.option("--last-call-before", metavar="DATE|AGE",
+                     help="last_local_call_time before; NULL never matches."),
+        click.option("--modified-before", metavar="DATE|AGE", help="modify_date before."),
+        click.option("--where", metavar="SQL", help="A raw condition on the source table (DBAs)."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def job_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    opts = [
+        click.option("--insert/--no-insert", "do_insert", default=True, help="Copy missing leads."),
+        click.option("--delete/--no-delete", "do_delete", default=True,
+                     help="Delete source rows that have an equal copy."),
+        click.option("--chunk-size", type=int, metavar="N", help="Leads per chunk, 1–500 (500)."),
+        click.option("--dry-run", is_flag=True, help="Show the plan and counts; write nothing."),
+        click.option("--report", metavar="PATH", help="CSV of every lead not moved, with its outcome."),
+        click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout."),
+        click.option("--job-name", metavar="NAME", help="Resume the unfinished job of this name."),
+        click.option("--ignore-window", is_flag=True, help="Run outside the off-hours window."),
+        click.option("--max-runtime", metavar="DURATION", help="Stop cleanly after e.g. 2h."),
+        click.option("--sleep", metavar="S", help="Seconds to sleep between chunks."),
+        click.option("--sleep-coef", type=float, metavar="C", help="Sleep C × last chunk time."),
+        click.option("--max-threads-running", type=int, metavar="N",
+                     help="Wait while Threads_running is above N."),
+        click.option("--max-replica-lag", metavar="S", help="Wait while a replica lags more."),
+        click.option("--max-wait", metavar="DURATION", help="Give up waiting after this (exit 3)."),
+        click.option("--chunk-time", type=int, metavar="MS",
+                     help="Size chunks (≤ 500) to this statement time."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _read_source(path: str) -> tuple[str, str]:
+    if path == "-":
+        return sys.stdin.read(), "stdin"
+    try:
+        return Path(path).read_text(encoding="utf-8"), path
+    except OSError as exc:
+        raise BadInput(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise BadInput(f"{path} is not UTF-8 text") from None
+
+
+def build_selection(settings: config.Settings, kw: dict[str, Any]) -> tuple[Selection, Flags | None]:
+    """The selection from arguments, file, request or criteria; the request's step flags."""
+    crit = Criteria(
+        list_ids=tuple(parse_list_id(v) for v in kw["list_ids"]),
+        campaigns=tuple(kw["campaigns"]),
+        statuses=tuple(kw["statuses"]),
+        entry_before=kw["entry_before"] or "",
+        last_call_before=kw["last_call_before"] or "",
+        modified_before=kw["modified_before"] or "",
+        where=kw["where"] or "",
+    )
+    sources = [bool(kw["lead_ids"]), bool(kw["ids_file"]), bool(kw["request_path"]),
+               not crit.empty]
+    if sum(sources) == 0:
+        raise BadInput("nothing selected: give lead ids, --ids-file, --request or criteria "
+                       "(--list-id, --campaign, --status, --entry-before, …)")
+    if sum(sources) > 1:
+        raise BadInput("give one kind of selection: lead ids, --ids-file, --request, or criteria")
+    limit = settings.id_limit
+    if kw["request_path"]:
+        text, name = _read_source(kw["request_path"])
+        req = parse_request(text, name, limit)
+        return Selection.from_ids(req.lead_ids), Flags(req.insert, req.update, req.delete)
+    if kw["ids_file"]:
+        if kw["ids_file"] == "-":
+            ids = ids_from_lines(sys.stdin, "stdin")
+        else:
+            try:
+                with open(kw["ids_file"], encoding="utf-8") as fh:
+                    ids = ids_from_lines(fh, kw["ids_file"])
+            except OSError as exc:
+                raise BadInput(f"cannot read {kw['ids_file']}: {exc.strerror}") from None
+        if not ids:
+            raise BadInput(f"{kw['ids_file']} holds no lead ids")
+        check_limit(ids, limit, kw["ids_file"])
+        return Selection.from_ids(ids), None
+    if kw["lead_ids"]:
+        ids = [parse_id(t) for arg in kw["lead_ids"] for t in arg.split(",") if t.strip() or
+               _bad_empty(arg)]
+        check_limit(ids, limit, "the command line")
+        return Selection.from_ids(ids), None
+    return Selection(criteria=crit.resolve()), None
+
+
+def _bad_empty(arg: str) -> bool:
+    raise BadInput(f"invalid lead id list {arg!r}: lead ids are whole numbers separated by commas")
+
+
+def parse_list_id(text: str) -> int:
+    if not text.strip().isdigit():
+        raise BadInput(f"invalid --list-id {text!r}: list ids are whole numbers")
+    return int(text)
+
+
+def job_settings(ctx: Ctx, kw: dict[str, Any]) -> config.Settings:
+    base = ctx.settings()
+    thr = base.throttle
+    throttle = config.ThrottleSettings(
+        sleep=_dur(kw["sleep"], "--sleep", thr.sleep),
+        sleep_coef=kw["sleep_coef"] if kw["sleep_coef"] is not None else thr.sleep_coef,
+        max_threads_running=_pick(kw["max_threads_running"], thr.max_threads_running),
+        max_replica_lag=_dur(kw["max_replica_lag"], "--max-replica-lag", thr.max_replica_lag),
+        max_wait=_dur(kw["max_wait"], "--max-wait", thr.max_wait),
+        chunk_time_ms=_pick(kw["chunk_time"], thr.chunk_time_ms),
+        replicas=thr.replicas,
+    )
+    guards = base.guards
+    if "safe_auto_increment" in kw and kw["safe_auto_increment"] is not None:
+        guards = config.replace(guards, safe_auto_increment=kw["safe_auto_increment"])
+    for name in kw.get("no_guard", ()) or ():
+        guards = config.replace(guards, **{name: False})
+    return config.with_overrides(
+        base,
+        chunk_size=_pick(kw["chunk_size"], base.chunk_size),
+        max_runtime=_dur(kw["max_runtime"], "--max-runtime", base.max_runtime),
+        throttle=throttle,
+        guards=guards,
+    )
+
+
+def _pick(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+def _dur(value: str | None, what: str, default: float) -> float:
+    return default if value is None else config.parse_duration(value, what)
+
+
+def _progress(enabled: bool) -> tuple[Any, Callable[..., None] | None]:
+    if not enabled:
+        return None, None
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
+        TextColumn("{task.fields[rate]:>8.0f} leads/s"), TimeRemainingColumn(),
+        console=Console(stderr=True), transient=True,
+    )
+    task = bar.add_task("moving", total=1.0, rate=0.0)
+
+    def update(done: float, rate: float, _eta: float | None, counts: Any) -> None:
+        bar.update(task, completed=done, rate=rate)
+
+    return bar, update
+
+
+def print_summary(summary: Summary, as_json: bool) -> None:
+    if as_json:
+        data = summary.as_dict()
+        if summary.dry_run:
+            data["sql"] = summary.sql
+        _out(json.dumps(data))
+        return
+    head = "DRY RUN — nothing written. " if summary.dry_run else ""
+    job = f"job {summary.job_id}" if summary.job_id else "no job recorded"
+    _out(f"{head}{summary.direction}: {summary.state}, {summary.leads} leads in "
+         f"{summary.chunks} chunks, {summary.seconds:.1f}s ({summary.rate:.0f} leads/s), {job}")
+    for name, count in sorted(summary.counts.items()):
+        _out(f"  {name:<18} {count}")
+    for warning in summary.warnings:
+        _out(f"  warning: {warning}")
+    if summary.dry_run and summary.sql:
+        _out("\nSQL of the first chunk:")
+        for stmt in summary.sql:
+            _out(stmt + ";")
+
+
+def run_command(ctx: Ctx, direction: str, kw: dict[str, Any], flags: Flags,
+                overrides: dict[str, Any] | None = None) -> Summary:
+    settings = job_settings(ctx, kw)
+    selection, req_flags = build_selection(settings, kw)
+    if req_flags is not None:  # a step runs only when both the request and the flags allow it
+        flags = Flags(flags.insert and req_flags.insert, flags.update and req_flags.update,
+                      flags.delete and req_flags.delete)
+    spec = JobSpec(direction=direction, selection=selection, flags=flags,
+                   overrides=overrides or {}, name=kw["job_name"], dry_run=kw["dry_run"],
+                   report=kw["report"], ignore_window=kw["ignore_window"])
+    show_bar = sys.stderr.isatty() and not ctx.verbose
+    bar, update = _progress(show_bar)
+    with open_db(settings, dry_run=spec.dry_run) as db:
+        try:
+            if bar is not None:
+                with bar:
+                    summary = run_job(db, settings, spec, progress=update)
+            else:
+                summary = run_job(db, settings, spec)
+        except ArchiverError as exc:
+            if exc.summary is not None:
+                print_summary(exc.summary, kw["as_json"])
+            raise
+    print_summary(summary, kw["as_json"])
+    return summary
+
+
+# --- archive -----------------------------------------------------------------------------
+
+
+@cli.command()
+@selection_options
+@job_options
+@click.option("--update/--no-update", "do_update", default=True,
+              help="Refresh archive rows that differ from live.")
+@click.option("--safe-auto-increment/--no-safe-auto-increment", default=None,
+              help="Keep the newest lead live (default on).")
+@click.option("--no-guard", multiple=True,
+              type=click.Choice(["hopper", "auto_calls", "live_agents", "callbacks"]),
+              help="Turn one live-lead guard off for this run. Repeatable.")
+@click.pass_obj
+def archive(ctx: Ctx, **kw: Any) -> None:
+    """Move leads from vicidial_list into the archive, verified chunk by chunk."""
+    flags = Flags(kw["do_insert"], kw["do_update"], kw["do_delete"])
+    run_command(ctx, ARCHIVE, kw, flags)
+
+
+# --- schema ------------------------------------------------------------------------------
+
+
+@cli.group("schema")
+def schema_group() -> None:
+    """Check, create and repair the archive table."""
+
+
+@schema_group.command("check")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def schema_check(ctx: Ctx, as_json: bool) -> None:
+    """Report drift between vicidial_list and the archive; exit 1 when a run would be refused."""
+    settings = ctx.settings()
+    with open_db(settings) as db:
+        live, archive_t = schema.require_tables(db, settings.live_table, settings.archive_table)
+        forward = schema.drift(live, archive_t)
+    if as_json:
+        _out(json.dumps({"blocking": forward.blocking, "warnings": forward.warnings,
+                         "engine": {"live": live.engine, "archive": archive_t.engine}}))
+    else:
+        _out(f"{live.name} ({live.engine}, {live.collation}) → {archive_t.name} "
+             f"({archive_t.engine}, {archive_t.collation})")
+        if forward.clean:
+            _out("no drift: every live column fits the archive exactly")
+        for item in forward.blocking:
+            _out(f"BLOCKING: {item}")
+        for item in forward.warnings:
+            _out(f"warning: {item}")
+    if forward.blocking:
+        raise SystemExit(EXIT_FAILED)
+
+
+@schema_group.command("init")
+@click.option("--print", "print_only", is_flag=True, help="Print the SQL instead of running it.")
+@click.pass_obj
+def schema_init(ctx: Ctx, print_only: bool) -> None:
+    """Create the archive table (LIKE vicidial_list, lead_id without AUTO_INCREMENT) and the
+    archiver_ checkpoint tables."""
+    settings = ctx.settings()
+    with open_db(settings, dry_run=print_only) as db:
+        exists = schema.reflect(db, settings.archive_table) is not None
+        if schema.reflect(db, settings.live_table) is None:
+            raise BadInput(f"table {settings.live_table!r} does not exist; check --dsn")
+        statements = [] if exists else schema.init_archive_ddl(settings.live_table,
+                                                              settings.archive_table)
+        for stmt in statements:
+            db.write(stmt)
+        checkpoint.ensure_tables(db)
+        if print_only:
+            for stmt in db.planned:
+                _out(stmt + ";")
+            return
+    if exists:
+        _out(f"{settings.archive_table} already exists; `schema check` reports its drift")
+    else:
+        _out(f"created {settings.archive_table}")
+    _out("checkpoint tables ready")
+
+
+@schema_group.command("sync")
+@click.option("--apply", is_flag=True, help="Run the statements after showing them.")
+@click.pass_obj
+def schema_sync(ctx: Ctx, apply: bool) -> None:
+    """Print the ALTER TABLE that lets the archive hold every live column. Never drops or
+    narrows anything."""
+    settings = ctx.settings()
+    with open_db(settings) as db:
+        live, archive_t = schema.require_tables(db, settings.live_table, settings.archive_table)
+        statements = schema.sync_ddl(live, archive_t)
+        if not statements:
+            _out("-- nothing to do: the archive holds every live column losslessly")
+            return
+        for stmt in statements:
+            _out(stmt + ";")
+        if apply:
+            for stmt in statements:
+                db.write(stmt)
+            _out(f"-- applied {len(statements)} statement(s)")
+
+
+# --- jobs --------------------------------------------------------------------------------
+
+
+@cli.group("jobs")
+def jobs_group() -> None:
+    """The checkpoint tables: list, show, resume, cancel, prune jobs."""
+
+
+def _job_line(job: checkpoint.Job) -> str:
+    counts = ",".join(f"{k}={v}" for k, v in sorted(job.counts.items()))
+    return (f"{job.job_id:>6}  {(job.name or '-'):<16} {job.direction:<9} {job.state:<9} "
+            f"chunks={job.chunks:<6} {job.started_at:%Y-%m-%d %H:%M:%S}  {counts}")
+
+
+@jobs_group.command("list")
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.pass_obj
+def jobs_list(ctx: Ctx, limit: int) -> None:
+    """The newest jobs first."""
+    with open_db(ctx.settings()) as db:
+        checkpoint.ensure_tables(db)
+        jobs = checkpoint.list_jobs(db, limit)
+    _out(f"{'job':>6}  {'name':<16} {'direction':<9} {'state':<9} {'chunks':<13} started")
+    for job in jobs:
+        _out(_job_line(job))
+
+
+@jobs_group.command("show")
+@click.argument("ref")
+@click.option("--leads", "outcome", metavar="OUTCOME",
+              help="List the leads not moved with this outcome (or 'all').")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def jobs_show(ctx: Ctx, ref: str, outcome: str | None, as_json: bool) -> None:
+    """One job: state, counts, rate, last chunks, stop reason."""
+    with open_db(ctx.settings()) as db:
+        checkpoint.ensure_tables(db)
+        job = checkpoint.get_job(db, ref)
+        if outcome:
+            for lead, out in checkpoint.leads_of(db, job.job_id, None if outcome == "all"
+                                                 else outcome):
+                _out(f"{lead},{out}")
+            return
+        chunks = checkpoint.chunks_of(db, job.job_id, 5)
+    data = checkpoint.describe_job(job, chunks)
+    if as_json:
+        _out(json.dumps(data, default=str))
+        return
+    for key, value in data.items():
+        if key == "last_chunks":
+            _out("last chunks:")
+            for c in value:
+                _out(f"  #{c['chunk']} leads {c['first_lead_id']}–{c['last_lead_id']} "
+                     f"({c['leads']}) {c['ms']} ms {c['counts']}")
+        elif key == "counts":
+            _out("counts:")
+            for name, count in value.items():
+                _out(f"  {name:<18} {count}")
+        else:
+            _out(f"{key + ':':<14}{value}")
+
+
+@jobs_group.command("resume")
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--ignore-window", is_flag=True)
+@click.option("--max-runtime", metavar="DURATION")
+@click.option("--report", metavar="PATH")
+@click.pass_obj
+def jobs_resume(ctx: Ctx, ref: str, as_json: bool, ignore_window: bool,
+                max_runtime: str | None, report: str | None) -> None:
+    """Resume an unfinished job with the selection and flags it was started with."""
+    settings = ctx.settings()
+    if max_runtime:
+        settings = config.with_overrides(
+            settings, max_runtime=config.parse_duration(max_runtime, "--max-runtime"))
+    with open_db(settings) as db:
+        checkpoint.ensure_tables(db)
+        job = checkpoint.get_job(db, ref)
+        spec = spec_from_job(job, ignore_window=ignore_window, report=report)
+        settings = config.with_overrides(settings, chunk_size=job.identity["chunk_size"])
+        try:
+            summary = run_job(db, settings, spec)
+        except ArchiverError as exc:
+            if exc.summary is not None:
+                print_summary(exc.summary, as_json)
+            raise
+    print_summary(summary, as_json)
+
+
+@jobs_group.command("cancel")
+@click.argument("ref")
+@click.pass_obj
+def jobs_cancel(ctx: Ctx, ref: str) -> None:
+    """Mark an unfinished job cancelled (its leads stay where they are)."""
+    with open_db(ctx.settings()) as db:
+        checkpoint.ensure_tables(db)
+        job = checkpoint.get_job(db, ref)
+        checkpoint.cancel(db, job)
+    _out(f"cancelled {job.label}")
+
+
+@jobs_group.command("prune")
+@click.option("--older-than", default="30d", show_default=True, metavar="AGE")
+@click.pass_obj
+def jobs_prune(ctx: Ctx, older_than: str) -> None:
+    """Delete finished jobs (done, cancelled) older than AGE, with their chunks and leads."""
+    seconds = config.parse_duration(older_than, "--older-than")
+    with open_db(ctx.settings()) as db:
+        checkpoint.ensure_tables(db)
+        n = checkpoint.prune(db, seconds)
+    _out(f"pruned {n} job(s)")
+
+
+# --- entry point -------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> None:
+    cli.main(args=argv, prog_name="vicidial-archiver")

@@ -1,0 +1,423 @@
+"""One frozen, typed Settings object: defaults → TOML file → environment → flags.
+
+A wrong key or a wrong type fails at once (ConfigError, exit 2) and names the key.
+The password is kept apart from anything that is logged or printed: use `Settings.safe_dsn`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from archiver.errors import BadInput, ConfigError
+
+DEFAULT_CONFIG_PATHS = (Path("vicidial-archiver.toml"), Path("/etc/vicidial-archiver.toml"))
+MAX_CHUNK = 500
+DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True)
+class DbSettings:
+    host: str = "127.0.0.1"
+    port: int = 3306
+    user: str = "root"
+    password: str = field(default="", repr=False)
+    database: str = "asterisk"
+    connect_timeout: int = 10
+
+    def url(self, *, database: str | None = None) -> str:
+        """A SQLAlchemy URL with the password in it: never log or print this."""
+        db = self.database if database is None else database
+        cred = quote(self.user, safe="")
+        if self.password:
+            cred += ":" + quote(self.password, safe="")
+        return f"mysql+pymysql://{cred}@{self.host}:{self.port}/{db}?charset=utf8mb4"
+
+    def safe(self) -> str:
+        """The connection as it may be shown to a person: password masked."""
+        pw = ":***" if self.password else ""
+        return f"mysql://{self.user}{pw}@{self.host}:{self.port}/{self.database}"
+
+
+@dataclass(frozen=True)
+class WindowSettings:
+    start: str = ""
+    end: str = ""
+    days: tuple[str, ...] = DAY_NAMES
+    timezone: str = "UTC"
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.start and self.end)
+
+
+@dataclass(frozen=True)
+class GuardSettings:
+    hopper: bool = True
+    auto_calls: bool = True
+    live_agents: bool = True
+    callbacks: bool = True
+    safe_auto_increment: bool = True
+
+
+@dataclass(frozen=True)
+class ThrottleSettings:
+    sleep: float = 0.0
+    sleep_coef: float = 0.0
+    max_threads_running: int = 0
+    max_replica_lag: float = 0.0
+    max_wait: float = 600.0
+    chunk_time_ms: int = 0
+    replicas: tuple[str, ...] = field(default=(), repr=False)
+
+
+@dataclass(frozen=True)
+class Settings:
+    db: DbSettings = DbSettings()
+    live_table: str = "vicidial_list"
+    archive_table: str = "vicidial_list_archive"
+    chunk_size: int = MAX_CHUNK
+    id_limit: int = 500
+    lock_name: str = "vicidial-archiver"
+    lock_wait_timeout: int = 10
+    innodb_lock_wait_timeout: int = 5
+    deadlock_retries: int = 5
+    max_runtime: float = 0.0
+    log_format: str = "auto"
+    window: WindowSettings = WindowSettings()
+    guards: GuardSettings = GuardSettings()
+    throttle: ThrottleSettings = ThrottleSettings()
+
+    @property
+    def safe_dsn(self) -> str:
+        return self.db.safe()
+
+
+# The TOML layout: section → (Settings attribute or None for top level, dataclass).
+_SECTIONS: dict[str, tuple[str | None, type[Any]]] = {
+    "database": ("db", DbSettings),
+    "archive": (None, Settings),
+    "window": ("window", WindowSettings),
+    "guards": ("guards", GuardSettings),
+    "throttle": ("throttle", ThrottleSettings),
+}
+_TOP_KEYS = {
+    "live_table",
+    "archive_table",
+    "chunk_size",
+    "id_limit",
+    "lock_name",
+    "lock_wait_timeout",
+    "innodb_lock_wait_timeout",
+    "deadlock_retries",
+    "max_runtime",
+    "log_format",
+}
+_DB_EXTRA_KEYS = {"dsn", "astguiclient"}
+_DURATION_KEYS = {"max_runtime", "max_wait", "sleep", "max_replica_lag"}
+
+
+def parse_duration(text: str | float | int, what: str = "duration") -> float:
+    """Seconds from `90`, `90s`, `30m`, `2h`, `1d`; raises BadInput naming `what`."""
+    if isinstance(text, bool):
+        raise BadInput(f"{what}: expected a duration such as 90s, 30m, 2h, got {text!r}")
+    if isinstance(text, int | float):
+        value = float(text)
+    else:
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+        if not m:
+            raise BadInput(f"{what}: expected a duration such as 90s, 30m, 2h or 1d, got {text!r}")
+        unit = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+        value = float(m.group(1)) * unit
+    if value < 0:
+        raise BadInput(f"{what}: must not be negative, got {text!r}")
+    return value
+
+
+def parse_before(text: str, what: str, now: datetime | None = None) -> datetime:
+    """A cut-off from an ISO date/datetime or an age like `90d` (UTC, naive)."""
+    now = now or datetime.now(timezone.utc).replace(tzinfo=None)
+    if re.fullmatch(r"\s*\d+(?:\.\d+)?\s*[smhd]\s*", text):
+        return (now - timedelta(seconds=parse_duration(text, what))).replace(microsecond=0)
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text.strip()):
+            d = date.fromisoformat(text.strip())
+            return datetime(d.year, d.month, d.day)
+        return datetime.fromisoformat(text.strip()).replace(tzinfo=None)
+    except ValueError:
+        raise BadInput(
+            f"{what}: expected a date (2024-01-31), a datetime (2024-01-31 18:00) "
+            f"or an age (90d, 12h), got {text!r}"
+        ) from None
+
+
+def parse_clock(text: str, what: str) -> time:
+    try:
+        return time.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"{what}: expected a time of day such as 20:00, got {text!r}") from None
+
+
+def parse_dsn(dsn: str, what: str = "DSN") -> dict[str, Any]:
+    """The parts a DSN gives; never echoes the password back in an error."""
+    try:
+        url = make_url(dsn)
+    except ArgumentError:
+        shown = re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", dsn)
+        raise ConfigError(
+            f"{what} {shown!r} is not a URL; use mysql://user:password@host:3306/asterisk"
+        ) from None
+    if url.drivername not in {"mysql", "mysql+pymysql", "mariadb", "mariadb+pymysql"}:
+        raise ConfigError(
+            f"{what} scheme {url.drivername!r} is not supported; use mysql:// or mysql+pymysql://"
+        )
+    parts: dict[str, Any] = {}
+    if url.host:
+        parts["host"] = url.host
+    if url.port:
+        parts["port"] = url.port
+    if url.username:
+        parts["user"] = url.username
+    if url.password is not None:
+        parts["password"] = str(url.password)
+    if url.database:
+        parts["database"] = url.database
+    return parts
+
+
+def read_astguiclient(path: Path) -> dict[str, Any]:
+    """VARDB_* settings from VICIdial's /etc/astguiclient.conf, read the way VICIdial reads it:
+    spaces, tabs and `>` removed, everything from `#` or `;` dropped, value after the last `=`."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}; check the path and its permissions")
+    keys = {
+        "VARDB_server": "host",
+        "VARDB_port": "port",
+        "VARDB_user": "user",
+        "VARDB_pass": "password",
+        "VARDB_database": "database",
+    }
+    parts: dict[str, Any] = {}
+    for raw in text.splitlines():
+        line = re.sub(r"[#;].*", "", raw)
+        line = re.sub(r"[ \t>]", "", line)
+        if "=" not in line:
+            continue
+        key = line.split("=", 1)[0]
+        value = line.rsplit("=", 1)[1]
+        if key in keys:
+            parts[keys[key]] = value
+    if "port" in parts:
+        try:
+            parts["port"] = int(parts["port"])
+        except ValueError:
+            raise ConfigError(f"{path}: VARDB_port is not a number") from None
+    if parts.get("host") == "localhost":
+        # PyMySQL has no socket default; localhost means this machine over TCP.
+        parts["host"] = "127.0.0.1"
+    return parts
+
+
+def _check_type(key: str, value: Any, default: Any) -> Any:
+    name = key.rsplit(".", 1)[-1]
+    if name in _DURATION_KEYS:
+        return parse_duration(value, key)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key {key!r} must be true or false, got {value!r}")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key {key!r} must be a whole number, got {value!r}")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"config key {key!r} must be a number, got {value!r}")
+        return float(value)
+    if isinstance(default, tuple):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"config key {key!r} must be a list of strings, got {value!r}")
+        return tuple(value)
+    if not isinstance(value, str):
+        raise ConfigError(f"config key {key!r} must be a string, got {value!r}")
+    return value
+
+
+class _Builder:
+    """Collects overrides per section, then builds the frozen Settings once."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
+
+    def set(self, section: str, key: str, value: Any) -> None:
+        self.values[section][key] = value
+
+    def apply_db_parts(self, parts: dict[str, Any]) -> None:
+        self.values["database"].update(parts)
+
+    def build(self) -> Settings:
+        top = self.values["archive"]
+        nested: dict[str, Any] = {}
+        for section, (attr, cls) in _SECTIONS.items():
+            if attr is not None:
+                nested[attr] = cls(**self.values[section])
+        return Settings(**top, **nested)
+
+
+def _defaults_of(cls: type[Any]) -> dict[str, Any]:
+    inst = cls()
+    return {f.name: getattr(inst, f.name) for f in fields(cls)}
+
+
+def _load_file(builder: _Builder, path: Path, base_dir: Path) -> None:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    for section, body in data.items():
+        if section not in _SECTIONS:
+            raise ConfigError(
+                f"unknown config section [{section}] in {path}; "
+                f"known sections: {', '.join(_SECTIONS)}"
+            )
+        if not isinstance(body, dict):
+            raise ConfigError(f"config key {section!r} in {path} must be a [section]")
+        _load_section(builder, path, section, body, base_dir)
+
+
+def _load_section(
+    builder: _Builder, path: Path, section: str, body: dict[str, Any], base_dir: Path
+) -> None:
+    attr, cls = _SECTIONS[section]
+    defaults = _defaults_of(cls)
+    allowed = set(_TOP_KEYS) if attr is None else set(defaults)
+    if section == "database":
+        allowed |= _DB_EXTRA_KEYS
+    for key, value in body.items():
+        full = f"{section}.{key}"
+        if key not in allowed:
+            raise ConfigError(
+                f"unknown config key {full!r} in {path}; known keys in [{section}]: "
+                f"{', '.join(sorted(allowed))}"
+            )
+        if key == "dsn":
+            builder.apply_db_parts(parse_dsn(_check_type(full, value, ""), f"{full}"))
+        elif key == "astguiclient":
+            conf = Path(_check_type(full, value, ""))
+            builder.apply_db_parts(read_astguiclient(base_dir / conf))
+        else:
+            builder.set(section, key, _check_type(full, value, defaults[key]))
+
+
+_ENV_DB = {
+    "ARCHIVER_DB_HOST": "host",
+    "ARCHIVER_DB_PORT": "port",
+    "ARCHIVER_DB_USER": "user",
+    "ARCHIVER_DB_PASSWORD": "password",
+    "ARCHIVER_DB_NAME": "database",
+}
+
+
+def _load_env(builder: _Builder, env: dict[str, str]) -> None:
+    if env.get("ARCHIVER_ASTGUICLIENT"):
+        builder.apply_db_parts(read_astguiclient(Path(env["ARCHIVER_ASTGUICLIENT"])))
+    if env.get("ARCHIVER_DSN"):
+        builder.apply_db_parts(parse_dsn(env["ARCHIVER_DSN"], "ARCHIVER_DSN"))
+    for var, key in _ENV_DB.items():
+        if var in env and env[var] != "":
+            value: Any = env[var]
+            if key == "port":
+                if not value.isdigit():
+                    raise ConfigError(f"{var} must be a port number, got {value!r}")
+                value = int(value)
+            builder.set("database", key, value)
+
+
+def find_config(explicit: str | None) -> Path | None:
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist; check --config")
+        return path
+    for candidate in DEFAULT_CONFIG_PATHS:
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_settings(
+    *,
+    config_path: str | None = None,
+    dsn: str | None = None,
+    astguiclient: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+) -> Settings:
+    """Build Settings from every source in order. `overrides` maps `section.key` (or a top-level
+    key) to a value from a flag; None values are ignored so unset flags keep lower layers."""
+    env = dict(os.environ) if env is None else env
+    builder = _Builder()
+    path = find_config(config_path or env.get("ARCHIVER_CONFIG"))
+    if path is not None:
+        _load_file(builder, path, path.parent)
+    _load_env(builder, env)
+    if astguiclient:
+        builder.apply_db_parts(read_astguiclient(Path(astguiclient)))
+    if dsn:
+        builder.apply_db_parts(parse_dsn(dsn, "--dsn"))
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        section, _, name = key.rpartition(".")
+        builder.set(section or "archive", name, value)
+    try:
+        settings = builder.build()
+    except TypeError as exc:  # a flag name that does not exist: a bug, not user input
+        raise RuntimeError(f"unknown setting in overrides: {exc}") from exc
+    return validate(settings)
+
+
+def validate(s: Settings) -> Settings:
+    if not 1 <= s.chunk_size <= MAX_CHUNK:
+        raise BadInput(f"chunk size must be between 1 and {MAX_CHUNK}, got {s.chunk_size}")
+    if s.id_limit < 1:
+        raise ConfigError(f"config key 'archive.id_limit' must be at least 1, got {s.id_limit}")
+    if s.log_format not in {"auto", "console", "json"}:
+        raise ConfigError(f"log format must be console or json, got {s.log_format!r}")
+    for name in (s.live_table, s.archive_table):
+        if not re.fullmatch(r"[A-Za-z0-9_]{1,64}", name):
+            raise ConfigError(f"table name {name!r} must be letters, digits and _ only")
+    w = s.window
+    if bool(w.start) != bool(w.end):
+        raise ConfigError("config keys 'window.start' and 'window.end' must be set together")
+    if w.enabled:
+        parse_clock(w.start, "window.start")
+        parse_clock(w.end, "window.end")
+    bad_days = [d for d in w.days if d.lower()[:3] not in DAY_NAMES]
+    if bad_days:
+        raise ConfigError(f"window.days: unknown day(s) {bad_days}; use mon, tue, … sun")
+    try:
+        ZoneInfo(w.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"window.timezone: unknown time zone {w.timezone!r}") from None
+    if s.throttle.chunk_time_ms < 0 or s.throttle.max_threads_running < 0:
+        raise BadInput("throttle values must not be negative")
+    return s
+
+
+def with_overrides(s: Settings, **changes: Any) -> Settings:
+    return validate(replace(s, **changes))

@@ -1,0 +1,185 @@
+"""Connection, session settings, and the one execute helper every statement goes through.
+
+The helper is where statement logging, timing and `--dry-run` live: in a dry run a write
+statement is rendered and kept for display instead of being executed.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import pymysql
+from pymysql.converters import escape_item
+from sqlalchemy import bindparam, create_engine, event, text
+from sqlalchemy.engine import Connection, CursorResult, Engine, Row
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.pool import NullPool
+from sqlalchemy.sql.elements import TextClause
+
+from archiver.config import DbSettings, Settings
+from archiver.errors import ConnectError
+from archiver.logging import get_logger
+
+# Accepts VICIdial's zero dates whatever the server's GLOBAL sql_mode is; truncation is not an
+# error here because every copy is verified byte-for-byte before a source row is deleted.
+SESSION_SQL_MODE = "NO_ENGINE_SUBSTITUTION,ALLOW_INVALID_DATES"
+
+# MySQL error numbers the runner reacts to.
+ER_LOCK_WAIT_TIMEOUT = 1205
+ER_LOCK_DEADLOCK = 1213
+ER_ACCESS_DENIED = 1045
+ER_DBACCESS_DENIED = 1044
+ER_BAD_DB = 1049
+RETRYABLE = {ER_LOCK_WAIT_TIMEOUT, ER_LOCK_DEADLOCK}
+CONNECTION_LOST = {2006, 2013, 2014, 2055, 1927}
+
+
+def q(name: str) -> str:
+    """Backquote an identifier (`rank` is reserved in MySQL 8)."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def mysql_errno(exc: BaseException) -> int | None:
+    orig = getattr(exc, "orig", exc)
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int):
+        return args[0]
+    return None
+
+
+def make_engine(settings: Settings, *, database: str | None = None) -> Engine:
+    s = settings
+    engine = create_engine(
+        s.db.url(database=database),
+        poolclass=NullPool,
+        connect_args={"connect_timeout": s.db.connect_timeout, "autocommit": True},
+        isolation_level="AUTOCOMMIT",
+    )
+
+    @event.listens_for(engine, "connect")
+    def _session(dbapi_conn: Any, _record: Any) -> None:
+        with dbapi_conn.cursor() as cur:
+            cur.execute(
+                "SET SESSION time_zone = '+00:00', sql_mode = %s,"
+                " innodb_lock_wait_timeout = %s, lock_wait_timeout = %s",
+                (SESSION_SQL_MODE, s.innodb_lock_wait_timeout, s.lock_wait_timeout),
+            )
+            # Row locks only on rows read (no gap locks): the dialer keeps inserting new leads.
+            cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+
+    return engine
+
+
+def describe_connect_error(exc: BaseException, db: DbSettings) -> str:
+    errno = mysql_errno(exc)
+    where = db.safe()
+    if errno in (ER_ACCESS_DENIED, ER_DBACCESS_DENIED):
+        return (
+            f"access denied for user {db.user!r} on {db.host}:{db.port}; check the user and "
+            "password (--dsn, ARCHIVER_DB_PASSWORD or --astguiclient)"
+        )
+    if errno == ER_BAD_DB:
+        return f"database {db.database!r} does not exist on {db.host}:{db.port}; check --dsn"
+    if errno in (2003, 2005, 2013):
+        return (
+            f"cannot connect to MariaDB/MySQL at {db.host}:{db.port} ({where}); "
+            "check that the server is running and the host and port are right"
+        )
+    return f"cannot connect to {where}: MySQL error {errno}; check the connection settings"
+
+
+def connect(engine: Engine, settings: Settings) -> Connection:
+    try:
+        return engine.connect()
+    except (DBAPIError, pymysql.err.MySQLError) as exc:
+        raise ConnectError(describe_connect_error(exc, settings.db)) from None
+
+
+class Db:
+    """One connection for one run, with the execute helper.
+
+    Everything the tool sends to the server goes through `run`; `write=True` marks a statement
+    that changes data, which a dry run renders instead of executing.
+    """
+
+    def __init__(self, conn: Connection, *, dry_run: bool = False) -> None:
+        self.conn = conn
+        self.dry_run = dry_run
+        self.planned: list[str] = []
+        self.log = get_logger()
+        self.in_tx = False
+
+    def _clause(self, sql: str, params: Mapping[str, Any]) -> TextClause:
+        clause = text(sql)
+        expanding = [k for k, v in params.items() if isinstance(v, list | tuple)]
+        if expanding:
+            clause = clause.bindparams(*(bindparam(k, expanding=True) for k in expanding))
+        return clause
+
+    def render(self, sql: str, params: Mapping[str, Any] | None = None) -> str:
+        """The statement with its values inlined, for display only (never executed)."""
+        params = dict(params or {})
+
+        def literal(value: Any) -> str:
+            if isinstance(value, list | tuple):
+                return "(" + ", ".join(literal(v) for v in value) + ")"
+            return str(escape_item(value, "utf8mb4"))
+
+        def swap(m: re.Match[str]) -> str:
+            name = m.group(1)
+            return literal(params[name]) if name in params else m.group(0)
+
+        return re.sub(r"(?<![:\w]):(\w+)", swap, sql).strip()
+
+    def run(
+        self, sql: str, params: Mapping[str, Any] | None = None, *, write: bool = False
+    ) -> CursorResult[Any] | None:
+        params = dict(params or {})
+        if write and self.dry_run:
+            self.planned.append(self.render(sql, params))
+            return None
+        started = time.perf_counter()
+        result = self.conn.execute(self._clause(sql, params), params)
+        ms = (time.perf_counter() - started) * 1000
+        self.log.debug("sql", sql=" ".join(sql.split())[:300], ms=round(ms, 2),
+                       rows=result.rowcount if write else None)
+        return result
+
+    def rows(self, sql: str, params: Mapping[str, Any] | None = None) -> Sequence[Row[Any]]:
+        result = self.run(sql, params)
+        assert result is not None
+        return result.fetchall()
+
+    def scalar(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
+        result = self.run(sql, params)
+        assert result is not None
+        return result.scalar()
+
+    def write(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
+        """Run a data-changing statement; returns its row count (0 in a dry run)."""
+        result = self.run(sql, params, write=True)
+        return 0 if result is None else int(result.rowcount)
+
+    @contextmanager
+    def transaction(self, enabled: bool = True) -> Iterator[None]:
+        """BEGIN … COMMIT when `enabled` (InnoDB); a no-op otherwise (MyISAM autocommit)."""
+        if not enabled or self.dry_run:
+            yield
+            return
+        self.run("START TRANSACTION")
+        self.in_tx = True
+        try:
+            yield
+        except BaseException:
+            self.in_tx = False
+            try:
+                self.run("ROLLBACK")
+            except (OperationalError, DBAPIError):
+                pass  # the connection is gone; the server rolls back on its own
+            raise
+        self.in_tx = False
+        self.run("COMMIT")

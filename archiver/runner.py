@@ -1,0 +1,566 @@
+"""The job loop: chunks, guards, throttle, window, signals and checkpoint calls.
+
+Guarantees by engine:
+- InnoDB (both tables): a chunk is one transaction. Its rows are locked first (FOR UPDATE in
+  lead_id order), the guards are read inside it, and insert, update, delete and the checkpoint
+  rows commit together. A deadlock or lock-wait timeout rolls the chunk back and redoes it.
+- MyISAM (either table): nothing is atomic. Each statement is idempotent and the delete carries
+  its own proof of equality, so a chunk cut anywhere leaves every lead in at least one table
+  with its data intact, and the next run re-derives each lead's state from the two tables. The
+  checkpoint is a resume hint only.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from sqlalchemy.exc import DBAPIError
+
+from archiver import checkpoint, window
+from archiver.checkpoint import ChunkRecord, Job
+from archiver.config import Settings
+from archiver.db import CONNECTION_LOST, RETRYABLE, Db, mysql_errno
+from archiver.errors import BadInput, Failed, LockHeld, Stopped
+from archiver.logging import get_logger
+from archiver.schema import Table, check_lossless, require_tables
+from archiver.selection import Criteria, Selection, Walker
+from archiver.steps import (
+    ARCHIVE,
+    GUARDS,
+    SKIPPED_LIVE,
+    SKIPPED_NEWEST,
+    ChunkSql,
+    Flags,
+    State,
+    live_guarded,
+    outcome,
+    predict,
+    read_states,
+)
+
+# Fault injection for tests: ARCHIVER_FAULT=<point>[:<chunk>] kills this process with SIGKILL
+# at that point of that chunk (default: the first chunk of the run). Points: after_insert,
+# after_update, after_delete, before_checkpoint. A line `FAULT <point> <chunk>` goes to stderr
+# first so a test can assert where the kill happened.
+FAULT_POINTS = ("after_insert", "after_update", "after_delete", "before_checkpoint")
+
+Hook = Callable[[str, Db, Sequence[int]], None]
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    direction: str
+    selection: Selection
+    flags: Flags = Flags()
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    name: str | None = None
+    dry_run: bool = False
+    report: str | None = None
+    ignore_window: bool = False
+    resume_id: int | None = None
+
+    def identity(self, chunk_size: int) -> dict[str, Any]:
+        return {
+            "direction": self.direction,
+            "selection": self.selection.canonical(),
+            "flags": {"insert": self.flags.insert, "update": self.flags.update,
+                      "delete": self.flags.delete},
+            "overrides": dict(sorted(self.overrides.items())),
+            "chunk_size": chunk_size,
+        }
+
+
+@dataclass
+class Summary:
+    direction: str
+    job_id: int | None
+    state: str
+    counts: Counter[str]
+    job_counts: Counter[str]
+    leads: int
+    chunks: int
+    seconds: float
+    dry_run: bool = False
+    throttle_slept_s: float = 0.0
+    stop_reason: str | None = None
+    sql: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.leads / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "direction": self.direction,
+            "job_id": self.job_id,
+            "state": self.state,
+            "dry_run": self.dry_run,
+            "counts": dict(sorted(self.counts.items())),
+            "job_counts": dict(sorted(self.job_counts.items())),
+            "leads": self.leads,
+            "chunks": self.chunks,
+            "seconds": round(self.seconds, 3),
+            "rate_per_s": round(self.rate, 1),
+            "stop_reason": self.stop_reason,
+        }
+
+
+class _Signals:
+    """First SIGTERM/SIGINT: stop after the current chunk. Second SIGINT: abort at once."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        if self.reason is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.reason = f"stopped by {signal.Signals(signum).name}"
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread (a library caller): no signal handling
+                pass
+        try:
+            yield
+        finally:
+            for sig, handler in self._old.items():
+                signal.signal(sig, handler)
+
+
+def lock_name(settings: Settings) -> str:
+    return f"{settings.lock_name}:{settings.db.database}"[:64]
+
+
+def _fault(point: str, chunk_no: int) -> None:
+    spec = os.environ.get("ARCHIVER_FAULT")
+    if not spec:
+        return
+    name, _, when = spec.partition(":")
+    if name == point and int(when or "1") == chunk_no:
+        os.write(2, f"FAULT {point} {chunk_no}\n".encode())
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class Runner:
+    def __init__(self, db: Db, settings: Settings, spec: JobSpec, hook: Hook | None = None,
+                 progress: Any = None) -> None:
+        self.db = db
+        self.s = settings
+        self.spec = spec
+        self.hook = hook
+        self.progress = progress
+        self.log = get_logger(direction=spec.direction)
+        self.signals = _Signals()
+        self.warnings: list[str] = []
+        self.guard_tables: list[str] = []
+        self.pending: set[int] = set()
+        self.started = time.monotonic()
+        self.transactional = False
+
+    # --- set-up --------------------------------------------------------------------------
+
+    def tables(self) -> tuple[Table, Table]:
+        live, archive = require_tables(self.db, self.s.live_table, self.s.archive_table)
+        src, dst = (live, archive) if self.spec.direction == ARCHIVE else (archive, live)
+        check_lossless(src, dst)
+        self.transactional = live.transactional and archive.transactional
+        return src, dst
+
+    def _check_where(self, sql: ChunkSql) -> None:
+        crit = self.spec.selection.criteria
+        if crit is None or not crit.where:
+            return
+        cond, params = crit.sql()
+        try:
+            self.db.rows(f"EXPLAIN SELECT `lead_id` FROM {sql.s} WHERE {cond} LIMIT 0", params)
+        except DBAPIError as exc:
+            msg = str(getattr(exc, "orig", exc)).split(",", 1)[-1].strip(" )'\"")
+            raise BadInput(f"--where is not a valid condition: {msg}") from None
+
+    def _find_guards(self) -> None:
+        if self.spec.direction != ARCHIVE:
+            return
+        wanted = [(n, t) for n, t, _ in GUARDS if getattr(self.s.guards, n)]
+        present = {
+            str(r[0]).lower()
+            for r in self.db.rows(
+                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()"
+                " AND TABLE_NAME IN :t",
+                {"t": [t for _, t in wanted] or [""]},
+            )
+        }
+        for _, table in wanted:
+            if table in present:
+                self.guard_tables.append(table)
+            else:
+                msg = f"guard table {table} does not exist; its guard is off for this run"
+                self.warnings.append(msg)
+                self.log.warning("guard_missing", table=table)
+
+    def _lock(self) -> None:
+        name = lock_name(self.s)
+        got = self.db.scalar("SELECT GET_LOCK(:n, 0)", {"n": name})
+        if got == 1:
+            return
+        holder = self.db.rows(
+            "SELECT job_id, job_name, host, pid FROM archiver_jobs WHERE state = 'running'"
+            " ORDER BY heartbeat DESC LIMIT 1"
+        )
+        conn_id = self.db.scalar("SELECT IS_USED_LOCK(:n)", {"n": name})
+        if holder:
+            j = holder[0]
+            who = f"job {j[0]}" + (f" ({j[1]})" if j[1] else "") + f" on host {j[2]} pid {j[3]}"
+        else:
+            who = "another session"
+        raise LockHeld(
+            f"another job holds the lock {name!r}: {who} (connection {conn_id}); "
+            "wait for it to finish or stop it, then run again"
+        )
+
+    def _unlock(self) -> None:
+        try:
+            self.db.scalar("SELECT RELEASE_LOCK(:n)", {"n": lock_name(self.s)})
+        except DBAPIError:
+            pass
+
+    def _job(self) -> Job:
+        spec = self.spec
+        identity = spec.identity(self.s.chunk_size)
+        digest, _ = checkpoint.identity_of(identity)
+        if spec.resume_id is not None:
+            job = checkpoint.get_job(self.db, spec.resume_id)
+        else:
+            job = checkpoint.find_unfinished(self.db, spec.name, digest)
+        if job is not None:
+            if job.identity != identity:
+                raise checkpoint.JobMismatch(
+                    f"{job.label} is unfinished with another selection or flags "
+                    f"({checkpoint.describe_difference(job.identity, identity)}); resume it "
+                    "with the same options, cancel it (`jobs cancel`), or use another --job-name"
+                )
+            if job.state not in checkpoint.UNFINISHED:
+                raise checkpoint.JobMismatch(f"{job.label} is {job.state}; nothing to resume")
+            checkpoint.claim(self.db, job)
+            self.pending = checkpoint.pending(self.db, job.job_id, self._pending_ids(job))
+            self.log.info("job_resumed", job_id=job.job_id, cursor=job.cursor, chunks=job.chunks)
+            return checkpoint.get_job(self.db, job.job_id)
+        crit = spec.selection.criteria
+        params = {"criteria": crit.resolved} if crit is not None else {}
+        job_id = checkpoint.create_job(
+            self.db, name=spec.name, direction=spec.direction, identity=identity, params=params,
+            ids=spec.selection.ids,
+        )
+        self.log.info("job_started", job_id=job_id, name=spec.name)
+        return checkpoint.get_job(self.db, job_id)
+
+    def _pending_ids(self, job: Job) -> list[int]:
+        rows = self.db.rows("SELECT lead_id FROM archiver_pending WHERE job_id = :j",
+                            {"j": job.job_id})
+        return [int(r[0]) for r in rows]
+
+    # --- one chunk -----------------------------------------------------------------------
+
+    def _at(self, point: str, chunk_no: int, ids: Sequence[int]) -> None:
+        if self.hook is not None:
+            self.hook(point, self.db, ids)
+        _fault(point, chunk_no)
+
+    def chunk(self, sql: ChunkSql, ids: list[int], job: Job | None, chunk_no: int,
+              newest: int | None, params: dict[str, Any]) -> dict[int, str]:
+        """Run one chunk; returns each id's outcome."""
+        db, flags, tx = self.db, self.spec.flags, self.transactional
+        p = {"ids": ids, **params}
+        with db.transaction(tx):
+            if tx and not db.dry_run:
+                db.rows(sql.lock_src(), p)
+                db.rows(sql.lock_dst(), p)
+            before = read_states(db, sql, ids, params if sql.criteria_sql else None)
+            skipped: dict[int, str] = {}
+            if self.spec.direction == ARCHIVE:
+                in_src = [i for i, st in before.items() if st.in_src]
+                skipped = dict.fromkeys(live_guarded(db, sql, in_src, self.guard_tables),
+                                        SKIPPED_LIVE)
+                if newest is not None and newest in before and before[newest].in_src:
+                    skipped.setdefault(newest, SKIPPED_NEWEST)
+            act = sorted(i for i, st in before.items() if st.in_src and i not in skipped)
+            after = self._apply(sql, act, job, chunk_no, before, params)
+            result = {}
+            for lead in ids:
+                if lead in skipped:
+                    result[lead] = skipped[lead]
+                    continue
+                st = before.get(lead)
+                if st is not None and not st.in_src and lead in self.pending:
+                    st = State(True, True, True)  # moved by the killed attempt of this chunk
+                result[lead] = outcome(st, after.get(lead), flags, self.spec.direction)
+            self._at("before_checkpoint", chunk_no, ids)
+            self._record(job, chunk_no, ids, result)
+        return result
+
+    def _apply(self, sql: ChunkSql, act: list[int], job: Job | None, chunk_no: int,
+               before: dict[int, State], params: dict[str, Any]) -> dict[int, State]:
+        if not act:
+            return {}
+        db, flags = self.db, self.spec.flags
+        if db.dry_run and db.planned:  # the SQL of one chunk is enough to show
+            return {i: predict(before[i], flags, self.spec.direction) for i in act}
+        if job is not None and not self.transactional:
+            checkpoint.set_pending(db, job.job_id, act)
+        p = {"ids": act, **sql.override_params()}
+        if flags.insert:
+            db.write(sql.insert(), p)
+            self._at("after_insert", chunk_no, act)
+        if flags.update and self.spec.direction == ARCHIVE:
+            db.write(sql.update(), {"ids": act})
+            self._at("after_update", chunk_no, act)
+        if flags.delete:
+            db.write(sql.delete(), {"ids": act})
+            self._at("after_delete", chunk_no, act)
+        if db.dry_run:
+            return {i: predict(before[i], flags, self.spec.direction) for i in act}
+        return read_states(db, sql, act)
+
+    def _record(self, job: Job | None, chunk_no: int, ids: list[int],
+                result: dict[int, str]) -> None:
+        counts = Counter(result.values())
+        self.totals.update(counts)
+        self.run_counts.update(counts)
+        moved = {"archived", "dearchived"}
+        not_moved = {i: o for i, o in result.items() if o not in moved}
+        if self.report_writer is not None:
+            for lead, out in sorted(not_moved.items()):
+                self.report_writer.writerow([lead, out])
+        if job is None:
+            return
+        rec = ChunkRecord(
+            chunk_no=chunk_no, first=ids[0], last=ids[-1], cursor=self.cursor, leads=len(ids),
+            counts=counts, not_moved=not_moved, ms=int(self.chunk_ms()),
+        )
+        checkpoint.record_chunk(self.db, job, rec, self.totals)
+        self.pending.clear()
+
+    def chunk_ms(self) -> float:
+        return (time.monotonic() - self.chunk_started) * 1000
+
+    # --- the loop ------------------------------------------------------------------------
+
+    def stop_reason(self) -> str | None:
+        if self.signals.reason:
+            return self.signals.reason
+        if self.s.max_runtime and time.monotonic() - self.started >= self.s.max_runtime:
+            return f"--max-runtime of {self.s.max_runtime:.0f}s reached"
+        if not self.spec.ignore_window and not window.is_open(self.s.window):
+            return f"the off-hours window ({window.describe(self.s.window)}) closed"
+        return None
+
+    def run(self) -> Summary:
+        from archiver.throttle import Throttle
+
+        spec = self.spec
+        src, dst = self.tables()
+        crit = spec.selection.criteria
+        cond, cparams = crit.sql() if crit is not None else ("", {})
+        sql = ChunkSql(spec.direction, src, dst, spec.overrides, cond)
+        self._check_where(sql)
+        if not spec.dry_run and not spec.ignore_window and not window.is_open(self.s.window):
+            raise Stopped(
+                f"outside the off-hours window ({window.describe(self.s.window)}); "
+                "run inside it or pass --ignore-window for a one-off run"
+            )
+        self._find_guards()
+        self.totals: Counter[str] = Counter()
+        self.run_counts: Counter[str] = Counter()
+        self.report_writer: Any = None
+        job: Job | None = None
+        if not spec.dry_run:
+            checkpoint.ensure_tables(self.db)
+            self._lock()
+        try:
+            if not spec.dry_run:
+                job = self._job()
+                self.totals.update(job.counts)
+                if job.ids is not None and spec.selection.ids is None:
+                    spec = self.spec = JobSpec(**{**spec.__dict__,
+                                                  "selection": Selection.from_ids(job.ids)})
+            with self._report() as writer:
+                self.report_writer = writer
+                return self._loop(sql, job, cparams, Throttle(
+                    self.db, self.s.throttle, self.s.chunk_size, self.stop_reason))
+        finally:
+            if not spec.dry_run:
+                self._unlock()
+
+    @contextmanager
+    def _report(self) -> Iterator[Any]:
+        if not self.spec.report:
+            yield None
+            return
+        fh: IO[str]
+        with open(self.spec.report, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["lead_id", "outcome"])
+            yield writer
+
+    def _next(self, walker: Walker, size: int) -> tuple[list[int], int]:
+        """The next chunk. After a MyISAM chunk was killed part-way, the first chunk of the
+        resumed run is that chunk again: its leads still selected plus those it had in hand."""
+        ids, cursor = walker.next_chunk(self.cursor, size)
+        if not self.pending:
+            return ids, cursor
+        top = max(self.pending)
+        return sorted({i for i in ids if i <= top} | self.pending), max(top, self.cursor)
+
+    def _loop(self, sql: ChunkSql, job: Job | None, cparams: dict[str, Any],
+              throttle: Any) -> Summary:
+        walker = Walker(self.db, self.spec.selection, sql.src.name)
+        self.cursor = job.cursor if job else 0
+        first_chunk = chunk_no = job.chunks if job else 0
+        first_id, last_id = walker.bounds()
+        leads, size = 0, self.s.chunk_size
+        state, reason = "done", None
+        planned: list[str] = []
+        try:
+            with self.signals.installed():
+                while True:
+                    ids, next_cursor = self._next(walker, size)
+                    if not ids:
+                        self.cursor = max(self.cursor, next_cursor)
+                        break
+                    chunk_no += 1
+                    self.chunk_started = time.monotonic()
+                    self.cursor = next_cursor
+                    result = self._retrying(sql, ids, job, chunk_no, self._newest(), cparams)
+                    ms = self.chunk_ms()
+                    leads += len(ids)
+                    if self.db.dry_run and not planned:
+                        planned = list(self.db.planned)
+                    self._log_chunk(chunk_no, ids, result, ms, leads, first_id, last_id)
+                    reason = self.stop_reason()
+                    if reason:
+                        state = "stopped"
+                        break
+                    size = throttle.next_size(len(ids), ms)
+                    throttle.pause(ms)
+        except Stopped as exc:
+            state, reason = "stopped", str(exc)
+        except KeyboardInterrupt:
+            state, reason = "stopped", "aborted by a second SIGINT"
+        except Failed as exc:
+            state, reason = "failed", str(exc)
+        except DBAPIError as exc:
+            state, reason = "failed", _db_failure(exc)
+        if job is not None:
+            self._end(job, state, reason)
+        summary = Summary(
+            direction=self.spec.direction, job_id=job.job_id if job else None, state=state,
+            counts=self.run_counts, job_counts=self.totals, leads=leads,
+            chunks=chunk_no - first_chunk, seconds=time.monotonic() - self.started,
+            dry_run=self.db.dry_run, stop_reason=reason, sql=planned, warnings=self.warnings,
+            throttle_slept_s=getattr(throttle, "slept_s", 0.0),
+        )
+        self.log.info("summary", **summary.as_dict())
+        if state == "stopped":
+            raise Stopped(f"{reason}; {self._resume_hint(job)}", summary)
+        if state == "failed":
+            raise Failed(f"{reason}; {self._resume_hint(job)}", summary)
+        return summary
+
+    def _resume_hint(self, job: Job | None) -> str:
+        if job is None:
+            return "nothing was written"
+        return f"job {job.job_id} is resumable: run the same command again or `jobs resume {job.job_id}`"
+
+    def _end(self, job: Job, state: str, reason: str | None) -> None:
+        try:
+            if self.db.in_tx:
+                return
+            checkpoint.finish(self.db, job.job_id, state, reason)
+        except DBAPIError:
+            # The connection is gone: the job stays `running` with an old heartbeat, and the
+            # next run, which gets the lock, resumes it.
+            pass
+
+    def _newest(self) -> int | None:
+        if self.spec.direction != ARCHIVE or not self.s.guards.safe_auto_increment:
+            return None
+        value = self.db.scalar(f"SELECT MAX(`lead_id`) FROM `{self.s.live_table}`")
+        return None if value is None else int(value)
+
+    def _retrying(self, sql: ChunkSql, ids: list[int], job: Job | None, chunk_no: int,
+                  newest: int | None, cparams: dict[str, Any]) -> dict[int, str]:
+        attempt = 0
+        while True:
+            try:
+                return self.chunk(sql, ids, job, chunk_no, newest, cparams)
+            except DBAPIError as exc:
+                errno = mysql_errno(exc)
+                if errno in RETRYABLE and attempt < self.s.deadlock_retries:
+                    attempt += 1
+                    self.log.warning("chunk_retry", chunk=chunk_no, errno=errno, attempt=attempt)
+                    time.sleep(min(0.1 * 2**attempt, 2.0))
+                    continue
+                raise
+
+    def _log_chunk(self, chunk_no: int, ids: list[int], result: dict[int, str], ms: float,
+                   leads: int, first_id: int, last_id: int) -> None:
+        elapsed = time.monotonic() - self.started
+        rate = leads / elapsed if elapsed > 0 else 0.0
+        span = max(1, last_id - first_id)
+        done = min(1.0, max(0.0, (self.cursor - first_id) / span))
+        eta = (elapsed / done - elapsed) if done > 0 else None
+        self.log.info(
+            "chunk", chunk=chunk_no, first_lead_id=ids[0], last_lead_id=ids[-1], leads=len(ids),
+            counts=dict(Counter(result.values())), ms=round(ms, 1), rate_per_s=round(rate, 1),
+            progress=round(done, 4), eta_s=None if eta is None else round(eta, 1),
+        )
+        if self.progress is not None:
+            self.progress(done, rate, eta, Counter(self.run_counts))
+
+
+def _db_failure(exc: DBAPIError) -> str:
+    errno = mysql_errno(exc)
+    if errno in CONNECTION_LOST:
+        return f"the database connection was lost (MySQL error {errno})"
+    if errno in RETRYABLE:
+        return f"lock wait timeout or deadlock persisted (MySQL error {errno})"
+    msg = str(getattr(exc, "orig", exc))
+    return f"database error: {msg[:300]}"
+
+
+def run_job(db: Db, settings: Settings, spec: JobSpec, hook: Hook | None = None,
+            progress: Any = None) -> Summary:
+    """Run (or resume) one job; returns its summary or raises Stopped/Failed/LockHeld/BadInput.
+
+    Stopped and Failed carry the summary as their second argument."""
+    return Runner(db, settings, spec, hook, progress).run()
+
+
+def spec_from_job(job: Job, *, ignore_window: bool = False, report: str | None = None) -> JobSpec:
+    """The spec a job was started with, from its checkpoint row alone (no original input)."""
+    ident = job.identity
+    if job.ids is not None:
+        selection = Selection.from_ids(job.ids)
+    else:
+        raw = dict(ident["selection"]["criteria"])
+        for key in ("list_ids", "campaigns", "statuses"):
+            raw[key] = tuple(raw.get(key, ()))
+        resolved = job.params.get("criteria", {})
+        selection = Selection(criteria=Criteria(**raw, resolved=resolved))
+    return JobSpec(
+        direction=job.direction, selection=selection, flags=Flags(**ident["flags"]),
+        overrides=ident.get("overrides", {}), name=job.name, ignore_window=ignore_window,
+        report=report, resume_id=job.job_id,
+    )

@@ -1,0 +1,312 @@
+"""Reflect both tables, decide whether rows can travel losslessly, report and repair drift.
+
+A column can travel from a source table to a target when every value the source can hold is
+stored in the target with the same bytes, because the delete step compares the two copies
+byte-exactly. Anything else blocks the run before a single row is written.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+
+from archiver.db import Db, q
+from archiver.errors import SchemaDrift
+
+INT_RANK = {"tinyint": 1, "smallint": 2, "mediumint": 3, "int": 4, "bigint": 5}
+TEXT_LEN = {"tinytext": 255, "text": 65535, "mediumtext": 16777215, "longtext": 4294967295}
+STRING_TYPES = {"char", "varchar", *TEXT_LEN}
+# Character sets whose every character utf8mb4 can hold with the same code point.
+UNICODE_SUPERSETS = {"utf8mb4": {"utf8mb3", "utf8", "ascii", "latin1", "utf8mb4"}}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    position: int
+    data_type: str
+    column_type: str
+    nullable: bool
+    default: str | None
+    extra: str
+    charset: str | None
+    collation: str | None
+    char_len: int | None
+    num_precision: int | None
+    num_scale: int | None
+    dt_precision: int | None
+
+    @property
+    def unsigned(self) -> bool:
+        return "unsigned" in self.column_type
+
+    @property
+    def enum_values(self) -> list[str]:
+        if self.data_type not in ("enum", "set"):
+            return []
+        inner = self.column_type[self.column_type.index("(") + 1 : self.column_type.rindex(")")]
+        return [v.replace("''", "'") for v in re.findall(r"'((?:[^']|'')*)'", inner)]
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    engine: str
+    collation: str | None
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...]
+    auto_increment: int | None
+
+    def column(self, name: str) -> Column | None:
+        for c in self.columns:
+            if c.name.lower() == name.lower():
+                return c
+        return None
+
+    @property
+    def transactional(self) -> bool:
+        return self.engine.lower() == "innodb"
+
+
+@dataclass
+class Drift:
+    """Drift between live and archive; `blocking` items make a run lossy and stop it."""
+
+    blocking: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not self.blocking and not self.warnings
+
+
+def reflect(db: Db, name: str) -> Table | None:
+    meta = db.rows(
+        "SELECT ENGINE, TABLE_COLLATION, AUTO_INCREMENT FROM information_schema.TABLES"
+        " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t",
+        {"t": name},
+    )
+    if not meta:
+        return None
+    cols = db.rows(
+        "SELECT COLUMN_NAME, ORDINAL_POSITION, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE,"
+        " COLUMN_DEFAULT, EXTRA, CHARACTER_SET_NAME, COLLATION_NAME,"
+        " CHARACTER_MAXIMUM_LENGTH, NUMERIC_PRECISION, NUMERIC_SCALE, DATETIME_PRECISION"
+        " FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t"
+        " ORDER BY ORDINAL_POSITION",
+        {"t": name},
+    )
+    pk = db.rows(
+        "SELECT COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE()"
+        " AND TABLE_NAME = :t AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX",
+        {"t": name},
+    )
+    columns = tuple(
+        Column(
+            name=r[0],
+            position=int(r[1]),
+            data_type=str(r[2]).lower(),
+            column_type=str(r[3]).lower(),
+            nullable=r[4] == "YES",
+            default=r[5],
+            extra=str(r[6] or "").lower(),
+            charset=r[7],
+            collation=r[8],
+            char_len=None if r[9] is None else int(r[9]),
+            num_precision=None if r[10] is None else int(r[10]),
+            num_scale=None if r[11] is None else int(r[11]),
+            dt_precision=None if r[12] is None else int(r[12]),
+        )
+        for r in cols
+    )
+    engine = str(meta[0][0] or "")
+    return Table(name, engine, meta[0][1], columns, tuple(str(r[0]) for r in pk), meta[0][2])
+
+
+def _charset_ok(src: Column, dst: Column) -> bool:
+    if src.charset is None or dst.charset is None or src.charset == dst.charset:
+        return src.charset is None or dst.charset is not None
+    return src.charset in UNICODE_SUPERSETS.get(dst.charset, set())
+
+
+def lossless_problem(src: Column, dst: Column) -> str | None:
+    """Why `dst` cannot hold every value of `src` byte-exactly, or None when it can."""
+    if src.nullable and not dst.nullable:
+        return "is NULL-able in the source but NOT NULL in the target"
+    s, d = src.data_type, dst.data_type
+    if s in INT_RANK:
+        rs, rd = INT_RANK[s], INT_RANK.get(d, 0)
+        if src.unsigned == dst.unsigned:
+            ok = rd >= rs
+        else:  # unsigned fits a signed type only one size up; signed never fits unsigned
+            ok = src.unsigned and rd > rs
+        return None if ok else _type_msg(src, dst)
+    if s == "decimal":
+        if d != "decimal" or dst.num_scale != src.num_scale or (
+            (dst.num_precision or 0) - (dst.num_scale or 0)
+            < (src.num_precision or 0) - (src.num_scale or 0)
+        ):
+            return _type_msg(src, dst)
+        return None
+    if s in ("enum", "set"):
+        if d == s:
+            missing = [v for v in src.enum_values if v not in dst.enum_values]
+            if missing:
+                vals = ", ".join(repr(v) for v in missing)
+                return f"lacks {s.upper()} value(s) {vals} in the target"
+        elif d in STRING_TYPES:
+            longest = max((len(v) for v in src.enum_values), default=0)
+            if (dst.char_len or 0) < longest:
+                return f"is {src.column_type} in the source but {dst.column_type} in the target"
+        else:
+            return f"is {src.column_type} in the source but {dst.column_type} in the target"
+        return None if _charset_ok(src, dst) else _charset_msg(src, dst)
+    if s in STRING_TYPES:
+        if d not in STRING_TYPES or (dst.char_len or 0) < (src.char_len or 0):
+            return f"is {src.column_type} in the source but narrower {dst.column_type} in the target"
+        if (s == "char") != (d == "char"):
+            return f"is {src.column_type} in the source but {dst.column_type} in the target"
+        return None if _charset_ok(src, dst) else _charset_msg(src, dst)
+    if s in ("date", "datetime", "timestamp", "time", "year"):
+        same_kind = s == d or (s == "timestamp" and d == "datetime")
+        ok = same_kind and src.dt_precision == dst.dt_precision
+        return None if ok else _type_msg(src, dst)
+    return None if src.column_type == dst.column_type else _type_msg(src, dst)
+
+
+def _type_msg(src: Column, dst: Column) -> str:
+    return f"is {src.column_type} in the source but {dst.column_type} in the target"
+
+
+def _charset_msg(src: Column, dst: Column) -> str:
+    return (
+        f"is character set {src.charset} in the source but {dst.charset} in the target, "
+        "which cannot hold every character"
+    )
+
+
+def drift(src: Table, dst: Table) -> Drift:
+    """What keeps rows of `src` from being stored in `dst` losslessly, and softer differences."""
+    out = Drift()
+    fix = "run `vicidial-archiver schema sync` to see the ALTER TABLE that fixes it"
+    if tuple(c.lower() for c in dst.primary_key) != ("lead_id",):
+        out.blocking.append(f"{dst.name} has no PRIMARY KEY (lead_id); {fix}")
+    for col in src.columns:
+        other = dst.column(col.name)
+        if other is None:
+            out.blocking.append(f"column {col.name!r} of {src.name} is missing in {dst.name}; {fix}")
+            continue
+        problem = lossless_problem(col, other)
+        if problem:
+            out.blocking.append(f"column {col.name!r} {problem} ({src.name} → {dst.name}); {fix}")
+        elif col.column_type != other.column_type:
+            out.warnings.append(
+                f"column {col.name!r} is {col.column_type} in {src.name}, "
+                f"{other.column_type} in {dst.name} (holds every value)"
+            )
+        elif col.collation != other.collation:
+            out.warnings.append(
+                f"column {col.name!r} collation {col.collation} in {src.name}, "
+                f"{other.collation} in {dst.name}"
+            )
+    for col in dst.columns:
+        if src.column(col.name) is None:
+            out.warnings.append(f"column {col.name!r} exists only in {dst.name}")
+    shared = [c.name.lower() for c in src.columns if dst.column(c.name)]
+    dst_order = [c.name.lower() for c in dst.columns if src.column(c.name)]
+    if shared != dst_order:
+        out.warnings.append(f"column order differs between {src.name} and {dst.name}")
+    if src.engine.lower() != dst.engine.lower():
+        out.warnings.append(f"engine is {src.engine} for {src.name}, {dst.engine} for {dst.name}")
+    if src.collation != dst.collation:
+        out.warnings.append(
+            f"table collation is {src.collation} for {src.name}, {dst.collation} for {dst.name}"
+        )
+    return out
+
+
+def require_tables(db: Db, live_name: str, archive_name: str) -> tuple[Table, Table]:
+    live = reflect(db, live_name)
+    if live is None:
+        raise SchemaDrift(
+            f"table {live_name!r} does not exist in this database; check --dsn points at the "
+            "VICIdial database"
+        )
+    archive = reflect(db, archive_name)
+    if archive is None:
+        raise SchemaDrift(
+            f"archive table {archive_name!r} does not exist; create it with "
+            "`vicidial-archiver schema init` (or --print to see the SQL)"
+        )
+    return live, archive
+
+
+def check_lossless(src: Table, dst: Table) -> None:
+    report = drift(src, dst)
+    if report.blocking:
+        more = f" (and {len(report.blocking) - 1} more)" if len(report.blocking) > 1 else ""
+        raise SchemaDrift(report.blocking[0] + more)
+
+
+# --- DDL -----------------------------------------------------------------------------------
+
+
+def init_archive_ddl(live_name: str, archive_name: str) -> list[str]:
+    """VICIdial's documented way: LIKE the live table, then lead_id without AUTO_INCREMENT."""
+    return [
+        f"CREATE TABLE {q(archive_name)} LIKE {q(live_name)}",
+        f"ALTER TABLE {q(archive_name)} MODIFY {q('lead_id')} INT(9) UNSIGNED NOT NULL",
+    ]
+
+
+def column_ddl(col: Column, *, column_type: str | None = None) -> str:
+    parts = [q(col.name), column_type or col.column_type]
+    if col.charset and col.data_type in STRING_TYPES | {"enum", "set"}:
+        parts.append(f"CHARACTER SET {col.charset} COLLATE {col.collation}")
+    parts.append("NULL" if col.nullable else "NOT NULL")
+    if col.default is not None:
+        d = col.default
+        literal = d if re.fullmatch(r"(current_timestamp(\(\d*\))?|NULL|-?[\d.]+)", d, re.I) else (
+            d if d.startswith("'") else "'" + d.replace("'", "''") + "'"
+        )
+        parts.append(f"DEFAULT {literal}")
+    extra = re.sub(r"auto_increment|default_generated", "", col.extra).strip()
+    if extra.startswith("on update"):
+        parts.append(extra.upper())
+    return " ".join(parts)
+
+
+def sync_ddl(live: Table, archive: Table) -> list[str]:
+    """ALTERs that let `archive` hold every `live` column losslessly. Never drops or narrows."""
+    clauses: list[str] = []
+    previous: str | None = None
+    for col in live.columns:
+        other = archive.column(col.name)
+        where = f" AFTER {q(previous)}" if previous else " FIRST"
+        if other is None:
+            clauses.append(f"ADD COLUMN {column_ddl(col)}{where}")
+        elif lossless_problem(col, other):
+            clauses.append(f"MODIFY COLUMN {column_ddl(col, column_type=_widest(col, other))}")
+        previous = col.name
+    return [f"ALTER TABLE {q(archive.name)} " + ", ".join(clauses)] if clauses else []
+
+
+def _widest(live: Column, arch: Column) -> str:
+    if live.data_type in ("enum", "set") and arch.data_type == live.data_type:
+        values = live.enum_values + [v for v in arch.enum_values if v not in live.enum_values]
+        quoted = ",".join("'" + v.replace("'", "''") + "'" for v in values)
+        return f"{live.data_type}({quoted})"
+    if live.data_type in STRING_TYPES and arch.data_type in STRING_TYPES:
+        if (arch.char_len or 0) > (live.char_len or 0) and (live.data_type == "char") == (
+            arch.data_type == "char"
+        ):
+            return arch.column_type
+    return live.column_type
+
+
+def stock_schema_sql(engine: str) -> list[str]:
+    """The stock VICIdial tables used by demo, tests and benchmarks."""
+    text = resources.files("archiver").joinpath("sql/vicidial_schema.sql").read_text("utf-8")
+    body = "\n".join(line for line in text.splitlines() if not line.startswith("--"))
+    return [s.strip().replace("{engine}", engine) for s in body.split(";") if s.strip()]

@@ -1,0 +1,266 @@
+"""What a job works on: explicit ids (arguments, a file, an API request body) or criteria.
+
+Criteria are walked by primary-key keyset in bounded id windows
+(`lead_id > :after AND lead_id <= :upto … ORDER BY lead_id LIMIT n`): never OFFSET, never the
+whole id set in memory, and never one long scan that would hold a MyISAM read lock.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import IO, Any
+
+from archiver.config import parse_before
+from archiver.db import Db, q
+from archiver.errors import BadInput
+
+MAX_LEAD_ID = 4294967295  # INT UNSIGNED
+REQUEST_KEYS = {"insert_leads", "update_leads", "delete_leads", "lead_ids"}
+
+# Words that have no place in a condition: they write, lock, wait, read files or end the
+# statement. `--where` is refused when it holds one of them outside a string literal.
+_FORBIDDEN = re.compile(
+    r"\b(INSERT|UPDATE|DELETE|REPLACE|DROP|ALTER|CREATE|TRUNCATE|RENAME|GRANT|REVOKE|CALL|DO|"
+    r"HANDLER|LOAD|LOCK|UNLOCK|SET|INTO|OUTFILE|DUMPFILE|SHUTDOWN|KILL|EXECUTE|PREPARE|"
+    r"DEALLOCATE|FLUSH|PURGE|RESET|INSTALL|UNINSTALL|SLEEP|BENCHMARK|GET_LOCK|RELEASE_LOCK|"
+    r"RELEASE_ALL_LOCKS|IS_FREE_LOCK|IS_USED_LOCK|LOAD_FILE|NEXTVAL|SETVAL|LASTVAL|UNION|"
+    r"SHARE|PROCEDURE|WINDOW)\b",
+    re.IGNORECASE,
+)
+
+
+def parse_id(token: str, where: str = "lead id") -> int:
+    text = token.strip()
+    if not re.fullmatch(r"\d+", text):
+        raise BadInput(
+            f"invalid {where} {token!r}: lead ids are whole numbers from 1 to {MAX_LEAD_ID}"
+        )
+    value = int(text)
+    if not 1 <= value <= MAX_LEAD_ID:
+        raise BadInput(
+            f"invalid {where} {token!r}: lead ids are whole numbers from 1 to {MAX_LEAD_ID}"
+        )
+    return value
+
+
+def ids_from_lines(stream: IO[str], name: str) -> list[int]:
+    out: list[int] = []
+    for n, line in enumerate(stream, 1):
+        text = line.strip()
+        if text and not text.startswith("#"):
+            out.append(parse_id(text, f"lead id on line {n} of {name}"))
+    return out
+
+
+@dataclass(frozen=True)
+class Request:
+    """The Lead Archive API body: the three step booleans and the ids."""
+
+    insert: bool
+    update: bool
+    delete: bool
+    lead_ids: tuple[int, ...]
+
+
+def parse_request(text: str, name: str, limit: int) -> Request:
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"{name} is not valid JSON ({exc.msg} at line {exc.lineno}); "
+                       'expected {"lead_ids": [1, 2], "insert_leads": true, …}') from None
+    if not isinstance(body, dict):
+        raise BadInput(f"{name} must be a JSON object with lead_ids and the step booleans")
+    unknown = sorted(set(body) - REQUEST_KEYS)
+    if unknown:
+        raise BadInput(f"{name}: unknown key(s) {', '.join(unknown)}; "
+                       f"known keys: {', '.join(sorted(REQUEST_KEYS))}")
+    flags = {}
+    for key in ("insert_leads", "update_leads", "delete_leads"):
+        value = body.get(key, True)
+        if not isinstance(value, bool):
+            raise BadInput(f"{name}: {key} must be true or false, got {json.dumps(value)}")
+        flags[key] = value
+    raw = body.get("lead_ids")
+    if not isinstance(raw, list) or not raw:
+        raise BadInput(f"{name}: lead_ids must be a non-empty list of lead ids")
+    ids = []
+    for item in raw:
+        if isinstance(item, bool) or not isinstance(item, int | str):
+            raise BadInput(f"{name}: lead_ids holds {json.dumps(item)}, which is not a lead id")
+        ids.append(parse_id(str(item), "lead id in lead_ids"))
+    check_limit(ids, limit, name)
+    return Request(flags["insert_leads"], flags["update_leads"], flags["delete_leads"],
+                   tuple(ids))
+
+
+def check_limit(ids: Sequence[int], limit: int, source: str) -> None:
+    if len(set(ids)) > limit:
+        raise BadInput(
+            f"{source} gives {len(set(ids))} lead ids, more than the limit of {limit}; split the "
+            "list or raise archive.id_limit in the config (or use criteria for bulk runs)"
+        )
+
+
+def validate_where(where: str) -> str:
+    """A raw `--where` may be a condition and nothing else."""
+    stripped = re.sub(r"'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.|\"\")*\"|`[^`]*`", "''", where)
+    if re.search(r";|--|#|/\*", stripped):
+        raise BadInput("--where must be one condition: no ';' and no comments")
+    depth = 0
+    for ch in stripped:
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if depth < 0:
+            break
+    if depth != 0:
+        raise BadInput("--where has unbalanced parentheses; give one condition")
+    bad = _FORBIDDEN.search(stripped)
+    if bad:
+        raise BadInput(f"--where may only be a condition; {bad.group(0)!r} is not allowed in it")
+    if re.search(r"'|\"", stripped.replace("''", "")):
+        raise BadInput("--where has an unterminated string literal")
+    if not stripped.strip():
+        raise BadInput("--where is empty")
+    return where.strip()
+
+
+@dataclass(frozen=True)
+class Criteria:
+    """Criteria as given (raw, for the job identity) and resolved (for the SQL)."""
+
+    list_ids: tuple[int, ...] = ()
+    campaigns: tuple[str, ...] = ()
+    statuses: tuple[str, ...] = ()
+    entry_before: str = ""
+    last_call_before: str = ""
+    modified_before: str = ""
+    where: str = ""
+    resolved: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def empty(self) -> bool:
+        return not any((self.list_ids, self.campaigns, self.statuses, self.entry_before,
+                        self.last_call_before, self.modified_before, self.where))
+
+    def canonical(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("resolved")
+        d["list_ids"] = sorted(set(self.list_ids))
+        d["campaigns"] = sorted(set(self.campaigns))
+        d["statuses"] = sorted(set(self.statuses))
+        return {k: v for k, v in d.items() if v}
+
+    def resolve(self, now: datetime | None = None) -> Criteria:
+        resolved = {}
+        for key in ("entry_before", "last_call_before", "modified_before"):
+            raw = getattr(self, key)
+            if raw:
+                flag = "--" + key.replace("_", "-")
+                resolved[key] = parse_before(raw, flag, now).strftime("%Y-%m-%d %H:%M:%S")
+        if self.where:
+            validate_where(self.where)
+        return Criteria(**{**self.__dict__, "resolved": resolved})
+
+    def sql(self) -> tuple[str, dict[str, Any]]:
+        """A condition over the source table's own columns, with bound parameters."""
+        parts: list[str] = []
+        params: dict[str, Any] = {}
+        if self.list_ids:
+            parts.append("`list_id` IN :c_list_ids")
+            params["c_list_ids"] = sorted(set(self.list_ids))
+        if self.campaigns:
+            parts.append(
+                "`list_id` IN (SELECT `list_id` FROM `vicidial_lists` WHERE `campaign_id` IN "
+                ":c_campaigns)"
+            )
+            params["c_campaigns"] = sorted(set(self.campaigns))
+        if self.statuses:
+            parts.append("`status` IN :c_statuses")
+            params["c_statuses"] = sorted(set(self.statuses))
+        columns = {"entry_before": "entry_date", "last_call_before": "last_local_call_time",
+                   "modified_before": "modify_date"}
+        for key, column in columns.items():
+            if key in self.resolved:
+                # NULL never matches a date criterion, as in VICIdial.
+                parts.append(f"{q(column)} < :c_{key}")
+                params[f"c_{key}"] = self.resolved[key]
+        if self.where:
+            parts.append(f"({self.where})")
+        return " AND ".join(parts), params
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Explicit ids (sorted, unique) or criteria; exactly one of them."""
+
+    ids: tuple[int, ...] | None = None
+    criteria: Criteria | None = None
+
+    @staticmethod
+    def from_ids(ids: Iterable[int]) -> Selection:
+        return Selection(ids=tuple(sorted(set(ids))))
+
+    def canonical(self) -> dict[str, Any]:
+        if self.ids is not None:
+            return {"ids_count": len(self.ids), "ids_hash": _ids_hash(self.ids)}
+        assert self.criteria is not None
+        return {"criteria": self.criteria.canonical()}
+
+
+def _ids_hash(ids: Sequence[int]) -> str:
+    import hashlib
+
+    return hashlib.sha256(",".join(map(str, ids)).encode()).hexdigest()[:16]
+
+
+class Walker:
+    """Yields the next chunk of ids after a cursor, in ascending order."""
+
+    def __init__(self, db: Db, selection: Selection, src_table: str, span: int = 20000) -> None:
+        self.db = db
+        self.selection = selection
+        self.src = q(src_table)
+        self.span = span
+        self.max_id: int | None = None
+        if selection.criteria is not None:
+            self.cond, self.params = selection.criteria.sql()
+        else:
+            self.cond, self.params = "", {}
+
+    def bounds(self) -> tuple[int, int]:
+        """The id range a progress estimate can use: (first, last)."""
+        if self.selection.ids is not None:
+            ids = self.selection.ids
+            return (ids[0], ids[-1]) if ids else (0, 0)
+        row = self.db.rows(f"SELECT MIN(`lead_id`), MAX(`lead_id`) FROM {self.src}")[0]
+        return int(row[0] or 0), int(row[1] or 0)
+
+    def next_chunk(self, after: int, size: int) -> tuple[list[int], int]:
+        """(ids, new cursor). An empty id list means the walk is over."""
+        if self.selection.ids is not None:
+            ids = self.selection.ids
+            start = bisect.bisect_right(ids, after)
+            chunk = list(ids[start : start + size])
+            return chunk, (chunk[-1] if chunk else after)
+        return self._walk(after, size)
+
+    def _walk(self, after: int, size: int) -> tuple[list[int], int]:
+        if self.max_id is None:
+            self.max_id = self.bounds()[1]
+        found: list[int] = []
+        cursor = after
+        where = f" AND ({self.cond})" if self.cond else ""
+        while len(found) < size and cursor < self.max_id:
+            upto = min(cursor + self.span, self.max_id)
+            rows = self.db.rows(
+                f"SELECT `lead_id` FROM {self.src} WHERE `lead_id` > :after AND `lead_id` <= :upto"
+                f"{where} ORDER BY `lead_id` LIMIT :n",
+                {"after": cursor, "upto": upto, "n": size - len(found), **self.params},
+            )
+            found.extend(int(r[0]) for r in rows)
+            cursor = found[-1] if len(found) >= size else upto
+        return found, cursor

@@ -1,0 +1,239 @@
+"""The chunk's statements, both directions. All DML of a chunk lives here.
+
+Every statement is set-based over at most one chunk of ids, names its columns explicitly (taken
+from the reflected tables, never `SELECT *`: the two tables' column orders drift) and backquotes
+every identifier. The source row is deleted only by a statement that, in the same statement,
+finds an equal target row: every shared column compared byte-exactly and NULL-safely with
+`CAST(x AS BINARY) <=> CAST(y AS BINARY)`, because utf8_unicode_ci calls 'smith' and 'Smith ' equal.
+
+Each statement is idempotent (insert-if-missing, update-if-different, delete-if-equal), which is
+what makes a MyISAM run, where nothing is atomic, converge when it is killed and run again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from archiver.db import Db, q
+from archiver.schema import Column, Table
+
+ARCHIVE = "archive"
+DEARCHIVE = "dearchive"
+
+# Outcomes per lead. `moved` is the direction's success outcome.
+ARCHIVED = "archived"
+DEARCHIVED = "dearchived"
+REFRESHED = "refreshed"
+KEPT_CHANGED = "kept_changed"
+ALREADY_ARCHIVED = "already_archived"
+ALREADY_LIVE = "already_live"
+MISSING = "missing"
+NOT_COPIED = "not_copied"
+CONFLICT = "conflict"
+SKIPPED_LIVE = "skipped_live"
+SKIPPED_NEWEST = "skipped_newest"
+OUTCOMES = (
+    ARCHIVED,
+    DEARCHIVED,
+    REFRESHED,
+    KEPT_CHANGED,
+    ALREADY_ARCHIVED,
+    ALREADY_LIVE,
+    MISSING,
+    NOT_COPIED,
+    CONFLICT,
+    SKIPPED_LIVE,
+    SKIPPED_NEWEST,
+)
+
+# The live-lead guard tables: (config name, table, extra condition).
+GUARDS = (
+    ("hopper", "vicidial_hopper", ""),
+    ("auto_calls", "vicidial_auto_calls", ""),
+    ("live_agents", "vicidial_live_agents", ""),
+    ("callbacks", "vicidial_callbacks", " AND `status` IN ('ACTIVE', 'LIVE')"),
+)
+
+
+@dataclass(frozen=True)
+class Flags:
+    insert: bool = True
+    update: bool = True
+    delete: bool = True
+
+
+@dataclass(frozen=True)
+class State:
+    """A lead's state in the two tables: in the source, in the target, equal if in both."""
+
+    in_src: bool
+    in_dst: bool
+    equal: bool
+
+
+@dataclass
+class ChunkSql:
+    """The statements of one direction, built once per run from the reflected tables."""
+
+    direction: str
+    src: Table
+    dst: Table
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    criteria_sql: str = ""
+
+    def __post_init__(self) -> None:
+        self.columns: list[Column] = [c for c in self.src.columns if self.dst.column(c.name)]
+        lowered = {k.lower() for k in self.overrides}
+        self.compared = [c for c in self.columns if c.name.lower() not in lowered]
+        self.s, self.d = q(self.src.name), q(self.dst.name)
+
+    @property
+    def moved(self) -> str:
+        return ARCHIVED if self.direction == ARCHIVE else DEARCHIVED
+
+    def _bin(self, alias: str, col: Column, other: Column | None) -> str:
+        expr = f"{alias}.{q(col.name)}"
+        if other is not None and col.charset and other.charset and col.charset != other.charset:
+            # Different character sets store the same text as different bytes; compare both
+            # in utf8mb4 (schema checks already refused a target that cannot hold the source).
+            expr = f"CONVERT({expr} USING utf8mb4)"
+        return f"CAST({expr} AS BINARY)"
+
+    def equal_expr(self) -> str:
+        parts = []
+        for col in self.compared:
+            other = self.dst.column(col.name)
+            assert other is not None
+            parts.append(f"{self._bin('s', col, other)} <=> {self._bin('d', other, col)}")
+        return "(" + "\n   AND ".join(parts) + ")"
+
+    def _criteria(self) -> str:
+        if not self.criteria_sql:
+            return ""
+        # Criteria are re-checked on the rows themselves, not only when the chunk was selected.
+        return (
+            f" AND s.`lead_id` IN (SELECT `lead_id` FROM {self.s}"
+            f" WHERE `lead_id` IN :ids AND ({self.criteria_sql}))"
+        )
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def lock_src(self) -> str:
+        return f"SELECT `lead_id` FROM {self.s} WHERE `lead_id` IN :ids ORDER BY `lead_id` FOR UPDATE"
+
+    def lock_dst(self) -> str:
+        return f"SELECT `lead_id` FROM {self.d} WHERE `lead_id` IN :ids ORDER BY `lead_id` FOR UPDATE"
+
+    def in_dst(self) -> str:
+        return f"SELECT `lead_id` FROM {self.d} WHERE `lead_id` IN :ids"
+
+    def classify(self, *, criteria: bool = True) -> str:
+        where = self._criteria() if criteria else ""
+        return (
+            f"SELECT s.`lead_id`, d.`lead_id` IS NOT NULL, COALESCE({self.equal_expr()}, 0)\n"
+            f"FROM {self.s} AS s LEFT JOIN {self.d} AS d ON d.`lead_id` = s.`lead_id`\n"
+            f"WHERE s.`lead_id` IN :ids{where}"
+        )
+
+    def guards(self, present: Sequence[str]) -> str | None:
+        parts = [
+            f"SELECT `lead_id` FROM {q(table)} WHERE `lead_id` IN :ids{extra}"
+            for name, table, extra in GUARDS
+            if table in present
+        ]
+        return "\nUNION\n".join(parts) if parts else None
+
+    # --- writes --------------------------------------------------------------------------
+
+    def insert(self) -> str:
+        names = ", ".join(q(c.name) for c in self.columns)
+        values = ", ".join(self._value(c) for c in self.columns)
+        return (
+            f"INSERT INTO {self.d} ({names})\n"
+            f"SELECT {values}\n"
+            f"FROM {self.s} AS s LEFT JOIN {self.d} AS d ON d.`lead_id` = s.`lead_id`\n"
+            f"WHERE s.`lead_id` IN :ids AND d.`lead_id` IS NULL"
+        )
+
+    def _value(self, col: Column) -> str:
+        for key in self.overrides:
+            if key.lower() == col.name.lower():
+                return f":ov_{key.lower()}"
+        return f"s.{q(col.name)}"
+
+    def update(self) -> str:
+        # modify_date is set explicitly like every column, so ON UPDATE does not overwrite it.
+        sets = ",\n    ".join(
+            f"d.{q(c.name)} = s.{q(c.name)}" for c in self.columns if c.name.lower() != "lead_id"
+        )
+        return (
+            f"UPDATE {self.d} AS d JOIN {self.s} AS s ON s.`lead_id` = d.`lead_id`\n"
+            f"SET {sets}\n"
+            f"WHERE d.`lead_id` IN :ids AND NOT {self.equal_expr()}"
+        )
+
+    def delete(self) -> str:
+        # The proof and the delete are one statement: no change can slip in between.
+        return (
+            f"DELETE s FROM {self.s} AS s JOIN {self.d} AS d ON d.`lead_id` = s.`lead_id`\n"
+            f"WHERE s.`lead_id` IN :ids AND {self.equal_expr()}"
+        )
+
+    def override_params(self) -> dict[str, Any]:
+        return {f"ov_{k.lower()}": v for k, v in self.overrides.items()}
+
+
+def read_states(
+    db: Db, sql: ChunkSql, ids: Sequence[int], criteria: Mapping[str, Any] | None = None
+) -> dict[int, State]:
+    """Each id's state, read from the two tables (ids in neither are left out). With the
+    criteria's parameters, a source row that no longer matches the criteria is left out too."""
+    states: dict[int, State] = {}
+    stmt = sql.classify(criteria=criteria is not None)
+    for row in db.rows(stmt, {"ids": list(ids), **(criteria or {})}):
+        states[int(row[0])] = State(True, bool(row[1]), bool(row[2]))
+    for row in db.rows(sql.in_dst(), {"ids": list(ids)}):
+        lead = int(row[0])
+        if lead not in states:
+            states[lead] = State(False, True, False)
+    return states
+
+
+def live_guarded(db: Db, sql: ChunkSql, ids: Sequence[int], present: Sequence[str]) -> set[int]:
+    stmt = sql.guards(present)
+    if stmt is None or not ids:
+        return set()
+    return {int(r[0]) for r in db.rows(stmt, {"ids": list(ids)})}
+
+
+def predict(state: State, flags: Flags, direction: str) -> State:
+    """The state a lead would reach, for `--dry-run` (nothing else changes it in between)."""
+    if not state.in_src:
+        return state
+    in_dst, equal = state.in_dst, state.equal
+    if not in_dst and flags.insert:
+        in_dst, equal = True, True
+    elif in_dst and not equal and flags.update and direction == ARCHIVE:
+        equal = True
+    if in_dst and equal and flags.delete:
+        return State(False, True, True)
+    return State(True, in_dst, equal)
+
+
+def outcome(before: State | None, after: State | None, flags: Flags, direction: str) -> str:
+    """A lead's outcome from its state before the chunk and after it."""
+    if before is None:
+        return MISSING
+    if not before.in_src:
+        return ALREADY_ARCHIVED if direction == ARCHIVE else ALREADY_LIVE
+    if direction == DEARCHIVE and before.in_dst and not before.equal:
+        return CONFLICT
+    if after is None or not after.in_src:
+        return ARCHIVED if direction == ARCHIVE else DEARCHIVED
+    if not after.in_dst:
+        return NOT_COPIED
+    if after.equal and not flags.delete:
+        return REFRESHED
+    return KEPT_CHANGED

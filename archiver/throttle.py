@@ -1,0 +1,106 @@
+"""Between chunks: sleep, wait for a quiet server and caught-up replicas, size the next chunk."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import NullPool
+
+from archiver.config import MAX_CHUNK, ThrottleSettings, parse_dsn
+from archiver.db import Db
+from archiver.errors import Stopped
+from archiver.logging import get_logger
+
+
+class Throttle:
+    def __init__(
+        self,
+        db: Db,
+        settings: ThrottleSettings,
+        chunk_size: int,
+        should_stop: Callable[[], str | None],
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.db = db
+        self.s = settings
+        self.chunk_size = chunk_size
+        self.should_stop = should_stop
+        self.sleep = sleep
+        self.log = get_logger()
+        self.slept_s = 0.0
+
+    def next_size(self, last_size: int, last_ms: float) -> int:
+        """With `chunk_time_ms`, aim the next chunk at that statement time (at most 500)."""
+        target = self.s.chunk_time_ms
+        if not target or last_ms <= 0 or last_size <= 0:
+            return self.chunk_size
+        per_lead = last_ms / last_size
+        wanted = int(target / per_lead)
+        # Move at most ×2 / ÷2 a chunk so one slow chunk does not swing the size wildly.
+        size = max(last_size // 2, min(last_size * 2, wanted))
+        return max(1, min(MAX_CHUNK, self.chunk_size, size))
+
+    def pause(self, last_ms: float) -> None:
+        wait = self.s.sleep + self.s.sleep_coef * last_ms / 1000
+        if wait > 0:
+            self.log.debug("throttle_sleep", reason="sleep", seconds=round(wait, 3))
+            self._nap(wait)
+        if self.s.max_threads_running:
+            self._wait_until("threads_running", self._threads_ok)
+        if self.s.max_replica_lag and self.s.replicas:
+            self._wait_until("replica_lag", self._replicas_ok)
+
+    def _nap(self, seconds: float) -> None:
+        self.slept_s += seconds
+        self.sleep(seconds)
+
+    def _wait_until(self, reason: str, ok: Callable[[], tuple[bool, object]]) -> None:
+        started = time.monotonic()
+        step = 0.05
+        while True:
+            good, value = ok()
+            if good:
+                return
+            waited = time.monotonic() - started
+            if waited >= self.s.max_wait:
+                raise Stopped(
+                    f"throttle gave up: {reason} stayed too high ({value}) for "
+                    f"{waited:.0f}s (--max-wait); the job is resumable"
+                )
+            stop = self.should_stop()
+            if stop:
+                raise Stopped(stop)
+            self.log.info("throttle_wait", reason=reason, value=value, waited_s=round(waited, 2))
+            self._nap(min(step, max(0.0, self.s.max_wait - waited)))
+            step = min(step * 2, 2.0)
+
+    def _threads_ok(self) -> tuple[bool, object]:
+        row = self.db.rows("SHOW GLOBAL STATUS LIKE 'Threads_running'")
+        running = int(row[0][1]) if row else 0
+        return running <= self.s.max_threads_running, running
+
+    def _replicas_ok(self) -> tuple[bool, object]:
+        lags = [replica_lag(dsn) for dsn in self.s.replicas]
+        # An unknown lag (replica down, replication stopped) counts as too much.
+        good = all(lag is not None and lag <= self.s.max_replica_lag for lag in lags)
+        return good, lags
+
+
+def replica_lag(dsn: str) -> float | None:
+    parts = parse_dsn(dsn, "replica DSN")
+    url = (
+        f"mysql+pymysql://{parts.get('user', 'root')}:{parts.get('password', '')}"
+        f"@{parts.get('host', '127.0.0.1')}:{parts.get('port', 3306)}/"
+    )
+    try:
+        engine = create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": 5})
+        with engine.connect() as conn:
+            row = conn.execute(text("SHOW SLAVE STATUS")).mappings().first()
+    except DBAPIError:
+        return None
+    if row is None or row.get("Seconds_Behind_Master") is None:
+        return None
+    return float(row["Seconds_Behind_Master"])

@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+from tests.conftest import ARCHIVE, LIVE, VDb
+
+
+def test_archive_by_ids_moves_rows_byte_identical(vdb: VDb) -> None:
+    vdb.seed(1200)
+    original = vdb.row_bytes(LIVE)
+    ids = list(range(1, 1101))
+    path = f"/tmp/{vdb.name}.ids"
+    with open(path, "w") as fh:
+        fh.write("\n".join(map(str, ids)))
+    result = vdb.cli(["archive", "--ignore-window", "--ids-file", path, "--json"],
+                     env={"ARCHIVER_ID_LIMIT": ""})
+    assert result.exit_code == 2, result.output  # over the 500-id limit
+    result = vdb.cli(["archive", "--ignore-window", *map(str, ids[:500]), "--json"])
+    assert result.exit_code == 0, result.stderr
+    assert vdb.row_bytes(ARCHIVE) == {i: original[i] for i in ids[:500]}
+    assert set(vdb.ids(LIVE)) == set(range(501, 1201))
