@@ -117,6 +117,17 @@ def cli(ctx: click.Context, config_path: str | None, dsn: str | None, astguiclie
 
 
 def selection_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    return _selection_options(("--status", "--with-status"))(f)
+
+
+def _selection_options(status_names: tuple[str, ...]) -> Callable[..., Any]:
+    def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
+        return _apply_selection(f, status_names)
+
+    return decorate
+
+
+def _apply_selection(f: Callable[..., Any], status_names: tuple[str, ...]) -> Callable[..., Any]:
     opts = [
         click.argument("lead_ids", nargs=-1),
         click.option("--ids-file", metavar="PATH", help="One lead id a line; - reads stdin."),
@@ -125,7 +136,8 @@ def selection_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--list-id", "list_ids", multiple=True, metavar="ID", help="Repeatable."),
         click.option("--campaign", "campaigns", multiple=True, metavar="ID",
                      help="The campaign's lists (vicidial_lists.campaign_id). Repeatable."),
-        click.option("--status", "statuses", multiple=True, metavar="S", help="Repeatable."),
+        click.option(*status_names, "statuses", multiple=True, metavar="S",
+                     help="Leads with this status. Repeatable."),
         click.option("--entry-before", metavar="DATE|AGE", help="entry_date before (e.g. 2024-01-01, 365d)."),
         click.option("--last-call-before", metavar="DATE|AGE",
                      help="last_local_call_time before; NULL never matches."),
@@ -349,6 +361,68 @@ def archive(ctx: Ctx, **kw: Any) -> None:
     run_command(ctx, ARCHIVE, kw, flags)
 
 
+# --- dearchive ---------------------------------------------------------------------------
+
+
+@cli.command()
+@_selection_options(("--with-status",))
+@job_options
+@click.option("--reset", is_flag=True, help="Restored leads get called_since_last_reset='N'.")
+@click.option("--status", "set_status", metavar="S", help="Restored leads get this status.")
+@click.option("--called-count", type=int, metavar="N", help="Restored leads get this called_count.")
+@click.option("--user", default=None, metavar="NAME",
+              help="The user named in lead_dearchive lines (default: the OS user).")
+@click.pass_obj
+def dearchive(ctx: Ctx, **kw: Any) -> None:
+    """Move leads back from the archive into vicidial_list, verified.
+
+    `dearchive LEAD_ID` alone prints exactly the line VICIdial's lead_dearchive API prints."""
+    overrides = restore_overrides(kw["reset"], kw["set_status"], kw["called_count"])
+    user = kw["user"] or getpass.getuser()
+    if _api_mode(kw, overrides):
+        line, code = lead_dearchive(ctx, kw["lead_ids"][0], user)
+        _out(line)
+        raise SystemExit(code)
+    kw["lead_ids"] = tuple(kw["lead_ids"])
+    flags = Flags(kw["do_insert"], False, kw["do_delete"])
+    run_command(ctx, DEARCHIVE, kw, flags, overrides)
+
+
+def restore_overrides(reset: bool, status: str | None, called_count: int | None) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    if reset:
+        overrides["called_since_last_reset"] = "N"
+    if status is not None:
+        if not 1 <= len(status) <= 6 or not status.isprintable():
+            raise BadInput(f"--status {status!r}: a VICIdial status is 1 to 6 characters")
+        overrides["status"] = status
+    if called_count is not None:
+        if not 0 <= called_count <= 65535:
+            raise BadInput(f"--called-count {called_count}: must be 0 to 65535")
+        overrides["called_count"] = called_count
+    return overrides
+
+
+def _api_mode(kw: dict[str, Any], overrides: dict[str, Any]) -> bool:
+    selection = ("ids_file", "request_path", "list_ids", "campaigns", "statuses", "entry_before",
+                 "last_call_before", "modified_before", "where")
+    others = ("dry_run", "report", "as_json", "job_name")
+    return (len(kw["lead_ids"]) == 1 and not overrides and not any(kw[k] for k in selection)
+            and not any(kw[k] for k in others))
+
+
+def lead_dearchive(ctx: Ctx, raw: str, user: str) -> tuple[str, int]:
+    """VICIdial's lead_dearchive, line for line; the move itself is the verified chunk."""
+    from archiver.runner import api_dearchive
+
+    lead = "".join(ch for ch in raw if ch.isdigit())
+    if not 1 <= len(lead) <= 11:
+        return f"ERROR: lead_dearchive INVALID SEARCH PARAMETERS: {user}|{lead}", 2
+    settings = ctx.settings()
+    with open_db(settings) as db:
+        return api_dearchive(db, settings, int(lead), user)
+
+
 # --- schema ------------------------------------------------------------------------------
 
 
@@ -542,6 +616,23 @@ def jobs_prune(ctx: Ctx, older_than: str) -> None:
         checkpoint.ensure_tables(db)
         n = checkpoint.prune(db, seconds)
     _out(f"pruned {n} job(s)")
+
+
+# --- demo --------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--leads", type=click.IntRange(1000, 5_000_000), default=50_000, show_default=True)
+@click.option("--engine", type=click.Choice(["MyISAM", "InnoDB"]), default="MyISAM",
+              show_default=True)
+@click.option("--keep", is_flag=True, help="Keep the demo database instead of dropping it.")
+@click.pass_obj
+def demo(ctx: Ctx, leads: int, engine: str, keep: bool) -> None:
+    """Throwaway database with synthetic leads; runs archive, search, dearchive, verify."""
+    from archiver.demo import run_demo
+
+    code = run_demo(ctx.settings(), _out, leads=leads, keep=keep, engine=engine)
+    raise SystemExit(code)
 
 
 # --- search (archiver/search.py) ---------------------------------------------------------

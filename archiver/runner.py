@@ -564,3 +564,22 @@ def spec_from_job(job: Job, *, ignore_window: bool = False, report: str | None =
         overrides=ident.get("overrides", {}), name=job.name, ignore_window=ignore_window,
         report=report, resume_id=job.job_id,
     )
+
+
+def api_dearchive(db: Db, settings: Settings, lead: int, user: str) -> tuple[str, int]:
+    """One lead back, answered with the line VICIdial's lead_dearchive prints for the same
+    database state. The states are read first, as VICIdial does; the move is the verified chunk
+    (explicit columns, delete only where equal), run as a job like any other."""
+    live, archive = require_tables(db, settings.live_table, settings.archive_table)
+    rows = db.rows(f"SELECT `list_id` FROM `{archive.name}` WHERE `lead_id` = :l", {"l": lead})
+    if not rows:
+        return f"ERROR: lead_dearchive ARCHIVED LEAD NOT FOUND: {user}|{lead}||", 1
+    if db.rows(f"SELECT 1 FROM `{live.name}` WHERE `lead_id` = :l", {"l": lead}):
+        return f"ERROR: lead_dearchive NON-ARCHIVED LEAD FOUND: {user}|{lead}|{rows[0][0]}", 1
+    spec = JobSpec(direction="dearchive", selection=Selection.from_ids([lead]),
+                   flags=Flags(insert=True, update=False, delete=True), ignore_window=True)
+    summary = run_job(db, settings, spec)
+    inserted = 0 if summary.counts.get("already_live") else int(
+        sum(summary.counts[k] for k in ("dearchived", "kept_changed", "refreshed")))
+    deleted = summary.counts.get("dearchived", 0)
+    return f"SUCCESS: lead_dearchive LEAD DE-ARCHIVED: {user}|{lead}|{inserted}|{deleted}", 0
