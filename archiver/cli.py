@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import getpass
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +118,7 @@ def cli(ctx: click.Context, config_path: str | None, dsn: str | None, astguiclie
 
 
 def selection_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    return _selection_options(("--status", "--with-status"))(f)
+    return _apply_selection(f, ("--status", "--with-status"))
 
 
 def _selection_options(status_names: tuple[str, ...]) -> Callable[..., Any]:
@@ -169,6 +170,10 @@ def job_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--max-wait", metavar="DURATION", help="Give up waiting after this (exit 3)."),
         click.option("--chunk-time", type=int, metavar="MS",
                      help="Size chunks (≤ 500) to this statement time."),
+        click.option("--metrics-file", metavar="PATH",
+                     help="Write a Prometheus textfile (node_exporter) at the end."),
+        click.option("--admin-log", is_flag=True,
+                     help="Write one vicidial_admin_log row for the run, as VICIdial does."),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -254,9 +259,9 @@ def job_settings(ctx: Ctx, kw: dict[str, Any]) -> config.Settings:
     )
     guards = base.guards
     if "safe_auto_increment" in kw and kw["safe_auto_increment"] is not None:
-        guards = config.replace(guards, safe_auto_increment=kw["safe_auto_increment"])
+        guards = replace(guards, safe_auto_increment=kw["safe_auto_increment"])
     for name in kw.get("no_guard", ()) or ():
-        guards = config.replace(guards, **{name: False})
+        guards = replace(guards, **{name: False})
     return config.with_overrides(
         base,
         chunk_size=_pick(kw["chunk_size"], base.chunk_size),
@@ -300,6 +305,9 @@ def print_summary(summary: Summary, as_json: bool) -> None:
             data["sql"] = summary.sql
         _out(json.dumps(data))
         return
+    if summary.dry_run:
+        for line in summary.plan:
+            _out(f"plan: {line}")
     head = "DRY RUN — nothing written. " if summary.dry_run else ""
     job = f"job {summary.job_id}" if summary.job_id else "no job recorded"
     _out(f"{head}{summary.direction}: {summary.state}, {summary.leads} leads in "
@@ -309,9 +317,19 @@ def print_summary(summary: Summary, as_json: bool) -> None:
     for warning in summary.warnings:
         _out(f"  warning: {warning}")
     if summary.dry_run and summary.sql:
-        _out("\nSQL of the first chunk:")
+        _out("\nSQL of the first chunk (id lists shortened; --json shows them whole):")
         for stmt in summary.sql:
-            _out(stmt + ";")
+            _out(_shorten_ids(stmt) + ";")
+
+
+def _shorten_ids(stmt: str) -> str:
+    def short(m: re.Match[str]) -> str:
+        ids = m.group(1).split(", ")
+        if len(ids) <= 6:
+            return m.group(0)
+        return f"IN ({', '.join(ids[:3])}, …, {ids[-1]} /* {len(ids)} ids */)"
+
+    return re.sub(r"IN \(((?:\d+, )+\d+)\)", short, stmt)
 
 
 def run_command(ctx: Ctx, direction: str, kw: dict[str, Any], flags: Flags,
@@ -335,10 +353,28 @@ def run_command(ctx: Ctx, direction: str, kw: dict[str, Any], flags: Flags,
                 summary = run_job(db, settings, spec)
         except ArchiverError as exc:
             if exc.summary is not None:
-                print_summary(exc.summary, kw["as_json"])
+                after_run(db, exc.summary, kw)
             raise
-    print_summary(summary, kw["as_json"])
+        after_run(db, summary, kw)
     return summary
+
+
+def after_run(db: Db, summary: Summary, kw: dict[str, Any]) -> None:
+    """Print the summary; write the metrics file and the admin log row when asked."""
+    import time
+
+    from archiver import audit
+
+    print_summary(summary, kw["as_json"])
+    if summary.dry_run:
+        return
+    if kw.get("metrics_file"):
+        try:
+            audit.write_metrics(kw["metrics_file"], summary, time.time())
+        except OSError as exc:
+            raise BadInput(f"cannot write --metrics-file {kw['metrics_file']}: {exc.strerror}")
+    if kw.get("admin_log"):
+        audit.write_admin_log(db, summary, kw.get("user") or getpass.getuser())
 
 
 # --- archive -----------------------------------------------------------------------------
@@ -355,7 +391,7 @@ def run_command(ctx: Ctx, direction: str, kw: dict[str, Any], flags: Flags,
               type=click.Choice(["hopper", "auto_calls", "live_agents", "callbacks"]),
               help="Turn one live-lead guard off for this run. Repeatable.")
 @click.pass_obj
-def archive(ctx: Ctx, **kw: Any) -> None:
+def archive(ctx: Ctx, /, **kw: Any) -> None:
     """Move leads from vicidial_list into the archive, verified chunk by chunk."""
     flags = Flags(kw["do_insert"], kw["do_update"], kw["do_delete"])
     run_command(ctx, ARCHIVE, kw, flags)
@@ -373,7 +409,7 @@ def archive(ctx: Ctx, **kw: Any) -> None:
 @click.option("--user", default=None, metavar="NAME",
               help="The user named in lead_dearchive lines (default: the OS user).")
 @click.pass_obj
-def dearchive(ctx: Ctx, **kw: Any) -> None:
+def dearchive(ctx: Ctx, /, **kw: Any) -> None:
     """Move leads back from the archive into vicidial_list, verified.
 
     `dearchive LEAD_ID` alone prints exactly the line VICIdial's lead_dearchive API prints."""

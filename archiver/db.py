@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 import pymysql
 from pymysql.converters import escape_item
 from sqlalchemy import bindparam, create_engine, event, text
-from sqlalchemy.engine import Connection, CursorResult, Engine, Row
+from sqlalchemy.engine import Connection, CursorResult, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.elements import TextClause
@@ -149,10 +149,10 @@ class Db:
                        rows=result.rowcount if write else None)
         return result
 
-    def rows(self, sql: str, params: Mapping[str, Any] | None = None) -> Sequence[Row[Any]]:
+    def rows(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
         result = self.run(sql, params)
         assert result is not None
-        return result.fetchall()
+        return [tuple(r) for r in result.fetchall()]
 
     def scalar(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
         result = self.run(sql, params)

@@ -13,13 +13,14 @@ Guarantees by engine:
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import IO, Any
 
 from sqlalchemy.exc import DBAPIError
@@ -28,7 +29,7 @@ from archiver import checkpoint, window
 from archiver.checkpoint import ChunkRecord, Job
 from archiver.config import Settings
 from archiver.db import CONNECTION_LOST, RETRYABLE, Db, mysql_errno
-from archiver.errors import BadInput, Failed, LockHeld, Stopped
+from archiver.errors import BadInput, Failed, JobMismatch, LockHeld, Stopped
 from archiver.logging import get_logger
 from archiver.schema import Table, check_lossless, require_tables
 from archiver.selection import Criteria, Selection, Walker
@@ -93,6 +94,7 @@ class Summary:
     stop_reason: str | None = None
     sql: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    plan: list[str] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
@@ -119,7 +121,7 @@ class _Signals:
 
     def __init__(self) -> None:
         self.reason: str | None = None
-        self._old: dict[int, Any] = {}
+        self._old: dict[signal.Signals, Any] = {}
 
     def _handle(self, signum: int, _frame: Any) -> None:
         if self.reason is not None and signum == signal.SIGINT:
@@ -241,18 +243,18 @@ class Runner:
         identity = spec.identity(self.s.chunk_size)
         digest, _ = checkpoint.identity_of(identity)
         if spec.resume_id is not None:
-            job = checkpoint.get_job(self.db, spec.resume_id)
+            job: Job | None = checkpoint.get_job(self.db, spec.resume_id)
         else:
             job = checkpoint.find_unfinished(self.db, spec.name, digest)
         if job is not None:
             if job.identity != identity:
-                raise checkpoint.JobMismatch(
+                raise JobMismatch(
                     f"{job.label} is unfinished with another selection or flags "
                     f"({checkpoint.describe_difference(job.identity, identity)}); resume it "
                     "with the same options, cancel it (`jobs cancel`), or use another --job-name"
                 )
             if job.state not in checkpoint.UNFINISHED:
-                raise checkpoint.JobMismatch(f"{job.label} is {job.state}; nothing to resume")
+                raise JobMismatch(f"{job.label} is {job.state}; nothing to resume")
             checkpoint.claim(self.db, job)
             self.pending = checkpoint.pending(self.db, job.job_id, self._pending_ids(job))
             self.log.info("job_resumed", job_id=job.job_id, cursor=job.cursor, chunks=job.chunks)
@@ -369,8 +371,9 @@ class Runner:
     def run(self) -> Summary:
         from archiver.throttle import Throttle
 
-        spec = self.spec
         src, dst = self.tables()
+        self._resolve_criteria(None)
+        spec = self.spec
         crit = spec.selection.criteria
         cond, cparams = crit.sql() if crit is not None else ("", {})
         sql = ChunkSql(spec.direction, src, dst, spec.overrides, cond)
@@ -381,6 +384,7 @@ class Runner:
                 "run inside it or pass --ignore-window for a one-off run"
             )
         self._find_guards()
+        self.plan = self._plan(src, dst)
         self.totals: Counter[str] = Counter()
         self.run_counts: Counter[str] = Counter()
         self.report_writer: Any = None
@@ -392,9 +396,7 @@ class Runner:
             if not spec.dry_run:
                 job = self._job()
                 self.totals.update(job.counts)
-                if job.ids is not None and spec.selection.ids is None:
-                    spec = self.spec = JobSpec(**{**spec.__dict__,
-                                                  "selection": Selection.from_ids(job.ids)})
+                cparams = self._resolve_criteria(job)
             with self._report() as writer:
                 self.report_writer = writer
                 return self._loop(sql, job, cparams, Throttle(
@@ -402,6 +404,43 @@ class Runner:
         finally:
             if not spec.dry_run:
                 self._unlock()
+
+    def _resolve_criteria(self, job: Job | None) -> dict[str, Any]:
+        """Pin the date cut-offs: a job keeps those it started with, whenever it resumes; a new
+        one takes ages (90d) back from the server's own clock."""
+        crit = self.spec.selection.criteria
+        if crit is None:
+            return {}
+        if job is not None and "criteria" in job.params:
+            crit = crit.with_resolved(job.params["criteria"])
+        else:
+            now = self.db.scalar("SELECT CONVERT_TZ(UTC_TIMESTAMP(), '+00:00', @@global.time_zone)")
+            crit = crit.resolve(now)
+        self.spec = replace(self.spec, selection=Selection(criteria=crit))
+        return crit.sql()[1]
+
+    def _plan(self, src: Table, dst: Table) -> list[str]:
+        spec, flags = self.spec, self.spec.flags
+        steps = [n for n, on in (("insert", flags.insert), ("update", flags.update and
+                 spec.direction == ARCHIVE), ("delete", flags.delete)) if on]
+        guarantee = (
+            "InnoDB: each chunk is one transaction (rows locked first; steps and checkpoint "
+            "commit together)" if self.transactional else
+            "MyISAM: each step is one idempotent statement; the delete proves equality in the "
+            "same statement; a cut run converges when re-run"
+        )
+        lines = [
+            f"{spec.direction}: {src.name} ({src.engine}) → {dst.name} ({dst.engine})",
+            guarantee,
+            f"selection: {json.dumps(spec.selection.canonical(), sort_keys=True)}",
+            f"steps: {', '.join(steps) or 'none'}; chunk size {self.s.chunk_size}",
+        ]
+        if spec.overrides:
+            lines.append(f"restored leads get: {dict(spec.overrides)}")
+        if spec.direction == ARCHIVE:
+            lines.append(f"guards: {', '.join(self.guard_tables) or 'none'}; newest lead kept: "
+                         f"{'yes' if self.s.guards.safe_auto_increment else 'no'}")
+        return lines
 
     @contextmanager
     def _report(self) -> Iterator[Any]:
@@ -469,6 +508,7 @@ class Runner:
             counts=self.run_counts, job_counts=self.totals, leads=leads,
             chunks=chunk_no - first_chunk, seconds=time.monotonic() - self.started,
             dry_run=self.db.dry_run, stop_reason=reason, sql=planned, warnings=self.warnings,
+            plan=self.plan,
             throttle_slept_s=getattr(throttle, "slept_s", 0.0),
         )
         self.log.info("summary", **summary.as_dict())

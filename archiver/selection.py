@@ -154,6 +154,9 @@ class Criteria:
         d["statuses"] = sorted(set(self.statuses))
         return {k: v for k, v in d.items() if v}
 
+    def with_resolved(self, resolved: dict[str, str]) -> Criteria:
+        return Criteria(**{**self.__dict__, "resolved": dict(resolved)})
+
     def resolve(self, now: datetime | None = None) -> Criteria:
         resolved = {}
         for key in ("entry_before", "last_call_before", "modified_before"):
@@ -185,8 +188,12 @@ class Criteria:
                    "modified_before": "modify_date"}
         for key, column in columns.items():
             if key in self.resolved:
-                # NULL never matches a date criterion, as in VICIdial.
-                parts.append(f"{q(column)} < :c_{key}")
+                # NULL never matches a date criterion, as in VICIdial. Cut-offs are the server's
+                # wall-clock time; modify_date is a TIMESTAMP, read in this session's UTC.
+                value = f":c_{key}"
+                if column == "modify_date":
+                    value = f"CONVERT_TZ({value}, @@global.time_zone, '+00:00')"
+                parts.append(f"{q(column)} < {value}")
                 params[f"c_{key}"] = self.resolved[key]
         if self.where:
             parts.append(f"({self.where})")

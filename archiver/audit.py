@@ -1,0 +1,95 @@
+"""What a run leaves behind for others to read: a Prometheus textfile and a vicidial_admin_log row."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+from prometheus_client.parser import text_string_to_metric_families
+
+from archiver.db import Db
+from archiver.runner import Summary
+
+LAST_SUCCESS = "vicidial_archiver_last_success_timestamp_seconds"
+
+
+def write_metrics(path: str, summary: Summary, now: float) -> None:
+    """node_exporter textfile collector format, written atomically by prometheus_client."""
+    registry = CollectorRegistry()
+    labels = ["direction"]
+    leads = Gauge("vicidial_archiver_leads", "Leads handled by the last run, by outcome.",
+                  [*labels, "outcome"], registry=registry)
+    for outcome, count in sorted(summary.counts.items()):
+        leads.labels(summary.direction, outcome).set(count)
+    Gauge("vicidial_archiver_chunks", "Chunks done by the last run.", labels,
+          registry=registry).labels(summary.direction).set(summary.chunks)
+    Gauge("vicidial_archiver_duration_seconds", "Wall time of the last run.", labels,
+          registry=registry).labels(summary.direction).set(summary.seconds)
+    Gauge("vicidial_archiver_rate_leads_per_second", "Leads per second of the last run.",
+          labels, registry=registry).labels(summary.direction).set(summary.rate)
+    Gauge("vicidial_archiver_last_run_timestamp_seconds", "When the last run ended.", labels,
+          registry=registry).labels(summary.direction).set(now)
+    ok = Gauge("vicidial_archiver_last_run_success", "1 when the last run finished its job.",
+               labels, registry=registry)
+    ok.labels(summary.direction).set(1 if summary.state == "done" else 0)
+    last = now if summary.state == "done" else _previous_success(path, summary.direction)
+    if last is not None:
+        Gauge(LAST_SUCCESS, "When a run last finished its job.", labels,
+              registry=registry).labels(summary.direction).set(last)
+    write_to_textfile(path, registry)
+
+
+def _previous_success(path: str, direction: str) -> float | None:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError:
+        return None
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == LAST_SUCCESS and sample.labels.get("direction") == direction:
+                return float(sample.value)
+    return None
+
+
+def admin_log_row(summary: Summary, user: str) -> dict[str, str]:
+    """The row VICIdial's own archive script writes, so its admin screens show the run."""
+    moved = summary.counts.get("archived" if summary.direction == "archive" else "dearchived", 0)
+    copied = moved + summary.counts.get("refreshed", 0) + summary.counts.get("kept_changed", 0)
+    if summary.direction == "archive":
+        code = "CAMPAIGN LEAD ARCHIVING"
+        notes = f"{copied} vicidial_list leads archived|{moved} vicidial_list leads deleted|"
+    else:
+        code = "CAMPAIGN LEAD DEARCHIVING"
+        notes = (f"{copied} vicidial_list_archive leads restored|{moved} vicidial_list_archive "
+                 "leads deleted|")
+    return {
+        "user": user[:20],
+        "ip": _local_ip(),
+        "section": "LISTS",
+        "type": "MODIFY",
+        "record": "leads",
+        "code": code,
+        "sql": f"vicidial-archiver {summary.direction} job {summary.job_id}: "
+               + json.dumps(summary.plan[2:3]),
+        "notes": notes,
+    }
+
+
+def write_admin_log(db: Db, summary: Summary, user: str) -> None:
+    row = admin_log_row(summary, user)
+    db.write(
+        "INSERT INTO vicidial_admin_log (event_date, user, ip_address, event_section, event_type,"
+        " record_id, event_code, event_sql, event_notes) VALUES (NOW(), :user, :ip, :section,"
+        " :type, :record, :code, :sql, :notes)",
+        row,
+    )
+
+
+def _local_ip() -> str:
+    try:
+        return socket.gethostbyname(socket.gethostname())[:45]
+    except OSError:
+        return os.environ.get("HOSTNAME", "127.0.0.1")[:45]

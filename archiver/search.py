@@ -1,0 +1,124 @@
+"""`search`: lead ids by phone number, printed exactly as VICIdial's `lead_search` prints them.
+
+The output lines are VICIdial's (vicidial-facts.md), with two deliberate differences:
+- the header line has its separators (`search_key|records_found|lead_ids`); VICIdial's code
+  prints `search_keyrecords_foundlead_ids` because its delimiter variable is unset;
+- `records` caps the ids of each number; VICIdial applies it as one LIMIT over the whole query,
+  so with several numbers its later numbers can come back short or as `|0|`.
+
+One statement per batch of distinct numbers, `phone_number IN (…)` on the phone_number index,
+never one statement per number. The number each row belongs to is decided by the server with
+`FIELD()` under the column's own collation, so a row matches exactly the numbers VICIdial's
+`phone_number IN (…)` would match it with (utf8_unicode_ci: trailing spaces and other scripts'
+digits compare equal), and the per-number cap is applied on the server with ROW_NUMBER().
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from archiver.db import Db, q
+from archiver.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, SchemaDrift
+from archiver.logging import get_logger
+
+MIN_DIGITS = 6
+MAX_DIGITS = 18
+DEFAULT_RECORDS = 1000
+BATCH = 500  # distinct numbers per statement: bounds the statement's size, not the ids returned
+HEADER = "search_key|records_found|lead_ids"
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """The exact stdout lines and the exit code."""
+
+    lines: list[str]
+    exit_code: int
+
+
+def parse_numbers(text: str) -> list[str]:
+    """The numbers to search, in the order given (duplicates kept): every non-digit stripped,
+    numbers of 6–18 digits kept, others skipped without a line, as VICIdial does."""
+    out = []
+    for token in text.split(","):
+        digits = re.sub(r"[^0-9]", "", token)
+        if MIN_DIGITS <= len(digits) <= MAX_DIGITS:
+            out.append(digits)
+    return out
+
+
+def no_valid_line(user: str, text: str) -> str:
+    return f"ERROR: lead_search NO VALID SEARCH METHOD - {user}|PHONE_NUMBER|(0)|(0)|{text}(0)"
+
+
+def no_match_line(user: str, text: str) -> str:
+    return f"ERROR: lead_search NO MATCHES FOUND IN THE SYSTEM: |{user}|||{text}"
+
+
+def format_lines(numbers: Sequence[str], found: dict[str, list[int]], *, user: str, text: str,
+                 header: bool = False) -> SearchResult:
+    """The lines for numbers already searched; `found` maps a number to its ids, highest first."""
+    if not numbers:
+        return SearchResult([no_valid_line(user, text)], EXIT_BAD_INPUT)
+    if not any(found.get(n) for n in numbers):
+        return SearchResult([no_match_line(user, text)], EXIT_FAILED)
+    lines = [HEADER] if header else []
+    for number in numbers:
+        ids = found.get(number, [])
+        lines.append(f"{number}|{len(ids)}|{'-'.join(map(str, ids))}")
+    return SearchResult(lines, EXIT_OK)
+
+
+def search_sql(table: str, count: int) -> str:
+    """The statement for `count` distinct numbers bound as :n0 … :n{count-1}, and :cap."""
+    names = ", ".join(f":n{i}" for i in range(count))
+    return (
+        f"SELECT FIELD(m.`phone_number`, {names}) AS k, m.`lead_id`\n"
+        f"FROM (SELECT `phone_number`, `lead_id`, ROW_NUMBER() OVER"
+        f" (PARTITION BY `phone_number` ORDER BY `lead_id` DESC) AS rn\n"
+        f"      FROM {q(table)} WHERE `phone_number` IN ({names})) AS m\n"
+        f"WHERE m.rn <= :cap\n"
+        f"ORDER BY k, m.`lead_id` DESC"
+    )
+
+
+def find_ids(db: Db, table: str, numbers: Sequence[str], records: int) -> dict[str, list[int]]:
+    """Each distinct number's lead ids in `table`, highest first, at most `records` each.
+
+    Partitioning by phone_number groups rows under the column's collation, the same equality
+    IN and FIELD use, so each partition is one searched number."""
+    distinct = list(dict.fromkeys(numbers))
+    found: dict[str, list[int]] = {}
+    for start in range(0, len(distinct), BATCH):
+        batch = distinct[start : start + BATCH]
+        params: dict[str, object] = {f"n{i}": n for i, n in enumerate(batch)}
+        params["cap"] = records
+        for k, lead_id in db.rows(search_sql(table, len(batch)), params):
+            found.setdefault(batch[int(k) - 1], []).append(int(lead_id))
+    return found
+
+
+def table_exists(db: Db, table: str) -> bool:
+    return bool(db.scalar(
+        "SELECT COUNT(*) FROM information_schema.TABLES"
+        " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t", {"t": table}))
+
+
+def search(db: Db, table: str, text: str, *, user: str, records: int = DEFAULT_RECORDS,
+           header: bool = False) -> SearchResult:
+    """`lead_search` over `table` (vicidial_list, or the archive for `archived_lead=Y`)."""
+    numbers = parse_numbers(text)
+    if not numbers:
+        return format_lines(numbers, {}, user=user, text=text, header=header)
+    if records < 1:
+        raise ValueError("records must be at least 1")
+    if not table_exists(db, table):
+        raise SchemaDrift(f"table {table!r} does not exist in this database; check --dsn "
+                          "(and `schema init` for the archive)")
+    found = find_ids(db, table, numbers, records)
+    result = format_lines(numbers, found, user=user, text=text, header=header)
+    get_logger().info("search", table=table, numbers=len(numbers),
+                      matched=sum(1 for n in set(numbers) if found.get(n)))
+    return result
