@@ -113,6 +113,7 @@ class Summary:
             "seconds": round(self.seconds, 3),
             "rate_per_s": round(self.rate, 1),
             "stop_reason": self.stop_reason,
+            "throttle_slept_s": round(self.throttle_slept_s, 3),
         }
 
 
@@ -473,11 +474,14 @@ class Runner:
         planned: list[str] = []
         try:
             with self.signals.installed():
+                last_ms: float | None = None
                 while True:
                     ids, next_cursor = self._next(walker, size)
                     if not ids:
                         self.cursor = max(self.cursor, next_cursor)
                         break
+                    if last_ms is not None:  # between chunks only, never after the last one
+                        throttle.pause(last_ms)
                     chunk_no += 1
                     self.chunk_started = time.monotonic()
                     self.cursor = next_cursor
@@ -492,7 +496,7 @@ class Runner:
                         state = "stopped"
                         break
                     size = throttle.next_size(len(ids), ms)
-                    throttle.pause(ms)
+                    last_ms = ms
         except Stopped as exc:
             state, reason = "stopped", str(exc)
         except KeyboardInterrupt:

@@ -39,7 +39,7 @@ class Column:
 
     @property
     def unsigned(self) -> bool:
-        return "unsigned" in self.column_type
+        return "unsigned" in self.column_type.lower()
 
     @property
     def enum_values(self) -> list[str]:
@@ -107,7 +107,7 @@ def reflect(db: Db, name: str) -> Table | None:
             name=r[0],
             position=int(r[1]),
             data_type=str(r[2]).lower(),
-            column_type=str(r[3]).lower(),
+            column_type=str(r[3]),  # not lowered: ENUM labels are case-sensitive
             nullable=r[4] == "YES",
             default=r[5],
             extra=str(r[6] or "").lower(),

@@ -46,7 +46,7 @@ class Throttle:
     def pause(self, last_ms: float) -> None:
         wait = self.s.sleep + self.s.sleep_coef * last_ms / 1000
         if wait > 0:
-            self.log.debug("throttle_sleep", reason="sleep", seconds=round(wait, 3))
+            self.log.info("throttle_sleep", reason="sleep", seconds=round(wait, 3))
             self._nap(wait)
         if self.s.max_threads_running:
             self._wait_until("threads_running", self._threads_ok)
