@@ -116,7 +116,7 @@ def _job(row: Sequence[Any]) -> Job:
 def get_job(db: Db, ref: str | int) -> Job:
     """A job by id or by name (the newest of that name)."""
     text = str(ref).strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # isdigit alone takes '²', which int() refuses
         rows = db.rows(f"SELECT {_JOB_COLS} FROM archiver_jobs WHERE job_id = :r", {"r": int(text)})
     else:
         rows = db.rows(
@@ -239,7 +239,9 @@ class ChunkRecord:
     ms: int
 
 
-def record_chunk(db: Db, job: Job, rec: ChunkRecord, totals: Counter[str]) -> None:
+def record_chunk(
+    db: Db, job: Job, rec: ChunkRecord, totals: Counter[str], *, clear_pending: bool = True
+) -> None:
     """The chunk, its leads not moved and the job's new cursor and counts, in one transaction
     (the chunk's own on InnoDB)."""
     with db.transaction(not db.in_tx):
@@ -273,7 +275,8 @@ def record_chunk(db: Db, job: Job, rec: ChunkRecord, totals: Counter[str]) -> No
             )
             if not len(rec.not_moved) <= n <= 2 * len(rec.not_moved):
                 _expect(n, len(rec.not_moved), "recording the leads not moved")
-        db.write("DELETE FROM archiver_pending WHERE job_id = :j", {"j": job.job_id})
+        if clear_pending:
+            db.write("DELETE FROM archiver_pending WHERE job_id = :j", {"j": job.job_id})
         n = db.write(
             "UPDATE archiver_jobs SET cursor_lead_id = :cursor, counts_json = :counts,"
             " chunks = :no, heartbeat = NOW(3), active_ms = active_ms + :ms"

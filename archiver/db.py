@@ -56,7 +56,8 @@ def make_engine(settings: Settings, *, database: str | None = None) -> Engine:
     engine = create_engine(
         s.db.url(database=database),
         poolclass=NullPool,
-        connect_args={"connect_timeout": s.db.connect_timeout, "autocommit": True},
+        connect_args={"connect_timeout": s.db.connect_timeout, "autocommit": True,
+                      "binary_prefix": True},
         isolation_level="AUTOCOMMIT",
     )
 
@@ -163,6 +164,23 @@ class Db:
         """Run a data-changing statement; returns its row count (0 in a dry run)."""
         result = self.run(sql, params, write=True)
         return 0 if result is None else int(result.rowcount)
+
+    def write_literal(self, sql: str, shown: str) -> int:
+        """A statement whose values are SQL literals already (built by the server): sent as it
+        is, not parsed for bind parameters. `shown` stands for it in a dry run."""
+        if self.dry_run:
+            self.planned.append(shown)
+            return 0
+        started = time.perf_counter()
+        cursor = self.conn.connection.cursor()
+        try:
+            cursor.execute(sql)
+            count = int(cursor.rowcount)
+        finally:
+            cursor.close()
+        ms = round((time.perf_counter() - started) * 1000, 2)
+        self.log.debug("sql", sql=sql[:300], ms=ms, rows=count)
+        return count
 
     @contextmanager
     def transaction(self, enabled: bool = True) -> Iterator[None]:

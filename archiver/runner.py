@@ -68,6 +68,13 @@ class JobSpec:
     ignore_window: bool = False
     resume_id: int | None = None
 
+    def __post_init__(self) -> None:
+        # archiver_jobs.job_name is VARCHAR(64): a longer name would be cut and never found
+        # again; an all-digit name would be read as a job id by `jobs show/resume`.
+        if self.name is not None and (not 1 <= len(self.name) <= 64 or self.name.isdigit()):
+            raise BadInput(f"invalid --job-name {self.name!r}: use 1 to 64 characters, "
+                           "not only digits")
+
     def identity(self, chunk_size: int) -> dict[str, Any]:
         return {
             "direction": self.direction,
@@ -172,6 +179,8 @@ class Runner:
         self.pending: set[int] = set()
         self.started = time.monotonic()
         self.transactional = False
+        self.newest: int | None = None
+        self.pending_written = False
 
     # --- set-up --------------------------------------------------------------------------
 
@@ -282,24 +291,14 @@ class Runner:
         _fault(point, chunk_no)
 
     def chunk(self, sql: ChunkSql, ids: list[int], job: Job | None, chunk_no: int,
-              newest: int | None, params: dict[str, Any]) -> dict[int, str]:
+              params: dict[str, Any]) -> dict[int, str]:
         """Run one chunk; returns each id's outcome."""
-        db, flags, tx = self.db, self.spec.flags, self.transactional
-        p = {"ids": ids, **params}
-        with db.transaction(tx):
-            if tx and not db.dry_run:
-                db.rows(sql.lock_src(), p)
-                db.rows(sql.lock_dst(), p)
-            before = read_states(db, sql, ids, params if sql.criteria_sql else None)
-            skipped: dict[int, str] = {}
-            if self.spec.direction == ARCHIVE:
-                in_src = [i for i, st in before.items() if st.in_src]
-                skipped = dict.fromkeys(live_guarded(db, sql, in_src, self.guard_tables),
-                                        SKIPPED_LIVE)
-                if newest is not None and newest in before and before[newest].in_src:
-                    skipped.setdefault(newest, SKIPPED_NEWEST)
+        db, flags = self.db, self.spec.flags
+        with db.transaction(self.transactional):
+            before = self._before(sql, ids, params)
+            skipped = self._skipped(sql, ids, before)
             act = sorted(i for i, st in before.items() if st.in_src and i not in skipped)
-            after = self._apply(sql, act, job, chunk_no, before, params)
+            after = self._apply(sql, act, job, chunk_no, before)
             result = {}
             for lead in ids:
                 if lead in skipped:
@@ -313,28 +312,75 @@ class Runner:
             self._record(job, chunk_no, ids, result)
         return result
 
+    def _before(self, sql: ChunkSql, ids: list[int], params: dict[str, Any]) -> dict[int, State]:
+        """Each id's state before the chunk. Presence comes from the primary keys alone; the
+        column-by-column comparison runs only for leads found in both tables."""
+        db, p = self.db, {"ids": ids}
+        if self.transactional and not db.dry_run:
+            # Lock the chunk's rows in lead_id order, source then target.
+            src_ids = {int(r[0]) for r in db.rows(sql.lock_src(), p)}
+            dst_ids = {int(r[0]) for r in db.rows(sql.lock_dst(), p)}
+            if sql.criteria_sql:  # re-checked on the locked rows
+                src_ids &= {int(r[0]) for r in db.rows(sql.in_src(criteria=True), {**p, **params})}
+        else:
+            src_ids = {int(r[0]) for r in db.rows(sql.in_src(criteria=True), {**p, **params})}
+            dst_ids = {int(r[0]) for r in db.rows(sql.in_dst(), p)}
+        both = sorted(src_ids & dst_ids)
+        equal = {int(r[0]) for r in db.rows(sql.equal_ids(), {"ids": both})} if both else set()
+        states = {i: State(True, i in dst_ids, i in equal) for i in src_ids}
+        for i in dst_ids - src_ids:
+            states[i] = State(False, True, False)
+        return states
+
+    def _skipped(self, sql: ChunkSql, ids: list[int], before: dict[int, State]) -> dict[int, str]:
+        if self.spec.direction != ARCHIVE:
+            return {}
+        in_src = sorted(i for i, st in before.items() if st.in_src)
+        skipped = dict.fromkeys(live_guarded(self.db, sql, in_src, self.guard_tables), SKIPPED_LIVE)
+        newest = self._newest(ids)
+        if newest is not None and newest in before and before[newest].in_src:
+            skipped.setdefault(newest, SKIPPED_NEWEST)
+        return skipped
+
     def _apply(self, sql: ChunkSql, act: list[int], job: Job | None, chunk_no: int,
-               before: dict[int, State], params: dict[str, Any]) -> dict[int, State]:
+               before: dict[int, State]) -> dict[int, State]:
         if not act:
             return {}
-        db, flags = self.db, self.spec.flags
-        if db.dry_run and db.planned:  # the SQL of one chunk is enough to show
-            return {i: predict(before[i], flags, self.spec.direction) for i in act}
+        db, flags, direction = self.db, self.spec.flags, self.spec.direction
+        show = db.dry_run and not db.planned  # a dry run shows the SQL of its first chunk
+        if db.dry_run and not show:
+            return {i: predict(before[i], flags, direction) for i in act}
         if job is not None and not self.transactional:
             checkpoint.set_pending(db, job.job_id, act)
-        p = {"ids": act, **sql.override_params()}
-        if flags.insert:
-            db.write(sql.insert(), p)
-            self._at("after_insert", chunk_no, act)
-        if flags.update and self.spec.direction == ARCHIVE:
-            db.write(sql.update(), {"ids": act})
-            self._at("after_update", chunk_no, act)
-        if flags.delete:
-            db.write(sql.delete(), {"ids": act})
-            self._at("after_delete", chunk_no, act)
+            self.pending_written = True
+        missing = [i for i in act if not before[i].in_dst]
+        differ = [i for i in act if before[i].in_dst and not before[i].equal]
+        if flags.insert and (missing or show):
+            self._insert(sql, missing or act)
+        self._at("after_insert", chunk_no, act)
+        if flags.update and direction == ARCHIVE and (differ or show):
+            db.write(sql.update(), {"ids": differ or act})
+        self._at("after_update", chunk_no, act)
+        deleted = db.write(sql.delete(), {"ids": act}) if flags.delete else 0
+        self._at("after_delete", chunk_no, act)
         if db.dry_run:
-            return {i: predict(before[i], flags, self.spec.direction) for i in act}
+            return {i: predict(before[i], flags, direction) for i in act}
+        if flags.delete and deleted == len(act):
+            # Each deleted row had an equal copy in the target at that instant.
+            return dict.fromkeys(act, State(False, True, True))
         return read_states(db, sql, act)
+
+    def _insert(self, sql: ChunkSql, ids: list[int]) -> None:
+        """Insert-if-missing. On MyISAM, archiving reads the rows first and inserts them as
+        values: an INSERT … SELECT would hold vicidial_list's table lock, and so stall the
+        dialer's writes, for as long as the archive's indexes take to update."""
+        db = self.db
+        if self.transactional or self.spec.direction != ARCHIVE or db.dry_run:
+            db.write(sql.insert(), {"ids": ids, **sql.override_params()})
+            return
+        tuples = [str(r[0]) for r in db.rows(sql.fetch_literals(), {"ids": ids})]
+        if tuples:
+            db.write_literal(sql.insert_literals(tuples), "")
 
     def _record(self, job: Job | None, chunk_no: int, ids: list[int],
                 result: dict[int, str]) -> None:
@@ -352,8 +398,10 @@ class Runner:
             chunk_no=chunk_no, first=ids[0], last=ids[-1], cursor=self.cursor, leads=len(ids),
             counts=counts, not_moved=not_moved, ms=int(self.chunk_ms()),
         )
-        checkpoint.record_chunk(self.db, job, rec, self.totals)
+        checkpoint.record_chunk(self.db, job, rec, self.totals,
+                                clear_pending=self.pending_written or bool(self.pending))
         self.pending.clear()
+        self.pending_written = False
 
     def chunk_ms(self) -> float:
         return (time.monotonic() - self.chunk_started) * 1000
@@ -364,7 +412,7 @@ class Runner:
         if self.signals.reason:
             return self.signals.reason
         if self.s.max_runtime and time.monotonic() - self.started >= self.s.max_runtime:
-            return f"--max-runtime of {self.s.max_runtime:.0f}s reached"
+            return f"--max-runtime of {self.s.max_runtime:g}s reached"
         if not self.spec.ignore_window and not window.is_open(self.s.window):
             return f"the off-hours window ({window.describe(self.s.window)}) closed"
         return None
@@ -485,7 +533,7 @@ class Runner:
                     chunk_no += 1
                     self.chunk_started = time.monotonic()
                     self.cursor = next_cursor
-                    result = self._retrying(sql, ids, job, chunk_no, self._newest(), cparams)
+                    result = self._retrying(sql, ids, job, chunk_no, cparams)
                     ms = self.chunk_ms()
                     leads += len(ids)
                     if self.db.dry_run and not planned:
@@ -537,18 +585,22 @@ class Runner:
             # next run, which gets the lock, resumes it.
             pass
 
-    def _newest(self) -> int | None:
-        if self.spec.direction != ARCHIVE or not self.s.guards.safe_auto_increment:
+    def _newest(self, ids: list[int]) -> int | None:
+        """The newest live lead, read again only when the chunk reaches the last one read: the
+        maximum only grows, so a chunk below it cannot hold the newest lead."""
+        if not self.s.guards.safe_auto_increment:
             return None
-        value = self.db.scalar(f"SELECT MAX(`lead_id`) FROM `{self.s.live_table}`")
-        return None if value is None else int(value)
+        if self.newest is None or ids[-1] >= self.newest:
+            value = self.db.scalar(f"SELECT MAX(`lead_id`) FROM `{self.s.live_table}`")
+            self.newest = None if value is None else int(value)
+        return self.newest
 
     def _retrying(self, sql: ChunkSql, ids: list[int], job: Job | None, chunk_no: int,
-                  newest: int | None, cparams: dict[str, Any]) -> dict[int, str]:
+                  cparams: dict[str, Any]) -> dict[int, str]:
         attempt = 0
         while True:
             try:
-                return self.chunk(sql, ids, job, chunk_no, newest, cparams)
+                return self.chunk(sql, ids, job, chunk_no, cparams)
             except DBAPIError as exc:
                 errno = mysql_errno(exc)
                 if errno in RETRYABLE and attempt < self.s.deadlock_retries:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from archiver.db import Db, q
-from archiver.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, SchemaDrift
+from archiver.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, BadInput, SchemaDrift
 from archiver.logging import get_logger
 
 MIN_DIGITS = 6
@@ -57,8 +57,14 @@ def no_match_line(user: str, text: str) -> str:
     return f"ERROR: lead_search NO MATCHES FOUND IN THE SYSTEM: |{user}|||{text}"
 
 
-def format_lines(numbers: Sequence[str], found: dict[str, list[int]], *, user: str, text: str,
-                 header: bool = False) -> SearchResult:
+def format_lines(
+    numbers: Sequence[str],
+    found: dict[str, list[int]],
+    *,
+    user: str,
+    text: str,
+    header: bool = False,
+) -> SearchResult:
     """The lines for numbers already searched; `found` maps a number to its ids, highest first."""
     if not numbers:
         return SearchResult([no_valid_line(user, text)], EXIT_BAD_INPUT)
@@ -101,24 +107,41 @@ def find_ids(db: Db, table: str, numbers: Sequence[str], records: int) -> dict[s
 
 
 def table_exists(db: Db, table: str) -> bool:
-    return bool(db.scalar(
-        "SELECT COUNT(*) FROM information_schema.TABLES"
-        " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t", {"t": table}))
+    return bool(
+        db.scalar(
+            "SELECT COUNT(*) FROM information_schema.TABLES"
+            " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t",
+            {"t": table},
+        )
+    )
 
 
-def search(db: Db, table: str, text: str, *, user: str, records: int = DEFAULT_RECORDS,
-           header: bool = False) -> SearchResult:
+def search(
+    db: Db,
+    table: str,
+    text: str,
+    *,
+    user: str,
+    records: int = DEFAULT_RECORDS,
+    header: bool = False,
+) -> SearchResult:
     """`lead_search` over `table` (vicidial_list, or the archive for `archived_lead=Y`)."""
     numbers = parse_numbers(text)
     if not numbers:
         return format_lines(numbers, {}, user=user, text=text, header=header)
     if records < 1:
-        raise ValueError("records must be at least 1")
+        raise BadInput(f"--records must be at least 1, got {records}")
     if not table_exists(db, table):
-        raise SchemaDrift(f"table {table!r} does not exist in this database; check --dsn "
-                          "(and `schema init` for the archive)")
+        raise SchemaDrift(
+            f"table {table!r} does not exist in this database; check --dsn "
+            "(and `schema init` for the archive)"
+        )
     found = find_ids(db, table, numbers, records)
     result = format_lines(numbers, found, user=user, text=text, header=header)
-    get_logger().info("search", table=table, numbers=len(numbers),
-                      matched=sum(1 for n in set(numbers) if found.get(n)))
+    get_logger().info(
+        "search",
+        table=table,
+        numbers=len(numbers),
+        matched=sum(1 for n in set(numbers) if found.get(n)),
+    )
     return result

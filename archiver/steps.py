@@ -48,6 +48,10 @@ OUTCOMES = (
     SKIPPED_NEWEST,
 )
 
+# Types whose value is its bytes (strings, ENUM/SET labels, binary): copied as X'…' literals.
+BYTE_TYPES = {"char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set",
+              "binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"}
+
 # The live-lead guard tables: (config name, table, extra condition).
 GUARDS = (
     ("hopper", "vicidial_hopper", ""),
@@ -129,6 +133,17 @@ class ChunkSql:
     def in_dst(self) -> str:
         return f"SELECT `lead_id` FROM {self.d} WHERE `lead_id` IN :ids"
 
+    def in_src(self, *, criteria: bool) -> str:
+        where = f" AND ({self.criteria_sql})" if criteria and self.criteria_sql else ""
+        return f"SELECT `lead_id` FROM {self.s} WHERE `lead_id` IN :ids{where}"
+
+    def equal_ids(self) -> str:
+        """The ids, among leads in both tables, whose two rows are byte-equal."""
+        return (
+            f"SELECT s.`lead_id` FROM {self.s} AS s JOIN {self.d} AS d"
+            f" ON d.`lead_id` = s.`lead_id`\nWHERE s.`lead_id` IN :ids AND {self.equal_expr()}"
+        )
+
     def classify(self, *, criteria: bool = True) -> str:
         where = self._criteria() if criteria else ""
         return (
@@ -162,6 +177,34 @@ class ChunkSql:
             if key.lower() == col.name.lower():
                 return f":ov_{key.lower()}"
         return f"s.{q(col.name)}"
+
+    def fetch_literals(self) -> str:
+        """Each source row as one SQL tuple literal, built by the server: strings as X'…' of
+        their bytes (in the target's character set where the two differ), other values quoted
+        in their text form: the same bytes the delete step compares."""
+        exprs = []
+        for col in self.columns:
+            other = self.dst.column(col.name)
+            expr = q(col.name)
+            if col.data_type in BYTE_TYPES:
+                differs = other is not None and col.charset and other.charset and (
+                    col.charset != other.charset)
+                if differs and other is not None:
+                    expr = f"CONVERT({expr} USING {other.charset})"
+                literal = "CONCAT('X''', HEX(" + expr + "), '''')"
+            else:
+                literal = f"QUOTE({expr})"
+            exprs.append(f"IF({q(col.name)} IS NULL, 'NULL', {literal})")
+        return (
+            f"SELECT CONCAT('(', CONCAT_WS(',', {', '.join(exprs)}), ')') FROM {self.s}"
+            " WHERE `lead_id` IN :ids"
+        )
+
+    def insert_literals(self, tuples: Sequence[str]) -> str:
+        # IGNORE: a row already there is left as it is (insert-if-missing); a value that does
+        # not convert exactly is caught by the byte-exact delete, never lost.
+        names = ", ".join(q(c.name) for c in self.columns)
+        return f"INSERT IGNORE INTO {self.d} ({names}) VALUES " + ",".join(tuples)
 
     def update(self) -> str:
         # modify_date is set explicitly like every column, so ON UPDATE does not overwrite it.

@@ -1,0 +1,208 @@
+"""search: VICIdial's lead_search lines, byte for byte, on both engines."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pytest
+
+from archiver import search
+from archiver.db import Db
+from tests.conftest import ARCHIVE, LIVE, VDb
+
+# lead_id → phone_number, live and archive.
+LIVE_LEADS = {
+    3: "7275551111",
+    5: "8135552222",
+    7: "7275551111",
+    12: "7275551111",
+    14: "123456",
+    15: "123456789012345678",
+    16: "12345",
+    18: "7275554444",
+    19: "7275554444 ",
+}
+ARCHIVED_LEADS = {20: "3055553333", 21: "3055553333", 30: "7275551111"}
+
+
+def insert(vdb: VDb, table: str, leads: Mapping[int, str]) -> None:
+    values = ", ".join(f"({lead}, '{phone}', 101)" for lead, phone in leads.items())
+    vdb.db.write(f"INSERT INTO `{table}` (lead_id, phone_number, list_id) VALUES {values}")
+
+
+@pytest.fixture
+def sdb(vdb: VDb) -> VDb:
+    insert(vdb, LIVE, LIVE_LEADS)
+    insert(vdb, ARCHIVE, ARCHIVED_LEADS)
+    return vdb
+
+
+def run(vdb: VDb, *args: str) -> tuple[int, str]:
+    result = vdb.cli(["search", "--user", "admin", *args])
+    return result.exit_code, result.stdout
+
+
+def test_one_number_highest_lead_id_first(sdb: VDb) -> None:
+    assert run(sdb, "7275551111") == (0, "7275551111|3|12-7-3\n")
+
+
+def test_miss_prints_zero_line_in_the_order_given(sdb: VDb) -> None:
+    assert run(sdb, "7275551111,9995550000,8135552222") == (
+        0,
+        "7275551111|3|12-7-3\n9995550000|0|\n8135552222|1|5\n",
+    )
+
+
+def test_header_with_separators(sdb: VDb) -> None:
+    assert run(sdb, "--header", "8135552222,9995550000") == (
+        0,
+        "search_key|records_found|lead_ids\n8135552222|1|5\n9995550000|0|\n",
+    )
+
+
+def test_no_match_at_all(sdb: VDb) -> None:
+    assert run(sdb, "999-555-0000,1112223333") == (
+        1,
+        "ERROR: lead_search NO MATCHES FOUND IN THE SYSTEM: |admin|||999-555-0000,1112223333\n",
+    )
+    # the header is part of the results, not of the error line
+    assert run(sdb, "--header", "9995550000") == (
+        1,
+        "ERROR: lead_search NO MATCHES FOUND IN THE SYSTEM: |admin|||9995550000\n",
+    )
+
+
+def test_formatted_input(sdb: VDb) -> None:
+    assert run(sdb, "(727) 555-1111") == (0, "7275551111|3|12-7-3\n")
+    assert run(sdb, "727-555-1111,813.555.2222") == (0, "7275551111|3|12-7-3\n8135552222|1|5\n")
+
+
+def test_too_short_and_too_long_are_skipped_silently(sdb: VDb) -> None:
+    # 5 and 19 digits are skipped (a lead holds 12345); 6 and 18 digits are searched.
+    assert run(sdb, "12345,123456,8135552222,1234567890123456789,123456789012345678") == (
+        0,
+        "123456|1|14\n8135552222|1|5\n123456789012345678|1|15\n",
+    )
+
+
+def test_no_valid_number(sdb: VDb) -> None:
+    assert run(sdb, "12345,abc") == (
+        2,
+        "ERROR: lead_search NO VALID SEARCH METHOD - admin|PHONE_NUMBER|(0)|(0)|12345,abc(0)\n",
+    )
+    assert run(sdb, "") == (
+        2,
+        "ERROR: lead_search NO VALID SEARCH METHOD - admin|PHONE_NUMBER|(0)|(0)|(0)\n",
+    )
+
+
+def test_a_number_given_twice_prints_twice(sdb: VDb) -> None:
+    assert run(sdb, "7275551111,8135552222,727 555 1111") == (
+        0,
+        "7275551111|3|12-7-3\n8135552222|1|5\n7275551111|3|12-7-3\n",
+    )
+
+
+def test_records_caps_ids_per_number_not_per_query(sdb: VDb) -> None:
+    # VICIdial's single LIMIT 2 would leave 8135552222 with nothing; the cap is per number.
+    assert run(sdb, "--records", "2", "7275551111,8135552222") == (
+        0,
+        "7275551111|2|12-7\n8135552222|1|5\n",
+    )
+    assert run(sdb, "--records", "1", "7275551111") == (0, "7275551111|1|12\n")
+    code, _ = run(sdb, "--records", "0", "7275551111")
+    assert code == 2
+
+
+def test_archived_searches_the_archive_only(sdb: VDb) -> None:
+    assert run(sdb, "--archived", "3055553333,7275551111,8135552222") == (
+        0,
+        "3055553333|2|21-20\n7275551111|1|30\n8135552222|0|\n",
+    )
+    assert run(sdb, "3055553333") == (
+        1,
+        "ERROR: lead_search NO MATCHES FOUND IN THE SYSTEM: |admin|||3055553333\n",
+    )
+
+
+def test_matches_as_the_column_collation_does(sdb: VDb) -> None:
+    # VICIdial's `phone_number IN (…)` under utf8_unicode_ci ignores trailing spaces.
+    assert run(sdb, "7275554444") == (0, "7275554444|2|19-18\n")
+
+
+def test_user_defaults_to_the_os_user(sdb: VDb, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("getpass.getuser", lambda: "osuser")
+    result = sdb.cli(["search", "9995550000"])
+    assert (result.exit_code, result.stdout) == (
+        1,
+        "ERROR: lead_search NO MATCHES FOUND IN THE SYSTEM: |osuser|||9995550000\n",
+    )
+
+
+def test_missing_archive_table_is_a_clear_error(sdb: VDb) -> None:
+    sdb.db.write(f"DROP TABLE `{ARCHIVE}`")
+    result = sdb.cli(["search", "--archived", "7275551111"])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert "Error: table 'vicidial_list_archive' does not exist" in result.stderr
+
+
+class CountingDb(Db):
+    def __init__(self, db: Db) -> None:
+        super().__init__(db.conn)
+        self.statements: list[str] = []
+
+    def run(self, sql: str, params: Mapping[str, Any] | None = None, *, write: bool = False) -> Any:
+        self.statements.append(sql)
+        return super().run(sql, params, write=write)
+
+
+def oracle(vdb: VDb, numbers: Sequence[str]) -> str:
+    """The expected lines, one plain query per number (what the tool must not do)."""
+    lines = []
+    for n in numbers:
+        ids = [
+            int(r[0])
+            for r in vdb.db.rows(
+                "SELECT lead_id FROM vicidial_list WHERE phone_number = :p ORDER BY lead_id DESC",
+                {"p": n},
+            )
+        ]
+        lines.append(f"{n}|{len(ids)}|{'-'.join(map(str, ids))}\n")
+    return "".join(lines)
+
+
+def test_a_thousand_numbers_in_one_call_set_based(vdb: VDb) -> None:
+    vdb.seed(6000)
+    # Some numbers shared by several leads, so the ids lists are more than one long.
+    vdb.db.write("UPDATE vicidial_list SET phone_number = '8005550100' WHERE lead_id % 500 = 7")
+    phones = [
+        str(r[0])
+        for r in vdb.db.rows(
+            "SELECT phone_number FROM vicidial_list WHERE lead_id % 6 = 0"
+            " ORDER BY lead_id LIMIT 900"
+        )
+    ]
+    numbers = [*phones, *(f"999{i:07d}" for i in range(97)), "8005550100", phones[0], phones[1]]
+    assert len(numbers) == 1000
+    text = ",".join(numbers)
+    result = vdb.cli(["search", "--user", "admin", text])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == oracle(vdb, numbers)
+    assert "8005550100|12|5507-5007-" in result.stdout
+
+    db = CountingDb(vdb.db)
+    res = search.search(db, LIVE, text, user="admin")
+    assert "".join(line + "\n" for line in res.lines) == result.stdout
+    lookups = [s for s in db.statements if "phone_number` IN" in s]
+    assert len(set(numbers)) > 500
+    assert len(lookups) == 2  # the distinct numbers, 500 a statement
+
+
+def test_lookup_uses_the_phone_number_index(vdb: VDb) -> None:
+    vdb.seed(5000)
+    sql = search.search_sql(LIVE, 2)
+    rows = vdb.db.rows("EXPLAIN " + sql, {"n0": "7275551111", "n1": "8135552222", "cap": 10})
+    keys = {str(r[5]) for r in rows if r[2] == LIVE}
+    assert keys & {"phone_number", "phone_list"}, rows
