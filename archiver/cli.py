@@ -32,7 +32,7 @@ from archiver.selection import (
     parse_id,
     parse_request,
 )
-from archiver.steps import ARCHIVE, DEARCHIVE, Flags
+from archiver.steps import ARCHIVE, DEARCHIVE, OUTCOMES, Flags
 
 
 @dataclass
@@ -240,7 +240,7 @@ def _bad_empty(arg: str) -> bool:
 
 
 def parse_list_id(text: str) -> int:
-    if not text.strip().isdigit():
+    if not (text.strip().isascii() and text.strip().isdigit()):  # isdigit alone takes '²'
         raise BadInput(f"invalid --list-id {text!r}: list ids are whole numbers")
     return int(text)
 
@@ -555,7 +555,7 @@ def _job_line(job: checkpoint.Job) -> str:
 
 
 @jobs_group.command("list")
-@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @click.pass_obj
 def jobs_list(ctx: Ctx, limit: int) -> None:
     """The newest jobs first."""
@@ -569,7 +569,7 @@ def jobs_list(ctx: Ctx, limit: int) -> None:
 
 @jobs_group.command("show")
 @click.argument("ref")
-@click.option("--leads", "outcome", metavar="OUTCOME",
+@click.option("--leads", "outcome", metavar="OUTCOME", type=click.Choice([*OUTCOMES, "all"]),
               help="List the leads not moved with this outcome (or 'all').")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
@@ -671,9 +671,93 @@ def demo(ctx: Ctx, leads: int, engine: str, keep: bool) -> None:
     raise SystemExit(code)
 
 
+# --- serve (archiver/serve.py) -----------------------------------------------------------
+
+
+@cli.command()
+@click.option("--listen", default="127.0.0.1:8080", show_default=True, metavar="HOST:PORT",
+              help="Address to listen on; put a TLS reverse proxy in front of it.")
+@click.option("--openapi", "print_openapi", is_flag=True,
+              help="Print the OpenAPI description on stdout and exit.")
+@click.pass_obj
+def serve(ctx: Ctx, listen: str, print_openapi: bool) -> None:
+    """Serve the Lead Archive API: POST /vicidial/leads/archive with Authorization:
+    Key=<api key> runs one archive job. API keys: [serve] keys or ARCHIVER_API_KEYS, as
+    name:<sha256 hex>. Needs the extra: pip install 'vicidial-archiver[serve]'."""
+    try:
+        from archiver import serve as server
+    except ModuleNotFoundError as exc:
+        if exc.name not in {"starlette", "uvicorn"}:
+            raise
+        raise BadInput(f"serve needs {exc.name}: pip install 'vicidial-archiver[serve]'") from None
+    settings = ctx.settings()
+    if print_openapi:
+        _out(json.dumps(server.openapi_document(settings.id_limit), indent=2))
+        return
+    server.serve(settings, listen)
+
+
 # --- search (archiver/search.py) ---------------------------------------------------------
 
+
+@cli.command()
+@click.argument("phones", metavar="PHONE[,PHONE…]")
+@click.option("--archived", is_flag=True,
+              help="Search the archive table instead of vicidial_list (archived_lead=Y).")
+@click.option("--header", is_flag=True, help="First print search_key|records_found|lead_ids.")
+@click.option("--records", type=click.IntRange(min=1), default=1000, show_default=True,
+              metavar="N", help="At most N lead ids per number (VICIdial: over the whole query).")
+@click.option("--user", metavar="NAME", help="The <user> of VICIdial's lines (default: OS user).")
+@click.pass_obj
+def search(ctx: Ctx, phones: str, archived: bool, header: bool, records: int,
+           user: str | None) -> None:
+    """Lead ids by phone number, printed exactly as VICIdial's lead_search API call prints
+    them: one `<number>|<count>|<id-id-…>` line per number, highest lead_id first.
+
+    Exit 0 when a number matched, 1 when none did, 2 when no number has 6–18 digits."""
+    from archiver import search as lead_search
+
+    settings = ctx.settings()
+    table = settings.archive_table if archived else settings.live_table
+    with open_db(settings) as db:
+        result = lead_search.search(db, table, phones, user=user or getpass.getuser(),
+                                    records=records, header=header)
+    for line in result.lines:
+        _out(line)
+    if result.exit_code:
+        raise SystemExit(result.exit_code)
+
+
 # --- verify (archiver/verify.py) ---------------------------------------------------------
+
+
+@cli.command()
+@selection_options
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@click.option("--list-limit", type=click.IntRange(min=0), metavar="N",
+              help="List at most N lead ids per category (default 1000 with --json, else 20).")
+@click.pass_obj
+def verify(ctx: Ctx, /, as_json: bool, list_limit: int | None, **kw: Any) -> None:
+    """Compare live and archive for a selection: leads in both (equal or different, byte for
+    byte on every shared column), only live, only archived, in neither (explicit ids).
+
+    Criteria match in either table. Reads only. Exit 1 when a lead is in both and different."""
+    from archiver import verify as verify_mod
+
+    settings = ctx.settings()
+    selection, _flags = build_selection(settings, kw)
+    if list_limit is None:
+        list_limit = verify_mod.LIST_LIMIT if as_json else verify_mod.HUMAN_LIST_LIMIT
+    with open_db(settings) as db:
+        report = verify_mod.verify(db, settings.live_table, settings.archive_table, selection,
+                                   chunk_size=settings.chunk_size, list_limit=list_limit)
+    if as_json:
+        _out(json.dumps(report.as_dict()))
+    else:
+        for line in verify_mod.report_lines(report):
+            _out(line)
+    if report.exit_code:
+        raise SystemExit(report.exit_code)
 
 
 # --- entry point -------------------------------------------------------------------------

@@ -19,6 +19,18 @@ TEXT_LEN = {"tinytext": 255, "text": 65535, "mediumtext": 16777215, "longtext": 
 STRING_TYPES = {"char", "varchar", *TEXT_LEN}
 # Character sets whose every character utf8mb4 can hold with the same code point.
 UNICODE_SUPERSETS = {"utf8mb4": {"utf8mb3", "utf8", "ascii", "latin1", "utf8mb4"}}
+# Bytes per character at most; the UTF-8 family stores a character with the same bytes.
+MB_MAXLEN = {"utf8mb4": 4, "utf8mb3": 3, "utf8": 3, "latin1": 1, "ascii": 1}
+UTF8_FAMILY = {"utf8mb4", "utf8mb3", "utf8", "ascii"}
+
+
+def _max_bytes(src: Column, dst: Column) -> int:
+    """The most bytes a source value takes once stored in the target's character set."""
+    if src.charset == dst.charset or {src.charset, dst.charset} <= UTF8_FAMILY:
+        if src.data_type in TEXT_LEN:
+            return TEXT_LEN[src.data_type]
+        return (src.char_len or 0) * MB_MAXLEN.get(src.charset or "", 4)
+    return (src.char_len or 0) * MB_MAXLEN.get(dst.charset or "", 4)
 
 
 @dataclass(frozen=True)
@@ -165,6 +177,10 @@ def lossless_problem(src: Column, dst: Column) -> str | None:
     if s in STRING_TYPES:
         if d not in STRING_TYPES or (dst.char_len or 0) < (src.char_len or 0):
             return f"is {src.column_type} in the source but narrower {dst.column_type} in the target"
+        if d in TEXT_LEN and _max_bytes(src, dst) > TEXT_LEN[d]:
+            # TEXT types are limited in bytes, not characters: VARCHAR(255) utf8 needs 765.
+            return (f"is {src.column_type} in the source but {dst.column_type} in the target, "
+                    f"which holds only {TEXT_LEN[d]} bytes")
         if (s == "char") != (d == "char"):
             return f"is {src.column_type} in the source but {dst.column_type} in the target"
         return None if _charset_ok(src, dst) else _charset_msg(src, dst)

@@ -36,7 +36,8 @@ _FORBIDDEN = re.compile(
 
 def parse_id(token: str, where: str = "lead id") -> int:
     text = token.strip()
-    if not re.fullmatch(r"\d+", text):
+    # [0-9], not \d: \d and int() also take other scripts' digits ('１２', '١٢').
+    if not re.fullmatch(r"[0-9]+", text):
         raise BadInput(
             f"invalid {where} {token!r}: lead ids are whole numbers from 1 to {MAX_LEAD_ID}"
         )
@@ -196,7 +197,8 @@ class Criteria:
                 parts.append(f"{q(column)} < {value}")
                 params[f"c_{key}"] = self.resolved[key]
         if self.where:
-            parts.append(f"({self.where})")
+            # Escape ':' so SQLAlchemy's text() does not read `'%:x%'` as a bind parameter.
+            parts.append("(" + self.where.replace(":", "\\:") + ")")
         return " AND ".join(parts), params
 
 
@@ -270,4 +272,11 @@ class Walker:
             )
             found.extend(int(r[0]) for r in rows)
             cursor = found[-1] if len(found) >= size else upto
+            if not rows and cursor < self.max_id:
+                # Jump an empty window to just before the next id (one primary-key lookup):
+                # sparse ids, e.g. leads near 4294967295, would cost one query per window.
+                nxt = self.db.scalar(
+                    f"SELECT MIN(`lead_id`) FROM {self.src} WHERE `lead_id` > :upto", {"upto": upto}
+                )
+                cursor = self.max_id if nxt is None else max(cursor, int(nxt) - 1)
         return found, cursor
