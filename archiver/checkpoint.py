@@ -356,17 +356,15 @@ def cancel(db: Db, job: Job) -> None:
 def prune(db: Db, older_than_s: float) -> int:
     """Delete finished jobs (done, cancelled) that ended before the cut-off, with their rows."""
     params = {"s": int(older_than_s)}
-    cond = (
-        "state IN ('done', 'cancelled') AND ended_at < NOW(3) - INTERVAL :s SECOND"
-    )
+    cond = "j.state IN ('done', 'cancelled') AND j.ended_at < NOW(3) - INTERVAL :s SECOND"
     with db.transaction():
         for table in ("archiver_chunks", "archiver_leads", "archiver_pending"):
             db.write(
                 f"DELETE t FROM {table} AS t JOIN archiver_jobs AS j ON j.job_id = t.job_id"
-                f" WHERE j.{cond.replace('ended_at', 'j.ended_at').replace('state', 'j.state')}",
+                f" WHERE {cond}",
                 params,
             )
-        return db.write(f"DELETE FROM archiver_jobs WHERE {cond}", params)
+        return db.write(f"DELETE j FROM archiver_jobs AS j WHERE {cond}", params)
 
 
 def describe_job(job: Job, chunks: list[dict[str, Any]]) -> dict[str, Any]:

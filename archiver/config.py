@@ -82,6 +82,12 @@ class ThrottleSettings:
 
 
 @dataclass(frozen=True)
+class ServeSettings:
+    # `name:<sha256 hex of the key>` entries; parsed and checked by archiver.serve.
+    keys: tuple[str, ...] = field(default=(), repr=False)
+
+
+@dataclass(frozen=True)
 class Settings:
     db: DbSettings = DbSettings()
     live_table: str = "vicidial_list"
@@ -97,6 +103,7 @@ class Settings:
     window: WindowSettings = WindowSettings()
     guards: GuardSettings = GuardSettings()
     throttle: ThrottleSettings = ThrottleSettings()
+    serve: ServeSettings = ServeSettings()
 
     @property
     def safe_dsn(self) -> str:
@@ -110,6 +117,7 @@ _SECTIONS: dict[str, tuple[str | None, type[Any]]] = {
     "window": ("window", WindowSettings),
     "guards": ("guards", GuardSettings),
     "throttle": ("throttle", ThrottleSettings),
+    "serve": ("serve", ServeSettings),
 }
 _TOP_KEYS = {
     "live_table",
@@ -134,7 +142,7 @@ def parse_duration(text: str | float | int, what: str = "duration") -> float:
     if isinstance(text, int | float):
         value = float(text)
     else:
-        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+        m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([smhd]?)\s*", text)  # not \d: '２h'
         if not m:
             raise BadInput(f"{what}: expected a duration such as 90s, 30m, 2h or 1d, got {text!r}")
         unit = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
@@ -147,8 +155,11 @@ def parse_duration(text: str | float | int, what: str = "duration") -> float:
 def parse_before(text: str, what: str, now: datetime | None = None) -> datetime:
     """A cut-off from an ISO date/datetime or an age like `90d` (UTC, naive)."""
     now = now or datetime.now(timezone.utc).replace(tzinfo=None)
-    if re.fullmatch(r"\s*\d+(?:\.\d+)?\s*[smhd]\s*", text):
-        return (now - timedelta(seconds=parse_duration(text, what))).replace(microsecond=0)
+    if re.fullmatch(r"\s*[0-9]+(?:\.[0-9]+)?\s*[smhd]\s*", text):
+        try:
+            return (now - timedelta(seconds=parse_duration(text, what))).replace(microsecond=0)
+        except OverflowError:  # an age that reaches back before year 1
+            raise BadInput(f"{what}: the age {text!r} is too large") from None
     try:
         if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text.strip()):
             d = date.fromisoformat(text.strip())
@@ -172,8 +183,11 @@ def parse_dsn(dsn: str, what: str = "DSN") -> dict[str, Any]:
     """The parts a DSN gives; never echoes the password back in an error."""
     try:
         url = make_url(dsn)
-    except ArgumentError:
-        shown = re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", dsn)
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+        # Show only what follows the last '@': a malformed DSN ('mysql:/u:pw@h') would
+        # otherwise put the password in the message.
+        _, at, tail = dsn.rpartition("@")
+        shown = f"***@{tail}" if at else ("***" if ":" in dsn else dsn)
         raise ConfigError(
             f"{what} {shown!r} is not a URL; use mysql://user:password@host:3306/asterisk"
         ) from None
@@ -248,11 +262,21 @@ def _check_type(key: str, value: Any, default: Any) -> Any:
         return float(value)
     if isinstance(default, tuple):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"config key {key!r} must be a list of strings, got {value!r}")
+            raise ConfigError(
+                f"config key {key!r} must be a list of strings, got {_shown(name, value)}"
+            )
         return tuple(value)
     if not isinstance(value, str):
-        raise ConfigError(f"config key {key!r} must be a string, got {value!r}")
+        raise ConfigError(f"config key {key!r} must be a string, got {_shown(name, value)}")
     return value
+
+
+# Keys whose values may hold a password (replicas are DSNs): an error names only their type.
+_SECRET_KEYS = {"password", "dsn", "replicas", "keys"}
+
+
+def _shown(name: str, value: Any) -> str:
+    return f"a value of type {type(value).__name__}" if name in _SECRET_KEYS else repr(value)
 
 
 class _Builder:
@@ -341,10 +365,14 @@ def _load_env(builder: _Builder, env: dict[str, str]) -> None:
         if var in env and env[var] != "":
             value: Any = env[var]
             if key == "port":
-                if not value.isdigit():
+                if not (value.isascii() and value.isdigit()):
                     raise ConfigError(f"{var} must be a port number, got {value!r}")
                 value = int(value)
             builder.set("database", key, value)
+    if env.get("ARCHIVER_API_KEYS"):  # adds to the file's keys (an entry in both counts once)
+        keys = builder.values["serve"].get("keys", ())
+        extra = env["ARCHIVER_API_KEYS"].replace(",", " ").split()
+        builder.set("serve", "keys", tuple(dict.fromkeys((*keys, *extra))))
 
 
 def find_config(explicit: str | None) -> Path | None:
@@ -414,7 +442,10 @@ def validate(s: Settings) -> Settings:
         ZoneInfo(w.timezone)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"window.timezone: unknown time zone {w.timezone!r}") from None
-    if s.throttle.chunk_time_ms < 0 or s.throttle.max_threads_running < 0:
+    t = s.throttle
+    for replica in t.replicas:  # checked now, not between two chunks of a running job
+        parse_dsn(replica, "throttle.replicas entry")
+    if t.chunk_time_ms < 0 or t.max_threads_running < 0 or t.sleep_coef < 0:
         raise BadInput("throttle values must not be negative")
     return s
 
