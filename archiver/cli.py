@@ -223,6 +223,8 @@ def build_selection(settings: config.Settings, kw: dict[str, Any]) -> tuple[Sele
                     ids = ids_from_lines(fh, kw["ids_file"])
             except OSError as exc:
                 raise BadInput(f"cannot read {kw['ids_file']}: {exc.strerror}") from None
+            except UnicodeDecodeError:
+                raise BadInput(f"{kw['ids_file']} is not UTF-8 text") from None
         if not ids:
             raise BadInput(f"{kw['ids_file']} holds no lead ids")
         check_limit(ids, limit, kw["ids_file"])
@@ -451,7 +453,7 @@ def lead_dearchive(ctx: Ctx, raw: str, user: str) -> tuple[str, int]:
     """VICIdial's lead_dearchive, line for line; the move itself is the verified chunk."""
     from archiver.runner import api_dearchive
 
-    lead = "".join(ch for ch in raw if ch.isdigit())
+    lead = "".join(ch for ch in raw if ch in "0123456789")  # isdigit() also takes '²'
     if not 1 <= len(lead) <= 11:
         return f"ERROR: lead_dearchive INVALID SEARCH PARAMETERS: {user}|{lead}", 2
     settings = ctx.settings()

@@ -23,6 +23,7 @@ from archiver.errors import BadInput, ConfigError
 
 DEFAULT_CONFIG_PATHS = (Path("vicidial-archiver.toml"), Path("/etc/vicidial-archiver.toml"))
 MAX_CHUNK = 500
+MAX_DURATION = 100 * 365 * 86400.0
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -149,6 +150,8 @@ def parse_duration(text: str | float | int, what: str = "duration") -> float:
         value = float(m.group(1)) * unit
     if value < 0:
         raise BadInput(f"{what}: must not be negative, got {text!r}")
+    if not value <= MAX_DURATION:  # also NaN; time.sleep() overflows past ~292 years
+        raise BadInput(f"{what}: {text!r} is too long (at most 100 years)")
     return value
 
 
@@ -447,6 +450,8 @@ def validate(s: Settings) -> Settings:
         parse_dsn(replica, "throttle.replicas entry")
     if t.chunk_time_ms < 0 or t.max_threads_running < 0 or t.sleep_coef < 0:
         raise BadInput("throttle values must not be negative")
+    if not t.sleep_coef <= 1000:  # also NaN and inf, which would overflow time.sleep()
+        raise BadInput(f"the sleep coefficient must be at most 1000, got {t.sleep_coef}")
     return s
 
 

@@ -16,7 +16,7 @@ import pymysql
 from pymysql.converters import escape_item
 from sqlalchemy import bindparam, create_engine, event, text
 from sqlalchemy.engine import Connection, CursorResult, Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.elements import TextClause
 
@@ -196,8 +196,10 @@ class Db:
             self.in_tx = False
             try:
                 self.run("ROLLBACK")
-            except (OperationalError, DBAPIError):
-                pass  # the connection is gone; the server rolls back on its own
+            except SQLAlchemyError:
+                # The connection is gone (after a lost connection SQLAlchemy refuses any
+                # statement with PendingRollbackError); the server rolls back on its own.
+                pass
             raise
         self.in_tx = False
         self.run("COMMIT")

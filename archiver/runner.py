@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import IO, Any
 
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from archiver import checkpoint, window
 from archiver.checkpoint import ChunkRecord, Job
@@ -245,7 +245,7 @@ class Runner:
     def _unlock(self) -> None:
         try:
             self.db.scalar("SELECT RELEASE_LOCK(:n)", {"n": lock_name(self.s)})
-        except DBAPIError:
+        except SQLAlchemyError:  # connection lost: the server released the lock with it
             pass
 
     def _job(self) -> Job:
@@ -353,6 +353,9 @@ class Runner:
         if job is not None and not self.transactional:
             checkpoint.set_pending(db, job.job_id, act)
             self.pending_written = True
+            # Also in memory: if this chunk is redone in this run (a lock wait while recording
+            # it), the leads it already moved still count as moved, not as found moved.
+            self.pending.update(act)
         missing = [i for i in act if not before[i].in_dst]
         differ = [i for i in act if before[i].in_dst and not before[i].equal]
         if flags.insert and (missing or show):
@@ -385,23 +388,24 @@ class Runner:
     def _record(self, job: Job | None, chunk_no: int, ids: list[int],
                 result: dict[int, str]) -> None:
         counts = Counter(result.values())
-        self.totals.update(counts)
-        self.run_counts.update(counts)
         moved = {"archived", "dearchived"}
         not_moved = {i: o for i, o in result.items() if o not in moved}
+        if job is not None:
+            rec = ChunkRecord(
+                chunk_no=chunk_no, first=ids[0], last=ids[-1], cursor=self.cursor,
+                leads=len(ids), counts=counts, not_moved=not_moved, ms=int(self.chunk_ms()),
+            )
+            checkpoint.record_chunk(self.db, job, rec, self.totals + counts,
+                                    clear_pending=self.pending_written or bool(self.pending))
+            self.pending.clear()
+            self.pending_written = False
+        # Counted (and reported) only once recorded: a chunk whose checkpoint write failed
+        # with a lock wait or deadlock is redone, and must not count its leads twice.
+        self.totals.update(counts)
+        self.run_counts.update(counts)
         if self.report_writer is not None:
             for lead, out in sorted(not_moved.items()):
                 self.report_writer.writerow([lead, out])
-        if job is None:
-            return
-        rec = ChunkRecord(
-            chunk_no=chunk_no, first=ids[0], last=ids[-1], cursor=self.cursor, leads=len(ids),
-            counts=counts, not_moved=not_moved, ms=int(self.chunk_ms()),
-        )
-        checkpoint.record_chunk(self.db, job, rec, self.totals,
-                                clear_pending=self.pending_written or bool(self.pending))
-        self.pending.clear()
-        self.pending_written = False
 
     def chunk_ms(self) -> float:
         return (time.monotonic() - self.chunk_started) * 1000
@@ -433,6 +437,12 @@ class Runner:
                 "run inside it or pass --ignore-window for a one-off run"
             )
         self._find_guards()
+        if spec.report:  # an unwritable report is bad input: refuse it before any write
+            try:
+                with open(spec.report, "w", encoding="utf-8"):
+                    pass
+            except OSError as exc:
+                raise BadInput(f"cannot write the report {spec.report}: {exc.strerror}") from None
         self.plan = self._plan(src, dst)
         self.totals: Counter[str] = Counter()
         self.run_counts: Counter[str] = Counter()
@@ -580,7 +590,7 @@ class Runner:
             if self.db.in_tx:
                 return
             checkpoint.finish(self.db, job.job_id, state, reason)
-        except DBAPIError:
+        except SQLAlchemyError:  # DBAPIError, or PendingRollbackError after a lost connection
             # The connection is gone: the job stays `running` with an old heartbeat, and the
             # next run, which gets the lock, resumes it.
             pass
