@@ -1,0 +1,355 @@
+"""selection: lead ids from arguments, files and API request bodies; the raw --where check;
+criteria → SQL. No database."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import datetime
+
+import pytest
+
+from archiver.errors import BadInput
+from archiver.selection import (
+    MAX_LEAD_ID,
+    Criteria,
+    Selection,
+    check_limit,
+    ids_from_lines,
+    parse_id,
+    parse_request,
+    validate_where,
+)
+
+RANGE = "lead ids are whole numbers from 1 to 4294967295"
+
+# --- parse_id --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("token", "value"),
+    [
+        ("1", 1),
+        ("42", 42),
+        (" 7 ", 7),
+        ("\t12\n", 12),
+        ("007", 7),
+        ("4294967294", 4294967294),
+        ("4294967295", MAX_LEAD_ID),
+    ],
+)
+def test_parse_id_accepts_whole_numbers_in_range(token: str, value: int) -> None:
+    assert parse_id(token) == value
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "",
+        " ",
+        "abc",
+        "1a",
+        "a1",
+        "0",
+        "00",
+        "-1",
+        "-0",
+        "+1",
+        "1.0",
+        "1.5",
+        "1e3",
+        "0x10",
+        "1 2",
+        "1,2",
+        "4294967296",
+        "99999999999999999999999",
+        "１２",  # full-width digits: int() takes them, a lead id must not
+        "١٢",  # Arabic-Indic digits
+        "²",  # superscript two: str.isdigit() is True, int() refuses it
+        "1\x00",
+    ],
+)
+def test_parse_id_refuses_anything_else(token: str) -> None:
+    with pytest.raises(BadInput) as err:
+        parse_id(token)
+    assert str(err.value) == f"invalid lead id {token!r}: {RANGE}"
+
+
+def test_parse_id_names_where_the_id_came_from() -> None:
+    with pytest.raises(BadInput, match=r"^invalid lead id on line 3 of ids.txt 'x': "):
+        parse_id("x", "lead id on line 3 of ids.txt")
+
+
+# --- ids_from_lines, check_limit -------------------------------------------------------------
+
+
+def test_ids_from_lines_skips_blank_and_comment_lines() -> None:
+    text = "# exported 2024-01-01\n1\n\n  2  \r\n#3\n4294967295\n"
+    assert ids_from_lines(io.StringIO(text), "ids.txt") == [1, 2, MAX_LEAD_ID]
+
+
+def test_ids_from_lines_names_the_bad_line() -> None:
+    with pytest.raises(BadInput) as err:
+        ids_from_lines(io.StringIO("1\n2\nthree\n"), "ids.txt")
+    assert str(err.value) == f"invalid lead id on line 3 of ids.txt 'three': {RANGE}"
+
+
+def test_check_limit_counts_distinct_ids() -> None:
+    check_limit([1] * 1000 + list(range(2, 501)), 500, "x")  # 500 distinct ids: fine
+    with pytest.raises(BadInput) as err:
+        check_limit(list(range(1, 502)), 500, "the command line")
+    assert str(err.value).startswith(
+        "the command line gives 501 lead ids, more than the limit of 500; split the list or "
+        "raise archive.id_limit in the config"
+    )
+
+
+# --- parse_request -----------------------------------------------------------------------------
+
+
+def test_parse_request_reads_the_api_body() -> None:
+    body = {
+        "insert_leads": True,
+        "update_leads": False,
+        "delete_leads": True,
+        "lead_ids": [3, 1, 2],
+    }
+    req = parse_request(json.dumps(body), "req.json", 500)
+    assert (req.insert, req.update, req.delete) == (True, False, True)
+    assert req.lead_ids == (3, 1, 2)
+
+
+def test_parse_request_booleans_default_to_true() -> None:
+    req = parse_request('{"lead_ids": [5]}', "req.json", 500)
+    assert (req.insert, req.update, req.delete, req.lead_ids) == (True, True, True, (5,))
+
+
+def test_parse_request_takes_ids_given_as_strings_of_digits() -> None:
+    assert parse_request('{"lead_ids": ["12", 13]}', "r", 500).lead_ids == (12, 13)
+
+
+def test_parse_request_limit_is_a_setting() -> None:
+    ids = list(range(1, 502))
+    with pytest.raises(BadInput, match="gives 501 lead ids, more than the limit of 500"):
+        parse_request(json.dumps({"lead_ids": ids}), "req.json", 500)
+    assert len(parse_request(json.dumps({"lead_ids": ids}), "req.json", 1000).lead_ids) == 501
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "",
+            "req.json is not valid JSON (Expecting value at line 1); "
+            'expected {"lead_ids": [1, 2], "insert_leads": true, …}',
+        ),
+        (
+            '{"lead_ids": [1],',
+            "req.json is not valid JSON (Expecting property name enclosed in "
+            "double quotes at line 1); "
+            'expected {"lead_ids": [1, 2], "insert_leads": true, …}',
+        ),
+        ("[1, 2]", "req.json must be a JSON object with lead_ids and the step booleans"),
+        ('"1,2"', "req.json must be a JSON object with lead_ids and the step booleans"),
+        ("null", "req.json must be a JSON object with lead_ids and the step booleans"),
+        (
+            '{"lead_ids": [1], "foo": 1, "bar": 2}',
+            "req.json: unknown key(s) bar, foo; known keys: delete_leads, insert_leads, lead_ids, "
+            "update_leads",
+        ),
+        (
+            '{"lead_ids": [1], "Insert_Leads": true}',
+            "req.json: unknown key(s) Insert_Leads; known keys: delete_leads, insert_leads, "
+            "lead_ids, update_leads",
+        ),
+        (
+            '{"lead_ids": [1], "insert_leads": "true"}',
+            'req.json: insert_leads must be true or false, got "true"',
+        ),
+        (
+            '{"lead_ids": [1], "update_leads": 1}',
+            "req.json: update_leads must be true or false, got 1",
+        ),
+        (
+            '{"lead_ids": [1], "delete_leads": null}',
+            "req.json: delete_leads must be true or false, got null",
+        ),
+        (
+            '{"lead_ids": [1], "delete_leads": "N"}',
+            'req.json: delete_leads must be true or false, got "N"',
+        ),
+        ("{}", "req.json: lead_ids must be a non-empty list of lead ids"),
+        ('{"lead_ids": []}', "req.json: lead_ids must be a non-empty list of lead ids"),
+        ('{"lead_ids": "1,2"}', "req.json: lead_ids must be a non-empty list of lead ids"),
+        ('{"lead_ids": 5}', "req.json: lead_ids must be a non-empty list of lead ids"),
+        ('{"lead_ids": {"1": 2}}', "req.json: lead_ids must be a non-empty list of lead ids"),
+        ('{"lead_ids": [1.5]}', "req.json: lead_ids holds 1.5, which is not a lead id"),
+        ('{"lead_ids": [1.0]}', "req.json: lead_ids holds 1.0, which is not a lead id"),
+        ('{"lead_ids": [1e3]}', "req.json: lead_ids holds 1000.0, which is not a lead id"),
+        ('{"lead_ids": [[1, 2]]}', "req.json: lead_ids holds [1, 2], which is not a lead id"),
+        ('{"lead_ids": [{"id": 1}]}', 'req.json: lead_ids holds {"id": 1}, which is not a lead id'),
+        ('{"lead_ids": [true]}', "req.json: lead_ids holds true, which is not a lead id"),
+        ('{"lead_ids": [null]}', "req.json: lead_ids holds null, which is not a lead id"),
+        ('{"lead_ids": [NaN]}', "req.json: lead_ids holds NaN, which is not a lead id"),
+        ('{"lead_ids": [0]}', f"invalid lead id in lead_ids '0': {RANGE}"),
+        ('{"lead_ids": [-1]}', f"invalid lead id in lead_ids '-1': {RANGE}"),
+        ('{"lead_ids": [4294967296]}', f"invalid lead id in lead_ids '4294967296': {RANGE}"),
+        ('{"lead_ids": ["abc"]}', f"invalid lead id in lead_ids 'abc': {RANGE}"),
+        ('{"lead_ids": ["1.5"]}', f"invalid lead id in lead_ids '1.5': {RANGE}"),
+        ('{"lead_ids": ["１"]}', f"invalid lead id in lead_ids '１': {RANGE}"),
+    ],
+)
+def test_parse_request_refuses_bad_bodies(text: str, message: str) -> None:
+    with pytest.raises(BadInput) as err:
+        parse_request(text, "req.json", 500)
+    assert str(err.value) == message
+
+
+# --- validate_where ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "lead_id <= 1200",
+        "list_id IN (101, 102) AND status = 'SALE'",
+        "`rank` < 0",
+        "entry_date < '2024-01-01 10:30:00'",
+        # forbidden words and characters inside a string literal are data
+        "comments = 'please DELETE me; -- UNION SELECT SLEEP(1) /* x */ #'",
+        "comments = 'it''s'",
+        "comments = 'a\\'b'",
+        'comments = "double ; quoted"',
+        "`update` = 1",  # a quoted identifier may be named anything
+        "(status = 'A' OR (status = 'B' AND called_count > 3))",
+        "status LIKE 'Jo%'",
+        "lead_id IN (SELECT lead_id FROM vicidial_list WHERE list_id = 999)",
+    ],
+)
+def test_validate_where_accepts_conditions(where: str) -> None:
+    assert validate_where(f"  {where}  ") == where
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        ("1=1; DROP TABLE vicidial_list", "--where must be one condition: no ';' and no comments"),
+        ("lead_id = 1;", "--where must be one condition: no ';' and no comments"),
+        ("1=1 -- x", "--where must be one condition: no ';' and no comments"),
+        ("1=1 # x", "--where must be one condition: no ';' and no comments"),
+        ("1=1 /* x */", "--where must be one condition: no ';' and no comments"),
+        ("1=1 /*!50000 OR 1=1*/", "--where must be one condition: no ';' and no comments"),
+        ("1=1 UNION SELECT 1", "--where may only be a condition; 'UNION' is not allowed in it"),
+        (
+            "1=1 union all select lead_id from vicidial_list_archive",
+            "--where may only be a condition; 'union' is not allowed in it",
+        ),
+        ("SLEEP(5)", "--where may only be a condition; 'SLEEP' is not allowed in it"),
+        (
+            "lead_id = 1 AND sleep (5) = 0",
+            "--where may only be a condition; 'sleep' is not allowed in it",
+        ),
+        (
+            "BENCHMARK(1000000, MD5(1))",
+            "--where may only be a condition; 'BENCHMARK' is not allowed in it",
+        ),
+        ("GET_LOCK('x', 10)", "--where may only be a condition; 'GET_LOCK' is not allowed in it"),
+        (
+            "lead_id IN (SELECT 1 FROM dual) FOR UPDATE",
+            "--where may only be a condition; 'UPDATE' is not allowed in it",
+        ),
+        (
+            "lead_id = (DELETE FROM vicidial_list)",
+            "--where may only be a condition; 'DELETE' is not allowed in it",
+        ),
+        (
+            "1=1 INTO OUTFILE '/tmp/x'",
+            "--where may only be a condition; 'INTO' is not allowed in it",
+        ),
+        (
+            "LOAD_FILE('/etc/passwd') IS NULL",
+            "--where may only be a condition; 'LOAD_FILE' is not allowed in it",
+        ),
+        ("1=1 LOCK IN SHARE MODE", "--where may only be a condition; 'LOCK' is not allowed in it"),
+        ("(1=1", "--where has unbalanced parentheses; give one condition"),
+        ("1=1)", "--where has unbalanced parentheses; give one condition"),
+        ("1=1) OR (1=1", "--where has unbalanced parentheses; give one condition"),
+        ("status = 'x", "--where has an unterminated string literal"),
+        ('status = "x', "--where has an unterminated string literal"),
+        ("   ", "--where is empty"),
+    ],
+)
+def test_validate_where_refuses_anything_but_one_condition(where: str, message: str) -> None:
+    with pytest.raises(BadInput) as err:
+        validate_where(where)
+    assert str(err.value) == message
+
+
+# --- Criteria and Selection ------------------------------------------------------------------
+
+
+def test_criteria_sql_binds_values_and_quotes_columns() -> None:
+    crit = Criteria(
+        list_ids=(102, 101, 101),
+        statuses=("SALE",),
+        campaigns=("SALESA",),
+        entry_before="2024-01-31",
+        last_call_before="2024-02-01 18:00",
+    ).resolve()
+    cond, params = crit.sql()
+    assert cond == (
+        "`list_id` IN :c_list_ids AND `list_id` IN (SELECT `list_id` FROM `vicidial_lists` "
+        "WHERE `campaign_id` IN :c_campaigns) AND `status` IN :c_statuses AND `entry_date` < "
+        ":c_entry_before AND `last_local_call_time` < :c_last_call_before"
+    )
+    assert params == {
+        "c_list_ids": [101, 102],
+        "c_campaigns": ["SALESA"],
+        "c_statuses": ["SALE"],
+        "c_entry_before": "2024-01-31 00:00:00",
+        "c_last_call_before": "2024-02-01 18:00:00",
+    }
+
+
+def test_criteria_ages_resolve_against_now() -> None:
+    crit = Criteria(modified_before="90d").resolve(now=datetime(2024, 4, 30, 12, 0, 0))
+    assert crit.resolved == {"modified_before": "2024-01-31 12:00:00"}
+
+
+def test_criteria_resolve_refuses_a_bad_where_or_date() -> None:
+    with pytest.raises(BadInput, match="'UNION' is not allowed"):
+        Criteria(where="1=1 UNION SELECT 1").resolve()
+    with pytest.raises(BadInput, match=r"^--entry-before: expected a date"):
+        Criteria(entry_before="2024-13-45").resolve()
+    with pytest.raises(
+        BadInput, match=r"^--modified-before: '99999999999d' is too long \(at most 100 years\)$"
+    ):
+        Criteria(modified_before="99999999999d").resolve()
+
+
+def test_raw_where_colons_are_not_bind_parameters() -> None:
+    # SQLAlchemy's text() would read ':x' in "LIKE '%:x%'" as a parameter it has no value for.
+    from sqlalchemy import text
+    from sqlalchemy.dialects import mysql
+
+    cond, params = Criteria(where="comments LIKE '%:x%' AND entry_date < '2024-01-01 10:30'").sql()
+    assert params == {}
+    compiled = text(f"SELECT 1 WHERE {cond}").compile(dialect=mysql.dialect())
+    assert compiled.params == {}
+    sql = str(compiled)  # pyformat doubles '%'; the driver undoes it
+    assert "%(x)s" not in sql
+    assert "'%%:x%%'" in sql and "'2024-01-01 10:30'" in sql
+
+
+def test_criteria_identity_is_canonical() -> None:
+    a = Criteria(list_ids=(102, 101, 101), statuses=("B", "A")).resolve()
+    b = Criteria(list_ids=(101, 102), statuses=("A", "B")).resolve()
+    assert a.canonical() == b.canonical() == {"list_ids": [101, 102], "statuses": ["A", "B"]}
+    assert Criteria().empty and not a.empty
+
+
+def test_selection_from_ids_is_sorted_and_unique() -> None:
+    sel = Selection.from_ids([5, 3, 5, 1])
+    assert sel.ids == (1, 3, 5)
+    assert sel.canonical() == Selection.from_ids([1, 3, 5]).canonical()
+    assert sel.canonical() != Selection.from_ids([1, 3, 6]).canonical()
