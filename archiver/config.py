@@ -201,7 +201,9 @@ def parse_dsn(dsn: str, what: str = "DSN") -> dict[str, Any]:
     parts: dict[str, Any] = {}
     if url.host:
         parts["host"] = url.host
-    if url.port:
+    if url.port is not None:
+        if not 1 <= url.port <= 65535:
+            raise ConfigError(f"{what}: port {url.port} is not a TCP port (1–65535)")
         parts["port"] = url.port
     if url.username:
         parts["user"] = url.username

@@ -378,8 +378,12 @@ class Runner:
         values: an INSERT … SELECT would hold vicidial_list's table lock, and so stall the
         dialer's writes, for as long as the archive's indexes take to update."""
         db = self.db
-        if self.transactional or self.spec.direction != ARCHIVE or db.dry_run:
+        if self.transactional or self.spec.direction != ARCHIVE:
             db.write(sql.insert(), {"ids": ids, **sql.override_params()})
+            return
+        if db.dry_run:
+            db.planned.append(db.render(sql.fetch_literals(), {"ids": ids}))
+            db.planned.append(sql.insert_literals(["/* the rows read above, as literals */"]))
             return
         tuples = [str(r[0]) for r in db.rows(sql.fetch_literals(), {"ids": ids})]
         if tuples:

@@ -677,11 +677,16 @@ def test_dry_run_writes_nothing_and_shows_counts_and_sql(vdb: VDb, tmp_path: Pat
     out = result.stdout
     assert re.search(r"^\s+archived\s+1189$", out, re.M), out
     assert re.search(r"^\s+skipped_newest\s+1$", out, re.M), out
-    assert "INSERT INTO `vicidial_list_archive` (`lead_id`, `entry_date`, `modify_date`" in out
+    # On MyISAM the copy reads the rows as literals, then inserts them, so vicidial_list is
+    # locked only for the read; on InnoDB it is one INSERT … SELECT inside the transaction.
+    copy = ("INSERT IGNORE INTO `vicidial_list_archive` (`lead_id`, `entry_date`, `modify_date`"
+            if vdb.engine == "MyISAM" else
+            "INSERT INTO `vicidial_list_archive` (`lead_id`, `entry_date`, `modify_date`")
+    assert copy in out
     assert "UPDATE `vicidial_list_archive` AS d JOIN `vicidial_list` AS s" in out
     assert "DELETE s FROM `vicidial_list` AS s JOIN `vicidial_list_archive` AS d" in out
     assert "CAST(s.`rank` AS BINARY) <=> CAST(d.`rank` AS BINARY)" in out
-    assert len(re.findall(r"`lead_id` IN \(", out)) == 3  # one chunk: insert, update, delete
+    assert len(re.findall(r"`lead_id` IN \(", out)) == 3  # one chunk: copy, update, delete
     assert report.read_text().splitlines() == ["lead_id,outcome", "1200,skipped_newest"]
 
     result = vdb.cli(["archive", "--dry-run", "--where", "lead_id <= 1200", "--json"])
@@ -691,8 +696,14 @@ def test_dry_run_writes_nothing_and_shows_counts_and_sql(vdb: VDb, tmp_path: Pat
     assert plan["counts"] == {"archived": 1189, "skipped_newest": 1}
     # The first chunk is 11…510: insert names the 490 leads not yet copied (11…20 have an equal
     # copy already); update and delete name the whole chunk; nothing of the next chunk.
-    insert, update, delete = plan["sql"]
-    assert insert.startswith("INSERT INTO `vicidial_list_archive`")
+    if vdb.engine == "MyISAM":
+        read, insert, update, delete = plan["sql"]
+        assert read.startswith("SELECT CONCAT('(', CONCAT_WS(',', IF(`lead_id` IS NULL")
+        assert insert.startswith("INSERT IGNORE INTO `vicidial_list_archive`")
+        insert = read  # the read names the leads to copy
+    else:
+        insert, update, delete = plan["sql"]
+        assert insert.startswith("INSERT INTO `vicidial_list_archive`")
     assert update.startswith("UPDATE `vicidial_list_archive`")
     assert delete.startswith("DELETE s FROM `vicidial_list`")
     assert _in_lists(insert) == [list(range(21, 511))]
