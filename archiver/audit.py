@@ -1,4 +1,4 @@
-"""What a run leaves behind for others to read: a Prometheus textfile and a vicidial_admin_log row."""
+"""What a run leaves for others to read: a Prometheus textfile and a vicidial_admin_log row."""
 
 from __future__ import annotations
 
@@ -20,25 +20,47 @@ def write_metrics(path: str, summary: Summary, now: float) -> None:
     """node_exporter textfile collector format, written atomically by prometheus_client."""
     registry = CollectorRegistry()
     labels = ["direction"]
-    leads = Gauge("vicidial_archiver_leads", "Leads handled by the last run, by outcome.",
-                  [*labels, "outcome"], registry=registry)
+    leads = Gauge(
+        "vicidial_archiver_leads",
+        "Leads handled by the last run, by outcome.",
+        [*labels, "outcome"],
+        registry=registry,
+    )
     for outcome, count in sorted(summary.counts.items()):
         leads.labels(summary.direction, outcome).set(count)
-    Gauge("vicidial_archiver_chunks", "Chunks done by the last run.", labels,
-          registry=registry).labels(summary.direction).set(summary.chunks)
-    Gauge("vicidial_archiver_duration_seconds", "Wall time of the last run.", labels,
-          registry=registry).labels(summary.direction).set(summary.seconds)
-    Gauge("vicidial_archiver_rate_leads_per_second", "Leads per second of the last run.",
-          labels, registry=registry).labels(summary.direction).set(summary.rate)
-    Gauge("vicidial_archiver_last_run_timestamp_seconds", "When the last run ended.", labels,
-          registry=registry).labels(summary.direction).set(now)
-    ok = Gauge("vicidial_archiver_last_run_success", "1 when the last run finished its job.",
-               labels, registry=registry)
+    Gauge(
+        "vicidial_archiver_chunks", "Chunks done by the last run.", labels, registry=registry
+    ).labels(summary.direction).set(summary.chunks)
+    Gauge(
+        "vicidial_archiver_duration_seconds",
+        "Wall time of the last run.",
+        labels,
+        registry=registry,
+    ).labels(summary.direction).set(summary.seconds)
+    Gauge(
+        "vicidial_archiver_rate_leads_per_second",
+        "Leads per second of the last run.",
+        labels,
+        registry=registry,
+    ).labels(summary.direction).set(summary.rate)
+    Gauge(
+        "vicidial_archiver_last_run_timestamp_seconds",
+        "When the last run ended.",
+        labels,
+        registry=registry,
+    ).labels(summary.direction).set(now)
+    ok = Gauge(
+        "vicidial_archiver_last_run_success",
+        "1 when the last run finished its job.",
+        labels,
+        registry=registry,
+    )
     ok.labels(summary.direction).set(1 if summary.state == "done" else 0)
     last = now if summary.state == "done" else _previous_success(path, summary.direction)
     if last is not None:
-        Gauge(LAST_SUCCESS, "When a run last finished its job.", labels,
-              registry=registry).labels(summary.direction).set(last)
+        Gauge(LAST_SUCCESS, "When a run last finished its job.", labels, registry=registry).labels(
+            summary.direction
+        ).set(last)
     write_to_textfile(path, registry)
 
 
@@ -63,8 +85,10 @@ def admin_log_row(summary: Summary, user: str) -> dict[str, str]:
         notes = f"{copied} vicidial_list leads archived|{moved} vicidial_list leads deleted|"
     else:
         code = "CAMPAIGN LEAD DEARCHIVING"
-        notes = (f"{copied} vicidial_list_archive leads restored|{moved} vicidial_list_archive "
-                 "leads deleted|")
+        notes = (
+            f"{copied} vicidial_list_archive leads restored|{moved} vicidial_list_archive "
+            "leads deleted|"
+        )
     return {
         "user": user[:20],
         "ip": _local_ip(),
@@ -73,7 +97,7 @@ def admin_log_row(summary: Summary, user: str) -> dict[str, str]:
         "record": "leads",
         "code": code,
         "sql": f"vicidial-archiver {summary.direction} job {summary.job_id}: "
-               + json.dumps(summary.plan[2:3]),
+        + json.dumps(summary.plan[2:3]),
         "notes": notes,
     }
 

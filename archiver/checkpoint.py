@@ -120,7 +120,8 @@ def get_job(db: Db, ref: str | int) -> Job:
         rows = db.rows(f"SELECT {_JOB_COLS} FROM archiver_jobs WHERE job_id = :r", {"r": int(text)})
     else:
         rows = db.rows(
-            f"SELECT {_JOB_COLS} FROM archiver_jobs WHERE job_name = :r ORDER BY job_id DESC LIMIT 1",
+            f"SELECT {_JOB_COLS} FROM archiver_jobs WHERE job_name = :r"
+            " ORDER BY job_id DESC LIMIT 1",
             {"r": text},
         )
     if not rows:
@@ -212,7 +213,9 @@ def set_pending(db: Db, job_id: int, ids: Sequence[int]) -> None:
     with db.transaction(not db.in_tx):
         values = ", ".join(f"(:j, :i{n})" for n in range(len(ids)))
         params: dict[str, Any] = {"j": job_id, **{f"i{n}": i for n, i in enumerate(ids)}}
-        n = db.write(f"INSERT IGNORE INTO archiver_pending (job_id, lead_id) VALUES {values}", params)
+        n = db.write(
+            f"INSERT IGNORE INTO archiver_pending (job_id, lead_id) VALUES {values}", params
+        )
         if n > len(ids):
             _expect(n, len(ids), "marking the chunk's leads pending")
 

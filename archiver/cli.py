@@ -81,8 +81,9 @@ class ArchiverGroup(click.Group):
             self._fail(ctx, str(exc), exc.exit_code)
         except DBAPIError as exc:
             orig = getattr(exc, "orig", exc)
-            self._fail(ctx, f"database error: {orig}; run again with --debug for details",
-                       EXIT_FAILED)
+            self._fail(
+                ctx, f"database error: {orig}; run again with --debug for details", EXIT_FAILED
+            )
 
     @staticmethod
     def _fail(ctx: click.Context, message: str, code: int) -> None:
@@ -94,20 +95,42 @@ class ArchiverGroup(click.Group):
 
 
 @click.group(cls=ArchiverGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_path", metavar="PATH",
-              help="TOML settings (default ./vicidial-archiver.toml, then /etc/…).")
-@click.option("--dsn", envvar="ARCHIVER_DSN", metavar="URL", show_envvar=True,
-              help="mysql://user:pass@host:3306/asterisk (prefer ARCHIVER_DB_PASSWORD for the password).")
-@click.option("--astguiclient", metavar="PATH",
-              help="Read VARDB_* connection settings from VICIdial's /etc/astguiclient.conf.")
-@click.option("--log-format", type=click.Choice(["console", "json"]),
-              help="Log format on stderr (default: console on a TTY, JSON otherwise).")
+@click.option(
+    "--config",
+    "config_path",
+    metavar="PATH",
+    help="TOML settings (default ./vicidial-archiver.toml, then /etc/…).",
+)
+@click.option(
+    "--dsn",
+    envvar="ARCHIVER_DSN",
+    metavar="URL",
+    show_envvar=True,
+    help="mysql://user:pass@host:3306/asterisk (prefer ARCHIVER_DB_PASSWORD for the password).",
+)
+@click.option(
+    "--astguiclient",
+    metavar="PATH",
+    help="Read VARDB_* connection settings from VICIdial's /etc/astguiclient.conf.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["console", "json"]),
+    help="Log format on stderr (default: console on a TTY, JSON otherwise).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log every SQL statement.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.version_option(package_name="vicidial-archiver")
 @click.pass_context
-def cli(ctx: click.Context, config_path: str | None, dsn: str | None, astguiclient: str | None,
-        log_format: str | None, verbose: bool, debug: bool) -> None:
+def cli(
+    ctx: click.Context,
+    config_path: str | None,
+    dsn: str | None,
+    astguiclient: str | None,
+    log_format: str | None,
+    verbose: bool,
+    debug: bool,
+) -> None:
     """Move VICIdial leads between vicidial_list and vicidial_list_archive, verified."""
     # ARCHIVER_DSN is read by click here and again by config (same value, same precedence).
     ctx.obj = Ctx(config_path, dsn, astguiclient, log_format, verbose, debug)
@@ -132,16 +155,35 @@ def _apply_selection(f: Callable[..., Any], status_names: tuple[str, ...]) -> Ca
     opts = [
         click.argument("lead_ids", nargs=-1),
         click.option("--ids-file", metavar="PATH", help="One lead id a line; - reads stdin."),
-        click.option("--request", "request_path", metavar="PATH",
-                     help="A Lead Archive API JSON body (lead_ids + step booleans); - reads stdin."),
+        click.option(
+            "--request",
+            "request_path",
+            metavar="PATH",
+            help="A Lead Archive API JSON body (lead_ids + step booleans); - reads stdin.",
+        ),
         click.option("--list-id", "list_ids", multiple=True, metavar="ID", help="Repeatable."),
-        click.option("--campaign", "campaigns", multiple=True, metavar="ID",
-                     help="The campaign's lists (vicidial_lists.campaign_id). Repeatable."),
-        click.option(*status_names, "statuses", multiple=True, metavar="S",
-                     help="Leads with this status. Repeatable."),
-        click.option("--entry-before", metavar="DATE|AGE", help="entry_date before (e.g. 2024-01-01, 365d)."),
-        click.option("--last-call-before", metavar="DATE|AGE",
-                     help="last_local_call_time before; NULL never matches."),
+        click.option(
+            "--campaign",
+            "campaigns",
+            multiple=True,
+            metavar="ID",
+            help="The campaign's lists (vicidial_lists.campaign_id). Repeatable.",
+        ),
+        click.option(
+            *status_names,
+            "statuses",
+            multiple=True,
+            metavar="S",
+            help="Leads with this status. Repeatable.",
+        ),
+        click.option(
+            "--entry-before", metavar="DATE|AGE", help="entry_date before (e.g. 2024-01-01, 365d)."
+        ),
+        click.option(
+            "--last-call-before",
+            metavar="DATE|AGE",
+            help="last_local_call_time before; NULL never matches.",
+        ),
         click.option("--modified-before", metavar="DATE|AGE", help="modify_date before."),
         click.option("--where", metavar="SQL", help="A raw condition on the source table (DBAs)."),
     ]
@@ -153,27 +195,49 @@ def _apply_selection(f: Callable[..., Any], status_names: tuple[str, ...]) -> Ca
 def job_options(f: Callable[..., Any]) -> Callable[..., Any]:
     opts = [
         click.option("--insert/--no-insert", "do_insert", default=True, help="Copy missing leads."),
-        click.option("--delete/--no-delete", "do_delete", default=True,
-                     help="Delete source rows that have an equal copy."),
+        click.option(
+            "--delete/--no-delete",
+            "do_delete",
+            default=True,
+            help="Delete source rows that have an equal copy.",
+        ),
         click.option("--chunk-size", type=int, metavar="N", help="Leads per chunk, 1–500 (500)."),
         click.option("--dry-run", is_flag=True, help="Show the plan and counts; write nothing."),
-        click.option("--report", metavar="PATH", help="CSV of every lead not moved, with its outcome."),
-        click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout."),
+        click.option(
+            "--report", metavar="PATH", help="CSV of every lead not moved, with its outcome."
+        ),
+        click.option(
+            "--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout."
+        ),
         click.option("--job-name", metavar="NAME", help="Resume the unfinished job of this name."),
         click.option("--ignore-window", is_flag=True, help="Run outside the off-hours window."),
         click.option("--max-runtime", metavar="DURATION", help="Stop cleanly after e.g. 2h."),
         click.option("--sleep", metavar="S", help="Seconds to sleep between chunks."),
         click.option("--sleep-coef", type=float, metavar="C", help="Sleep C × last chunk time."),
-        click.option("--max-threads-running", type=int, metavar="N",
-                     help="Wait while Threads_running is above N."),
+        click.option(
+            "--max-threads-running",
+            type=int,
+            metavar="N",
+            help="Wait while Threads_running is above N.",
+        ),
         click.option("--max-replica-lag", metavar="S", help="Wait while a replica lags more."),
         click.option("--max-wait", metavar="DURATION", help="Give up waiting after this (exit 3)."),
-        click.option("--chunk-time", type=int, metavar="MS",
-                     help="Size chunks (≤ 500) to this statement time."),
-        click.option("--metrics-file", metavar="PATH",
-                     help="Write a Prometheus textfile (node_exporter) at the end."),
-        click.option("--admin-log", is_flag=True,
-                     help="Write one vicidial_admin_log row for the run, as VICIdial does."),
+        click.option(
+            "--chunk-time",
+            type=int,
+            metavar="MS",
+            help="Size chunks (≤ 500) to this statement time.",
+        ),
+        click.option(
+            "--metrics-file",
+            metavar="PATH",
+            help="Write a Prometheus textfile (node_exporter) at the end.",
+        ),
+        click.option(
+            "--admin-log",
+            is_flag=True,
+            help="Write one vicidial_admin_log row for the run, as VICIdial does.",
+        ),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -191,7 +255,9 @@ def _read_source(path: str) -> tuple[str, str]:
         raise BadInput(f"{path} is not UTF-8 text") from None
 
 
-def build_selection(settings: config.Settings, kw: dict[str, Any]) -> tuple[Selection, Flags | None]:
+def build_selection(
+    settings: config.Settings, kw: dict[str, Any]
+) -> tuple[Selection, Flags | None]:
     """The selection from arguments, file, request or criteria; the request's step flags."""
     crit = Criteria(
         list_ids=tuple(parse_list_id(v) for v in kw["list_ids"]),
@@ -202,11 +268,12 @@ def build_selection(settings: config.Settings, kw: dict[str, Any]) -> tuple[Sele
         modified_before=kw["modified_before"] or "",
         where=kw["where"] or "",
     )
-    sources = [bool(kw["lead_ids"]), bool(kw["ids_file"]), bool(kw["request_path"]),
-               not crit.empty]
+    sources = [bool(kw["lead_ids"]), bool(kw["ids_file"]), bool(kw["request_path"]), not crit.empty]
     if sum(sources) == 0:
-        raise BadInput("nothing selected: give lead ids, --ids-file, --request or criteria "
-                       "(--list-id, --campaign, --status, --entry-before, …)")
+        raise BadInput(
+            "nothing selected: give lead ids, --ids-file, --request or criteria "
+            "(--list-id, --campaign, --status, --entry-before, …)"
+        )
     if sum(sources) > 1:
         raise BadInput("give one kind of selection: lead ids, --ids-file, --request, or criteria")
     limit = settings.id_limit
@@ -230,8 +297,12 @@ def build_selection(settings: config.Settings, kw: dict[str, Any]) -> tuple[Sele
         check_limit(ids, limit, kw["ids_file"])
         return Selection.from_ids(ids), None
     if kw["lead_ids"]:
-        ids = [parse_id(t) for arg in kw["lead_ids"] for t in arg.split(",") if t.strip() or
-               _bad_empty(arg)]
+        ids = [
+            parse_id(t)
+            for arg in kw["lead_ids"]
+            for t in arg.split(",")
+            if t.strip() or _bad_empty(arg)
+        ]
         check_limit(ids, limit, "the command line")
         return Selection.from_ids(ids), None
     return Selection(criteria=crit.resolve()), None
@@ -288,9 +359,13 @@ def _progress(enabled: bool) -> tuple[Any, Callable[..., None] | None]:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     bar = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
-        TextColumn("{task.fields[rate]:>8.0f} leads/s"), TimeRemainingColumn(),
-        console=Console(stderr=True), transient=True,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>5.1f}%"),
+        TextColumn("{task.fields[rate]:>8.0f} leads/s"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
     )
     task = bar.add_task("moving", total=1.0, rate=0.0)
 
@@ -312,8 +387,10 @@ def print_summary(summary: Summary, as_json: bool) -> None:
             _out(f"plan: {line}")
     head = "DRY RUN — nothing written. " if summary.dry_run else ""
     job = f"job {summary.job_id}" if summary.job_id else "no job recorded"
-    _out(f"{head}{summary.direction}: {summary.state}, {summary.leads} leads in "
-         f"{summary.chunks} chunks, {summary.seconds:.1f}s ({summary.rate:.0f} leads/s), {job}")
+    _out(
+        f"{head}{summary.direction}: {summary.state}, {summary.leads} leads in "
+        f"{summary.chunks} chunks, {summary.seconds:.1f}s ({summary.rate:.0f} leads/s), {job}"
+    )
     for name, count in sorted(summary.counts.items()):
         _out(f"  {name:<18} {count}")
     for warning in summary.warnings:
@@ -334,16 +411,31 @@ def _shorten_ids(stmt: str) -> str:
     return re.sub(r"IN \(((?:\d+, )+\d+)\)", short, stmt)
 
 
-def run_command(ctx: Ctx, direction: str, kw: dict[str, Any], flags: Flags,
-                overrides: dict[str, Any] | None = None) -> Summary:
+def run_command(
+    ctx: Ctx,
+    direction: str,
+    kw: dict[str, Any],
+    flags: Flags,
+    overrides: dict[str, Any] | None = None,
+) -> Summary:
     settings = job_settings(ctx, kw)
     selection, req_flags = build_selection(settings, kw)
     if req_flags is not None:  # a step runs only when both the request and the flags allow it
-        flags = Flags(flags.insert and req_flags.insert, flags.update and req_flags.update,
-                      flags.delete and req_flags.delete)
-    spec = JobSpec(direction=direction, selection=selection, flags=flags,
-                   overrides=overrides or {}, name=kw["job_name"], dry_run=kw["dry_run"],
-                   report=kw["report"], ignore_window=kw["ignore_window"])
+        flags = Flags(
+            flags.insert and req_flags.insert,
+            flags.update and req_flags.update,
+            flags.delete and req_flags.delete,
+        )
+    spec = JobSpec(
+        direction=direction,
+        selection=selection,
+        flags=flags,
+        overrides=overrides or {},
+        name=kw["job_name"],
+        dry_run=kw["dry_run"],
+        report=kw["report"],
+        ignore_window=kw["ignore_window"],
+    )
     show_bar = sys.stderr.isatty() and not ctx.verbose
     bar, update = _progress(show_bar)
     with open_db(settings, dry_run=spec.dry_run) as db:
@@ -374,7 +466,8 @@ def after_run(db: Db, summary: Summary, kw: dict[str, Any]) -> None:
         try:
             audit.write_metrics(kw["metrics_file"], summary, time.time())
         except OSError as exc:
-            raise BadInput(f"cannot write --metrics-file {kw['metrics_file']}: {exc.strerror}")
+            msg = f"cannot write --metrics-file {kw['metrics_file']}: {exc.strerror}"
+            raise BadInput(msg) from None
     if kw.get("admin_log"):
         audit.write_admin_log(db, summary, kw.get("user") or getpass.getuser())
 
@@ -385,13 +478,23 @@ def after_run(db: Db, summary: Summary, kw: dict[str, Any]) -> None:
 @cli.command()
 @selection_options
 @job_options
-@click.option("--update/--no-update", "do_update", default=True,
-              help="Refresh archive rows that differ from live.")
-@click.option("--safe-auto-increment/--no-safe-auto-increment", default=None,
-              help="Keep the newest lead live (default on).")
-@click.option("--no-guard", multiple=True,
-              type=click.Choice(["hopper", "auto_calls", "live_agents", "callbacks"]),
-              help="Turn one live-lead guard off for this run. Repeatable.")
+@click.option(
+    "--update/--no-update",
+    "do_update",
+    default=True,
+    help="Refresh archive rows that differ from live.",
+)
+@click.option(
+    "--safe-auto-increment/--no-safe-auto-increment",
+    default=None,
+    help="Keep the newest lead live (default on).",
+)
+@click.option(
+    "--no-guard",
+    multiple=True,
+    type=click.Choice(["hopper", "auto_calls", "live_agents", "callbacks"]),
+    help="Turn one live-lead guard off for this run. Repeatable.",
+)
 @click.pass_obj
 def archive(ctx: Ctx, /, **kw: Any) -> None:
     """Move leads from vicidial_list into the archive, verified chunk by chunk."""
@@ -408,8 +511,12 @@ def archive(ctx: Ctx, /, **kw: Any) -> None:
 @click.option("--reset", is_flag=True, help="Restored leads get called_since_last_reset='N'.")
 @click.option("--status", "set_status", metavar="S", help="Restored leads get this status.")
 @click.option("--called-count", type=int, metavar="N", help="Restored leads get this called_count.")
-@click.option("--user", default=None, metavar="NAME",
-              help="The user named in lead_dearchive lines (default: the OS user).")
+@click.option(
+    "--user",
+    default=None,
+    metavar="NAME",
+    help="The user named in lead_dearchive lines (default: the OS user).",
+)
 @click.pass_obj
 def dearchive(ctx: Ctx, /, **kw: Any) -> None:
     """Move leads back from the archive into vicidial_list, verified.
@@ -442,11 +549,24 @@ def restore_overrides(reset: bool, status: str | None, called_count: int | None)
 
 
 def _api_mode(kw: dict[str, Any], overrides: dict[str, Any]) -> bool:
-    selection = ("ids_file", "request_path", "list_ids", "campaigns", "statuses", "entry_before",
-                 "last_call_before", "modified_before", "where")
+    selection = (
+        "ids_file",
+        "request_path",
+        "list_ids",
+        "campaigns",
+        "statuses",
+        "entry_before",
+        "last_call_before",
+        "modified_before",
+        "where",
+    )
     others = ("dry_run", "report", "as_json", "job_name")
-    return (len(kw["lead_ids"]) == 1 and not overrides and not any(kw[k] for k in selection)
-            and not any(kw[k] for k in others))
+    return (
+        len(kw["lead_ids"]) == 1
+        and not overrides
+        and not any(kw[k] for k in selection)
+        and not any(kw[k] for k in others)
+    )
 
 
 def lead_dearchive(ctx: Ctx, raw: str, user: str) -> tuple[str, int]:
@@ -479,11 +599,20 @@ def schema_check(ctx: Ctx, as_json: bool) -> None:
         live, archive_t = schema.require_tables(db, settings.live_table, settings.archive_table)
         forward = schema.drift(live, archive_t)
     if as_json:
-        _out(json.dumps({"blocking": forward.blocking, "warnings": forward.warnings,
-                         "engine": {"live": live.engine, "archive": archive_t.engine}}))
+        _out(
+            json.dumps(
+                {
+                    "blocking": forward.blocking,
+                    "warnings": forward.warnings,
+                    "engine": {"live": live.engine, "archive": archive_t.engine},
+                }
+            )
+        )
     else:
-        _out(f"{live.name} ({live.engine}, {live.collation}) → {archive_t.name} "
-             f"({archive_t.engine}, {archive_t.collation})")
+        _out(
+            f"{live.name} ({live.engine}, {live.collation}) → {archive_t.name} "
+            f"({archive_t.engine}, {archive_t.collation})"
+        )
         if forward.clean:
             _out("no drift: every live column fits the archive exactly")
         for item in forward.blocking:
@@ -505,8 +634,9 @@ def schema_init(ctx: Ctx, print_only: bool) -> None:
         exists = schema.reflect(db, settings.archive_table) is not None
         if schema.reflect(db, settings.live_table) is None:
             raise BadInput(f"table {settings.live_table!r} does not exist; check --dsn")
-        statements = [] if exists else schema.init_archive_ddl(settings.live_table,
-                                                              settings.archive_table)
+        statements = (
+            [] if exists else schema.init_archive_ddl(settings.live_table, settings.archive_table)
+        )
         for stmt in statements:
             db.write(stmt)
         checkpoint.ensure_tables(db)
@@ -552,8 +682,10 @@ def jobs_group() -> None:
 
 def _job_line(job: checkpoint.Job) -> str:
     counts = ",".join(f"{k}={v}" for k, v in sorted(job.counts.items()))
-    return (f"{job.job_id:>6}  {(job.name or '-'):<16} {job.direction:<9} {job.state:<9} "
-            f"chunks={job.chunks:<6} {job.started_at:%Y-%m-%d %H:%M:%S}  {counts}")
+    return (
+        f"{job.job_id:>6}  {(job.name or '-'):<16} {job.direction:<9} {job.state:<9} "
+        f"chunks={job.chunks:<6} {job.started_at:%Y-%m-%d %H:%M:%S}  {counts}"
+    )
 
 
 @jobs_group.command("list")
@@ -571,8 +703,13 @@ def jobs_list(ctx: Ctx, limit: int) -> None:
 
 @jobs_group.command("show")
 @click.argument("ref")
-@click.option("--leads", "outcome", metavar="OUTCOME", type=click.Choice([*OUTCOMES, "all"]),
-              help="List the leads not moved with this outcome (or 'all').")
+@click.option(
+    "--leads",
+    "outcome",
+    metavar="OUTCOME",
+    type=click.Choice([*OUTCOMES, "all"]),
+    help="List the leads not moved with this outcome (or 'all').",
+)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def jobs_show(ctx: Ctx, ref: str, outcome: str | None, as_json: bool) -> None:
@@ -581,8 +718,9 @@ def jobs_show(ctx: Ctx, ref: str, outcome: str | None, as_json: bool) -> None:
         checkpoint.ensure_tables(db)
         job = checkpoint.get_job(db, ref)
         if outcome:
-            for lead, out in checkpoint.leads_of(db, job.job_id, None if outcome == "all"
-                                                 else outcome):
+            for lead, out in checkpoint.leads_of(
+                db, job.job_id, None if outcome == "all" else outcome
+            ):
                 _out(f"{lead},{out}")
             return
         chunks = checkpoint.chunks_of(db, job.job_id, 5)
@@ -594,8 +732,10 @@ def jobs_show(ctx: Ctx, ref: str, outcome: str | None, as_json: bool) -> None:
         if key == "last_chunks":
             _out("last chunks:")
             for c in value:
-                _out(f"  #{c['chunk']} leads {c['first_lead_id']}–{c['last_lead_id']} "
-                     f"({c['leads']}) {c['ms']} ms {c['counts']}")
+                _out(
+                    f"  #{c['chunk']} leads {c['first_lead_id']}–{c['last_lead_id']} "
+                    f"({c['leads']}) {c['ms']} ms {c['counts']}"
+                )
         elif key == "counts":
             _out("counts:")
             for name, count in value.items():
@@ -611,13 +751,20 @@ def jobs_show(ctx: Ctx, ref: str, outcome: str | None, as_json: bool) -> None:
 @click.option("--max-runtime", metavar="DURATION")
 @click.option("--report", metavar="PATH")
 @click.pass_obj
-def jobs_resume(ctx: Ctx, ref: str, as_json: bool, ignore_window: bool,
-                max_runtime: str | None, report: str | None) -> None:
+def jobs_resume(
+    ctx: Ctx,
+    ref: str,
+    as_json: bool,
+    ignore_window: bool,
+    max_runtime: str | None,
+    report: str | None,
+) -> None:
     """Resume an unfinished job with the selection and flags it was started with."""
     settings = ctx.settings()
     if max_runtime:
         settings = config.with_overrides(
-            settings, max_runtime=config.parse_duration(max_runtime, "--max-runtime"))
+            settings, max_runtime=config.parse_duration(max_runtime, "--max-runtime")
+        )
     with open_db(settings) as db:
         checkpoint.ensure_tables(db)
         job = checkpoint.get_job(db, ref)
@@ -661,8 +808,9 @@ def jobs_prune(ctx: Ctx, older_than: str) -> None:
 
 @cli.command()
 @click.option("--leads", type=click.IntRange(1000, 5_000_000), default=50_000, show_default=True)
-@click.option("--engine", type=click.Choice(["MyISAM", "InnoDB"]), default="MyISAM",
-              show_default=True)
+@click.option(
+    "--engine", type=click.Choice(["MyISAM", "InnoDB"]), default="MyISAM", show_default=True
+)
 @click.option("--keep", is_flag=True, help="Keep the demo database instead of dropping it.")
 @click.pass_obj
 def demo(ctx: Ctx, leads: int, engine: str, keep: bool) -> None:
@@ -677,10 +825,19 @@ def demo(ctx: Ctx, leads: int, engine: str, keep: bool) -> None:
 
 
 @cli.command()
-@click.option("--listen", default="127.0.0.1:8080", show_default=True, metavar="HOST:PORT",
-              help="Address to listen on; put a TLS reverse proxy in front of it.")
-@click.option("--openapi", "print_openapi", is_flag=True,
-              help="Print the OpenAPI description on stdout and exit.")
+@click.option(
+    "--listen",
+    default="127.0.0.1:8080",
+    show_default=True,
+    metavar="HOST:PORT",
+    help="Address to listen on; put a TLS reverse proxy in front of it.",
+)
+@click.option(
+    "--openapi",
+    "print_openapi",
+    is_flag=True,
+    help="Print the OpenAPI description on stdout and exit.",
+)
 @click.pass_obj
 def serve(ctx: Ctx, listen: str, print_openapi: bool) -> None:
     """Serve the Lead Archive API: POST /vicidial/leads/archive with Authorization:
@@ -704,15 +861,25 @@ def serve(ctx: Ctx, listen: str, print_openapi: bool) -> None:
 
 @cli.command()
 @click.argument("phones", metavar="PHONE[,PHONE…]")
-@click.option("--archived", is_flag=True,
-              help="Search the archive table instead of vicidial_list (archived_lead=Y).")
+@click.option(
+    "--archived",
+    is_flag=True,
+    help="Search the archive table instead of vicidial_list (archived_lead=Y).",
+)
 @click.option("--header", is_flag=True, help="First print search_key|records_found|lead_ids.")
-@click.option("--records", type=click.IntRange(min=1), default=1000, show_default=True,
-              metavar="N", help="At most N lead ids per number (VICIdial: over the whole query).")
+@click.option(
+    "--records",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    metavar="N",
+    help="At most N lead ids per number (VICIdial: over the whole query).",
+)
 @click.option("--user", metavar="NAME", help="The <user> of VICIdial's lines (default: OS user).")
 @click.pass_obj
-def search(ctx: Ctx, phones: str, archived: bool, header: bool, records: int,
-           user: str | None) -> None:
+def search(
+    ctx: Ctx, phones: str, archived: bool, header: bool, records: int, user: str | None
+) -> None:
     """Lead ids by phone number, printed exactly as VICIdial's lead_search API call prints
     them: one `<number>|<count>|<id-id-…>` line per number, highest lead_id first.
 
@@ -722,8 +889,9 @@ def search(ctx: Ctx, phones: str, archived: bool, header: bool, records: int,
     settings = ctx.settings()
     table = settings.archive_table if archived else settings.live_table
     with open_db(settings) as db:
-        result = lead_search.search(db, table, phones, user=user or getpass.getuser(),
-                                    records=records, header=header)
+        result = lead_search.search(
+            db, table, phones, user=user or getpass.getuser(), records=records, header=header
+        )
     for line in result.lines:
         _out(line)
     if result.exit_code:
@@ -736,8 +904,12 @@ def search(ctx: Ctx, phones: str, archived: bool, header: bool, records: int,
 @cli.command()
 @selection_options
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
-@click.option("--list-limit", type=click.IntRange(min=0), metavar="N",
-              help="List at most N lead ids per category (default 1000 with --json, else 20).")
+@click.option(
+    "--list-limit",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="List at most N lead ids per category (default 1000 with --json, else 20).",
+)
 @click.pass_obj
 def verify(ctx: Ctx, /, as_json: bool, list_limit: int | None, **kw: Any) -> None:
     """Compare live and archive for a selection: leads in both (equal or different, byte for
@@ -751,8 +923,14 @@ def verify(ctx: Ctx, /, as_json: bool, list_limit: int | None, **kw: Any) -> Non
     if list_limit is None:
         list_limit = verify_mod.LIST_LIMIT if as_json else verify_mod.HUMAN_LIST_LIMIT
     with open_db(settings) as db:
-        report = verify_mod.verify(db, settings.live_table, settings.archive_table, selection,
-                                   chunk_size=settings.chunk_size, list_limit=list_limit)
+        report = verify_mod.verify(
+            db,
+            settings.live_table,
+            settings.archive_table,
+            selection,
+            chunk_size=settings.chunk_size,
+            list_limit=list_limit,
+        )
     if as_json:
         _out(json.dumps(report.as_dict()))
     else:

@@ -10,7 +10,7 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -157,7 +157,7 @@ def parse_duration(text: str | float | int, what: str = "duration") -> float:
 
 def parse_before(text: str, what: str, now: datetime | None = None) -> datetime:
     """A cut-off from an ISO date/datetime or an age like `90d` (UTC, naive)."""
-    now = now or datetime.now(timezone.utc).replace(tzinfo=None)
+    now = now or datetime.now(UTC).replace(tzinfo=None)
     if re.fullmatch(r"\s*[0-9]+(?:\.[0-9]+)?\s*[smhd]\s*", text):
         try:
             return (now - timedelta(seconds=parse_duration(text, what))).replace(microsecond=0)
@@ -220,7 +220,8 @@ def read_astguiclient(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}; check the path and its permissions")
+        msg = f"cannot read {path}: {exc.strerror}; check the path and its permissions"
+        raise ConfigError(msg) from None
     keys = {
         "VARDB_server": "host",
         "VARDB_port": "port",

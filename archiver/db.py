@@ -56,8 +56,11 @@ def make_engine(settings: Settings, *, database: str | None = None) -> Engine:
     engine = create_engine(
         s.db.url(database=database),
         poolclass=NullPool,
-        connect_args={"connect_timeout": s.db.connect_timeout, "autocommit": True,
-                      "binary_prefix": True},
+        connect_args={
+            "connect_timeout": s.db.connect_timeout,
+            "autocommit": True,
+            "binary_prefix": True,
+        },
         isolation_level="AUTOCOMMIT",
     )
 
@@ -146,8 +149,12 @@ class Db:
         started = time.perf_counter()
         result = self.conn.execute(self._clause(sql, params), params)
         ms = (time.perf_counter() - started) * 1000
-        self.log.debug("sql", sql=" ".join(sql.split())[:300], ms=round(ms, 2),
-                       rows=result.rowcount if write else None)
+        self.log.debug(
+            "sql",
+            sql=" ".join(sql.split())[:300],
+            ms=round(ms, 2),
+            rows=result.rowcount if write else None,
+        )
         return result
 
     def rows(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:

@@ -29,23 +29,34 @@ def _dsn(settings: Settings, database: str) -> str:
 def steps(db_name: str, archived_phones: list[str], one_lead: int) -> list[tuple[str, list[str]]]:
     crit = ["--campaign", "OLDLEADS", "--last-call-before", "2023-01-01"]
     return [
-        ("What would an archive of campaign OLDLEADS called before 2023 do?",
-         ["archive", *crit, "--dry-run"]),
-        ("Archive it (a job named demo-archive; resumable if stopped)",
-         ["archive", *crit, "--job-name", "demo-archive"]),
-        ("Find archived leads by phone, as VICIdial's lead_search API prints them",
-         ["search", "--archived", "--header", ",".join(archived_phones)]),
-        (f"Bring one lead back, as VICIdial's lead_dearchive API prints it",
-         ["dearchive", str(one_lead), "--user", "demo"]),
-        ("Bring back the archived SALE leads, ready to dial again (--reset)",
-         ["dearchive", "--campaign", "OLDLEADS", "--with-status", "SALE", "--reset"]),
+        (
+            "What would an archive of campaign OLDLEADS called before 2023 do?",
+            ["archive", *crit, "--dry-run"],
+        ),
+        (
+            "Archive it (a job named demo-archive; resumable if stopped)",
+            ["archive", *crit, "--job-name", "demo-archive"],
+        ),
+        (
+            "Find archived leads by phone, as VICIdial's lead_search API prints them",
+            ["search", "--archived", "--header", ",".join(archived_phones)],
+        ),
+        (
+            "Bring one lead back, as VICIdial's lead_dearchive API prints it",
+            ["dearchive", str(one_lead), "--user", "demo"],
+        ),
+        (
+            "Bring back the archived SALE leads, ready to dial again (--reset)",
+            ["dearchive", "--campaign", "OLDLEADS", "--with-status", "SALE", "--reset"],
+        ),
         ("Check live and archive agree for the campaign", ["verify", "--campaign", "OLDLEADS"]),
         ("The archive job, from the checkpoint tables", ["jobs", "show", "demo-archive"]),
     ]
 
 
-def run_demo(settings: Settings, out: Out, *, leads: int = 50_000, keep: bool = False,
-             engine: str = "MyISAM") -> int:
+def run_demo(
+    settings: Settings, out: Out, *, leads: int = 50_000, keep: bool = False, engine: str = "MyISAM"
+) -> int:
     """Returns the exit code: 0 when every step did what it should."""
     name = f"vicidial_demo_{uuid.uuid4().hex[:8]}"
     server = replace(settings, db=replace(settings.db, database=""))
@@ -67,9 +78,20 @@ def run_demo(settings: Settings, out: Out, *, leads: int = 50_000, keep: bool = 
             argv = ["vicidial-archiver", "--log-format", "json", *args]
             out(f"## {title}\n$ {' '.join(_shown(a) for a in argv)}")
             proc = subprocess.run(
-                [sys.executable, "-m", "archiver", "--dsn", _dsn(settings, name),
-                 "--log-format", "json", *args],
-                capture_output=True, text=True, env=env, check=False,
+                [
+                    sys.executable,
+                    "-m",
+                    "archiver",
+                    "--dsn",
+                    _dsn(settings, name),
+                    "--log-format",
+                    "json",
+                    *args,
+                ],
+                capture_output=True,
+                text=True,
+                env=env,
+                check=False,
             )
             out(proc.stdout.rstrip())
             if proc.returncode != 0:
@@ -77,8 +99,10 @@ def run_demo(settings: Settings, out: Out, *, leads: int = 50_000, keep: bool = 
                 errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("Error:")]
                 out(f"(exit {proc.returncode}) " + " ".join(errors))
             out("")
-        out(f"# demo finished in {time.monotonic() - started:.1f}s"
-            + (f", {failures} step(s) failed" if failures else ""))
+        out(
+            f"# demo finished in {time.monotonic() - started:.1f}s"
+            + (f", {failures} step(s) failed" if failures else "")
+        )
         return 1 if failures else 0
     finally:
         if keep:

@@ -60,7 +60,7 @@ Hook = Callable[[str, Db, Sequence[int]], None]
 class JobSpec:
     direction: str
     selection: Selection
-    flags: Flags = Flags()
+    flags: Flags = field(default_factory=Flags)
     overrides: Mapping[str, Any] = field(default_factory=dict)
     name: str | None = None
     dry_run: bool = False
@@ -72,15 +72,19 @@ class JobSpec:
         # archiver_jobs.job_name is VARCHAR(64): a longer name would be cut and never found
         # again; an all-digit name would be read as a job id by `jobs show/resume`.
         if self.name is not None and (not 1 <= len(self.name) <= 64 or self.name.isdigit()):
-            raise BadInput(f"invalid --job-name {self.name!r}: use 1 to 64 characters, "
-                           "not only digits")
+            raise BadInput(
+                f"invalid --job-name {self.name!r}: use 1 to 64 characters, not only digits"
+            )
 
     def identity(self, chunk_size: int) -> dict[str, Any]:
         return {
             "direction": self.direction,
             "selection": self.selection.canonical(),
-            "flags": {"insert": self.flags.insert, "update": self.flags.update,
-                      "delete": self.flags.delete},
+            "flags": {
+                "insert": self.flags.insert,
+                "update": self.flags.update,
+                "delete": self.flags.delete,
+            },
             "overrides": dict(sorted(self.overrides.items())),
             "chunk_size": chunk_size,
         }
@@ -165,8 +169,14 @@ def _fault(point: str, chunk_no: int) -> None:
 
 
 class Runner:
-    def __init__(self, db: Db, settings: Settings, spec: JobSpec, hook: Hook | None = None,
-                 progress: Any = None) -> None:
+    def __init__(
+        self,
+        db: Db,
+        settings: Settings,
+        spec: JobSpec,
+        hook: Hook | None = None,
+        progress: Any = None,
+    ) -> None:
         self.db = db
         self.s = settings
         self.spec = spec
@@ -272,15 +282,20 @@ class Runner:
         crit = spec.selection.criteria
         params = {"criteria": crit.resolved} if crit is not None else {}
         job_id = checkpoint.create_job(
-            self.db, name=spec.name, direction=spec.direction, identity=identity, params=params,
+            self.db,
+            name=spec.name,
+            direction=spec.direction,
+            identity=identity,
+            params=params,
             ids=spec.selection.ids,
         )
         self.log.info("job_started", job_id=job_id, name=spec.name)
         return checkpoint.get_job(self.db, job_id)
 
     def _pending_ids(self, job: Job) -> list[int]:
-        rows = self.db.rows("SELECT lead_id FROM archiver_pending WHERE job_id = :j",
-                            {"j": job.job_id})
+        rows = self.db.rows(
+            "SELECT lead_id FROM archiver_pending WHERE job_id = :j", {"j": job.job_id}
+        )
         return [int(r[0]) for r in rows]
 
     # --- one chunk -----------------------------------------------------------------------
@@ -290,8 +305,9 @@ class Runner:
             self.hook(point, self.db, ids)
         _fault(point, chunk_no)
 
-    def chunk(self, sql: ChunkSql, ids: list[int], job: Job | None, chunk_no: int,
-              params: dict[str, Any]) -> dict[int, str]:
+    def chunk(
+        self, sql: ChunkSql, ids: list[int], job: Job | None, chunk_no: int, params: dict[str, Any]
+    ) -> dict[int, str]:
         """Run one chunk; returns each id's outcome."""
         db, flags = self.db, self.spec.flags
         with db.transaction(self.transactional):
@@ -342,8 +358,14 @@ class Runner:
             skipped.setdefault(newest, SKIPPED_NEWEST)
         return skipped
 
-    def _apply(self, sql: ChunkSql, act: list[int], job: Job | None, chunk_no: int,
-               before: dict[int, State]) -> dict[int, State]:
+    def _apply(
+        self,
+        sql: ChunkSql,
+        act: list[int],
+        job: Job | None,
+        chunk_no: int,
+        before: dict[int, State],
+    ) -> dict[int, State]:
         if not act:
             return {}
         db, flags, direction = self.db, self.spec.flags, self.spec.direction
@@ -389,18 +411,30 @@ class Runner:
         if tuples:
             db.write_literal(sql.insert_literals(tuples), "")
 
-    def _record(self, job: Job | None, chunk_no: int, ids: list[int],
-                result: dict[int, str]) -> None:
+    def _record(
+        self, job: Job | None, chunk_no: int, ids: list[int], result: dict[int, str]
+    ) -> None:
         counts = Counter(result.values())
         moved = {"archived", "dearchived"}
         not_moved = {i: o for i, o in result.items() if o not in moved}
         if job is not None:
             rec = ChunkRecord(
-                chunk_no=chunk_no, first=ids[0], last=ids[-1], cursor=self.cursor,
-                leads=len(ids), counts=counts, not_moved=not_moved, ms=int(self.chunk_ms()),
+                chunk_no=chunk_no,
+                first=ids[0],
+                last=ids[-1],
+                cursor=self.cursor,
+                leads=len(ids),
+                counts=counts,
+                not_moved=not_moved,
+                ms=int(self.chunk_ms()),
             )
-            checkpoint.record_chunk(self.db, job, rec, self.totals + counts,
-                                    clear_pending=self.pending_written or bool(self.pending))
+            checkpoint.record_chunk(
+                self.db,
+                job,
+                rec,
+                self.totals + counts,
+                clear_pending=self.pending_written or bool(self.pending),
+            )
             self.pending.clear()
             self.pending_written = False
         # Counted (and reported) only once recorded: a chunk whose checkpoint write failed
@@ -462,8 +496,12 @@ class Runner:
                 cparams = self._resolve_criteria(job)
             with self._report() as writer:
                 self.report_writer = writer
-                return self._loop(sql, job, cparams, Throttle(
-                    self.db, self.s.throttle, self.s.chunk_size, self.stop_reason))
+                return self._loop(
+                    sql,
+                    job,
+                    cparams,
+                    Throttle(self.db, self.s.throttle, self.s.chunk_size, self.stop_reason),
+                )
         finally:
             if not spec.dry_run:
                 self._unlock()
@@ -484,12 +522,20 @@ class Runner:
 
     def _plan(self, src: Table, dst: Table) -> list[str]:
         spec, flags = self.spec, self.spec.flags
-        steps = [n for n, on in (("insert", flags.insert), ("update", flags.update and
-                 spec.direction == ARCHIVE), ("delete", flags.delete)) if on]
+        steps = [
+            n
+            for n, on in (
+                ("insert", flags.insert),
+                ("update", flags.update and spec.direction == ARCHIVE),
+                ("delete", flags.delete),
+            )
+            if on
+        ]
         guarantee = (
             "InnoDB: each chunk is one transaction (rows locked first; steps and checkpoint "
-            "commit together)" if self.transactional else
-            "MyISAM: each step is one idempotent statement; the delete proves equality in the "
+            "commit together)"
+            if self.transactional
+            else "MyISAM: each step is one idempotent statement; the delete proves equality in the "
             "same statement; a cut run converges when re-run"
         )
         lines = [
@@ -501,8 +547,10 @@ class Runner:
         if spec.overrides:
             lines.append(f"restored leads get: {dict(spec.overrides)}")
         if spec.direction == ARCHIVE:
-            lines.append(f"guards: {', '.join(self.guard_tables) or 'none'}; newest lead kept: "
-                         f"{'yes' if self.s.guards.safe_auto_increment else 'no'}")
+            lines.append(
+                f"guards: {', '.join(self.guard_tables) or 'none'}; newest lead kept: "
+                f"{'yes' if self.s.guards.safe_auto_increment else 'no'}"
+            )
         return lines
 
     @contextmanager
@@ -525,8 +573,9 @@ class Runner:
         top = max(self.pending)
         return sorted({i for i in ids if i <= top} | self.pending), max(top, self.cursor)
 
-    def _loop(self, sql: ChunkSql, job: Job | None, cparams: dict[str, Any],
-              throttle: Any) -> Summary:
+    def _loop(
+        self, sql: ChunkSql, job: Job | None, cparams: dict[str, Any], throttle: Any
+    ) -> Summary:
         walker = Walker(self.db, self.spec.selection, sql.src.name)
         self.cursor = job.cursor if job else 0
         first_chunk = chunk_no = job.chunks if job else 0
@@ -570,10 +619,18 @@ class Runner:
         if job is not None:
             self._end(job, state, reason)
         summary = Summary(
-            direction=self.spec.direction, job_id=job.job_id if job else None, state=state,
-            counts=self.run_counts, job_counts=self.totals, leads=leads,
-            chunks=chunk_no - first_chunk, seconds=time.monotonic() - self.started,
-            dry_run=self.db.dry_run, stop_reason=reason, sql=planned, warnings=self.warnings,
+            direction=self.spec.direction,
+            job_id=job.job_id if job else None,
+            state=state,
+            counts=self.run_counts,
+            job_counts=self.totals,
+            leads=leads,
+            chunks=chunk_no - first_chunk,
+            seconds=time.monotonic() - self.started,
+            dry_run=self.db.dry_run,
+            stop_reason=reason,
+            sql=planned,
+            warnings=self.warnings,
             plan=self.plan,
             throttle_slept_s=getattr(throttle, "slept_s", 0.0),
         )
@@ -587,7 +644,10 @@ class Runner:
     def _resume_hint(self, job: Job | None) -> str:
         if job is None:
             return "nothing was written"
-        return f"job {job.job_id} is resumable: run the same command again or `jobs resume {job.job_id}`"
+        return (
+            f"job {job.job_id} is resumable: run the same command again or "
+            f"`jobs resume {job.job_id}`"
+        )
 
     def _end(self, job: Job, state: str, reason: str | None) -> None:
         try:
@@ -609,8 +669,9 @@ class Runner:
             self.newest = None if value is None else int(value)
         return self.newest
 
-    def _retrying(self, sql: ChunkSql, ids: list[int], job: Job | None, chunk_no: int,
-                  cparams: dict[str, Any]) -> dict[int, str]:
+    def _retrying(
+        self, sql: ChunkSql, ids: list[int], job: Job | None, chunk_no: int, cparams: dict[str, Any]
+    ) -> dict[int, str]:
         attempt = 0
         while True:
             try:
@@ -624,17 +685,32 @@ class Runner:
                     continue
                 raise
 
-    def _log_chunk(self, chunk_no: int, ids: list[int], result: dict[int, str], ms: float,
-                   leads: int, first_id: int, last_id: int) -> None:
+    def _log_chunk(
+        self,
+        chunk_no: int,
+        ids: list[int],
+        result: dict[int, str],
+        ms: float,
+        leads: int,
+        first_id: int,
+        last_id: int,
+    ) -> None:
         elapsed = time.monotonic() - self.started
         rate = leads / elapsed if elapsed > 0 else 0.0
         span = max(1, last_id - first_id)
         done = min(1.0, max(0.0, (self.cursor - first_id) / span))
         eta = (elapsed / done - elapsed) if done > 0 else None
         self.log.info(
-            "chunk", chunk=chunk_no, first_lead_id=ids[0], last_lead_id=ids[-1], leads=len(ids),
-            counts=dict(Counter(result.values())), ms=round(ms, 1), rate_per_s=round(rate, 1),
-            progress=round(done, 4), eta_s=None if eta is None else round(eta, 1),
+            "chunk",
+            chunk=chunk_no,
+            first_lead_id=ids[0],
+            last_lead_id=ids[-1],
+            leads=len(ids),
+            counts=dict(Counter(result.values())),
+            ms=round(ms, 1),
+            rate_per_s=round(rate, 1),
+            progress=round(done, 4),
+            eta_s=None if eta is None else round(eta, 1),
         )
         if self.progress is not None:
             self.progress(done, rate, eta, Counter(self.run_counts))
@@ -650,8 +726,9 @@ def _db_failure(exc: DBAPIError) -> str:
     return f"database error: {msg[:300]}"
 
 
-def run_job(db: Db, settings: Settings, spec: JobSpec, hook: Hook | None = None,
-            progress: Any = None) -> Summary:
+def run_job(
+    db: Db, settings: Settings, spec: JobSpec, hook: Hook | None = None, progress: Any = None
+) -> Summary:
     """Run (or resume) one job; returns its summary or raises Stopped/Failed/LockHeld/BadInput.
 
     Stopped and Failed carry the summary as their second argument."""
@@ -670,9 +747,14 @@ def spec_from_job(job: Job, *, ignore_window: bool = False, report: str | None =
         resolved = job.params.get("criteria", {})
         selection = Selection(criteria=Criteria(**raw, resolved=resolved))
     return JobSpec(
-        direction=job.direction, selection=selection, flags=Flags(**ident["flags"]),
-        overrides=ident.get("overrides", {}), name=job.name, ignore_window=ignore_window,
-        report=report, resume_id=job.job_id,
+        direction=job.direction,
+        selection=selection,
+        flags=Flags(**ident["flags"]),
+        overrides=ident.get("overrides", {}),
+        name=job.name,
+        ignore_window=ignore_window,
+        report=report,
+        resume_id=job.job_id,
     )
 
 
@@ -686,10 +768,17 @@ def api_dearchive(db: Db, settings: Settings, lead: int, user: str) -> tuple[str
         return f"ERROR: lead_dearchive ARCHIVED LEAD NOT FOUND: {user}|{lead}||", 1
     if db.rows(f"SELECT 1 FROM `{live.name}` WHERE `lead_id` = :l", {"l": lead}):
         return f"ERROR: lead_dearchive NON-ARCHIVED LEAD FOUND: {user}|{lead}|{rows[0][0]}", 1
-    spec = JobSpec(direction="dearchive", selection=Selection.from_ids([lead]),
-                   flags=Flags(insert=True, update=False, delete=True), ignore_window=True)
+    spec = JobSpec(
+        direction="dearchive",
+        selection=Selection.from_ids([lead]),
+        flags=Flags(insert=True, update=False, delete=True),
+        ignore_window=True,
+    )
     summary = run_job(db, settings, spec)
-    inserted = 0 if summary.counts.get("already_live") else int(
-        sum(summary.counts[k] for k in ("dearchived", "kept_changed", "refreshed")))
+    inserted = (
+        0
+        if summary.counts.get("already_live")
+        else int(sum(summary.counts[k] for k in ("dearchived", "kept_changed", "refreshed")))
+    )
     deleted = summary.counts.get("dearchived", 0)
     return f"SUCCESS: lead_dearchive LEAD DE-ARCHIVED: {user}|{lead}|{inserted}|{deleted}", 0

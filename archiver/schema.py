@@ -155,9 +155,13 @@ def lossless_problem(src: Column, dst: Column) -> str | None:
             ok = src.unsigned and rd > rs
         return None if ok else _type_msg(src, dst)
     if s == "decimal":
-        if d != "decimal" or dst.num_scale != src.num_scale or (
-            (dst.num_precision or 0) - (dst.num_scale or 0)
-            < (src.num_precision or 0) - (src.num_scale or 0)
+        if (
+            d != "decimal"
+            or dst.num_scale != src.num_scale
+            or (
+                (dst.num_precision or 0) - (dst.num_scale or 0)
+                < (src.num_precision or 0) - (src.num_scale or 0)
+            )
         ):
             return _type_msg(src, dst)
         return None
@@ -176,11 +180,15 @@ def lossless_problem(src: Column, dst: Column) -> str | None:
         return None if _charset_ok(src, dst) else _charset_msg(src, dst)
     if s in STRING_TYPES:
         if d not in STRING_TYPES or (dst.char_len or 0) < (src.char_len or 0):
-            return f"is {src.column_type} in the source but narrower {dst.column_type} in the target"
+            return (
+                f"is {src.column_type} in the source but narrower {dst.column_type} in the target"
+            )
         if d in TEXT_LEN and _max_bytes(src, dst) > TEXT_LEN[d]:
             # TEXT types are limited in bytes, not characters: VARCHAR(255) utf8 needs 765.
-            return (f"is {src.column_type} in the source but {dst.column_type} in the target, "
-                    f"which holds only {TEXT_LEN[d]} bytes")
+            return (
+                f"is {src.column_type} in the source but {dst.column_type} in the target, "
+                f"which holds only {TEXT_LEN[d]} bytes"
+            )
         if (s == "char") != (d == "char"):
             return f"is {src.column_type} in the source but {dst.column_type} in the target"
         return None if _charset_ok(src, dst) else _charset_msg(src, dst)
@@ -211,7 +219,9 @@ def drift(src: Table, dst: Table) -> Drift:
     for col in src.columns:
         other = dst.column(col.name)
         if other is None:
-            out.blocking.append(f"column {col.name!r} of {src.name} is missing in {dst.name}; {fix}")
+            out.blocking.append(
+                f"column {col.name!r} of {src.name} is missing in {dst.name}; {fix}"
+            )
             continue
         problem = lossless_problem(col, other)
         if problem:
@@ -283,8 +293,10 @@ def column_ddl(col: Column, *, column_type: str | None = None) -> str:
     parts.append("NULL" if col.nullable else "NOT NULL")
     if col.default is not None:
         d = col.default
-        literal = d if re.fullmatch(r"(current_timestamp(\(\d*\))?|NULL|-?[\d.]+)", d, re.I) else (
-            d if d.startswith("'") else "'" + d.replace("'", "''") + "'"
+        literal = (
+            d
+            if re.fullmatch(r"(current_timestamp(\(\d*\))?|NULL|-?[\d.]+)", d, re.I)
+            else (d if d.startswith("'") else "'" + d.replace("'", "''") + "'")
         )
         parts.append(f"DEFAULT {literal}")
     extra = re.sub(r"auto_increment|default_generated", "", col.extra).strip()
@@ -313,11 +325,10 @@ def _widest(live: Column, arch: Column) -> str:
         values = live.enum_values + [v for v in arch.enum_values if v not in live.enum_values]
         quoted = ",".join("'" + v.replace("'", "''") + "'" for v in values)
         return f"{live.data_type}({quoted})"
-    if live.data_type in STRING_TYPES and arch.data_type in STRING_TYPES:
-        if (arch.char_len or 0) > (live.char_len or 0) and (live.data_type == "char") == (
-            arch.data_type == "char"
-        ):
-            return arch.column_type
+    same_kind = (live.data_type == "char") == (arch.data_type == "char")
+    both_strings = live.data_type in STRING_TYPES and arch.data_type in STRING_TYPES
+    if both_strings and same_kind and (arch.char_len or 0) > (live.char_len or 0):
+        return arch.column_type
     return live.column_type
 
 

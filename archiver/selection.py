@@ -72,14 +72,18 @@ def parse_request(text: str, name: str, limit: int) -> Request:
     try:
         body = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise BadInput(f"{name} is not valid JSON ({exc.msg} at line {exc.lineno}); "
-                       'expected {"lead_ids": [1, 2], "insert_leads": true, …}') from None
+        raise BadInput(
+            f"{name} is not valid JSON ({exc.msg} at line {exc.lineno}); "
+            'expected {"lead_ids": [1, 2], "insert_leads": true, …}'
+        ) from None
     if not isinstance(body, dict):
         raise BadInput(f"{name} must be a JSON object with lead_ids and the step booleans")
     unknown = sorted(set(body) - REQUEST_KEYS)
     if unknown:
-        raise BadInput(f"{name}: unknown key(s) {', '.join(unknown)}; "
-                       f"known keys: {', '.join(sorted(REQUEST_KEYS))}")
+        raise BadInput(
+            f"{name}: unknown key(s) {', '.join(unknown)}; "
+            f"known keys: {', '.join(sorted(REQUEST_KEYS))}"
+        )
     flags = {}
     for key in ("insert_leads", "update_leads", "delete_leads"):
         value = body.get(key, True)
@@ -95,8 +99,7 @@ def parse_request(text: str, name: str, limit: int) -> Request:
             raise BadInput(f"{name}: lead_ids holds {json.dumps(item)}, which is not a lead id")
         ids.append(parse_id(str(item), "lead id in lead_ids"))
     check_limit(ids, limit, name)
-    return Request(flags["insert_leads"], flags["update_leads"], flags["delete_leads"],
-                   tuple(ids))
+    return Request(flags["insert_leads"], flags["update_leads"], flags["delete_leads"], tuple(ids))
 
 
 def check_limit(ids: Sequence[int], limit: int, source: str) -> None:
@@ -144,8 +147,17 @@ class Criteria:
 
     @property
     def empty(self) -> bool:
-        return not any((self.list_ids, self.campaigns, self.statuses, self.entry_before,
-                        self.last_call_before, self.modified_before, self.where))
+        return not any(
+            (
+                self.list_ids,
+                self.campaigns,
+                self.statuses,
+                self.entry_before,
+                self.last_call_before,
+                self.modified_before,
+                self.where,
+            )
+        )
 
     def canonical(self) -> dict[str, Any]:
         d = asdict(self)
@@ -185,8 +197,11 @@ class Criteria:
         if self.statuses:
             parts.append("`status` IN :c_statuses")
             params["c_statuses"] = sorted(set(self.statuses))
-        columns = {"entry_before": "entry_date", "last_call_before": "last_local_call_time",
-                   "modified_before": "modify_date"}
+        columns = {
+            "entry_before": "entry_date",
+            "last_call_before": "last_local_call_time",
+            "modified_before": "modify_date",
+        }
         for key, column in columns.items():
             if key in self.resolved:
                 # NULL never matches a date criterion, as in VICIdial. Cut-offs are the server's

@@ -49,8 +49,22 @@ OUTCOMES = (
 )
 
 # Types whose value is its bytes (strings, ENUM/SET labels, binary): copied as X'…' literals.
-BYTE_TYPES = {"char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set",
-              "binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"}
+BYTE_TYPES = {
+    "char",
+    "varchar",
+    "tinytext",
+    "text",
+    "mediumtext",
+    "longtext",
+    "enum",
+    "set",
+    "binary",
+    "varbinary",
+    "tinyblob",
+    "blob",
+    "mediumblob",
+    "longblob",
+}
 
 # The live-lead guard tables: (config name, table, extra condition).
 GUARDS = (
@@ -125,10 +139,14 @@ class ChunkSql:
     # --- reads ---------------------------------------------------------------------------
 
     def lock_src(self) -> str:
-        return f"SELECT `lead_id` FROM {self.s} WHERE `lead_id` IN :ids ORDER BY `lead_id` FOR UPDATE"
+        return (
+            f"SELECT `lead_id` FROM {self.s} WHERE `lead_id` IN :ids ORDER BY `lead_id` FOR UPDATE"
+        )
 
     def lock_dst(self) -> str:
-        return f"SELECT `lead_id` FROM {self.d} WHERE `lead_id` IN :ids ORDER BY `lead_id` FOR UPDATE"
+        return (
+            f"SELECT `lead_id` FROM {self.d} WHERE `lead_id` IN :ids ORDER BY `lead_id` FOR UPDATE"
+        )
 
     def in_dst(self) -> str:
         return f"SELECT `lead_id` FROM {self.d} WHERE `lead_id` IN :ids"
@@ -187,8 +205,12 @@ class ChunkSql:
             other = self.dst.column(col.name)
             expr = q(col.name)
             if col.data_type in BYTE_TYPES:
-                differs = other is not None and col.charset and other.charset and (
-                    col.charset != other.charset)
+                differs = (
+                    other is not None
+                    and col.charset
+                    and other.charset
+                    and (col.charset != other.charset)
+                )
                 if differs and other is not None:
                     expr = f"CONVERT({expr} USING {other.charset})"
                 literal = "CONCAT('X''', HEX(" + expr + "), '''')"

@@ -15,11 +15,11 @@ LISTS = ((101, "SALESA"), (102, "SALESA"), (201, "SURVEY"), (202, "SURVEY"), (99
 
 _VALUES = {
     "entry_date": "IF(n % 53 = 0, NULL, TIMESTAMP('2019-01-01') + INTERVAL (n * 7919 % 2000) DAY"
-                  " + INTERVAL (n % 86400) SECOND)",
+    " + INTERVAL (n % 86400) SECOND)",
     "modify_date": "TIMESTAMP('2021-01-01') + INTERVAL (n * 104729 % 1400) DAY"
-                   " + INTERVAL (n % 80000) SECOND",
+    " + INTERVAL (n % 80000) SECOND",
     "status": "ELT(1 + n % 11, 'NEW', 'SALE', 'NI', 'DNC', 'CALLBK', 'B', 'NA', 'A', 'DROP',"
-              " 'DC', NULL)",
+    " 'DC', NULL)",
     "user": "ELT(1 + n % 5, 'VDAD', '6666', 'agent01', 'agent02', NULL)",
     "vendor_lead_code": "IF(n % 3 = 0, NULL, CONCAT('VL', n))",
     "source_id": "ELT(1 + n % 3, 'import2023', '', NULL)",
@@ -28,10 +28,10 @@ _VALUES = {
     "called_since_last_reset": "ELT(1 + n % 6, 'Y', 'N', 'Y1', 'Y2', 'Y10', 'D')",
     "phone_code": "'1'",
     "phone_number": "CONCAT(ELT(1 + n % 4, '727', '813', '305', '212'),"
-                    " LPAD(n * 7 % 9999991, 7, '0'))",
+    " LPAD(n * 7 % 9999991, 7, '0'))",
     "title": "ELT(1 + n % 5, 'Mr', 'Ms', 'Dr', '', NULL)",
     "first_name": "ELT(1 + n % 9, 'José', 'Zoë', 'Smith', 'smith', 'Müller', 'Ana',"
-                  " 'Łukasz', 'O''Brien', 'Renée')",
+    " 'Łukasz', 'O''Brien', 'Renée')",
     "middle_initial": "ELT(1 + n % 3, 'Q', '', NULL)",
     "last_name": "ELT(1 + n % 7, 'García', 'SMITH', 'Smith ', 'Nguyễn', 'Öztürk', 'Lee', NULL)",
     "address1": "CONCAT(n % 9999, ' Main St')",
@@ -48,11 +48,11 @@ _VALUES = {
     "email": "ELT(1 + n % 4, CONCAT('lead', n, '@example.com'), '', NULL, 'NULL')",
     "security_phrase": "ELT(1 + n % 3, '', NULL, 'blue')",
     "comments": "ELT(1 + n % 5, 'call back after 5pm', 'Call back after 5pm ', '', NULL,"
-                " 'prefers español')",
+    " 'prefers español')",
     "called_count": "n % 13",
     "last_local_call_time": "ELT(1 + n % 4, NULL, '0000-00-00 00:00:00',"
-                            " TIMESTAMP('2022-06-01') + INTERVAL (n % 500) DAY,"
-                            " TIMESTAMP('2024-03-10 02:30:00'))",
+    " TIMESTAMP('2022-06-01') + INTERVAL (n % 500) DAY,"
+    " TIMESTAMP('2024-03-10 02:30:00'))",
     "rank": "CAST(n % 7 AS SIGNED) - 3",
     "owner": "ELT(1 + n % 3, '', 'agent01', NULL)",
     "entry_list_id": "IF(n % 10 = 0, 101, 0)",
@@ -73,7 +73,9 @@ def create_tables(db: Db, engine: str = "MyISAM", *, archive: bool = True) -> No
     for stmt in stock_schema_sql(engine):
         db.write(stmt)
     values = ", ".join(f"({lid}, 'List {lid}', '{camp}', 'Y')" for lid, camp in LISTS)
-    db.write(f"INSERT INTO vicidial_lists (list_id, list_name, campaign_id, active) VALUES {values}")
+    db.write(
+        f"INSERT INTO vicidial_lists (list_id, list_name, campaign_id, active) VALUES {values}"
+    )
     if archive:
         db.write("CREATE TABLE vicidial_list_archive LIKE vicidial_list")
         db.write("ALTER TABLE vicidial_list_archive MODIFY lead_id INT(9) UNSIGNED NOT NULL")

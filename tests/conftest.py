@@ -64,7 +64,9 @@ class VDb:
     def columns(self, table: str = LIVE) -> list[str]:
         rows = self.db.rows(
             "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()"
-            " AND TABLE_NAME = :t ORDER BY ORDINAL_POSITION", {"t": LIVE})
+            " AND TABLE_NAME = :t ORDER BY ORDINAL_POSITION",
+            {"t": LIVE},
+        )
         return [str(r[0]) for r in rows]
 
     def row_bytes(self, table: str, ids: Sequence[int] | None = None) -> dict[int, tuple[Any, ...]]:
@@ -87,18 +89,21 @@ class VDb:
                 h.update(f"{table}|{lead}|{values!r}\n".encode())
         return h.hexdigest()
 
-    def cli(self, args: str | Sequence[str], input: str | None = None,
-            env: dict[str, str] | None = None) -> Result:
+    def cli(
+        self, args: str | Sequence[str], input: str | None = None, env: dict[str, str] | None = None
+    ) -> Result:
         argv = shlex.split(args) if isinstance(args, str) else list(args)
         return invoke(["--dsn", self.dsn, "--log-format", "json", *argv], input=input, env=env)
 
 
-def invoke(argv: Sequence[str], input: str | None = None,
-           env: dict[str, str] | None = None) -> Result:
+def invoke(
+    argv: Sequence[str], input: str | None = None, env: dict[str, str] | None = None
+) -> Result:
     runner = CliRunner()
     base = {"ARCHIVER_DSN": "", "ARCHIVER_CONFIG": "", "ARCHIVER_DB_PASSWORD": ""}
-    return runner.invoke(cli, list(argv), input=input, env={**base, **(env or {})},
-                         catch_exceptions=False)
+    return runner.invoke(
+        cli, list(argv), input=input, env={**base, **(env or {})}, catch_exceptions=False
+    )
 
 
 def make_test_db(engine: str, *, archive: bool = True, seed: int = 0) -> VDb:

@@ -679,9 +679,11 @@ def test_dry_run_writes_nothing_and_shows_counts_and_sql(vdb: VDb, tmp_path: Pat
     assert re.search(r"^\s+skipped_newest\s+1$", out, re.M), out
     # On MyISAM the copy reads the rows as literals, then inserts them, so vicidial_list is
     # locked only for the read; on InnoDB it is one INSERT … SELECT inside the transaction.
-    copy = ("INSERT IGNORE INTO `vicidial_list_archive` (`lead_id`, `entry_date`, `modify_date`"
-            if vdb.engine == "MyISAM" else
-            "INSERT INTO `vicidial_list_archive` (`lead_id`, `entry_date`, `modify_date`")
+    copy = (
+        "INSERT IGNORE INTO `vicidial_list_archive` (`lead_id`, `entry_date`, `modify_date`"
+        if vdb.engine == "MyISAM"
+        else "INSERT INTO `vicidial_list_archive` (`lead_id`, `entry_date`, `modify_date`"
+    )
     assert copy in out
     assert "UPDATE `vicidial_list_archive` AS d JOIN `vicidial_list` AS s" in out
     assert "DELETE s FROM `vicidial_list` AS s JOIN `vicidial_list_archive` AS d" in out

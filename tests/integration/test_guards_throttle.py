@@ -12,21 +12,49 @@ from tests.conftest import ARCHIVE, LIVE, VDb
 
 def test_each_guard_skips_its_lead(vdb: VDb) -> None:
     vdb.seed(20)
-    vdb.db.write("INSERT INTO vicidial_hopper (lead_id, campaign_id, status, list_id) VALUES (2, 'X', 'READY', 101)")
+    vdb.db.write(
+        "INSERT INTO vicidial_hopper (lead_id, campaign_id, status, list_id)"
+        " VALUES (2, 'X', 'READY', 101)"
+    )
     vdb.db.write("INSERT INTO vicidial_auto_calls (lead_id, status) VALUES (3, 'LIVE')")
-    vdb.db.write("INSERT INTO vicidial_live_agents (user, lead_id, status) VALUES ('a1', 4, 'INCALL')")
-    vdb.db.write("INSERT INTO vicidial_callbacks (lead_id, status) VALUES (5, 'ACTIVE'), (6, 'LIVE'),"
-                 " (7, 'INACTIVE')")
-    r = vdb.cli(["archive", "--where", "lead_id <= 20", "--json", "--report", f"/tmp/{vdb.name}.csv"])
+    vdb.db.write(
+        "INSERT INTO vicidial_live_agents (user, lead_id, status) VALUES ('a1', 4, 'INCALL')"
+    )
+    vdb.db.write(
+        "INSERT INTO vicidial_callbacks (lead_id, status) VALUES (5, 'ACTIVE'), (6, 'LIVE'),"
+        " (7, 'INACTIVE')"
+    )
+    r = vdb.cli(
+        ["archive", "--where", "lead_id <= 20", "--json", "--report", f"/tmp/{vdb.name}.csv"]
+    )
     assert r.exit_code == 0, r.stderr
-    assert json.loads(r.stdout)["counts"] == {"archived": 14, "skipped_live": 5, "skipped_newest": 1}
+    assert json.loads(r.stdout)["counts"] == {
+        "archived": 14,
+        "skipped_live": 5,
+        "skipped_newest": 1,
+    }
     assert vdb.ids(LIVE) == [2, 3, 4, 5, 6, 20]
     with open(f"/tmp/{vdb.name}.csv") as fh:
-        assert fh.read().split() == ["lead_id,outcome", "2,skipped_live", "3,skipped_live",
-                                     "4,skipped_live", "5,skipped_live", "6,skipped_live",
-                                     "20,skipped_newest"]
-    r = vdb.cli(["archive", "--where", "lead_id <= 20", "--no-safe-auto-increment",
-                 "--no-guard", "hopper", "--json"])
+        assert fh.read().split() == [
+            "lead_id,outcome",
+            "2,skipped_live",
+            "3,skipped_live",
+            "4,skipped_live",
+            "5,skipped_live",
+            "6,skipped_live",
+            "20,skipped_newest",
+        ]
+    r = vdb.cli(
+        [
+            "archive",
+            "--where",
+            "lead_id <= 20",
+            "--no-safe-auto-increment",
+            "--no-guard",
+            "hopper",
+            "--json",
+        ]
+    )
     # Criteria walk the live table: the leads archived before are not selected again.
     assert json.loads(r.stdout)["counts"] == {"archived": 2, "skipped_live": 4}
     assert vdb.ids(LIVE) == [3, 4, 5, 6]
@@ -49,8 +77,20 @@ def test_threads_running_wait_then_clean_stop(vdb: VDb) -> None:
     sleeper = threading.Thread(target=lambda: busy.rows("SELECT SLEEP(4)"))
     sleeper.start()
     try:
-        r = vdb.cli(["archive", "--where", "lead_id <= 40", "--chunk-size", "10",
-                     "--max-threads-running", "1", "--max-wait", "0.3", "--json"])
+        r = vdb.cli(
+            [
+                "archive",
+                "--where",
+                "lead_id <= 40",
+                "--chunk-size",
+                "10",
+                "--max-threads-running",
+                "1",
+                "--max-wait",
+                "0.3",
+                "--json",
+            ]
+        )
     finally:
         sleeper.join()
     assert r.exit_code == 3, r.stderr
@@ -65,8 +105,20 @@ def test_threads_running_wait_then_clean_stop(vdb: VDb) -> None:
 
 def test_sleep_settings_applied(vdb: VDb) -> None:
     vdb.seed(40)
-    r = vdb.cli(["archive", "--where", "lead_id <= 30", "--chunk-size", "10", "--sleep", "0.01",
-                 "--sleep-coef", "0.5", "--json"])
+    r = vdb.cli(
+        [
+            "archive",
+            "--where",
+            "lead_id <= 30",
+            "--chunk-size",
+            "10",
+            "--sleep",
+            "0.01",
+            "--sleep-coef",
+            "0.5",
+            "--json",
+        ]
+    )
     assert r.exit_code == 0, r.stderr
     events = [json.loads(x) for x in r.stderr.splitlines() if x.startswith("{")]
     chunks = [e for e in events if e["event"] == "chunk"]
@@ -87,7 +139,16 @@ def test_metrics_file_and_admin_log(vdb: VDb) -> None:
     assert leads == {"archived": 20.0}
     assert families["vicidial_archiver_last_run_success"].samples[0].value == 1.0
     assert families["vicidial_archiver_last_success_timestamp_seconds"].samples[0].value > 1.7e9
-    rows = vdb.db.rows("SELECT event_section, event_type, record_id, event_code, event_notes"
-                       " FROM vicidial_admin_log")
-    assert rows == [("LISTS", "MODIFY", "leads", "CAMPAIGN LEAD ARCHIVING",
-                     "20 vicidial_list leads archived|20 vicidial_list leads deleted|")]
+    rows = vdb.db.rows(
+        "SELECT event_section, event_type, record_id, event_code, event_notes"
+        " FROM vicidial_admin_log"
+    )
+    assert rows == [
+        (
+            "LISTS",
+            "MODIFY",
+            "leads",
+            "CAMPAIGN LEAD ARCHIVING",
+            "20 vicidial_list leads archived|20 vicidial_list leads deleted|",
+        )
+    ]

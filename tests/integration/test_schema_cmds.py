@@ -20,22 +20,32 @@ def test_init_creates_archive_like_vicidial_docs(vdb: VDb) -> None:
     assert vdb.db.rows("SHOW TABLES LIKE 'archiver%'") == []
     r = vdb.cli(["schema", "init"])
     assert r.exit_code == 0, r.stderr
-    extra = vdb.db.rows("SELECT EXTRA, COLUMN_KEY FROM information_schema.COLUMNS WHERE "
-                        f"TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '{ARCHIVE}' AND COLUMN_NAME = 'lead_id'")
+    extra = vdb.db.rows(
+        "SELECT EXTRA, COLUMN_KEY FROM information_schema.COLUMNS WHERE "
+        f"TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '{ARCHIVE}' AND COLUMN_NAME = 'lead_id'"
+    )
     assert extra == [("", "PRI")]
-    engine = vdb.db.scalar("SELECT ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA = "
-                           f"DATABASE() AND TABLE_NAME = '{ARCHIVE}'")
+    engine = vdb.db.scalar(
+        "SELECT ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA = "
+        f"DATABASE() AND TABLE_NAME = '{ARCHIVE}'"
+    )
     assert engine == vdb.engine
     r = vdb.cli(["schema", "check"])
-    assert (r.exit_code, r.stdout.splitlines()[-1]) == (0, "no drift: every live column fits the archive exactly")
+    assert (r.exit_code, r.stdout.splitlines()[-1]) == (
+        0,
+        "no drift: every live column fits the archive exactly",
+    )
 
 
 def drift_archive(vdb: VDb) -> None:
     """An archive as old servers have it: no rank/owner/entry_list_id, a narrower comments
     column, and called_since_last_reset without the 2021 value 'D'."""
-    vdb.db.write(f"ALTER TABLE {ARCHIVE} DROP COLUMN `rank`, DROP COLUMN owner, DROP COLUMN entry_list_id,"
-                 " MODIFY comments VARCHAR(100),"
-                 " MODIFY called_since_last_reset ENUM('Y','N','Y1','Y2','Y3','Y4','Y5','Y6','Y7','Y8','Y9','Y10') DEFAULT 'N'")
+    vdb.db.write(
+        f"ALTER TABLE {ARCHIVE} DROP COLUMN `rank`, DROP COLUMN owner, DROP COLUMN entry_list_id,"
+        " MODIFY comments VARCHAR(100),"
+        " MODIFY called_since_last_reset"
+        " ENUM('Y','N','Y1','Y2','Y3','Y4','Y5','Y6','Y7','Y8','Y9','Y10') DEFAULT 'N'"
+    )
 
 
 def test_check_reports_and_archive_refuses_drift(vdb: VDb) -> None:
@@ -79,7 +89,9 @@ def test_sync_prints_then_applies_and_archive_works(vdb: VDb) -> None:
 
 
 def test_sync_never_narrows_or_drops(vdb: VDb) -> None:
-    vdb.db.write(f"ALTER TABLE {ARCHIVE} MODIFY comments VARCHAR(500), ADD COLUMN archived_at DATETIME")
+    vdb.db.write(
+        f"ALTER TABLE {ARCHIVE} MODIFY comments VARCHAR(500), ADD COLUMN archived_at DATETIME"
+    )
     r = vdb.cli(["schema", "sync"])
     assert r.stdout.startswith("-- nothing to do"), r.stdout
     r = vdb.cli(["schema", "check"])

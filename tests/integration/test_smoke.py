@@ -10,8 +10,9 @@ def test_archive_by_ids_moves_rows_byte_identical(vdb: VDb) -> None:
     path = f"/tmp/{vdb.name}.ids"
     with open(path, "w") as fh:
         fh.write("\n".join(map(str, ids)))
-    result = vdb.cli(["archive", "--ignore-window", "--ids-file", path, "--json"],
-                     env={"ARCHIVER_ID_LIMIT": ""})
+    result = vdb.cli(
+        ["archive", "--ignore-window", "--ids-file", path, "--json"], env={"ARCHIVER_ID_LIMIT": ""}
+    )
     assert result.exit_code == 2, result.output  # over the 500-id limit
     result = vdb.cli(["archive", "--ignore-window", *map(str, ids[:500]), "--json"])
     assert result.exit_code == 0, result.stderr
