@@ -9,6 +9,7 @@ import os
 import shlex
 import uuid
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -128,6 +129,20 @@ def drop_test_db(tdb: VDb) -> None:
     admin = open_db(server_settings())
     synthetic.drop_database(admin, tdb.name)
     admin.conn.close()
+
+
+@contextmanager
+def strict_global_sql_mode(db: Db) -> Iterator[None]:
+    """The strictest GLOBAL sql_mode for the duration (new sessions, the tool's included)."""
+    original = db.scalar("SELECT @@GLOBAL.sql_mode")
+    db.write(
+        "SET GLOBAL sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE,"
+        "ERROR_FOR_DIVISION_BY_ZERO'"
+    )
+    try:
+        yield
+    finally:
+        db.write("SET GLOBAL sql_mode = :m", {"m": original})
 
 
 @pytest.fixture(params=ENGINES)

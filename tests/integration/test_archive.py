@@ -6,8 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from archiver.runner import JobSpec, Summary, run_job
 from archiver.selection import Criteria, Selection
 from archiver.steps import ARCHIVE, Flags
 from tests.conftest import ARCHIVE as ARCHIVE_T
-from tests.conftest import LIVE, VDb
+from tests.conftest import LIVE, VDb, strict_global_sql_mode
 
 # The 35 columns of vicidial_list in their physical order (vicidial-facts.md).
 COLUMNS = (
@@ -230,19 +229,6 @@ def watch_archive_writes(vdb: VDb) -> None:
 
 def archive_writes(vdb: VDb) -> list[tuple[int, str]]:
     return [(int(r[0]), str(r[1])) for r in vdb.db.rows("SELECT lead_id, op FROM archive_writes")]
-
-
-@contextmanager
-def strict_global_sql_mode(db: Db) -> Iterator[None]:
-    original = db.scalar("SELECT @@GLOBAL.sql_mode")
-    db.write(
-        "SET GLOBAL sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE,"
-        "ERROR_FOR_DIVISION_BY_ZERO'"
-    )
-    try:
-        yield
-    finally:
-        db.write("SET GLOBAL sql_mode = :m", {"m": original})
 
 
 def test_the_column_list_is_vicidial_list(vdb: VDb) -> None:

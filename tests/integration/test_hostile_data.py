@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from archiver.db import Db
-from tests.conftest import ARCHIVE, LIVE, VDb
+from tests.conftest import ARCHIVE, LIVE, VDb, strict_global_sql_mode
 
 MAX_ID = 4294967295
 
@@ -53,19 +52,6 @@ def value_of(vdb: VDb, table: str, lead_id: int, column: str) -> Any:
 
 def no_lead_lost(vdb: VDb, ids: Sequence[int]) -> None:
     assert set(ids) <= set(vdb.ids(LIVE)) | set(vdb.ids(ARCHIVE))
-
-
-@contextmanager
-def strict_global_sql_mode(db: Db) -> Iterator[None]:
-    original = db.scalar("SELECT @@GLOBAL.sql_mode")
-    db.write(
-        "SET GLOBAL sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE,"
-        "ERROR_FOR_DIVISION_BY_ZERO'"
-    )
-    try:
-        yield
-    finally:
-        db.write("SET GLOBAL sql_mode = :m", {"m": original})
 
 
 # --- equal to the collation, different in bytes ------------------------------------------------
