@@ -234,6 +234,21 @@ def run_measured(dsn: str, args: Sequence[str], timeout: float = 600.0) -> Done:
         return Done(int(p.returncode), out.read(), err.read().splitlines(), peak, pid=p.pid)
 
 
+def close_quietly(db: Db) -> None:
+    """Close a connection that may be dead (killed, server restarted). Left to the garbage
+    collector, SQLAlchemy would try to roll it back and log the failure with a traceback at
+    some random later moment, which CPython 3.11 can turn into a SystemError if it happens
+    while pytest is parsing a module."""
+    try:
+        db.conn.invalidate()
+    except Exception:
+        pass
+    try:
+        db.conn.close()
+    except Exception:
+        pass
+
+
 def lock_name(dbname: str) -> str:
     return f"{LOCK_PREFIX}:{dbname}"[:64]
 

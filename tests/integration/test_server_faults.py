@@ -114,6 +114,7 @@ def test_connection_killed_mid_chunk(vdb: VDb, point: str) -> None:
         assert (where.live, where.archive) == (REST, CHUNK1 | CHUNK2)
     assert all(where.rows[i] == original[i] for i in original)
     killer.conn.close()
+    hp.close_quietly(db)  # killed: never leave it to the garbage collector
     finish_and_check(vdb, original)
 
 
@@ -178,6 +179,7 @@ def test_lock_wait_timeout_that_clears_redoes_the_chunk(vdb: VDb) -> None:
     vdb.seed(N)
     original = vdb.row_bytes(LIVE)
     timers: list[threading.Timer] = []
+    others: list[Db] = []
 
     def hook(at: str, db: Db, ids: Sequence[int]) -> None:
         when = "before_checkpoint" if vdb.engine == "InnoDB" else "after_insert"
@@ -187,6 +189,7 @@ def test_lock_wait_timeout_that_clears_redoes_the_chunk(vdb: VDb) -> None:
             and (ids[0] <= 100 if vdb.engine == "InnoDB" else in_chunk2(ids))
         ):
             other, release = hold_lock(vdb)
+            others.append(other)
             timers.append(threading.Timer(1.6, lambda: other.run(release)))
             timers[0].start()
 
@@ -197,6 +200,7 @@ def test_lock_wait_timeout_that_clears_redoes_the_chunk(vdb: VDb) -> None:
         summary = run_job(db, settings, spec(), hook=hook)
     timers[0].join()
     db.conn.close()
+    others[0].conn.close()
     retries = [(e["chunk"], e["errno"]) for e in logs if e["event"] == "chunk_retry"]
     assert retries and set(retries) == {(2, 1205)}
     assert summary.state == "done"
@@ -213,10 +217,12 @@ def test_checkpoint_lock_wait_after_the_delete_counts_the_chunk_once(vdb: VDb) -
     vdb.seed(N)
     original = vdb.row_bytes(LIVE)
     timers: list[threading.Timer] = []
+    others: list[Db] = []
 
     def hook(at: str, db: Db, ids: Sequence[int]) -> None:
         if at == "after_delete" and in_chunk2(ids) and not timers:
             other = vdb.connect()
+            others.append(other)
             other.run("START TRANSACTION")
             other.rows("SELECT job_id FROM archiver_jobs WHERE job_id = 1 FOR UPDATE")
             timers.append(threading.Timer(1.6, lambda: other.run("ROLLBACK")))
@@ -227,6 +233,7 @@ def test_checkpoint_lock_wait_after_the_delete_counts_the_chunk_once(vdb: VDb) -
         summary = run_job(db, settings, spec(), hook=hook)
     timers[0].join()
     db.conn.close()
+    others[0].conn.close()
     assert [(e["chunk"], e["errno"]) for e in logs if e["event"] == "chunk_retry"][:1] == [
         (2, 1205)
     ]
@@ -266,6 +273,7 @@ def test_deadlock_redoes_the_chunk(vdb: VDb, tmp_path: Path) -> None:
         t.join(30)
         assert got.get("rows") == [(120,)], got
         other.run("ROLLBACK")
+        other.conn.close()
         done = proc.finish(60)
     assert done.rc == 0, done.describe()
     retries = [(e["chunk"], e["errno"]) for e in done.events if e.get("event") == "chunk_retry"]
@@ -403,7 +411,9 @@ def test_server_restart_during_a_job(own_server: Server, engine: str, how: str) 
     assert done.error.endswith(
         "job 1 is resumable: run the same command again or `jobs resume 1`"
     ), done.describe()
-    t.db = t.connect()  # the test's own connection died with the server
+    print(f"server {how} ({engine}): the job exited {done.rc}: {done.error}")
+    hp.close_quietly(t.db)  # the test's own connection died with the server
+    t.db = t.connect()
     row = t.db.rows("SELECT state, chunks FROM archiver_jobs WHERE job_name = 'restart'")[0]
     assert row[0] in ("running", "failed") and int(row[1]) >= 3
     where = hp.placement(t.db, columns)
