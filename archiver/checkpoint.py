@@ -176,9 +176,9 @@ def create_job(
     digest, text = identity_of(identity)
     result = db.run(
         "INSERT INTO archiver_jobs (job_name, direction, identity_hash, identity_json,"
-        " params_json, ids_json, state, counts_json, host, pid, heartbeat, started_at,"
-        " tool_version) VALUES (:name, :dir, :hash, :ident, :params, :ids, 'running', '{}',"
-        " :host, :pid, NOW(3), NOW(3), :ver)",
+        " params_json, ids_json, state, counts_json, host, pid, connection_id, heartbeat,"
+        " started_at, tool_version) VALUES (:name, :dir, :hash, :ident, :params, :ids,"
+        " 'running', '{}', :host, :pid, CONNECTION_ID(), NOW(3), NOW(3), :ver)",
         {
             "name": name,
             "dir": direction,
@@ -200,8 +200,8 @@ def create_job(
 def claim(db: Db, job: Job) -> None:
     """Mark a job as running in this process (a resume)."""
     n = db.write(
-        "UPDATE archiver_jobs SET state = 'running', host = :host, pid = :pid, heartbeat = NOW(3),"
-        " runs = runs + 1, ended_at = NULL, stop_reason = NULL WHERE job_id = :id AND state = :s",
+        "UPDATE archiver_jobs SET state = 'running', host = :host, pid = :pid,"
+        " connection_id = CONNECTION_ID(), heartbeat = NOW(3), runs = runs + 1, ended_at = NULL, stop_reason = NULL WHERE job_id = :id AND state = :s",
         {"host": socket.gethostname()[:255], "pid": os.getpid(), "id": job.job_id, "s": job.state},
     )
     _expect(n, 1, f"claiming {job.label}")

@@ -237,11 +237,14 @@ class Runner:
         got = self.db.scalar("SELECT GET_LOCK(:n, 0)", {"n": name})
         if got == 1:
             return
+        conn_id = self.db.scalar("SELECT IS_USED_LOCK(:n)", {"n": name})
+        # The job whose connection holds the lock: a job left `running` by a killed process
+        # has another connection id, so it is not named by mistake.
         holder = self.db.rows(
             "SELECT job_id, job_name, host, pid FROM archiver_jobs WHERE state = 'running'"
-            " ORDER BY heartbeat DESC LIMIT 1"
+            " AND connection_id = :c ORDER BY heartbeat DESC LIMIT 1",
+            {"c": conn_id},
         )
-        conn_id = self.db.scalar("SELECT IS_USED_LOCK(:n)", {"n": name})
         if holder:
             j = holder[0]
             who = f"job {j[0]}" + (f" ({j[1]})" if j[1] else "") + f" on host {j[2]} pid {j[3]}"
