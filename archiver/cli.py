@@ -944,4 +944,16 @@ def verify(ctx: Ctx, /, as_json: bool, list_limit: int | None, **kw: Any) -> Non
 
 
 def main(argv: list[str] | None = None) -> None:
+    if argv is None:
+        hide_password_in_process_title(sys.argv)
     cli.main(args=argv, prog_name="vicidial-archiver")
+
+
+def hide_password_in_process_title(argv: list[str]) -> None:
+    """`ps` shows the command line: a password given in --dsn is masked there at once (still,
+    prefer ARCHIVER_DB_PASSWORD, which never reaches the command line)."""
+    masked = [re.sub(r"(://[^:/@\s]*):[^@\s]*@", r"\1:***@", arg) for arg in argv]
+    if masked != argv:
+        import setproctitle
+
+        setproctitle.setproctitle(" ".join(["vicidial-archiver", *masked[1:]]))

@@ -30,6 +30,11 @@ A variant is a base shape plus options joined with `+`, and an optional `:N` chu
   +pipe       two connections: while one deletes chunk N from vicidial_list, the other copies
               chunk N+1 into the archive (the two statements lock different MyISAM tables,
               so the server runs them on both cores). The delete still proves equality.
+  +dkwa       ALTER TABLE vicidial_list_archive DELAY_KEY_WRITE=1 first (MyISAM: the archive's
+              changed index blocks stay in the key cache instead of being written out at the
+              end of every statement; a crash then needs REPAIR TABLE on the archive).
+  +dkwl       the same on vicidial_list (shorter DELETEs under its write lock; same crash
+              caveat, on the live table: a DBA decision, measured here only as a knob).
   +tx         InnoDB: one transaction per chunk whose walk locks the rows it returns
               (`… ORDER BY lead_id LIMIT n FOR UPDATE`), then insert and delete, then COMMIT.
   +bufres     SELECT SQL_BUFFER_RESULT for the fetch: the server copies the result into a temp
@@ -56,7 +61,8 @@ from typing import Any
 from common import ARCHIVE, LIVE, Server, live_columns
 
 BASES = ("plain", "fetch", "load", "stage")
-OPTIONS = ("range", "lowprio", "quick", "nocompare", "nocheck", "bufres", "pipe", "tx")
+OPTIONS = ("range", "lowprio", "quick", "nocompare", "nocheck", "bufres", "pipe", "tx",
+           "dkwa", "dkwl")
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,8 @@ class Variant:
     bufres: bool = False
     pipe: bool = False
     tx: bool = False
+    dkwa: bool = False
+    dkwl: bool = False
 
     @property
     def label(self) -> str:
@@ -127,6 +135,10 @@ def describe(v: Variant) -> str:
         extra.append("no pre-check")
     if v.bufres:
         extra.append("SQL_BUFFER_RESULT")
+    if v.dkwa:
+        extra.append("archive DELAY_KEY_WRITE=1")
+    if v.dkwl:
+        extra.append("vicidial_list DELAY_KEY_WRITE=1")
     if v.tx:
         extra.append("one transaction per chunk, walk FOR UPDATE")
     if v.pipe:
@@ -295,6 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     server = Server.from_dsn(args.dsn)
     database = args.dsn.rsplit("/", 1)[1]
     copier = Loop(server, database, v, args.where)
+    for flag, table in ((v.dkwa, ARCHIVE), (v.dkwl, LIVE)):
+        if flag:  # a table option: instant, no rebuild
+            copier.run("alter", f"ALTER TABLE {table} DELAY_KEY_WRITE = 1")
     deleter = Loop(server, database, v, args.where) if v.pipe else copier
     moved, chunks, started = 0, 0, time.monotonic()
     totals: dict[str, float] = {}

@@ -215,3 +215,55 @@ def test_wrong_password_of_that_user_is_refused_without_showing_it(
         "ARCHIVER_DB_PASSWORD or --astguiclient)\n"
     )
     assert secret not in result.stderr and secret[::-1] not in result.stderr
+
+
+def test_password_in_dsn_is_masked_in_the_process_title(
+    vdb: VDb, restricted: dict[str, str]
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    vdb.seed(50)
+    exe = Path(sys.executable).with_name("vicidial-archiver")
+    proc = subprocess.Popen(
+        [
+            str(exe),
+            "--dsn",
+            restricted["dsn"],
+            "--log-format",
+            "json",
+            "archive",
+            "--where",
+            "lead_id <= 40",
+            "--chunk-size",
+            "1",
+            "--sleep",
+            "0.5",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "ARCHIVER_CONFIG": "", "ARCHIVER_DSN": ""},
+    )
+    try:
+        deadline = time.monotonic() + 10
+        title = ""
+        while time.monotonic() < deadline and "***" not in title:
+            time.sleep(0.1)
+            with open(f"/proc/{proc.pid}/cmdline", "rb") as fh:
+                title = fh.read().replace(b"\0", b" ").decode()
+        secret = quote(restricted["password"], safe="")
+        assert "***@127.0.0.1" in title, title
+        assert secret not in title and restricted["password"] not in title
+        assert proc.stderr is not None
+        first = proc.stderr.readline()  # the job has started: SIGTERM is a clean stop now
+        while '"event": "chunk"' not in first:
+            first = proc.stderr.readline()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 3, err
+    assert restricted["password"] not in out + err + first
