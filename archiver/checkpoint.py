@@ -201,7 +201,8 @@ def claim(db: Db, job: Job) -> None:
     """Mark a job as running in this process (a resume)."""
     n = db.write(
         "UPDATE archiver_jobs SET state = 'running', host = :host, pid = :pid,"
-        " connection_id = CONNECTION_ID(), heartbeat = NOW(3), runs = runs + 1, ended_at = NULL, stop_reason = NULL WHERE job_id = :id AND state = :s",
+        " connection_id = CONNECTION_ID(), heartbeat = NOW(3), runs = runs + 1,"
+        " ended_at = NULL, stop_reason = NULL WHERE job_id = :id AND state = :s",
         {"host": socket.gethostname()[:255], "pid": os.getpid(), "id": job.job_id, "s": job.state},
     )
     _expect(n, 1, f"claiming {job.label}")
