@@ -734,7 +734,8 @@ def jobs_show(ctx: Ctx, ref: str, outcome: str | None, as_json: bool) -> None:
             for c in value:
                 _out(
                     f"  #{c['chunk']} leads {c['first_lead_id']}–{c['last_lead_id']} "
-                    f"({c['leads']}) {c['ms']} ms {c['counts']}"
+                    f"({c['leads']}) {c['ms']} ms "
+                    + " ".join(f"{k}={v}" for k, v in sorted(c["counts"].items()))
                 )
         elif key == "counts":
             _out("counts:")
