@@ -62,6 +62,9 @@ def make_engine(settings: Settings, *, database: str | None = None) -> Engine:
             "binary_prefix": True,
         },
         isolation_level="AUTOCOMMIT",
+        # Chunks of varying size (--chunk-time) expand `IN :ids` to a different statement each
+        # time; a cache of every variant would grow with the run. Compiling text is cheap.
+        query_cache_size=0,
     )
 
     @event.listens_for(engine, "connect")
