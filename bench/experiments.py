@@ -35,6 +35,11 @@ A variant is a base shape plus options joined with `+`, and an optional `:N` chu
               end of every statement; a crash then needs REPAIR TABLE on the archive).
   +dkwl       the same on vicidial_list (shorter DELETEs under its write lock; same crash
               caveat, on the live table: a DBA decision, measured here only as a knob).
+  +dka        ALTER TABLE vicidial_list_archive DISABLE KEYS before the run and ENABLE KEYS
+              after it (timed): MyISAM then maintains only the archive's PRIMARY KEY per chunk
+              and rebuilds the other 12 indexes once, by sort, at the end. The archive's
+              non-unique indexes are unusable while the job runs, and ENABLE KEYS rebuilds
+              them for the WHOLE archive (old rows too).
   +tx         InnoDB: one transaction per chunk whose walk locks the rows it returns
               (`… ORDER BY lead_id LIMIT n FOR UPDATE`), then insert and delete, then COMMIT.
   +bufres     SELECT SQL_BUFFER_RESULT for the fetch: the server copies the result into a temp
@@ -62,7 +67,7 @@ from common import ARCHIVE, LIVE, Server, live_columns
 
 BASES = ("plain", "fetch", "load", "stage")
 OPTIONS = ("range", "lowprio", "quick", "nocompare", "nocheck", "bufres", "pipe", "tx",
-           "dkwa", "dkwl")
+           "dkwa", "dkwl", "dka")
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,7 @@ class Variant:
     tx: bool = False
     dkwa: bool = False
     dkwl: bool = False
+    dka: bool = False
 
     @property
     def label(self) -> str:
@@ -139,6 +145,8 @@ def describe(v: Variant) -> str:
         extra.append("archive DELAY_KEY_WRITE=1")
     if v.dkwl:
         extra.append("vicidial_list DELAY_KEY_WRITE=1")
+    if v.dka:
+        extra.append("archive DISABLE KEYS … ENABLE KEYS")
     if v.tx:
         extra.append("one transaction per chunk, walk FOR UPDATE")
     if v.pipe:
@@ -310,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     for flag, table in ((v.dkwa, ARCHIVE), (v.dkwl, LIVE)):
         if flag:  # a table option: instant, no rebuild
             copier.run("alter", f"ALTER TABLE {table} DELAY_KEY_WRITE = 1")
+    if v.dka:
+        copier.run("disable_keys", f"ALTER TABLE {ARCHIVE} DISABLE KEYS")
     deleter = Loop(server, database, v, args.where) if v.pipe else copier
     moved, chunks, started = 0, 0, time.monotonic()
     totals: dict[str, float] = {}
@@ -353,6 +363,9 @@ def main(argv: list[str] | None = None) -> int:
                 moved += deleter.delete(ids)
                 done(ids, {**timings, **deleter.take()})
             worker.join()
+        if v.dka:
+            copier.run("enable_keys", f"ALTER TABLE {ARCHIVE} ENABLE KEYS")
+            totals["enable_keys"] = copier.take().get("enable_keys", 0.0)
     finally:
         copier.close()
         if deleter is not copier:

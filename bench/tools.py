@@ -86,7 +86,8 @@ def ours(*extra: str, verbose: bool = False) -> Callable[[Server, str, str],
         argv = [str(TOOL), "--dsn", server.dsn(db), "--log-format", "json"]
         if verbose:
             argv.append("-v")
-        argv += ["archive", "--where", where, "--chunk-size", "500", "--no-safe-auto-increment",
+        size = [] if "--chunk-size" in extra else ["--chunk-size", "500"]
+        argv += ["archive", "--where", where, *size, "--no-safe-auto-increment",
                  "--ignore-window", "--json", *extra]
         return argv, env_without_archiver()
 
@@ -122,8 +123,8 @@ OUR_VARIANTS: dict[str, tuple[str, ...]] = {
 def our_tool(name: str, extra: tuple[str, ...], verbose: bool = False) -> Tool:
     shown = " ".join(extra) if extra else "chunk 500"
     return Tool(name, f"vicidial-archiver {shown}", "ours", ours(*extra, verbose=verbose),
-                "archive --where … --chunk-size 500 --no-safe-auto-increment " + " ".join(extra),
-                extra)
+                "archive --where … --no-safe-auto-increment " + (" ".join(extra) or
+                                                                  "--chunk-size 500"), extra)
 
 
 def exp_tool(variant: str) -> Tool:
