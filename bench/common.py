@@ -49,8 +49,14 @@ class Server:
 
     def connect(self, database: str | None = None, **kw: Any) -> pymysql.connections.Connection:
         return pymysql.connect(
-            host=self.host, port=self.port, user=self.user, password=self.password,
-            database=database, autocommit=True, charset="utf8mb4", **kw,
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            database=database,
+            autocommit=True,
+            charset="utf8mb4",
+            **kw,
         )
 
     def archiver_db(self, database: str) -> Db:
@@ -101,8 +107,12 @@ def template_leads(server: Server, name: str = TEMPLATE) -> int | None:
     """How many leads an existing template holds (None when there is none)."""
     conn = server.connect()
     try:
-        if not q1(conn, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s"
-                  " AND TABLE_NAME = 'bench_meta'", (name,)):
+        if not q1(
+            conn,
+            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s"
+            " AND TABLE_NAME = 'bench_meta'",
+            (name,),
+        ):
             return None
         return int(q1(conn, f"SELECT leads FROM `{name}`.bench_meta"))
     finally:
@@ -123,8 +133,7 @@ def seed_template(server: Server, leads: int, name: str = TEMPLATE) -> float:
     return time.monotonic() - started
 
 
-def fresh_copy(server: Server, engine: str, name: str = RUN_DB,
-               template: str = TEMPLATE) -> float:
+def fresh_copy(server: Server, engine: str, name: str = RUN_DB, template: str = TEMPLATE) -> float:
     """A new database `name` with the stock tables in `engine` and the template's leads
     (CREATE TABLE from the stock schema + one INSERT … SELECT). Returns seconds taken."""
     started = time.monotonic()

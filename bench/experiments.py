@@ -6,7 +6,7 @@ JOIN archive d … WHERE <every column CAST AS BINARY <=> …>`), without checkp
 or classification, so that the cost of each statement shape, and what it does to the dialer
 probe, can be measured on its own. Run by bench/run.py as tools named `exp-<variant>`:
 
-    .venv/bin/python bench/run.py --engines MyISAM --tools pt-bulk,exp-plain,exp-fetch,exp-fetch+split100
+    .venv/bin/python bench/run.py --engines MyISAM --tools pt-bulk,exp-plain,exp-stage+split100
 
 A variant is a base shape plus options joined with `+`, and an optional `:N` chunk size:
 
@@ -66,8 +66,19 @@ from typing import Any
 from common import ARCHIVE, LIVE, Server, live_columns
 
 BASES = ("plain", "fetch", "load", "stage")
-OPTIONS = ("range", "lowprio", "quick", "nocompare", "nocheck", "bufres", "pipe", "tx",
-           "dkwa", "dkwl", "dka")
+OPTIONS = (
+    "range",
+    "lowprio",
+    "quick",
+    "nocompare",
+    "nocheck",
+    "bufres",
+    "pipe",
+    "tx",
+    "dkwa",
+    "dkwl",
+    "dka",
+)
 
 
 @dataclass(frozen=True)
@@ -113,8 +124,9 @@ def parse_variant(text: str) -> Variant:
         elif opt in OPTIONS:
             kw["range_" if opt == "range" else opt] = True
         else:
-            raise SystemExit(f"unknown experiment option {opt!r}; one of splitK, "
-                             + ", ".join(OPTIONS))
+            raise SystemExit(
+                f"unknown experiment option {opt!r}; one of splitK, " + ", ".join(OPTIONS)
+            )
     return Variant(name=name, base=base, chunk=chunk, **kw)
 
 
@@ -124,7 +136,7 @@ def describe(v: Variant) -> str:
         "fetch": "SELECT rows, INSERT IGNORE … VALUES, DELETE JOIN byte-equal",
         "load": "SELECT rows, LOAD DATA LOCAL INFILE, DELETE JOIN byte-equal",
         "stage": "INSERT…SELECT into a TEMPORARY MEMORY table, INSERT IGNORE…SELECT into the"
-                 " archive, DELETE JOIN byte-equal",
+        " archive, DELETE JOIN byte-equal",
     }[v.base]
     extra = []
     if v.range_:
@@ -175,8 +187,12 @@ def _tsv(value: Any) -> bytes:
     if value is None:
         return b"\\N"
     raw = value if isinstance(value, bytes) else str(value).encode()
-    return (raw.replace(b"\\", b"\\\\").replace(b"\t", b"\\t").replace(b"\n", b"\\n")
-            .replace(b"\0", b"\\0"))
+    return (
+        raw.replace(b"\\", b"\\\\")
+        .replace(b"\t", b"\\t")
+        .replace(b"\n", b"\\n")
+        .replace(b"\0", b"\\0")
+    )
 
 
 class Loop:
@@ -186,19 +202,24 @@ class Loop:
         self.v, self.where = v, where
         self.conn = server.connect(database, binary_prefix=True, local_infile=(v.base == "load"))
         self.cur = self.conn.cursor()
-        self.cur.execute("SET SESSION time_zone = '+00:00',"
-                         " sql_mode = 'NO_ENGINE_SUBSTITUTION,ALLOW_INVALID_DATES'")
+        self.cur.execute(
+            "SET SESSION time_zone = '+00:00',"
+            " sql_mode = 'NO_ENGINE_SUBSTITUTION,ALLOW_INVALID_DATES'"
+        )
         self.cols = live_columns(self.conn, database)
         self.names = ", ".join(_q(c) for c in self.cols)
-        self.equal = " AND ".join(f"CAST(s.{_q(c)} AS BINARY) <=> CAST(d.{_q(c)} AS BINARY)"
-                                  for c in self.cols)
+        self.equal = " AND ".join(
+            f"CAST(s.{_q(c)} AS BINARY) <=> CAST(d.{_q(c)} AS BINARY)" for c in self.cols
+        )
         self.low = (" LOW_PRIORITY" if v.lowprio else "") + (" QUICK" if v.quick else "")
         self.timings: dict[str, float] = {}
         self.cursor = 0
         self.file: str | None = None
         if v.base == "stage":
-            self.cur.execute(f"CREATE TEMPORARY TABLE bench_stage ENGINE=MEMORY SELECT"
-                             f" {self.names} FROM {LIVE} WHERE 0")
+            self.cur.execute(
+                f"CREATE TEMPORARY TABLE bench_stage ENGINE=MEMORY SELECT"
+                f" {self.names} FROM {LIVE} WHERE 0"
+            )
         if v.base == "load":
             fd, self.file = tempfile.mkstemp(prefix="va-exp-", suffix=".tsv")
             os.close(fd)
@@ -231,8 +252,12 @@ class Loop:
         if v.tx:
             self.run("begin", "START TRANSACTION")
             lock = " FOR UPDATE"
-        self.run("walk", f"SELECT `lead_id` FROM {LIVE} WHERE `lead_id` > %s AND ({self.where})"
-                 f" ORDER BY `lead_id` LIMIT %s{lock}", (self.cursor, v.chunk))
+        self.run(
+            "walk",
+            f"SELECT `lead_id` FROM {LIVE} WHERE `lead_id` > %s AND ({self.where})"
+            f" ORDER BY `lead_id` LIMIT %s{lock}",
+            (self.cursor, v.chunk),
+        )
         ids = [int(r[0]) for r in cur.fetchall()]
         if not ids:
             if v.tx:
@@ -249,28 +274,44 @@ class Loop:
             return ids
         if v.base == "plain":
             pred, params = self.ids_pred("s", todo)
-            self.run("insert_select",
-                     f"INSERT INTO {ARCHIVE} ({names}) SELECT"
-                     f" {', '.join('s.' + _q(c) for c in cols)} FROM {LIVE} AS s LEFT JOIN"
-                     f" {ARCHIVE} AS d ON d.`lead_id` = s.`lead_id` WHERE {pred}"
-                     " AND d.`lead_id` IS NULL", params)
+            self.run(
+                "insert_select",
+                f"INSERT INTO {ARCHIVE} ({names}) SELECT"
+                f" {', '.join('s.' + _q(c) for c in cols)} FROM {LIVE} AS s LEFT JOIN"
+                f" {ARCHIVE} AS d ON d.`lead_id` = s.`lead_id` WHERE {pred}"
+                " AND d.`lead_id` IS NULL",
+                params,
+            )
             return ids
         pred, params = self.ids_pred("", todo)
         if v.base == "stage":
             self.run("stage_clear", "TRUNCATE TABLE bench_stage")
-            self.run("stage_fill", f"INSERT INTO bench_stage ({names}) SELECT {names} FROM {LIVE}"
-                     f" WHERE {pred}", params)
-            self.run("insert_from_stage", f"INSERT IGNORE INTO {ARCHIVE} ({names}) SELECT {names}"
-                     " FROM bench_stage")
+            self.run(
+                "stage_fill",
+                f"INSERT INTO bench_stage ({names}) SELECT {names} FROM {LIVE} WHERE {pred}",
+                params,
+            )
+            self.run(
+                "insert_from_stage",
+                f"INSERT IGNORE INTO {ARCHIVE} ({names}) SELECT {names} FROM bench_stage",
+            )
             return ids
         buf = " SQL_BUFFER_RESULT" if v.bufres else ""
-        self.run("fetch", f"SELECT{buf} {', '.join(f'CAST({_q(c)} AS BINARY)' for c in cols)}"
-                 f" FROM {LIVE} WHERE {pred}", params)
+        self.run(
+            "fetch",
+            f"SELECT{buf} {', '.join(f'CAST({_q(c)} AS BINARY)' for c in cols)}"
+            f" FROM {LIVE} WHERE {pred}",
+            params,
+        )
         data = cur.fetchall()
         if v.base == "fetch":
             marks = ", ".join(["%s"] * len(cols))
-            self.run("insert_values", f"INSERT IGNORE INTO {ARCHIVE} ({names}) VALUES ({marks})",
-                     data, many=True)
+            self.run(
+                "insert_values",
+                f"INSERT IGNORE INTO {ARCHIVE} ({names}) VALUES ({marks})",
+                data,
+                many=True,
+            )
             return ids
         assert self.file is not None
         t0 = time.perf_counter()
@@ -278,22 +319,31 @@ class Loop:
             for row in data:
                 out.write(b"\t".join(_tsv(x) for x in row) + b"\n")
         self.timings["write_file"] = (time.perf_counter() - t0) * 1000
-        self.run("load_data", f"LOAD DATA LOCAL INFILE %s IGNORE INTO TABLE {ARCHIVE}"
-                 f" CHARACTER SET binary ({names})", (self.file,))
+        self.run(
+            "load_data",
+            f"LOAD DATA LOCAL INFILE %s IGNORE INTO TABLE {ARCHIVE} CHARACTER SET binary ({names})",
+            (self.file,),
+        )
         return ids
 
     def delete(self, ids: list[int]) -> int:
         v, moved = self.v, 0
-        parts = [ids] if not v.split else [ids[i:i + v.split] for i in range(0, len(ids), v.split)]
+        parts = (
+            [ids] if not v.split else [ids[i : i + v.split] for i in range(0, len(ids), v.split)]
+        )
         for part in parts:
             if v.nocompare:
                 pred, params = self.ids_pred("", part)
                 moved += self.run("delete", f"DELETE{self.low} FROM {LIVE} WHERE {pred}", params)
             else:
                 pred, params = self.ids_pred("s", part)
-                moved += self.run("delete", f"DELETE{self.low} s FROM {LIVE} AS s JOIN {ARCHIVE}"
-                                  f" AS d ON d.`lead_id` = s.`lead_id` WHERE {pred}"
-                                  f" AND {self.equal}", params)
+                moved += self.run(
+                    "delete",
+                    f"DELETE{self.low} s FROM {LIVE} AS s JOIN {ARCHIVE}"
+                    f" AS d ON d.`lead_id` = s.`lead_id` WHERE {pred}"
+                    f" AND {self.equal}",
+                    params,
+                )
         if v.tx:
             self.run("commit", "COMMIT")
         return moved
@@ -311,7 +361,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     v = parse_variant(args.variant)
     if v.tx and v.pipe:
-        raise SystemExit("+tx and +pipe do not go together (a chunk's transaction is one connection)")
+        raise SystemExit(
+            "+tx and +pipe do not go together (a chunk's transaction is one connection)"
+        )
     server = Server.from_dsn(args.dsn)
     database = args.dsn.rsplit("/", 1)[1]
     copier = Loop(server, database, v, args.where)
@@ -331,10 +383,19 @@ def main(argv: list[str] | None = None) -> int:
         now = time.perf_counter()
         for k, t in timings.items():
             totals[k] = totals.get(k, 0.0) + t
-        print(json.dumps({"event": "chunk", "chunk": chunks, "leads": len(ids),
-                          "ms": round((now - last) * 1000, 2),
-                          "stmts": {k: round(t, 2) for k, t in timings.items()}}),
-              file=sys.stderr, flush=True)
+        print(
+            json.dumps(
+                {
+                    "event": "chunk",
+                    "chunk": chunks,
+                    "leads": len(ids),
+                    "ms": round((now - last) * 1000, 2),
+                    "stmts": {k: round(t, 2) for k, t in timings.items()},
+                }
+            ),
+            file=sys.stderr,
+            flush=True,
+        )
         last = now
 
     try:
@@ -344,7 +405,8 @@ def main(argv: list[str] | None = None) -> int:
                 done(ids, copier.take())
         else:
             chunks_q: queue.Queue[tuple[list[int], dict[str, float]] | BaseException | None] = (
-                queue.Queue(maxsize=1))
+                queue.Queue(maxsize=1)
+            )
 
             def produce() -> None:
                 try:
@@ -371,11 +433,21 @@ def main(argv: list[str] | None = None) -> int:
         if deleter is not copier:
             deleter.close()
     seconds = time.monotonic() - started
-    print(json.dumps({
-        "variant": v.name, "doc": describe(v), "counts": {"archived": moved}, "chunks": chunks,
-        "seconds": round(seconds, 3), "rate_per_s": round(moved / seconds, 1) if seconds else 0,
-        "statement_ms_per_chunk": {k: round(t / max(1, chunks), 3) for k, t in totals.items()},
-    }))
+    print(
+        json.dumps(
+            {
+                "variant": v.name,
+                "doc": describe(v),
+                "counts": {"archived": moved},
+                "chunks": chunks,
+                "seconds": round(seconds, 3),
+                "rate_per_s": round(moved / seconds, 1) if seconds else 0,
+                "statement_ms_per_chunk": {
+                    k: round(t / max(1, chunks), 3) for k, t in totals.items()
+                },
+            }
+        )
+    )
     return 0
 
 

@@ -56,8 +56,9 @@ def stats(samples: list[tuple[float, str, float, bool]]) -> dict[str, Any]:
     return out
 
 
-def pick_targets(server: Server, database: str, where: str, leads: int, n: int = 4000,
-                 seed: int = 7) -> list[tuple[int, str]]:
+def pick_targets(
+    server: Server, database: str, where: str, leads: int, n: int = 4000, seed: int = 7
+) -> list[tuple[int, str]]:
     """(lead_id, phone_number) of random leads outside the selection."""
     rng = random.Random(seed)
     conn = server.connect(database)
@@ -84,8 +85,15 @@ def pick_targets(server: Server, database: str, where: str, leads: int, n: int =
         conn.close()
 
 
-def _loop(server: Server, database: str, targets: list[tuple[int, str]], interval: float,
-          stop: Any, ready: Any, out: Any) -> None:
+def _loop(
+    server: Server,
+    database: str,
+    targets: list[tuple[int, str]],
+    interval: float,
+    stop: Any,
+    ready: Any,
+    out: Any,
+) -> None:
     rng = random.Random(11)
     conn = server.connect(database)
     samples: list[tuple[float, str, float, bool]] = []
@@ -95,8 +103,11 @@ def _loop(server: Server, database: str, targets: list[tuple[int, str]], interva
     while not stop.is_set():
         lead, phone = rng.choice(targets)
         for kind, sql, arg in (
-            ("update", f"UPDATE `{LIVE}` SET called_count = called_count + 1 WHERE lead_id = %s",
-             lead),
+            (
+                "update",
+                f"UPDATE `{LIVE}` SET called_count = called_count + 1 WHERE lead_id = %s",
+                lead,
+            ),
             ("select", f"SELECT lead_id FROM `{LIVE}` WHERE phone_number = %s", phone),
         ):
             t0 = time.monotonic()
@@ -126,8 +137,13 @@ def _loop(server: Server, database: str, targets: list[tuple[int, str]], interva
 class Probe:
     """Run the probe loop in a child process between start() and stop()."""
 
-    def __init__(self, server: Server, database: str, targets: list[tuple[int, str]],
-                 interval_ms: float = 5.0) -> None:
+    def __init__(
+        self,
+        server: Server,
+        database: str,
+        targets: list[tuple[int, str]],
+        interval_ms: float = 5.0,
+    ) -> None:
         ctx = mp.get_context("fork")
         self.stop_ev = ctx.Event()
         ready = ctx.Event()

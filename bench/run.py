@@ -47,7 +47,6 @@ from common import (
     rows,
     seed_template,
     settle,
-    synthetic,
     template_leads,
 )
 from probe import Probe, percentile, pick_targets, stats
@@ -63,6 +62,8 @@ from tools import (
     parse_json_lines,
     run_child,
 )
+
+from archiver import synthetic
 
 RESULTS = ROOT / "bench" / "results"
 DEFAULT_TOOLS = ("vicidial", "pt-bulk", "pt-default", *OUR_VARIANTS)
@@ -81,43 +82,83 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="vicidial-archiver vs VICIdial's way vs pt-archiver, with a dialer probe.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--dsn", default="mysql://root@127.0.0.1:3306",
-                   help="server to run on (the database part is ignored)")
+    p.add_argument(
+        "--dsn",
+        default="mysql://root@127.0.0.1:3306",
+        help="server to run on (the database part is ignored)",
+    )
     p.add_argument("--leads", type=int, default=1_000_000, help="leads seeded into the template")
-    p.add_argument("--archive-fraction", type=float, default=0.5,
-                   help="fraction of leads selected: --where defaults to lead_id <= leads×this")
+    p.add_argument(
+        "--archive-fraction",
+        type=float,
+        default=0.5,
+        help="fraction of leads selected: --where defaults to lead_id <= leads×this",
+    )
     p.add_argument("--where", help="selection condition instead of the lead_id cut")
     p.add_argument("--engines", default="MyISAM,InnoDB", help="comma-separated")
-    p.add_argument("--tools", default=",".join(DEFAULT_TOOLS),
-                   help="comma-separated: vicidial, pt-bulk, pt-default, ours and its variants "
-                        f"({', '.join(OUR_VARIANTS)}), variants from --variant, exp-<name> "
-                        "experiments (see bench/experiments.py), or 'none'")
-    p.add_argument("--variant", action="append", default=[], metavar="NAME=FLAGS",
-                   help="an extra variant of this tool, e.g. ours-c250='--chunk-size 250'")
-    p.add_argument("--repeat", type=int, default=1,
-                   help="runs per tool and engine; the table shows medians")
+    p.add_argument(
+        "--tools",
+        default=",".join(DEFAULT_TOOLS),
+        help="comma-separated: vicidial, pt-bulk, pt-default, ours and its variants "
+        f"({', '.join(OUR_VARIANTS)}), variants from --variant, exp-<name> "
+        "experiments (see bench/experiments.py), or 'none'",
+    )
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=FLAGS",
+        help="an extra variant of this tool, e.g. ours-c250='--chunk-size 250'",
+    )
+    p.add_argument(
+        "--repeat", type=int, default=1, help="runs per tool and engine; the table shows medians"
+    )
     p.add_argument("--probe-interval-ms", type=float, default=5.0)
-    p.add_argument("--idle-probe-s", type=float, default=3.0,
-                   help="seconds of probe with no tool running, per engine (0 = skip)")
+    p.add_argument(
+        "--idle-probe-s",
+        type=float,
+        default=3.0,
+        help="seconds of probe with no tool running, per engine (0 = skip)",
+    )
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds per tool run")
-    p.add_argument("--scaling", action="store_true",
-                   help="also run the scaling check (RSS and per-chunk time vs table size)")
+    p.add_argument(
+        "--scaling",
+        action="store_true",
+        help="also run the scaling check (RSS and per-chunk time vs table size)",
+    )
     p.add_argument("--scaling-only", action="store_true", help="only the scaling check")
     p.add_argument("--scaling-sizes", default="100000,2000000")
     p.add_argument("--scaling-engines", help="engines for the scaling check (default --engines)")
-    p.add_argument("--scaling-tools", default="ours,ours-ct50",
-                   help="variants of this tool for the scaling check")
-    p.add_argument("--profile", action="store_true",
-                   help="also run this tool with -v and break its chunk time down per statement")
+    p.add_argument(
+        "--scaling-tools",
+        default="ours,ours-ct50",
+        help="variants of this tool for the scaling check",
+    )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="also run this tool with -v and break its chunk time down per statement",
+    )
     p.add_argument("--profile-only", action="store_true", help="only the profile")
-    p.add_argument("--profile-probe", action="store_true",
-                   help="run the dialer probe beside the profiled run")
-    p.add_argument("--breakdown", nargs="+", metavar="LOG",
-                   help="only print the per-statement breakdown of existing -v JSON logs")
-    p.add_argument("--keep-template", action="store_true",
-                   help="keep the seeded template database (and reuse one of the same size)")
-    p.add_argument("--install-pt", action="store_true",
-                   help="apt-get install percona-toolkit when pt-archiver is missing (root)")
+    p.add_argument(
+        "--profile-probe", action="store_true", help="run the dialer probe beside the profiled run"
+    )
+    p.add_argument(
+        "--breakdown",
+        nargs="+",
+        metavar="LOG",
+        help="only print the per-statement breakdown of existing -v JSON logs",
+    )
+    p.add_argument(
+        "--keep-template",
+        action="store_true",
+        help="keep the seeded template database (and reuse one of the same size)",
+    )
+    p.add_argument(
+        "--install-pt",
+        action="store_true",
+        help="apt-get install percona-toolkit when pt-archiver is missing (root)",
+    )
     p.add_argument("--results-dir", default=str(RESULTS))
     return p.parse_args(argv)
 
@@ -144,8 +185,9 @@ def resolve_tools(spec: str, variants: list[str]) -> list[Tool]:
         elif name.startswith("exp-"):
             tools.append(exp_tool(name[4:]))
         else:
-            raise SystemExit(f"unknown tool {name!r}; known: {', '.join([*BASE_TOOLS, *extra])},"
-                             " exp-<variant>")
+            raise SystemExit(
+                f"unknown tool {name!r}; known: {', '.join([*BASE_TOOLS, *extra])}, exp-<variant>"
+            )
     return tools
 
 
@@ -168,10 +210,14 @@ def machine(server: Server) -> dict[str, Any]:
     finally:
         conn.close()
     free = subprocess.run(["free", "-h"], capture_output=True, text=True).stdout.strip()
-    git = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                         capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "archiver"],
-                           capture_output=True, text=True).stdout.strip()
+    git = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(ROOT), "status", "--porcelain", "archiver"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     digest = hashlib.sha256()
     for path in sorted((ROOT / "archiver").rglob("*")):
         if path.is_file() and path.suffix in (".py", ".sql"):
@@ -193,8 +239,9 @@ def machine(server: Server) -> dict[str, Any]:
 # --- one measured run ---------------------------------------------------------------------
 
 
-def verify(server: Server, columns: list[str], where: str, expected: tuple[int, str, int],
-           leads: int) -> dict[str, Any]:
+def verify(
+    server: Server, columns: list[str], where: str, expected: tuple[int, str, int], leads: int
+) -> dict[str, Any]:
     conn = server.connect(RUN_DB)
     try:
         archived = int(q1(conn, f"SELECT COUNT(*) FROM {ARCHIVE}"))
@@ -212,8 +259,14 @@ def verify(server: Server, columns: list[str], where: str, expected: tuple[int, 
         problems.append(f"live holds {live} rows, expected {leads - expected[0]}")
     if got != expected:
         problems.append("archived rows differ from the originals (checksum mismatch)")
-    return {"archived": archived, "live": live, "live_selected": live_selected,
-            "checksum_equal": got == expected, "ok": not problems, "problems": problems}
+    return {
+        "archived": archived,
+        "live": live,
+        "live_selected": live_selected,
+        "checksum_equal": got == expected,
+        "ok": not problems,
+        "problems": problems,
+    }
 
 
 def chunk_stats(events: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -231,8 +284,11 @@ def chunk_stats(events: list[dict[str, Any]]) -> dict[str, Any] | None:
         "max_ms": round(max(ms), 2),
         "first_decile_median_ms": round(statistics.median(ms[:tenth]), 2),
         "last_decile_median_ms": round(statistics.median(ms[-tenth:]), 2),
-        "per_lead_ms_median": round(statistics.median(
-            m / max(1, n) for m, n in zip(ms, leads, strict=False)), 4) if leads else None,
+        "per_lead_ms_median": round(
+            statistics.median(m / max(1, n) for m, n in zip(ms, leads, strict=False)), 4
+        )
+        if leads
+        else None,
     }
 
 
@@ -248,9 +304,20 @@ def pt_statistics(stdout: str) -> dict[str, Any]:
     return out
 
 
-def measure(server: Server, engine: str, tool: Tool, where: str, leads: int, columns: list[str],
-            expected: tuple[int, str, int], targets: list[tuple[int, str]], log_dir: Path,
-            args: argparse.Namespace, rep: int, probe_on: bool = True) -> dict[str, Any]:
+def measure(
+    server: Server,
+    engine: str,
+    tool: Tool,
+    where: str,
+    leads: int,
+    columns: list[str],
+    expected: tuple[int, str, int],
+    targets: list[tuple[int, str]],
+    log_dir: Path,
+    args: argparse.Namespace,
+    rep: int,
+    probe_on: bool = True,
+) -> dict[str, Any]:
     copy_s = fresh_copy(server, engine)
     argv, env = tool.build(server, RUN_DB, where)
     probe = Probe(server, RUN_DB, targets, args.probe_interval_ms).start() if probe_on else None
@@ -293,14 +360,20 @@ def measure(server: Server, engine: str, tool: Tool, where: str, leads: int, col
     return rec
 
 
-def idle_probe(server: Server, engine: str, targets: list[tuple[int, str]], seconds: float,
-               interval_ms: float) -> dict[str, Any]:
+def idle_probe(
+    server: Server, engine: str, targets: list[tuple[int, str]], seconds: float, interval_ms: float
+) -> dict[str, Any]:
     fresh_copy(server, engine)
     probe = Probe(server, RUN_DB, targets, interval_ms).start()
     time.sleep(seconds)
     res = probe.stop()
-    return {"engine": engine, "tool": "idle", "label": "no tool (probe alone)", "kind": "idle",
-            "probe": stats(res.samples)}
+    return {
+        "engine": engine,
+        "tool": "idle",
+        "label": "no tool (probe alone)",
+        "kind": "idle",
+        "probe": stats(res.samples),
+    }
 
 
 # --- the main comparison ------------------------------------------------------------------
@@ -316,8 +389,9 @@ def ensure_template(server: Server, leads: int, keep: bool) -> None:
     log(f"seeded in {took:.1f}s")
 
 
-def compare(server: Server, args: argparse.Namespace, tools: list[Tool], engines: list[str],
-            log_dir: Path) -> list[dict[str, Any]]:
+def compare(
+    server: Server, args: argparse.Namespace, tools: list[Tool], engines: list[str], log_dir: Path
+) -> list[dict[str, Any]]:
     leads = args.leads
     where = args.where or f"lead_id <= {int(leads * args.archive_fraction)}"
     ensure_template(server, leads, args.keep_template)
@@ -340,25 +414,42 @@ def compare(server: Server, args: argparse.Namespace, tools: list[Tool], engines
         for rep in range(1, args.repeat + 1):
             for tool in tools:
                 log(f"{engine:6} {tool.name:12} run {rep}/{args.repeat} …")
-                rec = measure(server, engine, tool, where, leads, columns, expected, targets,
-                              log_dir, args, rep)
+                rec = measure(
+                    server,
+                    engine,
+                    tool,
+                    where,
+                    leads,
+                    columns,
+                    expected,
+                    targets,
+                    log_dir,
+                    args,
+                    rep,
+                )
                 rec["leads"], rec["where"] = leads, where
                 records.append(rec)
                 p = rec["probe"] or {}
-                ok = "ok" if rec["verify"]["ok"] else "FAILED: " + "; ".join(
-                    rec["verify"]["problems"])
-                log(f"{engine:6} {tool.name:12} {rec['rows_per_s']:>9,.0f} rows/s "
+                ok = (
+                    "ok"
+                    if rec["verify"]["ok"]
+                    else "FAILED: " + "; ".join(rec["verify"]["problems"])
+                )
+                log(
+                    f"{engine:6} {tool.name:12} {rec['rows_per_s']:>9,.0f} rows/s "
                     f"wall {rec['wall_s']:.1f}s probe p50 {p.get('p50_ms')} p99 {p.get('p99_ms')}"
                     f" max {p.get('max_ms')} ms rss {rec['peak_rss_mb']} MB verify {ok}"
-                    + (f" rc={rec['rc']} {rec.get('error', '')}" if rec["rc"] else ""))
+                    + (f" rc={rec['rc']} {rec.get('error', '')}" if rec["rc"] else "")
+                )
     return records
 
 
 # --- scaling ------------------------------------------------------------------------------------
 
 
-def scaling(server: Server, args: argparse.Namespace, engines: list[str],
-            log_dir: Path) -> list[dict[str, Any]]:
+def scaling(
+    server: Server, args: argparse.Namespace, engines: list[str], log_dir: Path
+) -> list[dict[str, Any]]:
     """This tool alone at several table sizes: peak RSS and per-chunk time should stay flat."""
     tools = [t for t in resolve_tools(args.scaling_tools, args.variant) if t.kind == "ours"]
     out = []
@@ -369,28 +460,38 @@ def scaling(server: Server, args: argparse.Namespace, engines: list[str],
                 log(f"scaling {engine} {size} leads {tool.name}: seeding …")
                 seed_s = seed_run_db(server, engine, size)
                 argv, env = tool.build(server, RUN_DB, where)
-                run = run_child(argv, env, log_dir, f"scaling-{engine}-{size}-{tool.name}",
-                                args.timeout)
+                run = run_child(
+                    argv, env, log_dir, f"scaling-{engine}-{size}-{tool.name}", args.timeout
+                )
                 conn = server.connect(RUN_DB)
                 try:
                     moved = int(q1(conn, f"SELECT COUNT(*) FROM {ARCHIVE}"))
                     left = int(q1(conn, f"SELECT COUNT(*) FROM {LIVE} WHERE {where}"))
                 finally:
                     conn.close()
-                rec = {
-                    "engine": engine, "leads": size, "tool": tool.name, "where": where,
-                    "rc": run.rc, "rows": moved, "selected_left_live": left,
-                    "wall_s": round(run.wall_s, 2), "rows_per_s": round(moved / run.wall_s, 1),
+                rec: dict[str, Any] = {
+                    "engine": engine,
+                    "leads": size,
+                    "tool": tool.name,
+                    "where": where,
+                    "rc": run.rc,
+                    "rows": moved,
+                    "selected_left_live": left,
+                    "wall_s": round(run.wall_s, 2),
+                    "rows_per_s": round(moved / run.wall_s, 1),
                     "peak_rss_mb": round(run.maxrss_kb / 1024, 1),
                     "chunk": chunk_stats(parse_json_lines(run.stderr_path)),
-                    "seed_s": round(seed_s, 1), "command": shlex.join(argv),
+                    "seed_s": round(seed_s, 1),
+                    "command": shlex.join(argv),
                 }
                 out.append(rec)
                 c = rec["chunk"] or {}
-                log(f"scaling {engine} {size} {tool.name}: {rec['rows_per_s']:,.0f} rows/s rss "
+                log(
+                    f"scaling {engine} {size} {tool.name}: {rec['rows_per_s']:,.0f} rows/s rss "
                     f"{rec['peak_rss_mb']} MB chunk p50 {c.get('p50_ms')} ms (first decile "
                     f"{c.get('first_decile_median_ms')}, last {c.get('last_decile_median_ms')})"
-                    f" p99 {c.get('p99_ms')} ms, {c.get('chunks')} chunks")
+                    f" p99 {c.get('p99_ms')} ms, {c.get('chunks')} chunks"
+                )
     return out
 
 
@@ -415,29 +516,48 @@ def seed_run_db(server: Server, engine: str, size: int) -> float:
 # MyISAM such a statement holds vicidial_list's table lock: a read lock blocks the dialer's
 # UPDATEs, a write lock blocks everything.
 STATEMENT_KINDS = (
-    ("walk (keyset SELECT of ids)", r"^SELECT `lead_id` FROM `vicidial_list` WHERE `lead_id` >",
-     True),
+    (
+        "walk (keyset SELECT of ids)",
+        r"^SELECT `lead_id` FROM `vicidial_list` WHERE `lead_id` >",
+        True,
+    ),
     ("newest (MAX lead_id)", r"^SELECT MAX\(`lead_id`\)", True),
     ("lock live rows FOR UPDATE", r"^SELECT `lead_id` FROM `vicidial_list` .*FOR UPDATE$", True),
     ("lock archive rows FOR UPDATE", r"FOR UPDATE$", False),
-    ("classify (LEFT JOIN + byte compare)", r"^SELECT s\.`lead_id`, d\.`lead_id` IS NOT NULL",
-     True),
-    ("equal_ids (JOIN + byte compare)", r"^SELECT s\.`lead_id` FROM `vicidial_list` AS s JOIN",
-     True),
-    ("in_src (ids live + criteria)", r"^SELECT `lead_id` FROM `vicidial_list` WHERE `lead_id` IN",
-     True),
+    (
+        "classify (LEFT JOIN + byte compare)",
+        r"^SELECT s\.`lead_id`, d\.`lead_id` IS NOT NULL",
+        True,
+    ),
+    (
+        "equal_ids (JOIN + byte compare)",
+        r"^SELECT s\.`lead_id` FROM `vicidial_list` AS s JOIN",
+        True,
+    ),
+    (
+        "in_src (ids live + criteria)",
+        r"^SELECT `lead_id` FROM `vicidial_list` WHERE `lead_id` IN",
+        True,
+    ),
     ("in_dst (ids in archive)", r"^SELECT `lead_id` FROM `vicidial_list_archive` WHERE", False),
     ("fetch (SELECT rows as bytes)", r"^SELECT CAST\(", True),
     ("fetch literals (SELECT CONCAT tuples)", r"^SELECT CONCAT\('\('", True),
     ("guards (UNION of 4 tables)", r"^SELECT `lead_id` FROM `vicidial_hopper`", False),
     ("pending (INSERT archiver_pending)", r"^INSERT IGNORE INTO archiver_pending", False),
-    ("insert values (INSERT IGNORE … VALUES)", r"^INSERT IGNORE INTO `vicidial_list_archive`",
-     False),
+    (
+        "insert values (INSERT IGNORE … VALUES)",
+        r"^INSERT IGNORE INTO `vicidial_list_archive`",
+        False,
+    ),
     ("insert (INSERT…SELECT LEFT JOIN)", r"^INSERT INTO `vicidial_list_archive`", True),
     ("update (UPDATE JOIN NOT equal)", r"^UPDATE `vicidial_list_archive` AS d JOIN", True),
     ("delete (DELETE JOIN byte-equal)", r"^DELETE s FROM `vicidial_list`", True),
-    ("checkpoint (chunks/pending/jobs)", r"archiver_chunks|archiver_pending|archiver_jobs"
-                                         r"|archiver_leads", False),
+    (
+        "checkpoint (chunks/pending/jobs)",
+        r"archiver_chunks|archiver_pending|archiver_jobs"
+        r"|archiver_leads",
+        False,
+    ),
     ("BEGIN/COMMIT", r"^(START TRANSACTION|COMMIT|ROLLBACK)", False),
 )
 
@@ -494,13 +614,13 @@ def breakdown(events: list[dict[str, Any]]) -> dict[str, Any]:
         "statements": kinds,
         "outside_sql_share": round(1 - sql_total / total_chunk, 4),
         "live_locking_ms_per_chunk_mean": round(statistics.mean(live_ms), 2) if live_ms else None,
-        "statements_per_chunk": round(sum(len(v) for v in per.values()) / max(1, len(chunk_ms)),
-                                      1),
+        "statements_per_chunk": round(sum(len(v) for v in per.values()) / max(1, len(chunk_ms)), 1),
     }
 
 
-def profile(server: Server, args: argparse.Namespace, engines: list[str],
-            log_dir: Path) -> list[dict[str, Any]]:
+def profile(
+    server: Server, args: argparse.Namespace, engines: list[str], log_dir: Path
+) -> list[dict[str, Any]]:
     leads = args.leads
     where = args.where or f"lead_id <= {int(leads * args.archive_fraction)}"
     ensure_template(server, leads, True)
@@ -515,8 +635,20 @@ def profile(server: Server, args: argparse.Namespace, engines: list[str],
     for engine in engines:
         tool = Tool("ours-v", "vicidial-archiver -v (profile)", "ours", ours(verbose=True))
         log(f"profile {engine}: running this tool with -v …")
-        rec = measure(server, engine, tool, where, leads, columns, expected, targets, log_dir,
-                      args, 1, probe_on=args.profile_probe)
+        rec = measure(
+            server,
+            engine,
+            tool,
+            where,
+            leads,
+            columns,
+            expected,
+            targets,
+            log_dir,
+            args,
+            1,
+            probe_on=args.profile_probe,
+        )
         rec["breakdown"] = breakdown(parse_json_lines(Path(rec["log"])))
         out.append(rec)
         log(f"profile {engine}: {rec['rows_per_s']:,.0f} rows/s (with -v logging)")
@@ -554,7 +686,9 @@ def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             sample = next(r for r in recs if r["tool"] == tool)
             rate = med(tool, "rows_per_s")
             row = {
-                "engine": engine, "tool": tool, "label": sample["label"],
+                "engine": engine,
+                "tool": tool,
+                "label": sample["label"],
                 "rows_per_s": rate,
                 "p50_ms": med(tool, "probe", "p50_ms"),
                 "p99_ms": med(tool, "probe", "p99_ms"),
@@ -562,8 +696,9 @@ def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "rss_mb": med(tool, "peak_rss_mb"),
                 "x_pt_bulk": rate / bulk if rate and bulk else None,
                 "x_pt_default": rate / default if rate and default else None,
-                "verified": None if tool == "idle" else all(
-                    r["verify"]["ok"] for r in recs if r["tool"] == tool),
+                "verified": None
+                if tool == "idle"
+                else all(r["verify"]["ok"] for r in recs if r["tool"] == tool),
                 "runs": sum(1 for r in recs if r["tool"] == tool),
             }
             rows_.append(row)
@@ -579,41 +714,70 @@ def fmt(v: Any, spec: str = ",.0f") -> str:
 
 
 def text_table(summary: list[dict[str, Any]]) -> str:
-    head = ("engine", "tool", "rows/s", "p50 ms", "p99 ms", "max ms", "RSS MB", "×pt-bulk",
-            "×pt-def", "verified")
+    head = (
+        "engine",
+        "tool",
+        "rows/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "RSS MB",
+        "×pt-bulk",
+        "×pt-def",
+        "verified",
+    )
     lines = [head]
     for r in summary:
-        lines.append((r["engine"], r["tool"], fmt(r["rows_per_s"]), fmt(r["p50_ms"], ".1f"),
-                      fmt(r["p99_ms"], ".1f"), fmt(r["max_ms"], ",.0f"), fmt(r["rss_mb"], ".0f"),
-                      fmt(r["x_pt_bulk"], ".2f"), fmt(r["x_pt_default"], ".2f"),
-                      fmt(r["verified"])))
+        lines.append(
+            (
+                r["engine"],
+                r["tool"],
+                fmt(r["rows_per_s"]),
+                fmt(r["p50_ms"], ".1f"),
+                fmt(r["p99_ms"], ".1f"),
+                fmt(r["max_ms"], ",.0f"),
+                fmt(r["rss_mb"], ".0f"),
+                fmt(r["x_pt_bulk"], ".2f"),
+                fmt(r["x_pt_default"], ".2f"),
+                fmt(r["verified"]),
+            )
+        )
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
     out = []
     for n, line in enumerate(lines):
-        out.append("  ".join(str(c).rjust(w) if i >= 2 else str(c).ljust(w)
-                             for i, (c, w) in enumerate(zip(line, widths, strict=True))))
+        out.append(
+            "  ".join(
+                str(c).rjust(w) if i >= 2 else str(c).ljust(w)
+                for i, (c, w) in enumerate(zip(line, widths, strict=True))
+            )
+        )
         if n == 0:
             out.append("  ".join("-" * w for w in widths))
     return "\n".join(out)
 
 
 def markdown_table(summary: list[dict[str, Any]]) -> str:
-    out = ["| engine | tool | rows/s | probe p50 ms | probe p99 ms | probe max ms | peak RSS MB |"
-           " × pt-archiver bulk | × pt-archiver default | verified |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    out = [
+        "| engine | tool | rows/s | probe p50 ms | probe p99 ms | probe max ms | peak RSS MB |"
+        " × pt-archiver bulk | × pt-archiver default | verified |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for r in summary:
         out.append(
             f"| {r['engine']} | {r['label']} | {fmt(r['rows_per_s'])} | {fmt(r['p50_ms'], '.1f')}"
             f" | {fmt(r['p99_ms'], '.1f')} | {fmt(r['max_ms'], ',.0f')} | {fmt(r['rss_mb'], '.0f')}"
             f" | {fmt(r['x_pt_bulk'], '.2f')} | {fmt(r['x_pt_default'], '.2f')}"
-            f" | {fmt(r['verified'])} |")
+            f" | {fmt(r['verified'])} |"
+        )
     return "\n".join(out)
 
 
 def scaling_markdown(recs: list[dict[str, Any]]) -> str:
-    out = ["| engine | leads | tool | archived | rows/s | peak RSS MB | chunks | chunk p50 ms |"
-           " first-decile median ms | last-decile median ms | chunk p99 ms | chunk max ms |",
-           "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    out = [
+        "| engine | leads | tool | archived | rows/s | peak RSS MB | chunks | chunk p50 ms |"
+        " first-decile median ms | last-decile median ms | chunk p99 ms | chunk max ms |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in recs:
         c = r.get("chunk") or {}
         out.append(
@@ -622,7 +786,8 @@ def scaling_markdown(recs: list[dict[str, Any]]) -> str:
             f" {fmt(c.get('p50_ms'), '.1f')} |"
             f" {fmt(c.get('first_decile_median_ms'), '.1f')} |"
             f" {fmt(c.get('last_decile_median_ms'), '.1f')} | {fmt(c.get('p99_ms'), '.1f')} |"
-            f" {fmt(c.get('max_ms'), ',.0f')} |")
+            f" {fmt(c.get('max_ms'), ',.0f')} |"
+        )
     return "\n".join(out)
 
 
@@ -630,16 +795,19 @@ def profile_markdown(recs: list[dict[str, Any]]) -> str:
     out = []
     for r in recs:
         b = r["breakdown"]
-        out.append(f"**{r['engine']}** — {b['chunks']} chunks, mean {b['chunk_ms_mean']} ms per "
-                   f"chunk, {b['statements_per_chunk']} statements per chunk; statements on "
-                   f"vicidial_list (MyISAM: under its table lock): "
-                   f"{b['live_locking_ms_per_chunk_mean']} ms per chunk; "
-                   f"outside SQL (Python, logging): {b['outside_sql_share']:.0%}\n")
+        out.append(
+            f"**{r['engine']}** — {b['chunks']} chunks, mean {b['chunk_ms_mean']} ms per "
+            f"chunk, {b['statements_per_chunk']} statements per chunk; statements on "
+            f"vicidial_list (MyISAM: under its table lock): "
+            f"{b['live_locking_ms_per_chunk_mean']} ms per chunk; "
+            f"outside SQL (Python, logging): {b['outside_sql_share']:.0%}\n"
+        )
         out.append("| statement | per chunk | mean ms | p99 ms | share of chunk time |")
         out.append("|---|---:|---:|---:|---:|")
         for k, v in b["statements"].items():
-            out.append(f"| {k} | {v['per_chunk']} | {v['mean_ms']} | {v['p99_ms']} |"
-                       f" {v['share']:.1%} |")
+            out.append(
+                f"| {k} | {v['per_chunk']} | {v['mean_ms']} | {v['p99_ms']} | {v['share']:.1%} |"
+            )
         out.append("")
     return "\n".join(out)
 
@@ -650,8 +818,10 @@ def profile_markdown(recs: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.breakdown:
-        recs = [{"engine": path, "breakdown": breakdown(parse_json_lines(Path(path)))}
-                for path in args.breakdown]
+        recs = [
+            {"engine": path, "breakdown": breakdown(parse_json_lines(Path(path)))}
+            for path in args.breakdown
+        ]
         print(profile_markdown(recs))
         return 0
     quiet_logs()
@@ -671,8 +841,13 @@ def main(argv: list[str] | None = None) -> int:
     log_dir.mkdir(parents=True, exist_ok=True)
     info = machine(server)
     info["pt_archiver"] = pt_version
-    data: dict[str, Any] = {"machine": info, "args": vars(args), "runs": [], "scaling": [],
-                            "profile": []}
+    data: dict[str, Any] = {
+        "machine": info,
+        "args": vars(args),
+        "runs": [],
+        "scaling": [],
+        "profile": [],
+    }
     out_path = results_dir / f"{stamp}.json"
 
     conn = server.connect()
@@ -688,9 +863,12 @@ def main(argv: list[str] | None = None) -> int:
             data["profile"] = profile(server, args, engines, log_dir)
             _save(out_path, data)
         if args.scaling or args.scaling_only:
-            data["scaling"] = scaling(server, args,
-                                      [e.strip() for e in (args.scaling_engines or args.engines)
-                                       .split(",") if e.strip()], log_dir)
+            data["scaling"] = scaling(
+                server,
+                args,
+                [e.strip() for e in (args.scaling_engines or args.engines).split(",") if e.strip()],
+                log_dir,
+            )
     finally:
         if old_infile != "1":
             exec_(conn, f"SET GLOBAL local_infile = {int(old_infile)}")
@@ -700,9 +878,11 @@ def main(argv: list[str] | None = None) -> int:
             drop(server, TEMPLATE)
         _save(out_path, data)
 
-    print(f"\n# {info['date']} · {info['nproc']} cores · MariaDB {info['mariadb'].get('version')}"
-          f" · {args.leads:,} leads, selection "
-          f"{args.where or f'lead_id <= {int(args.leads * args.archive_fraction)}'}")
+    print(
+        f"\n# {info['date']} · {info['nproc']} cores · MariaDB {info['mariadb'].get('version')}"
+        f" · {args.leads:,} leads, selection "
+        f"{args.where or f'lead_id <= {int(args.leads * args.archive_fraction)}'}"
+    )
     if data["runs"]:
         summary = summarize(data["runs"])
         data["summary"] = summary

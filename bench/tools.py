@@ -64,31 +64,66 @@ def _pt_source(server: Server, db: str) -> str:
 # --charset utf8: without it pt-archiver talks latin1 to a utf8 table and writes '?' for every
 # accented letter; in --bulk-insert mode the LOAD DATA file then also shifts columns. Measured
 # by the bench's byte-exact check; with it, both modes copy every row exactly.
-PT_COMMON = ("--limit", "500", "--commit-each", "--charset", "utf8", "--no-check-charset",
-             "--statistics", "--no-version-check")
+PT_COMMON = (
+    "--limit",
+    "500",
+    "--commit-each",
+    "--charset",
+    "utf8",
+    "--no-check-charset",
+    "--statistics",
+    "--no-version-check",
+)
 
 
 def pt_bulk(server: Server, db: str, where: str) -> tuple[list[str], dict[str, str]]:
-    argv = [PT, "--source", _pt_source(server, db), "--dest", f"t={ARCHIVE}", "--where", where,
-            *PT_COMMON, "--bulk-insert", "--bulk-delete"]
+    argv = [
+        PT,
+        "--source",
+        _pt_source(server, db),
+        "--dest",
+        f"t={ARCHIVE}",
+        "--where",
+        where,
+        *PT_COMMON,
+        "--bulk-insert",
+        "--bulk-delete",
+    ]
     return argv, dict(os.environ)
 
 
 def pt_default(server: Server, db: str, where: str) -> tuple[list[str], dict[str, str]]:
-    argv = [PT, "--source", _pt_source(server, db), "--dest", f"t={ARCHIVE}", "--where", where,
-            *PT_COMMON]
+    argv = [
+        PT,
+        "--source",
+        _pt_source(server, db),
+        "--dest",
+        f"t={ARCHIVE}",
+        "--where",
+        where,
+        *PT_COMMON,
+    ]
     return argv, dict(os.environ)
 
 
-def ours(*extra: str, verbose: bool = False) -> Callable[[Server, str, str],
-                                                       tuple[list[str], dict[str, str]]]:
+def ours(
+    *extra: str, verbose: bool = False
+) -> Callable[[Server, str, str], tuple[list[str], dict[str, str]]]:
     def build(server: Server, db: str, where: str) -> tuple[list[str], dict[str, str]]:
         argv = [str(TOOL), "--dsn", server.dsn(db), "--log-format", "json"]
         if verbose:
             argv.append("-v")
         size = [] if "--chunk-size" in extra else ["--chunk-size", "500"]
-        argv += ["archive", "--where", where, *size, "--no-safe-auto-increment",
-                 "--ignore-window", "--json", *extra]
+        argv += [
+            "archive",
+            "--where",
+            where,
+            *size,
+            "--no-safe-auto-increment",
+            "--ignore-window",
+            "--json",
+            *extra,
+        ]
         return argv, env_without_archiver()
 
     return build
@@ -96,20 +131,43 @@ def ours(*extra: str, verbose: bool = False) -> Callable[[Server, str, str],
 
 def experiment(variant: str) -> Callable[[Server, str, str], tuple[list[str], dict[str, str]]]:
     def build(server: Server, db: str, where: str) -> tuple[list[str], dict[str, str]]:
-        argv = [sys.executable, str(ROOT / "bench" / "experiments.py"), "--dsn", server.dsn(db),
-                "--where", where, "--variant", variant]
+        argv = [
+            sys.executable,
+            str(ROOT / "bench" / "experiments.py"),
+            "--dsn",
+            server.dsn(db),
+            "--where",
+            where,
+            "--variant",
+            variant,
+        ]
         return argv, env_without_archiver()
 
     return build
 
 
 BASE_TOOLS: dict[str, Tool] = {
-    "vicidial": Tool("vicidial", "VICIdial's way (1 INSERT…SELECT + 1 DELETE)", "vicidial",
-                     vicidial_way, "one INSERT … SELECT * and one DELETE over the whole selection"),
-    "pt-bulk": Tool("pt-bulk", "pt-archiver bulk 500", "pt", pt_bulk,
-                    "--limit 500 --commit-each --bulk-insert --bulk-delete"),
-    "pt-default": Tool("pt-default", "pt-archiver default (per row) 500", "pt", pt_default,
-                       "--limit 500 --commit-each (row-by-row INSERT and DELETE)"),
+    "vicidial": Tool(
+        "vicidial",
+        "VICIdial's way (1 INSERT…SELECT + 1 DELETE)",
+        "vicidial",
+        vicidial_way,
+        "one INSERT … SELECT * and one DELETE over the whole selection",
+    ),
+    "pt-bulk": Tool(
+        "pt-bulk",
+        "pt-archiver bulk 500",
+        "pt",
+        pt_bulk,
+        "--limit 500 --commit-each --bulk-insert --bulk-delete",
+    ),
+    "pt-default": Tool(
+        "pt-default",
+        "pt-archiver default (per row) 500",
+        "pt",
+        pt_default,
+        "--limit 500 --commit-each (row-by-row INSERT and DELETE)",
+    ),
 }
 
 # Variants of this tool: name → extra CLI flags. `--variant NAME=FLAGS` adds more.
@@ -122,16 +180,26 @@ OUR_VARIANTS: dict[str, tuple[str, ...]] = {
 
 def our_tool(name: str, extra: tuple[str, ...], verbose: bool = False) -> Tool:
     shown = " ".join(extra) if extra else "chunk 500"
-    return Tool(name, f"vicidial-archiver {shown}", "ours", ours(*extra, verbose=verbose),
-                "archive --where … --no-safe-auto-increment " + (" ".join(extra) or
-                                                                  "--chunk-size 500"), extra)
+    return Tool(
+        name,
+        f"vicidial-archiver {shown}",
+        "ours",
+        ours(*extra, verbose=verbose),
+        "archive --where … --no-safe-auto-increment " + (" ".join(extra) or "--chunk-size 500"),
+        extra,
+    )
 
 
 def exp_tool(variant: str) -> Tool:
     from experiments import VARIANTS
 
-    return Tool(f"exp-{variant}", f"experiment: {VARIANTS[variant].label}", "exp",
-                experiment(variant), VARIANTS[variant].doc)
+    return Tool(
+        f"exp-{variant}",
+        f"experiment: {VARIANTS[variant].label}",
+        "exp",
+        experiment(variant),
+        VARIANTS[variant].doc,
+    )
 
 
 @dataclass
@@ -146,8 +214,9 @@ class Run:
     stderr_path: Path
 
 
-def run_child(argv: list[str], env: dict[str, str], log_dir: Path, name: str,
-              timeout: float) -> Run:
+def run_child(
+    argv: list[str], env: dict[str, str], log_dir: Path, name: str, timeout: float
+) -> Run:
     """Start, wait, kill the process group after `timeout`.
 
     Peak RSS: ru_maxrss of a child forked from this (Python) process counts the pages it
@@ -161,8 +230,9 @@ def run_child(argv: list[str], env: dict[str, str], log_dir: Path, name: str,
     hwm = [0]
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         started = time.monotonic()
-        proc = subprocess.Popen(wrapped, stdout=out, stderr=err, env=env, cwd=ROOT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            wrapped, stdout=out, stderr=err, env=env, cwd=ROOT, start_new_session=True
+        )
         poller = None
         if not GNU_TIME:
             poller = threading.Thread(target=_poll_hwm, args=(proc.pid, hwm), daemon=True)
@@ -181,8 +251,16 @@ def run_child(argv: list[str], env: dict[str, str], log_dir: Path, name: str,
             maxrss_kb = int(rss_path.read_text().split()[-1])
         except (OSError, ValueError, IndexError):
             maxrss_kb = int(usage.ru_maxrss)
-    return Run(argv, proc.returncode, ended - started, maxrss_kb, started, ended,
-               out_path.read_text(errors="replace"), err_path)
+    return Run(
+        argv,
+        proc.returncode,
+        ended - started,
+        maxrss_kb,
+        started,
+        ended,
+        out_path.read_text(errors="replace"),
+        err_path,
+    )
 
 
 GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
@@ -216,8 +294,10 @@ def ensure_pt_archiver(install: bool) -> str:
     if version:
         return version
     if install and os.geteuid() == 0 and shutil.which("apt-get"):
-        print("pt-archiver not found; installing the Debian package percona-toolkit …",
-              file=sys.stderr)
+        print(
+            "pt-archiver not found; installing the Debian package percona-toolkit …",
+            file=sys.stderr,
+        )
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(["apt-get", "update"], check=False, env=env)
         subprocess.run(["apt-get", "install", "-y", "percona-toolkit"], check=False, env=env)
