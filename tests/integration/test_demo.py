@@ -33,24 +33,21 @@ def check_output(out: str) -> None:
     assert "# dropped database vicidial_demo_" in out
 
 
-def test_make_demo_exits_0() -> None:
-    env = {**os.environ, "ARCHIVER_DSN": TEST_DSN}
+def run_demo(argv: list[str], env: dict[str, str] | None = None) -> None:
     proc = subprocess.run(
-        ["make", "-s", "demo"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+        argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     check_output(proc.stdout)
 
 
+def test_make_demo_exits_0() -> None:
+    run_demo(["make", "-s", "demo"], env={**os.environ, "ARCHIVER_DSN": TEST_DSN})
+
+
 @pytest.mark.slow
 def test_demo_on_innodb() -> None:
-    proc = subprocess.run(
+    run_demo(
         [
             sys.executable,
             "-m",
@@ -62,12 +59,5 @@ def test_demo_on_innodb() -> None:
             "InnoDB",
             "--leads",
             "20000",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+        ]
     )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    check_output(proc.stdout)
