@@ -1,8 +1,8 @@
 """The chunk's statements, both directions. All DML of a chunk lives here.
 
 Every statement is set-based over at most one chunk of ids, names its columns explicitly (taken
-from the reflected tables, never a star column list: the two tables' column orders drift) and backquotes
-every identifier. The source row is deleted only by a statement that, in the same statement,
+from the reflected tables, never a star: the two tables' column orders drift) and backquotes every
+identifier. The source row is deleted only by a statement that, in the same statement,
 finds an equal target row: every shared column compared byte-exactly and NULL-safely with
 `CAST(x AS BINARY) <=> CAST(y AS BINARY)`, because utf8_unicode_ci calls 'smith' and 'Smith ' equal.
 
