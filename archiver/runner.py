@@ -41,7 +41,6 @@ from archiver.steps import (
     ChunkSql,
     Flags,
     State,
-    live_guarded,
     outcome,
     predict,
     read_states,
@@ -191,6 +190,7 @@ class Runner:
         self.transactional = False
         self.newest: int | None = None
         self.pending_written = False
+        self.cursor = 0
 
     # --- set-up --------------------------------------------------------------------------
 
@@ -309,13 +309,23 @@ class Runner:
         _fault(point, chunk_no)
 
     def chunk(
-        self, sql: ChunkSql, ids: list[int], job: Job | None, chunk_no: int, params: dict[str, Any]
-    ) -> dict[int, str]:
-        """Run one chunk; returns each id's outcome."""
+        self,
+        sql: ChunkSql,
+        walker: Walker,
+        job: Job | None,
+        chunk_no: int,
+        size: int,
+    ) -> tuple[list[int], dict[int, str]]:
+        """Read and run the next chunk; returns its ids and each id's outcome (no ids: the
+        walk is over). On InnoDB all of it is one transaction, from the read that locks the
+        chunk's rows to the checkpoint rows."""
         db, flags = self.db, self.spec.flags
         with db.transaction(self.transactional):
-            before = self._before(sql, ids, params)
-            skipped = self._skipped(sql, ids, before)
+            ids, before, guarded, cursor = self._scan(sql, walker, size)
+            if not ids:
+                self.cursor = max(self.cursor, cursor)
+                return [], {}
+            skipped = self._skipped(ids, before, guarded)
             act = sorted(i for i, st in before.items() if st.in_src and i not in skipped)
             after = self._apply(sql, act, job, chunk_no, before)
             result = {}
@@ -328,34 +338,53 @@ class Runner:
                     st = State(True, True, True)  # moved by the killed attempt of this chunk
                 result[lead] = outcome(st, after.get(lead), flags, self.spec.direction)
             self._at("before_checkpoint", chunk_no, ids)
-            self._record(job, chunk_no, ids, result)
-        return result
+            self._record(job, chunk_no, ids, result, cursor)
+        self.cursor = cursor
+        return ids, result
 
-    def _before(self, sql: ChunkSql, ids: list[int], params: dict[str, Any]) -> dict[int, State]:
-        """Each id's state before the chunk. Presence comes from the primary keys alone; the
-        column-by-column comparison runs only for leads found in both tables."""
-        db, p = self.db, {"ids": ids}
-        if self.transactional and not db.dry_run:
-            # Lock the chunk's rows in lead_id order, source then target.
-            src_ids = {int(r[0]) for r in db.rows(sql.lock_src(), p)}
-            dst_ids = {int(r[0]) for r in db.rows(sql.lock_dst(), p)}
-            if sql.criteria_sql:  # re-checked on the locked rows
-                src_ids &= {int(r[0]) for r in db.rows(sql.in_src(criteria=True), {**p, **params})}
-        else:
-            src_ids = {int(r[0]) for r in db.rows(sql.in_src(criteria=True), {**p, **params})}
-            dst_ids = {int(r[0]) for r in db.rows(sql.in_dst(), p)}
-        both = sorted(src_ids & dst_ids)
-        equal = {int(r[0]) for r in db.rows(sql.equal_ids(), {"ids": both})} if both else set()
-        states = {i: State(True, i in dst_ids, i in equal) for i in src_ids}
-        for i in dst_ids - src_ids:
-            states[i] = State(False, True, False)
-        return states
+    def _scan(
+        self, sql: ChunkSql, walker: Walker, size: int
+    ) -> tuple[list[int], dict[int, State], set[int], int]:
+        """The next chunk's ids, each one's state before the chunk, the ids a live-lead guard
+        holds, and the new cursor. One statement reads the selection (criteria evaluated on
+        the rows themselves), the target's copies with the byte-exact comparison, and the
+        guards; on InnoDB it also locks the source rows, so nothing it read can change before
+        the chunk commits."""
+        db = self.db
+        guards = self.guard_tables if self.spec.direction == ARCHIVE else []
+        lock = self.transactional and not db.dry_run
 
-    def _skipped(self, sql: ChunkSql, ids: list[int], before: dict[int, State]) -> dict[int, str]:
+        def select(where: str) -> str:
+            return sql.scan(where, guards, lock=lock)
+
+        ids, rows, cursor = walker.next_rows(self.cursor, size, select)
+        if self.pending:
+            # A MyISAM chunk killed part-way is redone first: its leads still selected plus
+            # those it had in hand (moved ones are no longer in the source).
+            top = max(self.pending)
+            ids = sorted({i for i in ids if i <= top} | self.pending)
+            cursor = max(top, self.cursor)
+        before: dict[int, State] = {}
+        guarded: set[int] = set()
+        for row in rows:
+            lead = int(row[0])
+            if lead in before or lead > ids[-1]:
+                continue
+            before[lead] = State(True, row[1] is not None, bool(row[1]))
+            if row[2]:
+                guarded.add(lead)
+        absent = [i for i in ids if i not in before]
+        if absent:
+            for row in db.rows(sql.in_dst(), {"ids": absent}):
+                before[int(row[0])] = State(False, True, False)
+        return ids, before, guarded, cursor
+
+    def _skipped(
+        self, ids: list[int], before: dict[int, State], guarded: set[int]
+    ) -> dict[int, str]:
         if self.spec.direction != ARCHIVE:
             return {}
-        in_src = sorted(i for i, st in before.items() if st.in_src)
-        skipped = dict.fromkeys(live_guarded(self.db, sql, in_src, self.guard_tables), SKIPPED_LIVE)
+        skipped = dict.fromkeys(sorted(guarded), SKIPPED_LIVE)
         newest = self._newest(ids)
         if newest is not None and newest in before and before[newest].in_src:
             skipped.setdefault(newest, SKIPPED_NEWEST)
@@ -415,7 +444,7 @@ class Runner:
             db.write_literal(sql.insert_literals(tuples), "")
 
     def _record(
-        self, job: Job | None, chunk_no: int, ids: list[int], result: dict[int, str]
+        self, job: Job | None, chunk_no: int, ids: list[int], result: dict[int, str], cursor: int
     ) -> None:
         counts = Counter(result.values())
         moved = {"archived", "dearchived"}
@@ -425,7 +454,7 @@ class Runner:
                 chunk_no=chunk_no,
                 first=ids[0],
                 last=ids[-1],
-                cursor=self.cursor,
+                cursor=cursor,
                 leads=len(ids),
                 counts=counts,
                 not_moved=not_moved,
@@ -469,7 +498,7 @@ class Runner:
         self._resolve_criteria(None)
         spec = self.spec
         crit = spec.selection.criteria
-        cond, cparams = crit.sql() if crit is not None else ("", {})
+        cond = crit.sql()[0] if crit is not None else ""
         sql = ChunkSql(spec.direction, src, dst, spec.overrides, cond)
         self._check_where(sql)
         if not spec.dry_run and not spec.ignore_window and not window.is_open(self.s.window):
@@ -496,13 +525,12 @@ class Runner:
             if not spec.dry_run:
                 job = self._job()
                 self.totals.update(job.counts)
-                cparams = self._resolve_criteria(job)
+                self._resolve_criteria(job)
             with self._report() as writer:
                 self.report_writer = writer
                 return self._loop(
                     sql,
                     job,
-                    cparams,
                     Throttle(self.db, self.s.throttle, self.s.chunk_size, self.stop_reason),
                 )
         finally:
@@ -567,18 +595,7 @@ class Runner:
             writer.writerow(["lead_id", "outcome"])
             yield writer
 
-    def _next(self, walker: Walker, size: int) -> tuple[list[int], int]:
-        """The next chunk. After a MyISAM chunk was killed part-way, the first chunk of the
-        resumed run is that chunk again: its leads still selected plus those it had in hand."""
-        ids, cursor = walker.next_chunk(self.cursor, size)
-        if not self.pending:
-            return ids, cursor
-        top = max(self.pending)
-        return sorted({i for i in ids if i <= top} | self.pending), max(top, self.cursor)
-
-    def _loop(
-        self, sql: ChunkSql, job: Job | None, cparams: dict[str, Any], throttle: Any
-    ) -> Summary:
+    def _loop(self, sql: ChunkSql, job: Job | None, throttle: Any) -> Summary:
         walker = Walker(self.db, self.spec.selection, sql.src.name)
         self.cursor = job.cursor if job else 0
         first_chunk = chunk_no = job.chunks if job else 0
@@ -590,16 +607,13 @@ class Runner:
             with self.signals.installed():
                 last_ms: float | None = None
                 while True:
-                    ids, next_cursor = self._next(walker, size)
-                    if not ids:
-                        self.cursor = max(self.cursor, next_cursor)
-                        break
                     if last_ms is not None:  # between chunks only, never after the last one
                         throttle.pause(last_ms)
-                    chunk_no += 1
                     self.chunk_started = time.monotonic()
-                    self.cursor = next_cursor
-                    result = self._retrying(sql, ids, job, chunk_no, cparams)
+                    ids, result = self._retrying(sql, walker, job, chunk_no + 1, size)
+                    if not ids:
+                        break
+                    chunk_no += 1
                     ms = self.chunk_ms()
                     leads += len(ids)
                     if self.db.dry_run and not planned:
@@ -608,6 +622,8 @@ class Runner:
                     reason = self.stop_reason()
                     if reason:
                         state = "stopped"
+                        break
+                    if walker.exhausted() and not self.pending:
                         break
                     size = throttle.next_size(len(ids), ms)
                     last_ms = ms
@@ -673,12 +689,12 @@ class Runner:
         return self.newest
 
     def _retrying(
-        self, sql: ChunkSql, ids: list[int], job: Job | None, chunk_no: int, cparams: dict[str, Any]
-    ) -> dict[int, str]:
+        self, sql: ChunkSql, walker: Walker, job: Job | None, chunk_no: int, size: int
+    ) -> tuple[list[int], dict[int, str]]:
         attempt = 0
         while True:
             try:
-                return self.chunk(sql, ids, job, chunk_no, cparams)
+                return self.chunk(sql, walker, job, chunk_no, size)
             except DBAPIError as exc:
                 errno = mysql_errno(exc)
                 if errno in RETRYABLE and attempt < self.s.deadlock_retries:

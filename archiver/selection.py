@@ -10,7 +10,7 @@ from __future__ import annotations
 import bisect
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import IO, Any
@@ -242,7 +242,12 @@ def _ids_hash(ids: Sequence[int]) -> str:
 
 
 class Walker:
-    """Yields the next chunk of ids after a cursor, in ascending order."""
+    """Yields the next chunk after a cursor, in ascending lead_id order.
+
+    `select` turns a WHERE clause over the source table aliased `s` into the statement that
+    reads the chunk (by default its ids alone); the runner passes one that reads, in the same
+    statement, each row's state in the target and its live-lead guards, and locks the rows on
+    InnoDB."""
 
     def __init__(self, db: Db, selection: Selection, src_table: str, span: int = 20000) -> None:
         self.db = db
@@ -250,6 +255,7 @@ class Walker:
         self.src = q(src_table)
         self.span = span
         self.max_id: int | None = None
+        self.more = True
         if selection.criteria is not None:
             self.cond, self.params = selection.criteria.sql()
         else:
@@ -263,30 +269,61 @@ class Walker:
         row = self.db.rows(f"SELECT MIN(`lead_id`), MAX(`lead_id`) FROM {self.src}")[0]
         return int(row[0] or 0), int(row[1] or 0)
 
+    def ids_select(self, where: str) -> str:
+        return f"SELECT s.`lead_id` FROM {self.src} AS s WHERE {where}"
+
     def next_chunk(self, after: int, size: int) -> tuple[list[int], int]:
         """(ids, new cursor). An empty id list means the walk is over."""
         if self.selection.ids is not None:
-            ids = self.selection.ids
-            start = bisect.bisect_right(ids, after)
-            chunk = list(ids[start : start + size])
+            chunk = self._ids_after(after, size)
             return chunk, (chunk[-1] if chunk else after)
-        return self._walk(after, size)
+        rows, cursor = self._walk(after, size, self.ids_select)
+        return [int(r[0]) for r in rows], cursor
 
-    def _walk(self, after: int, size: int) -> tuple[list[int], int]:
+    def next_rows(
+        self, after: int, size: int, select: Callable[[str], str]
+    ) -> tuple[list[int], list[tuple[Any, ...]], int]:
+        """(the chunk's ids, the rows `select` read for them, new cursor). With explicit ids,
+        the chunk holds ids `select` found no row for; with criteria it is the rows' ids."""
+        if self.selection.ids is not None:
+            chunk = self._ids_after(after, size)
+            if not chunk:
+                return [], [], after
+            return chunk, self.db.rows(select("s.`lead_id` IN :ids"), {"ids": chunk}), chunk[-1]
+        rows, cursor = self._walk(after, size, select)
+        return [int(r[0]) for r in rows], rows, cursor
+
+    def _ids_after(self, after: int, size: int) -> list[int]:
+        ids = self.selection.ids or ()
+        start = bisect.bisect_right(ids, after)
+        self.more = start + size < len(ids)
+        return list(ids[start : start + size])
+
+    def exhausted(self) -> bool:
+        """True when the last chunk read was the walk's last: the walk reads one row past a
+        chunk, so it knows without another statement (and a throttle does not sleep for
+        nothing after the last chunk)."""
+        return not self.more
+
+    def _walk(
+        self, after: int, size: int, select: Callable[[str], str]
+    ) -> tuple[list[tuple[Any, ...]], int]:
         if self.max_id is None:
             self.max_id = self.bounds()[1]
-        found: list[int] = []
+        found: list[tuple[Any, ...]] = []
         cursor = after
         where = f" AND ({self.cond})" if self.cond else ""
-        while len(found) < size and cursor < self.max_id:
+        while len(found) <= size and cursor < self.max_id:
             upto = min(cursor + self.span, self.max_id)
             rows = self.db.rows(
-                f"SELECT `lead_id` FROM {self.src} WHERE `lead_id` > :after AND `lead_id` <= :upto"
-                f"{where} ORDER BY `lead_id` LIMIT :n",
-                {"after": cursor, "upto": upto, "n": size - len(found), **self.params},
+                select(
+                    f"s.`lead_id` > :after AND s.`lead_id` <= :upto{where}"
+                    " ORDER BY s.`lead_id` LIMIT :n"
+                ),
+                {"after": cursor, "upto": upto, "n": size + 1 - len(found), **self.params},
             )
-            found.extend(int(r[0]) for r in rows)
-            cursor = found[-1] if len(found) >= size else upto
+            found.extend(rows)
+            cursor = upto
             if not rows and cursor < self.max_id:
                 # Jump an empty window to just before the next id (one primary-key lookup):
                 # sparse ids, e.g. leads near 4294967295, would cost one query per window.
@@ -294,4 +331,8 @@ class Walker:
                     f"SELECT MIN(`lead_id`) FROM {self.src} WHERE `lead_id` > :upto", {"upto": upto}
                 )
                 cursor = self.max_id if nxt is None else max(cursor, int(nxt) - 1)
+        self.more = len(found) > size
+        if self.more:
+            found = found[:size]
+            cursor = int(found[-1][0])
         return found, cursor

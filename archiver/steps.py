@@ -138,29 +138,8 @@ class ChunkSql:
 
     # --- reads ---------------------------------------------------------------------------
 
-    def lock_src(self) -> str:
-        return (
-            f"SELECT `lead_id` FROM {self.s} WHERE `lead_id` IN :ids ORDER BY `lead_id` FOR UPDATE"
-        )
-
-    def lock_dst(self) -> str:
-        return (
-            f"SELECT `lead_id` FROM {self.d} WHERE `lead_id` IN :ids ORDER BY `lead_id` FOR UPDATE"
-        )
-
     def in_dst(self) -> str:
         return f"SELECT `lead_id` FROM {self.d} WHERE `lead_id` IN :ids"
-
-    def in_src(self, *, criteria: bool) -> str:
-        where = f" AND ({self.criteria_sql})" if criteria and self.criteria_sql else ""
-        return f"SELECT `lead_id` FROM {self.s} WHERE `lead_id` IN :ids{where}"
-
-    def equal_ids(self) -> str:
-        """The ids, among leads in both tables, whose two rows are byte-equal."""
-        return (
-            f"SELECT s.`lead_id` FROM {self.s} AS s JOIN {self.d} AS d"
-            f" ON d.`lead_id` = s.`lead_id`\nWHERE s.`lead_id` IN :ids AND {self.equal_expr()}"
-        )
 
     def classify(self, *, criteria: bool = True) -> str:
         where = self._criteria() if criteria else ""
@@ -170,13 +149,26 @@ class ChunkSql:
             f"WHERE s.`lead_id` IN :ids{where}"
         )
 
-    def guards(self, present: Sequence[str]) -> str | None:
-        parts = [
-            f"SELECT `lead_id` FROM {q(table)} WHERE `lead_id` IN :ids{extra}"
-            for name, table, extra in GUARDS
-            if table in present
-        ]
-        return "\nUNION\n".join(parts) if parts else None
+    def scan(self, where: str, guards: Sequence[str] = (), *, lock: bool = False) -> str:
+        """The chunk's source rows and, in the same statement, each one's state: column 2 is
+        NULL when the target has no row, else 1 when the two rows are byte-equal, 0 when not;
+        column 3 is 1 when a live-lead guard table holds the lead. `where` is over the source
+        aliased `s` (its own columns unqualified: the target is only read in subqueries).
+        `lock` adds FOR UPDATE: on InnoDB the source rows are locked in lead_id order, and the
+        subqueries' rows (target, guard tables) are read without locks, so the dialer's own
+        tables are never locked."""
+        live = " OR ".join(
+            f"EXISTS(SELECT 1 FROM {q(table)} AS g WHERE g.`lead_id` = s.`lead_id`"
+            f"{extra.replace('`status`', 'g.`status`')})"
+            for _, table, extra in GUARDS
+            if table in guards
+        )
+        return (
+            f"SELECT s.`lead_id`,\n  (SELECT {self.equal_expr()}\n"
+            f"   FROM {self.d} AS d WHERE d.`lead_id` = s.`lead_id`) AS `_state`,\n"
+            f"  {'(' + live + ')' if live else '0'} AS `_live`\n"
+            f"FROM {self.s} AS s\nWHERE {where}" + ("\nFOR UPDATE" if lock else "")
+        )
 
     # --- writes --------------------------------------------------------------------------
 
@@ -264,13 +256,6 @@ def read_states(
         if lead not in states:
             states[lead] = State(False, True, False)
     return states
-
-
-def live_guarded(db: Db, sql: ChunkSql, ids: Sequence[int], present: Sequence[str]) -> set[int]:
-    stmt = sql.guards(present)
-    if stmt is None or not ids:
-        return set()
-    return {int(r[0]) for r in db.rows(stmt, {"ids": list(ids)})}
 
 
 def predict(state: State, flags: Flags, direction: str) -> State:
