@@ -202,6 +202,12 @@ def job_options(f: Callable[..., Any]) -> Callable[..., Any]:
             help="Delete source rows that have an equal copy.",
         ),
         click.option("--chunk-size", type=int, metavar="N", help="Leads per chunk, 1–500 (500)."),
+        click.option(
+            "--delete-batch",
+            type=int,
+            metavar="N",
+            help="MyISAM: delete a chunk in statements of at most N leads (100; 0: one).",
+        ),
         click.option("--dry-run", is_flag=True, help="Show the plan and counts; write nothing."),
         click.option(
             "--report", metavar="PATH", help="CSV of every lead not moved, with its outcome."
@@ -338,6 +344,7 @@ def job_settings(ctx: Ctx, kw: dict[str, Any]) -> config.Settings:
     return config.with_overrides(
         base,
         chunk_size=_pick(kw["chunk_size"], base.chunk_size),
+        delete_batch=_pick(kw.get("delete_batch"), base.delete_batch),
         max_runtime=_dur(kw["max_runtime"], "--max-runtime", base.max_runtime),
         throttle=throttle,
         guards=guards,

@@ -94,6 +94,7 @@ class Settings:
     live_table: str = "vicidial_list"
     archive_table: str = "vicidial_list_archive"
     chunk_size: int = MAX_CHUNK
+    delete_batch: int = 100
     id_limit: int = 500
     lock_name: str = "vicidial-archiver"
     lock_wait_timeout: int = 10
@@ -124,6 +125,7 @@ _TOP_KEYS = {
     "live_table",
     "archive_table",
     "chunk_size",
+    "delete_batch",
     "id_limit",
     "lock_name",
     "lock_wait_timeout",
@@ -428,6 +430,11 @@ def load_settings(
 def validate(s: Settings) -> Settings:
     if not 1 <= s.chunk_size <= MAX_CHUNK:
         raise BadInput(f"chunk size must be between 1 and {MAX_CHUNK}, got {s.chunk_size}")
+    if not 0 <= s.delete_batch <= MAX_CHUNK:
+        raise BadInput(
+            f"delete batch must be between 0 and {MAX_CHUNK} (0: one statement per chunk), "
+            f"got {s.delete_batch}"
+        )
     if s.id_limit < 1:
         raise ConfigError(f"config key 'archive.id_limit' must be at least 1, got {s.id_limit}")
     if s.log_format not in {"auto", "console", "json"}:

@@ -418,7 +418,7 @@ class Runner:
         if flags.update and direction == ARCHIVE and (differ or show):
             db.write(sql.update(), {"ids": differ or act})
         self._at("after_update", chunk_no, act)
-        deleted = db.write(sql.delete(), {"ids": act}) if flags.delete else 0
+        deleted = self._delete(sql, act) if flags.delete else 0
         self._at("after_delete", chunk_no, act)
         if db.dry_run:
             return {i: predict(before[i], flags, direction) for i in act}
@@ -426,6 +426,20 @@ class Runner:
             # Each deleted row had an equal copy in the target at that instant.
             return dict.fromkeys(act, State(False, True, True))
         return read_states(db, sql, act)
+
+    def _delete(self, sql: ChunkSql, act: list[int]) -> int:
+        """Delete-if-equal. Archiving from a MyISAM vicidial_list, the chunk's delete runs in
+        statements of at most `delete_batch` leads: a DELETE holds the table's write lock, which
+        stops every dialer read and write, for ~45 µs per lead at 1M leads (13 indexes), so
+        short statements keep the dialer's waits short. Each statement is the whole proof for
+        the leads it deletes."""
+        batch = self.s.delete_batch
+        if self.transactional or self.spec.direction != ARCHIVE or not batch:
+            batch = len(act)
+        return sum(
+            self.db.write(sql.delete(), {"ids": act[k : k + batch]})
+            for k in range(0, len(act), batch)
+        )
 
     def _insert(self, sql: ChunkSql, ids: list[int]) -> None:
         """Insert-if-missing. On MyISAM, archiving reads the rows first and inserts them as

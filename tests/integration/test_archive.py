@@ -674,7 +674,9 @@ def test_dry_run_writes_nothing_and_shows_counts_and_sql(vdb: VDb, tmp_path: Pat
     assert "UPDATE `vicidial_list_archive` AS d JOIN `vicidial_list` AS s" in out
     assert "DELETE s FROM `vicidial_list` AS s JOIN `vicidial_list_archive` AS d" in out
     assert "CAST(s.`rank` AS BINARY) <=> CAST(d.`rank` AS BINARY)" in out
-    assert len(re.findall(r"`lead_id` IN \(", out)) == 3  # one chunk: copy, update, delete
+    # One chunk: copy, update, delete; on MyISAM the delete runs in statements of 100 leads.
+    deletes = 5 if vdb.engine == "MyISAM" else 1
+    assert len(re.findall(r"`lead_id` IN \(", out)) == 2 + deletes
     assert report.read_text().splitlines() == ["lead_id,outcome", "1200,skipped_newest"]
 
     result = vdb.cli(["archive", "--dry-run", "--where", "lead_id <= 1200", "--json"])
@@ -685,17 +687,22 @@ def test_dry_run_writes_nothing_and_shows_counts_and_sql(vdb: VDb, tmp_path: Pat
     # The first chunk is 11…510: insert names the 490 leads not yet copied (11…20 have an equal
     # copy already); update and delete name the whole chunk; nothing of the next chunk.
     if vdb.engine == "MyISAM":
-        read, insert, update, delete = plan["sql"]
+        read, insert, update, *deletes = plan["sql"]
+        assert [_in_lists(d) for d in deletes] == [
+            [list(range(k, min(k + 100, 511)))] for k in range(11, 511, 100)
+        ]
         assert read.startswith("SELECT CONCAT('(', CONCAT_WS(',', IF(`lead_id` IS NULL")
         assert insert.startswith("INSERT IGNORE INTO `vicidial_list_archive`")
         insert = read  # the read names the leads to copy
     else:
-        insert, update, delete = plan["sql"]
+        insert, update, *deletes = plan["sql"]
+        assert len(deletes) == 1
         assert insert.startswith("INSERT INTO `vicidial_list_archive`")
     assert update.startswith("UPDATE `vicidial_list_archive`")
-    assert delete.startswith("DELETE s FROM `vicidial_list`")
+    assert all(d.startswith("DELETE s FROM `vicidial_list`") for d in deletes)
     assert _in_lists(insert) == [list(range(21, 511))]
-    assert _in_lists(update) == _in_lists(delete) == [list(range(11, 511))]
+    assert _in_lists(update) == [list(range(11, 511))]
+    assert [i for d in deletes for i in _in_lists(d)[0]] == list(range(11, 511))
     assert vdb.checksum() == checksum and archiver_tables(vdb) == []
 
     real = cli_json(vdb, ["--where", "lead_id <= 1200"])  # the plan was right
@@ -738,3 +745,34 @@ def test_where_with_colons_and_percent_signs(vdb: VDb) -> None:
     data = cli_json(vdb, ["--where", "comments LIKE '%:%' OR comments = 'at 10:30 call'"])
     assert data["counts"] == {"archived": 2}
     assert vdb.ids(ARCHIVE_T) == [1, 2]
+
+
+def test_myisam_delete_runs_in_short_statements_each_a_whole_proof(vdb: VDb) -> None:
+    """Archiving from MyISAM, a chunk's delete runs in statements of `delete_batch` leads (the
+    write lock on vicidial_list is held briefly); InnoDB deletes the chunk in one statement.
+    A lead changed after the copy, in the last batch, is kept by that batch's own proof."""
+    vdb.seed(260)
+    before = vdb.row_bytes(LIVE)
+    deletes: list[list[int]] = []
+
+    def change(point: str, db: Db, ids: Sequence[int]) -> None:
+        if point == "after_update":
+            set_column(db, 230, "comments", "changed after the copy")
+            real_write = db.write
+
+            def write(sql: str, params: Any = None) -> int:
+                if sql.startswith("DELETE s FROM"):
+                    deletes.append(list(params["ids"]))
+                return real_write(sql, params)
+
+            db.write = write  # type: ignore[method-assign]
+
+    settings = replace(vdb.settings, chunk_size=250, delete_batch=100)
+    summary = run(vdb, where="lead_id <= 250", hook=change, settings=settings)
+    assert dict(summary.counts) == {"archived": 249, "kept_changed": 1}
+    if vdb.engine == "MyISAM":
+        assert deletes == [list(range(1, 101)), list(range(101, 201)), list(range(201, 251))]
+    else:
+        assert deletes == [list(range(1, 251))]
+    assert vdb.ids(LIVE) == [230, *range(251, 261)]
+    assert vdb.row_bytes(ARCHIVE_T) == {i: before[i] for i in range(1, 251)}

@@ -152,6 +152,16 @@ ISSUE_3 = [
         "chunk size must be between 1 and 500, got 501",
     ),
     Case(
+        "archive-delete-batch-501",
+        ["archive", "--delete-batch", "501", "1"],
+        "delete batch must be between 0 and 500 (0: one statement per chunk), got 501",
+    ),
+    Case(
+        "archive-delete-batch-negative",
+        ["archive", "--delete-batch", "-1", "1"],
+        "delete batch must be between 0 and 500 (0: one statement per chunk), got -1",
+    ),
+    Case(
         "archive-entry-before-month-13",
         ["archive", "--entry-before", "2024-13-45"],
         f"--entry-before: {DATE_HINT}'2024-13-45'",

@@ -187,7 +187,7 @@ def test_astguiclient_named_in_toml_is_relative_to_the_toml(tmp_path: Path) -> N
         (
             "[archive]\nbogus = 1\n",
             "unknown config key 'archive.bogus' in {path}; known keys in "
-            "[archive]: archive_table, chunk_size, deadlock_retries, id_limit, "
+            "[archive]: archive_table, chunk_size, deadlock_retries, delete_batch, id_limit, "
             "innodb_lock_wait_timeout, live_table, lock_name, lock_wait_timeout, log_format, "
             "max_runtime",
         ),
