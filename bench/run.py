@@ -521,6 +521,11 @@ STATEMENT_KINDS = (
         r"^SELECT `lead_id` FROM `vicidial_list` WHERE `lead_id` >",
         True,
     ),
+    (
+        "scan (walk + target state + guards; FOR UPDATE on InnoDB)",
+        r"^SELECT s\.`lead_id`, \(SELECT",
+        True,
+    ),
     ("newest (MAX lead_id)", r"^SELECT MAX\(`lead_id`\)", True),
     ("lock live rows FOR UPDATE", r"^SELECT `lead_id` FROM `vicidial_list` .*FOR UPDATE$", True),
     ("lock archive rows FOR UPDATE", r"FOR UPDATE$", False),

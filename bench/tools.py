@@ -173,7 +173,7 @@ BASE_TOOLS: dict[str, Tool] = {
 # Variants of this tool: name → extra CLI flags. `--variant NAME=FLAGS` adds more.
 OUR_VARIANTS: dict[str, tuple[str, ...]] = {
     "ours": (),
-    "ours-c100": ("--chunk-size", "100"),
+    "ours-db0": ("--delete-batch", "0"),
     "ours-ct50": ("--chunk-time", "50"),
 }
 
