@@ -511,9 +511,7 @@ class Runner:
         src, dst = self.tables()
         self._resolve_criteria(None)
         spec = self.spec
-        crit = spec.selection.criteria
-        cond = crit.sql()[0] if crit is not None else ""
-        sql = ChunkSql(spec.direction, src, dst, spec.overrides, cond)
+        sql = ChunkSql(spec.direction, src, dst, spec.overrides)
         self._check_where(sql)
         if not spec.dry_run and not spec.ignore_window and not window.is_open(self.s.window):
             raise Stopped(

@@ -99,7 +99,6 @@ class ChunkSql:
     src: Table
     dst: Table
     overrides: Mapping[str, Any] = field(default_factory=dict)
-    criteria_sql: str = ""
 
     def __post_init__(self) -> None:
         self.columns: list[Column] = [c for c in self.src.columns if self.dst.column(c.name)]
@@ -127,26 +126,16 @@ class ChunkSql:
             parts.append(f"{self._bin('s', col, other)} <=> {self._bin('d', other, col)}")
         return "(" + "\n   AND ".join(parts) + ")"
 
-    def _criteria(self) -> str:
-        if not self.criteria_sql:
-            return ""
-        # Criteria are re-checked on the rows themselves, not only when the chunk was selected.
-        return (
-            f" AND s.`lead_id` IN (SELECT `lead_id` FROM {self.s}"
-            f" WHERE `lead_id` IN :ids AND ({self.criteria_sql}))"
-        )
-
     # --- reads ---------------------------------------------------------------------------
 
     def in_dst(self) -> str:
         return f"SELECT `lead_id` FROM {self.d} WHERE `lead_id` IN :ids"
 
-    def classify(self, *, criteria: bool = True) -> str:
-        where = self._criteria() if criteria else ""
+    def classify(self) -> str:
         return (
             f"SELECT s.`lead_id`, d.`lead_id` IS NOT NULL, COALESCE({self.equal_expr()}, 0)\n"
             f"FROM {self.s} AS s LEFT JOIN {self.d} AS d ON d.`lead_id` = s.`lead_id`\n"
-            f"WHERE s.`lead_id` IN :ids{where}"
+            f"WHERE s.`lead_id` IN :ids"
         )
 
     def scan(self, where: str, guards: Sequence[str] = (), *, lock: bool = False) -> str:
@@ -242,14 +231,10 @@ class ChunkSql:
         return {f"ov_{k.lower()}": v for k, v in self.overrides.items()}
 
 
-def read_states(
-    db: Db, sql: ChunkSql, ids: Sequence[int], criteria: Mapping[str, Any] | None = None
-) -> dict[int, State]:
-    """Each id's state, read from the two tables (ids in neither are left out). With the
-    criteria's parameters, a source row that no longer matches the criteria is left out too."""
+def read_states(db: Db, sql: ChunkSql, ids: Sequence[int]) -> dict[int, State]:
+    """Each id's state, read from the two tables (ids in neither are left out)."""
     states: dict[int, State] = {}
-    stmt = sql.classify(criteria=criteria is not None)
-    for row in db.rows(stmt, {"ids": list(ids), **(criteria or {})}):
+    for row in db.rows(sql.classify(), {"ids": list(ids)}):
         states[int(row[0])] = State(True, bool(row[1]), bool(row[2]))
     for row in db.rows(sql.in_dst(), {"ids": list(ids)}):
         lead = int(row[0])
