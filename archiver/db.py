@@ -77,6 +77,11 @@ def make_engine(settings: Settings, *, database: str | None = None) -> Engine:
             )
             # Row locks only on rows read (no gap locks): the dialer keeps inserting new leads.
             cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            if "mariadb" in dbapi_conn.get_server_info().lower():
+                # The chunk's scan runs one correlated subquery per lead and guard table, each
+                # for a different lead_id: MariaDB's subquery cache only adds a lookup to each
+                # (about 2 ms per 500-lead chunk). MySQL has no such cache, nor the flag.
+                cur.execute("SET SESSION optimizer_switch = 'subquery_cache=off'")
 
     return engine
 

@@ -18,3 +18,16 @@ def test_archive_by_ids_moves_rows_byte_identical(vdb: VDb) -> None:
     assert result.exit_code == 0, result.stderr
     assert vdb.row_bytes(ARCHIVE) == {i: original[i] for i in ids[:500]}
     assert set(vdb.ids(LIVE)) == set(range(501, 1201))
+
+
+def test_session_settings_of_the_tools_connection(vdb: VDb) -> None:
+    # The tool's own session, as every statement of a run sees it.
+    row = vdb.db.rows(
+        "SELECT @@session.time_zone, @@session.tx_isolation, @@session.optimizer_switch"
+    )[0]
+    assert row[0] == "+00:00"
+    assert row[1] == "READ-COMMITTED"
+    assert "subquery_cache=off" in row[2]
+    # Only the session: the server's global setting is left as it was.
+    other = vdb.db.rows("SELECT @@global.optimizer_switch")[0][0]
+    assert "subquery_cache=on" in other
