@@ -28,39 +28,26 @@ def write_metrics(path: str, summary: Summary, now: float) -> None:
     )
     for outcome, count in sorted(summary.counts.items()):
         leads.labels(summary.direction, outcome).set(count)
-    Gauge(
-        "vicidial_archiver_chunks", "Chunks done by the last run.", labels, registry=registry
-    ).labels(summary.direction).set(summary.chunks)
-    Gauge(
-        "vicidial_archiver_duration_seconds",
-        "Wall time of the last run.",
-        labels,
-        registry=registry,
-    ).labels(summary.direction).set(summary.seconds)
-    Gauge(
-        "vicidial_archiver_rate_leads_per_second",
-        "Leads per second of the last run.",
-        labels,
-        registry=registry,
-    ).labels(summary.direction).set(summary.rate)
-    Gauge(
-        "vicidial_archiver_last_run_timestamp_seconds",
-        "When the last run ended.",
-        labels,
-        registry=registry,
-    ).labels(summary.direction).set(now)
-    ok = Gauge(
-        "vicidial_archiver_last_run_success",
-        "1 when the last run finished its job.",
-        labels,
-        registry=registry,
-    )
-    ok.labels(summary.direction).set(1 if summary.state == "done" else 0)
     last = now if summary.state == "done" else _previous_success(path, summary.direction)
-    if last is not None:
-        Gauge(LAST_SUCCESS, "When a run last finished its job.", labels, registry=registry).labels(
-            summary.direction
-        ).set(last)
+    gauges: list[tuple[str, str, float | None]] = [
+        ("vicidial_archiver_chunks", "Chunks done by the last run.", summary.chunks),
+        ("vicidial_archiver_duration_seconds", "Wall time of the last run.", summary.seconds),
+        (
+            "vicidial_archiver_rate_leads_per_second",
+            "Leads per second of the last run.",
+            summary.rate,
+        ),
+        ("vicidial_archiver_last_run_timestamp_seconds", "When the last run ended.", now),
+        (
+            "vicidial_archiver_last_run_success",
+            "1 when the last run finished its job.",
+            1 if summary.state == "done" else 0,
+        ),
+        (LAST_SUCCESS, "When a run last finished its job.", last),
+    ]
+    for name, doc, value in gauges:
+        if value is not None:
+            Gauge(name, doc, labels, registry=registry).labels(summary.direction).set(value)
     write_to_textfile(path, registry)
 
 
