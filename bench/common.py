@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,9 @@ if str(ROOT) not in sys.path:
 from archiver import config, synthetic  # noqa: E402
 from archiver import logging as alog  # noqa: E402
 from archiver.db import Db, connect, make_engine  # noqa: E402
+from archiver.schema import reflect  # noqa: E402
+from archiver.steps import ARCHIVE as TO_ARCHIVE  # noqa: E402
+from archiver.steps import ChunkSql  # noqa: E402
 
 LIVE = "vicidial_list"
 ARCHIVE = "vicidial_list_archive"
@@ -149,6 +154,27 @@ def fresh_copy(server: Server, engine: str, name: str = RUN_DB, template: str = 
     db.conn.close()
     settle(server, name, engine)
     return time.monotonic() - started
+
+
+@contextmanager
+def template_copy(server: Server, engine: str, name: str) -> Iterator[tuple[Db, ChunkSql, int]]:
+    """A fresh copy `name` of the template in `engine`, with a connection through the tool's
+    Db helper, the tool's archive-direction statements for it and the template's lead count;
+    dropped afterwards. For the statement-shape scripts."""
+    leads = template_leads(server)
+    if leads is None:
+        raise SystemExit(f"no template {TEMPLATE}: run bench/run.py --keep-template first")
+    fresh_copy(server, engine, name=name)
+    try:
+        db = server.archiver_db(name)
+        try:
+            live, archive = reflect(db, LIVE), reflect(db, ARCHIVE)
+            assert live is not None and archive is not None
+            yield db, ChunkSql(TO_ARCHIVE, live, archive), leads
+        finally:
+            db.conn.close()
+    finally:
+        drop(server, name)
 
 
 def settle(server: Server, name: str, engine: str) -> None:

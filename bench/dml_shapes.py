@@ -19,51 +19,46 @@ import itertools
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
-from common import TEMPLATE, Server, drop, fresh_copy, quiet_logs, template_leads
+from common import Server, quiet_logs, template_copy
 
-from archiver.schema import reflect
-from archiver.steps import ARCHIVE, ChunkSql
+from archiver.db import Db, q
+from archiver.steps import ChunkSql
 
 NAME = "va_bench_dml"
-Shape = Callable[[list[int]], str]
+# A shape: the chunk's ids → (statement with bind parameters, its parameters).
+Shape = Callable[[list[int]], tuple[str, dict[str, Any]]]
 
 
 def shapes(sql: ChunkSql) -> dict[str, tuple[Shape, Shape]]:
     equal = sql.equal_expr()
-    cols = ", ".join(f"`{c.name}`" for c in sql.columns)
-    s_cols = ", ".join(f"s.`{c.name}`" for c in sql.columns)
+    cols = ", ".join(q(c.name) for c in sql.columns)
+    s_cols = ", ".join(f"s.{q(c.name)}" for c in sql.columns)
+    proof = equal.replace("s.`", "`vicidial_list`.`")
 
-    def id_list(ids: list[int]) -> str:
-        return "(" + ",".join(map(str, ids)) + ")"
+    def by_ids(stmt: str) -> Shape:
+        return lambda ids: (stmt, {"ids": ids})
 
-    def ins_leftjoin(ids: list[int]) -> str:
-        return sql.insert().replace(":ids", id_list(ids))
+    def by_range(stmt: str) -> Shape:
+        return lambda ids: (stmt, {"first": ids[0], "last": ids[-1]})
 
-    def ins_plain(ids: list[int]) -> str:
-        return (
-            f"INSERT INTO `vicidial_list_archive` ({cols}) SELECT {s_cols}"
-            f" FROM `vicidial_list` AS s WHERE s.`lead_id` IN {id_list(ids)}"
-        )
-
-    def del_join(ids: list[int]) -> str:
-        return sql.delete().replace(":ids", id_list(ids))
-
-    def del_exists(ids: list[int]) -> str:
-        proof = equal.replace("s.`", "`vicidial_list`.`")
-        return (
-            f"DELETE FROM `vicidial_list` WHERE `lead_id` IN {id_list(ids)} AND EXISTS"
-            " (SELECT 1 FROM `vicidial_list_archive` AS d"
-            f" WHERE d.`lead_id` = `vicidial_list`.`lead_id` AND {proof})"
-        )
-
-    def del_range(ids: list[int]) -> str:
-        return (
-            "DELETE s FROM `vicidial_list` AS s JOIN `vicidial_list_archive` AS d"
-            f" ON d.`lead_id` = s.`lead_id` WHERE s.`lead_id` BETWEEN {ids[0]} AND {ids[-1]}"
-            f" AND {equal}"
-        )
-
+    ins_leftjoin = by_ids(sql.insert())
+    ins_plain = by_ids(
+        f"INSERT INTO `vicidial_list_archive` ({cols}) SELECT {s_cols}"
+        " FROM `vicidial_list` AS s WHERE s.`lead_id` IN :ids"
+    )
+    del_join = by_ids(sql.delete())
+    del_exists = by_ids(
+        "DELETE FROM `vicidial_list` WHERE `lead_id` IN :ids AND EXISTS"
+        " (SELECT 1 FROM `vicidial_list_archive` AS d"
+        f" WHERE d.`lead_id` = `vicidial_list`.`lead_id` AND {proof})"
+    )
+    del_range = by_range(
+        "DELETE s FROM `vicidial_list` AS s JOIN `vicidial_list_archive` AS d"
+        " ON d.`lead_id` = s.`lead_id` WHERE s.`lead_id` BETWEEN :first AND :last"
+        f" AND {equal}"
+    )
     return {
         "leftjoin + join (the tool's)": (ins_leftjoin, del_join),
         "plain + join": (ins_plain, del_join),
@@ -73,60 +68,47 @@ def shapes(sql: ChunkSql) -> dict[str, tuple[Shape, Shape]]:
     }
 
 
+def timed(db: Db, shape: Shape, ids: list[int]) -> tuple[int, float]:
+    stmt, params = shape(ids)
+    started = time.perf_counter()
+    count = db.write(stmt, params)
+    return count, (time.perf_counter() - started) * 1000
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--engine", default="InnoDB")
     p.add_argument("--chunks", type=int, default=500)
     args = p.parse_args()
     quiet_logs()
-    server = Server()
-    if template_leads(server) is None:
-        raise SystemExit(f"no template {TEMPLATE}: run bench/run.py --keep-template first")
-    fresh_copy(server, args.engine, name=NAME)
-    try:
-        db = server.archiver_db(NAME)
-        live, arch = reflect(db, "vicidial_list"), reflect(db, "vicidial_list_archive")
-        assert live is not None and arch is not None
-        conn = db.conn
-        tx = args.engine.lower() == "innodb"
-        times: dict[str, tuple[list[float], list[float]]] = {}
+    times: dict[str, tuple[list[float], list[float]]] = {}
+    with template_copy(Server(), args.engine, NAME) as (db, sql, _leads):
         cursor = 0
-        turns = itertools.cycle(shapes(ChunkSql(ARCHIVE, live, arch)).items())
+        turns = itertools.cycle(shapes(sql).items())
         for _, (name, (insert, delete)) in zip(range(args.chunks), turns, strict=False):
             ids = [
                 int(r[0])
-                for r in conn.exec_driver_sql(
-                    f"SELECT lead_id FROM vicidial_list WHERE lead_id > {cursor}"
-                    " ORDER BY lead_id LIMIT 500"
+                for r in db.rows(
+                    "SELECT lead_id FROM vicidial_list WHERE lead_id > :after"
+                    " ORDER BY lead_id LIMIT 500",
+                    {"after": cursor},
                 )
             ]
             if not ids:
                 break
             cursor = ids[-1]
-            if tx:
-                conn.exec_driver_sql("BEGIN")
-            t0 = time.perf_counter()
-            conn.exec_driver_sql(insert(ids))
-            t1 = time.perf_counter()
-            deleted = conn.exec_driver_sql(delete(ids)).rowcount
-            t2 = time.perf_counter()
-            if tx:
-                conn.exec_driver_sql("COMMIT")
+            with db.transaction(args.engine.lower() == "innodb"):
+                _, ins_ms = timed(db, insert, ids)
+                deleted, del_ms = timed(db, delete, ids)
             if deleted != len(ids):
                 raise SystemExit(f"{name}: deleted {deleted} of {len(ids)}")
-            ins_ms, del_ms = times.setdefault(name, ([], []))
-            ins_ms.append((t1 - t0) * 1000)
-            del_ms.append((t2 - t1) * 1000)
-        print(f"{'shape':30s} {'insert p50':>10s} {'delete p50':>10s} {'sum of means':>12s}")
-        for name, (a, b) in times.items():
-            total = statistics.mean(a) + statistics.mean(b)
-            print(
-                f"{name:30s} {statistics.median(a):10.2f} {statistics.median(b):10.2f}"
-                f" {total:12.2f}"
-            )
-        conn.close()
-    finally:
-        drop(server, NAME)
+            ins_times, del_times = times.setdefault(name, ([], []))
+            ins_times.append(ins_ms)
+            del_times.append(del_ms)
+    print(f"{'shape':30s} {'insert p50':>10s} {'delete p50':>10s} {'sum of means':>12s}")
+    for name, (a, b) in times.items():
+        total = statistics.mean(a) + statistics.mean(b)
+        print(f"{name:30s} {statistics.median(a):10.2f} {statistics.median(b):10.2f} {total:12.2f}")
     return 0
 
 

@@ -20,10 +20,9 @@ import statistics
 import time
 from collections.abc import Callable
 
-from common import TEMPLATE, Server, drop, exec_, fresh_copy, quiet_logs, template_leads
+from common import Server, exec_, quiet_logs, template_copy
 
-from archiver.schema import reflect
-from archiver.steps import ARCHIVE, GUARDS, ChunkSql
+from archiver.steps import GUARDS, ChunkSql
 
 NAME = "va_bench_scan"
 NO_CACHE = "SET SESSION optimizer_switch = 'subquery_cache=off'"
@@ -108,18 +107,11 @@ def main() -> int:
     args = p.parse_args()
     quiet_logs()
     server = Server()
-    leads = template_leads(server)
-    if leads is None:
-        raise SystemExit(f"no template {TEMPLATE}: run bench/run.py --keep-template first")
-    fresh_copy(server, "InnoDB", name=NAME)
-    try:
+    with template_copy(server, "InnoDB", NAME) as (db, sql, leads):
         if args.guard_rows:
             fill_guards(server)
-        db = server.archiver_db(NAME)
-        live, arch = reflect(db, "vicidial_list"), reflect(db, "vicidial_list_archive")
-        assert live is not None and arch is not None
-        sql = ChunkSql(ARCHIVE, live, arch)
         conn = db.conn
+        built = shapes(sql)
         times: dict[str, list[float]] = {}
         top = leads // 2
         for _ in range(args.samples):
@@ -129,20 +121,18 @@ def main() -> int:
                 f"s.`lead_id` > {lo} AND s.`lead_id` <= {hi} AND (s.`lead_id` <= {top})"
                 " ORDER BY s.`lead_id` LIMIT 501"
             )
-            for name, (setting, build) in shapes(sql).items():
+            for name, (setting, build) in built.items():
                 conn.exec_driver_sql(setting)
                 stmt = build(where, lo, hi)
+                # Rolled back, not committed: every shape locks the same untouched rows.
                 conn.exec_driver_sql("BEGIN")
                 started = time.perf_counter()
                 conn.exec_driver_sql(stmt).fetchall()
                 times.setdefault(name, []).append((time.perf_counter() - started) * 1000)
                 conn.exec_driver_sql("ROLLBACK")
-        print(f"{'shape':45s} {'median ms':>10s} {'mean ms':>8s}")
-        for name, values in times.items():
-            print(f"{name:45s} {statistics.median(values):10.2f} {statistics.mean(values):8.2f}")
-        db.conn.close()
-    finally:
-        drop(server, NAME)
+    print(f"{'shape':45s} {'median ms':>10s} {'mean ms':>8s}")
+    for name, values in times.items():
+        print(f"{name:45s} {statistics.median(values):10.2f} {statistics.mean(values):8.2f}")
     return 0
 
 
