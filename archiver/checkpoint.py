@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import socket
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -19,11 +20,14 @@ from datetime import datetime
 from importlib import resources
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
+
 from archiver import __version__
 from archiver.db import Db
-from archiver.errors import BadInput, Failed, JobMismatch
+from archiver.errors import BadInput, Cancelled, Failed, JobMismatch
 
 UNFINISHED = ("running", "stopped", "failed")
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 class CheckpointError(Failed):
@@ -48,6 +52,27 @@ def ensure_tables(db: Db) -> None:
         name = stmt.split("EXISTS", 1)[1].split()[0].lower()
         if name not in present:
             db.write(stmt)
+    if "archiver_pending" in present:
+        _upgrade_pending(db)
+
+
+def _upgrade_pending(db: Db) -> None:
+    """Tables made by an earlier version lack archiver_pending.copy_hash. The table only ever
+    holds one chunk's leads, so adding the column is instant; it needs ALTER on that table."""
+    has = db.scalar(
+        "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()"
+        " AND TABLE_NAME = 'archiver_pending' AND COLUMN_NAME = 'copy_hash'"
+    )
+    if has:
+        return
+    try:
+        db.write("ALTER TABLE archiver_pending ADD COLUMN copy_hash CHAR(64) NULL")
+    except DBAPIError:
+        raise BadInput(
+            "archiver_pending was made by an earlier version and lacks the column copy_hash; "
+            "run `ALTER TABLE archiver_pending ADD COLUMN copy_hash CHAR(64) NULL` as an "
+            "administrator (or `vicidial-archiver schema init` with ALTER on it), then run again"
+        ) from None
 
 
 def identity_of(identity: Mapping[str, Any]) -> tuple[str, str]:
@@ -208,17 +233,31 @@ def claim(db: Db, job: Job) -> None:
     _expect(n, 1, f"claiming {job.label}")
 
 
-def set_pending(db: Db, job_id: int, ids: Sequence[int]) -> None:
-    """Mark the chunk's leads pending: one statement of integer literals (500 bound parameters
-    would cost more to render than the insert costs the server)."""
+def set_pending(
+    db: Db, job_id: int, ids: Sequence[int], hashes: Mapping[int, str] | None = None
+) -> None:
+    """Mark the chunk's leads pending, each with the fingerprint of the copy about to be
+    written of it (NULL: none). One statement of literals (500 bound parameters would cost
+    more to render than the insert costs the server); the fingerprints are hex digests read
+    from the server, checked here before they go into the text. A lead already pending (a
+    redo) keeps its fingerprint unless a new copy is about to be written."""
     if not ids:
         return
-    values = ",".join(f"({int(job_id)},{int(i)})" for i in ids)
-    n = db.write_literal(
-        f"INSERT IGNORE INTO archiver_pending (job_id, lead_id) VALUES {values}",
-        f"INSERT IGNORE INTO archiver_pending (job_id, lead_id) VALUES /* {len(ids)} leads */",
-    )
-    if n > len(ids):
+    hashes = hashes or {}
+
+    def fp(lead: int) -> str:
+        h = hashes.get(lead)
+        if h is None:
+            return "NULL"
+        if not _HEX64.fullmatch(h):
+            raise ValueError(f"not a SHA-256 hex digest: {h!r}")
+        return f"'{h}'"
+
+    values = ",".join(f"({int(job_id)},{int(i)},{fp(i)})" for i in ids)
+    head = "INSERT INTO archiver_pending (job_id, lead_id, copy_hash) VALUES "
+    tail = " ON DUPLICATE KEY UPDATE copy_hash = COALESCE(VALUES(copy_hash), copy_hash)"
+    n = db.write_literal(head + values + tail, f"{head}/* {len(ids)} leads */{tail}")
+    if n > 2 * len(ids):
         _expect(n, len(ids), "marking the chunk's leads pending")
 
 
@@ -295,7 +334,14 @@ def record_chunk(
                 "prev": rec.chunk_no - 1,
             },
         )
+        if n == 0 and _state_of(db, job.job_id) == "cancelled":
+            raise Cancelled(f"{job.label} was cancelled (`jobs cancel`)")
         _expect(n, 1, f"advancing {job.label}")
+
+
+def _state_of(db: Db, job_id: int) -> str | None:
+    rows = db.rows("SELECT state FROM archiver_jobs WHERE job_id = :j", {"j": job_id})
+    return str(rows[0][0]) if rows else None
 
 
 def heartbeat(db: Db, job_id: int) -> None:
@@ -303,11 +349,14 @@ def heartbeat(db: Db, job_id: int) -> None:
 
 
 def finish(db: Db, job_id: int, state: str, reason: str | None) -> None:
+    """End a running job. A job cancelled meanwhile stays cancelled: a cancel is final."""
     n = db.write(
         "UPDATE archiver_jobs SET state = :s, stop_reason = :r, ended_at = NOW(3),"
-        " heartbeat = NOW(3) WHERE job_id = :j",
+        " heartbeat = NOW(3) WHERE job_id = :j AND state = 'running'",
         {"s": state, "r": (reason or "")[:255] or None, "j": job_id},
     )
+    if n == 0 and _state_of(db, job_id) == "cancelled":
+        return
     _expect(n, 1, f"ending job {job_id}")
 
 

@@ -70,3 +70,11 @@ class Failed(ArchiverError):
     """The job failed part-way; it is left resumable."""
 
     exit_code = EXIT_FAILED
+
+
+class Cancelled(Stopped):
+    """`jobs cancel` ended the job while it ran: it stopped at its next chunk, for good."""
+
+
+class SchemaChanged(Failed):
+    """A table's columns changed during the run; the next run reflects them again."""

@@ -29,9 +29,24 @@ from archiver import checkpoint, window
 from archiver.checkpoint import ChunkRecord, Job
 from archiver.config import Settings
 from archiver.db import CONNECTION_LOST, RETRYABLE, Db, mysql_errno
-from archiver.errors import BadInput, Failed, JobMismatch, LockHeld, Stopped
+from archiver.errors import (
+    BadInput,
+    Cancelled,
+    Failed,
+    JobMismatch,
+    LockHeld,
+    SchemaChanged,
+    Stopped,
+)
 from archiver.logging import get_logger
-from archiver.schema import Table, check_lossless, require_tables
+from archiver.schema import (
+    Table,
+    check_lossless,
+    describe_change,
+    fingerprint,
+    reflect,
+    require_tables,
+)
 from archiver.selection import Criteria, Selection, Walker
 from archiver.steps import (
     ARCHIVE,
@@ -41,9 +56,11 @@ from archiver.steps import (
     ChunkSql,
     Flags,
     State,
+    is_conflict,
     outcome,
     predict,
     read_states,
+    state_of,
 )
 
 # Fault injection for tests: ARCHIVER_FAULT=<point>[:<chunk>] kills this process with SIGKILL
@@ -127,6 +144,18 @@ class Summary:
         }
 
 
+@dataclass
+class _Scan:
+    """What a chunk's first read found."""
+
+    ids: list[int]
+    cursor: int
+    before: dict[int, State] = field(default_factory=dict)
+    guarded: set[int] = field(default_factory=set)
+    unselected: set[int] = field(default_factory=set)
+    newest: int | None = None
+
+
 class _Signals:
     """First SIGTERM/SIGINT: stop after the current chunk. Second SIGINT: abort at once."""
 
@@ -188,7 +217,6 @@ class Runner:
         self.pending: set[int] = set()
         self.started = time.monotonic()
         self.transactional = False
-        self.newest: int | None = None
         self.pending_written = False
         self.cursor = 0
 
@@ -240,11 +268,14 @@ class Runner:
         conn_id = self.db.scalar("SELECT IS_USED_LOCK(:n)", {"n": name})
         # The job whose connection holds the lock: a job left `running` by a killed process
         # has another connection id, so it is not named by mistake.
-        holder = self.db.rows(
-            "SELECT job_id, job_name, host, pid FROM archiver_jobs WHERE state = 'running'"
-            " AND connection_id = :c ORDER BY heartbeat DESC LIMIT 1",
-            {"c": conn_id},
-        )
+        try:
+            holder = self.db.rows(
+                "SELECT job_id, job_name, host, pid FROM archiver_jobs WHERE state = 'running'"
+                " AND connection_id = :c ORDER BY heartbeat DESC LIMIT 1",
+                {"c": conn_id},
+            )
+        except DBAPIError:  # no checkpoint tables yet: the holder is not one of our jobs
+            holder = []
         if holder:
             j = holder[0]
             who = f"job {j[0]}" + (f" ({j[1]})" if j[1] else "") + f" on host {j[2]} pid {j[3]}"
@@ -319,74 +350,93 @@ class Runner:
         """Read and run the next chunk; returns its ids and each id's outcome (no ids: the
         walk is over). On InnoDB all of it is one transaction, from the read that locks the
         chunk's rows to the checkpoint rows."""
-        db, flags = self.db, self.spec.flags
+        db, flags, direction = self.db, self.spec.flags, self.spec.direction
         with db.transaction(self.transactional):
-            ids, before, guarded, cursor = self._scan(sql, walker, size)
-            if not ids:
-                self.cursor = max(self.cursor, cursor)
+            scan = self._scan(sql, walker, size)
+            if not scan.ids:
+                self.cursor = max(self.cursor, scan.cursor)
                 return [], {}
-            skipped = self._skipped(ids, before, guarded)
-            act = sorted(i for i, st in before.items() if st.in_src and i not in skipped)
-            after = self._apply(sql, act, job, chunk_no, before)
+            ours = set(self.pending)  # leads a killed attempt of this chunk had in hand
+            skipped = self._skipped(scan)
+            act = sorted(
+                i
+                for i, st in scan.before.items()
+                if st.in_src
+                and i not in skipped
+                and i not in scan.unselected
+                and not is_conflict(st, direction, ours=i in ours)
+            )
+            after = self._apply(sql, act, job, chunk_no, scan.before)
+            left = self._settle(sql, job, act, scan, after)
             result = {}
-            for lead in ids:
+            for lead in scan.ids:
                 if lead in skipped:
                     result[lead] = skipped[lead]
                     continue
-                st = before.get(lead)
-                if st is not None and not st.in_src and lead in self.pending:
+                st = scan.before.get(lead)
+                if st is not None and not st.in_src and lead in ours:
                     st = State(True, True, True)  # moved by the killed attempt of this chunk
-                result[lead] = outcome(st, after.get(lead), flags, self.spec.direction)
-            self._at("before_checkpoint", chunk_no, ids)
-            self._record(job, chunk_no, ids, result, cursor)
-        self.cursor = cursor
-        return ids, result
+                result[lead] = outcome(
+                    st, after.get(lead), flags, direction, left=lead in left, ours=lead in ours
+                )
+            self._at("before_checkpoint", chunk_no, scan.ids)
+            self._record(job, chunk_no, scan.ids, result, scan.cursor)
+        self.cursor = scan.cursor
+        return scan.ids, result
 
-    def _scan(
-        self, sql: ChunkSql, walker: Walker, size: int
-    ) -> tuple[list[int], dict[int, State], set[int], int]:
+    def _scan(self, sql: ChunkSql, walker: Walker, size: int) -> _Scan:
         """The next chunk's ids, each one's state before the chunk, the ids a live-lead guard
-        holds, and the new cursor. One statement reads the selection (criteria evaluated on
-        the rows themselves), the target's copies with the byte-exact comparison, and the
-        guards; on InnoDB it also locks the source rows, so nothing it read can change before
-        the chunk commits."""
-        db = self.db
-        guards = self.guard_tables if self.spec.direction == ARCHIVE else []
+        holds, the newest lead, and the new cursor. One statement reads the selection (criteria
+        evaluated on the rows themselves), the target's copies with the byte-exact comparison,
+        the guards and the source's highest lead_id; on InnoDB it also locks the source rows,
+        so nothing it read can change before the chunk commits."""
+        db, archive = self.db, self.spec.direction == ARCHIVE
+        guards = self.guard_tables if archive else []
         lock = self.transactional and not db.dry_run
+        newest = archive and self.s.guards.safe_auto_increment
 
         def select(where: str) -> str:
-            return sql.scan(where, guards, lock=lock)
+            return sql.scan(where, guards, lock=lock, newest=newest)
 
-        ids, rows, cursor = walker.next_rows(self.cursor, size, select)
         if self.pending:
-            # A MyISAM chunk killed part-way is redone first: its leads still selected plus
-            # those it had in hand (moved ones are no longer in the source).
+            # A MyISAM chunk cut part-way is redone first: every lead the selection holds up to
+            # the highest lead the cut attempt had in hand (however many: all of them were
+            # there when it began), plus those leads (moved ones are no longer in the source;
+            # one that left the selection is read below). The walk goes on after them.
             top = max(self.pending)
-            ids = sorted({i for i in ids if i <= top} | self.pending)
+            ids, rows = walker.rows_through(self.cursor, top, select)
+            ids = sorted(set(ids) | self.pending)
             cursor = max(top, self.cursor)
-        before: dict[int, State] = {}
-        guarded: set[int] = set()
+        else:
+            ids, rows, cursor = walker.next_rows(self.cursor, size, select)
+        scan = _Scan(ids, cursor)
+        wanted = set(ids)
         for row in rows:
             lead = int(row[0])
-            if lead in before or lead > ids[-1]:
+            if lead in scan.before or lead not in wanted:
                 continue
-            before[lead] = State(True, row[1] is not None, bool(row[1]))
+            scan.before[lead] = state_of(True, row[1])
             if row[2]:
-                guarded.add(lead)
-        absent = [i for i in ids if i not in before]
+                scan.guarded.add(lead)
+            if newest and row[3] is not None:
+                scan.newest = int(row[3])
+        absent = [i for i in ids if i not in scan.before]
         if absent:
-            for row in db.rows(sql.in_dst(), {"ids": absent}):
-                before[int(row[0])] = State(False, True, False)
-        return ids, before, guarded, cursor
+            for lead, st in read_states(db, sql, absent).items():
+                scan.before[lead] = st
+                if st.in_src and archive:
+                    # A lead of the cut attempt that the selection no longer holds (the
+                    # dialer changed it). Dearchive redoes its own leads whatever they match:
+                    # their copies are already half made.
+                    scan.unselected.add(lead)
+        return scan
 
-    def _skipped(
-        self, ids: list[int], before: dict[int, State], guarded: set[int]
-    ) -> dict[int, str]:
+    def _skipped(self, scan: _Scan) -> dict[int, str]:
         if self.spec.direction != ARCHIVE:
             return {}
-        skipped = dict.fromkeys(sorted(guarded), SKIPPED_LIVE)
-        newest = self._newest(ids)
-        if newest is not None and newest in before and before[newest].in_src:
+        skipped = dict.fromkeys(sorted(scan.guarded), SKIPPED_LIVE)
+        newest, before = scan.newest, scan.before
+        if newest in before and before[newest].in_src and newest not in scan.unselected:
             skipped.setdefault(newest, SKIPPED_NEWEST)
         return skipped
 
@@ -404,16 +454,11 @@ class Runner:
         show = db.dry_run and not db.planned  # a dry run shows the SQL of its first chunk
         if db.dry_run and not show:
             return {i: predict(before[i], flags, direction) for i in act}
-        if job is not None and not self.transactional:
-            checkpoint.set_pending(db, job.job_id, act)
-            self.pending_written = True
-            # Also in memory: if this chunk is redone in this run (a lock wait while recording
-            # it), the leads it already moved still count as moved, not as found moved.
-            self.pending.update(act)
         missing = [i for i in act if not before[i].in_dst]
         differ = [i for i in act if before[i].in_dst and not before[i].equal]
+        literals = self._remember(sql, act, missing, differ, job)
         if flags.insert and (missing or show):
-            self._insert(sql, missing or act)
+            self._insert(sql, missing or act, literals)
         self._at("after_insert", chunk_no, act)
         if flags.update and direction == ARCHIVE and (differ or show):
             db.write(sql.update(), {"ids": differ or act})
@@ -425,7 +470,89 @@ class Runner:
         if flags.delete and deleted == len(act):
             # Each deleted row had an equal copy in the target at that instant.
             return dict.fromkeys(act, State(False, True, True))
+        if flags.delete:
+            self._check_columns(sql)
         return read_states(db, sql, act)
+
+    def _remember(
+        self, sql: ChunkSql, act: list[int], missing: list[int], differ: list[int], job: Job | None
+    ) -> list[str] | None:
+        """MyISAM: mark the chunk's leads pending, with the fingerprint of each copy about to
+        be written, before writing any (a cut run's redo tells its own copies by them). The
+        archive's copy rows are read here, once, with their fingerprints: they are the values
+        the insert writes. Returns those rows as SQL tuples (None when not read here)."""
+        if job is None or self.transactional or self.db.dry_run:
+            return None
+        db, flags, direction = self.db, self.spec.flags, self.spec.direction
+        hashes: dict[int, str] = {}
+        literals: list[str] | None = None
+        copies = list(missing) if flags.insert else []
+        if direction == ARCHIVE and copies:
+            rows = db.rows(sql.fetch_literals(), {"ids": copies})
+            literals = [str(r[0]) for r in rows]
+            hashes.update((int(r[1]), str(r[2])) for r in rows)
+            copies = []
+        if direction == ARCHIVE and flags.update:
+            copies += differ
+        if copies:
+            hashes.update((int(r[0]), str(r[1])) for r in db.rows(sql.hashes(), {"ids": copies}))
+        checkpoint.set_pending(db, job.job_id, act, hashes)
+        self.pending_written = True
+        # Also in memory: if this chunk is redone in this run (a lock wait while recording
+        # it), the leads it already moved still count as moved, not as found moved.
+        self.pending.update(act)
+        return literals
+
+    def _settle(
+        self, sql: ChunkSql, job: Job | None, act: list[int], scan: _Scan, after: dict[int, State]
+    ) -> set[int]:
+        """MyISAM: leads this job copied and then found changed. Archive: one that left the
+        selection stays live and loses the copy this job wrote of it (`delete_stale_copy`);
+        one still selected is kept_changed, for a later run. Dearchive: a restored lead the
+        dialer has since changed keeps its live row and the archive row this job copied goes
+        (`delete_superseded`). Returns the leads that left the selection."""
+        if job is None or self.transactional or self.db.dry_run or not self.spec.flags.delete:
+            return set()
+        db, archive = self.db, self.spec.direction == ARCHIVE
+        changed = [i for i in act if (st := after.get(i)) and st.in_src and st.in_dst]
+        left = set(scan.unselected)
+        if archive and changed:
+            crit = self.spec.selection.criteria
+            if crit is not None:
+                cond, params = crit.sql()
+                held = {int(r[0]) for r in db.rows(sql.selected(cond), {"ids": changed, **params})}
+                left |= set(changed) - held
+        pool = left if archive else set(changed)
+        targets = sorted(
+            i for i in pool if (st := after.get(i) or scan.before.get(i)) and st.in_dst
+        )
+        if targets:
+            stmt = sql.delete_stale_copy() if archive else sql.delete_superseded()
+            if db.write(stmt, {"ids": targets, "job": job.job_id}) < len(targets):
+                self._check_columns(sql)
+            after.update(read_states(db, sql, targets))
+        for lead in left:
+            if lead not in after:
+                after[lead] = scan.before[lead]
+        return left
+
+    def _check_columns(self, sql: ChunkSql) -> None:
+        """A delete that spared leads may have met a table changed since the run began (its
+        schema guard): stop the job, resumable, naming the change. The next run reflects the
+        tables again and checks them before it writes."""
+        now = {str(r[0]): str(r[1]) for r in self.db.rows(sql.fingerprint_now())}
+        changes = []
+        for table in (sql.src, sql.dst):
+            if now.get(table.name) == fingerprint(table):
+                continue
+            current = reflect(self.db, table.name)
+            changes.append(f"{table.name}: {describe_change(table, current)}")
+        if changes:
+            raise SchemaChanged(
+                f"a table changed during the run ({'; '.join(changes)}); the statements that "
+                "met the change deleted nothing. Run the same command again: it reads the "
+                "tables again and checks them before it goes on"
+            )
 
     def _delete(self, sql: ChunkSql, act: list[int]) -> int:
         """Delete-if-equal. Archiving from a MyISAM vicidial_list, the chunk's delete runs in
@@ -441,7 +568,7 @@ class Runner:
             for k in range(0, len(act), batch)
         )
 
-    def _insert(self, sql: ChunkSql, ids: list[int]) -> None:
+    def _insert(self, sql: ChunkSql, ids: list[int], literals: list[str] | None) -> None:
         """Insert-if-missing. On MyISAM, archiving reads the rows first and inserts them as
         values: an INSERT … SELECT would hold vicidial_list's table lock, and so stall the
         dialer's writes, for as long as the archive's indexes take to update."""
@@ -453,9 +580,10 @@ class Runner:
             db.planned.append(db.render(sql.fetch_literals(), {"ids": ids}))
             db.planned.append(sql.insert_literals(["/* the rows read above, as literals */"]))
             return
-        tuples = [str(r[0]) for r in db.rows(sql.fetch_literals(), {"ids": ids})]
-        if tuples:
-            db.write_literal(sql.insert_literals(tuples), "")
+        if literals is None:
+            literals = [str(r[0]) for r in db.rows(sql.fetch_literals(), {"ids": ids})]
+        if literals:
+            db.write_literal(sql.insert_literals(literals), "")
 
     def _record(
         self, job: Job | None, chunk_no: int, ids: list[int], result: dict[int, str], cursor: int
@@ -474,13 +602,18 @@ class Runner:
                 not_moved=not_moved,
                 ms=int(self.chunk_ms()),
             )
-            checkpoint.record_chunk(
-                self.db,
-                job,
-                rec,
-                self.totals + counts,
-                clear_pending=self.pending_written or bool(self.pending),
-            )
+            try:
+                checkpoint.record_chunk(
+                    self.db,
+                    job,
+                    rec,
+                    self.totals + counts,
+                    clear_pending=self.pending_written or bool(self.pending),
+                )
+            except Cancelled:
+                if not self.transactional:  # MyISAM: the chunk's statements did happen
+                    self.run_counts.update(counts)
+                raise
             self.pending.clear()
             self.pending_written = False
         # Counted (and reported) only once recorded: a chunk whose checkpoint write failed
@@ -531,10 +664,10 @@ class Runner:
         self.report_writer: Any = None
         job: Job | None = None
         if not spec.dry_run:
-            checkpoint.ensure_tables(self.db)
-            self._lock()
+            self._lock()  # first: a run refused by the lock writes nothing, DDL included
         try:
             if not spec.dry_run:
+                checkpoint.ensure_tables(self.db)
                 job = self._job()
                 self.totals.update(job.counts)
                 self._resolve_criteria(job)
@@ -639,6 +772,8 @@ class Runner:
                         break
                     size = throttle.next_size(len(ids), ms)
                     last_ms = ms
+        except Cancelled as exc:
+            state, reason = "cancelled", str(exc)
         except Stopped as exc:
             state, reason = "stopped", str(exc)
         except KeyboardInterrupt:
@@ -666,6 +801,8 @@ class Runner:
             throttle_slept_s=getattr(throttle, "slept_s", 0.0),
         )
         self.log.info("summary", **summary.as_dict())
+        if state == "cancelled":
+            raise Cancelled(f"{reason}; it stopped for good: a new run starts a new job", summary)
         if state == "stopped":
             raise Stopped(f"{reason}; {self._resume_hint(job)}", summary)
         if state == "failed":
@@ -682,23 +819,13 @@ class Runner:
 
     def _end(self, job: Job, state: str, reason: str | None) -> None:
         try:
-            if self.db.in_tx:
+            if self.db.in_tx or state == "cancelled":
                 return
             checkpoint.finish(self.db, job.job_id, state, reason)
         except SQLAlchemyError:  # DBAPIError, or PendingRollbackError after a lost connection
             # The connection is gone: the job stays `running` with an old heartbeat, and the
             # next run, which gets the lock, resumes it.
             pass
-
-    def _newest(self, ids: list[int]) -> int | None:
-        """The newest live lead, read again only when the chunk reaches the last one read: the
-        maximum only grows, so a chunk below it cannot hold the newest lead."""
-        if not self.s.guards.safe_auto_increment:
-            return None
-        if self.newest is None or ids[-1] >= self.newest:
-            value = self.db.scalar(f"SELECT MAX(`lead_id`) FROM `{self.s.live_table}`")
-            self.newest = None if value is None else int(value)
-        return self.newest
 
     def _retrying(
         self, sql: ChunkSql, walker: Walker, job: Job | None, chunk_no: int, size: int

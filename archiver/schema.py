@@ -7,6 +7,7 @@ byte-exactly. Anything else blocks the run before a single row is written.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -337,3 +338,29 @@ def stock_schema_sql(engine: str) -> list[str]:
     text = resources.files("archiver").joinpath("sql/vicidial_schema.sql").read_text("utf-8")
     body = "\n".join(line for line in text.splitlines() if not line.startswith("--"))
     return [s.strip().replace("{engine}", engine) for s in body.split(";") if s.strip()]
+
+
+def fingerprint(table: Table) -> str:
+    """The table's columns as a short order-independent digest: `<count>/<xor>` of the first
+    60 bits of SHA-256 over each column's name, type, character set and collation, computed
+    the same way by `steps.ChunkSql.schema_guard` from information_schema inside a statement."""
+    acc = 0
+    for col in table.columns:
+        line = "\t".join((col.name, col.column_type, col.charset or "", col.collation or ""))
+        acc ^= int(hashlib.sha256(line.encode("utf-8")).hexdigest()[:15], 16)
+    return f"{len(table.columns)}/{acc}"
+
+
+def describe_change(before: Table, now: Table | None) -> str:
+    """What changed in a table's columns since `before` was reflected, in a few words."""
+    if now is None:
+        return "the table is gone"
+    old = {c.name.lower(): c for c in before.columns}
+    new = {c.name.lower(): c for c in now.columns}
+    parts = [f"column {new[k].name} added" for k in new if k not in old]
+    parts += [f"column {old[k].name} dropped" for k in old if k not in new]
+    for k in old.keys() & new.keys():
+        a, b = old[k], new[k]
+        if (a.column_type, a.charset, a.collation) != (b.column_type, b.charset, b.collation):
+            parts.append(f"column {b.name} changed from {a.column_type} to {b.column_type}")
+    return ", ".join(sorted(parts)) or "its columns changed"

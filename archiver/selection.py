@@ -293,6 +293,25 @@ class Walker:
         rows, cursor = self._walk(after, size, select)
         return [int(r[0]) for r in rows], rows, cursor
 
+    def rows_through(
+        self, after: int, upto: int, select: Callable[[str], str]
+    ) -> tuple[list[int], list[tuple[Any, ...]]]:
+        """Every id the selection holds in (after, upto], however many, with the rows `select`
+        read for them: the redo of a chunk cut part-way. The walk goes on after `upto`."""
+        self.more = True
+        if self.selection.ids is not None:
+            ids = self.selection.ids
+            chunk = list(ids[bisect.bisect_right(ids, after) : bisect.bisect_right(ids, upto)])
+            if not chunk:
+                return [], []
+            return chunk, self.db.rows(select("s.`lead_id` IN :ids"), {"ids": chunk})
+        where = f" AND ({self.cond})" if self.cond else ""
+        rows = self.db.rows(
+            select(f"s.`lead_id` > :after AND s.`lead_id` <= :upto{where} ORDER BY s.`lead_id`"),
+            {"after": after, "upto": upto, **self.params},
+        )
+        return [int(r[0]) for r in rows], rows
+
     def _ids_after(self, after: int, size: int) -> list[int]:
         ids = self.selection.ids or ()
         start = bisect.bisect_right(ids, after)

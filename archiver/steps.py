@@ -17,7 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from archiver.db import Db, q
-from archiver.schema import Column, Table
+from archiver.schema import Column, Table, fingerprint
+
+
+def _lit(value: str) -> str:
+    """A string literal for SQL text built here (identifiers' names, fingerprints)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
 
 ARCHIVE = "archive"
 DEARCHIVE = "dearchive"
@@ -34,6 +40,11 @@ NOT_COPIED = "not_copied"
 CONFLICT = "conflict"
 SKIPPED_LIVE = "skipped_live"
 SKIPPED_NEWEST = "skipped_newest"
+# In both tables and equal already; --no-delete kept the source row: nothing was written.
+ALREADY_COPIED = "already_copied"
+# Archive: the lead stopped matching the selection while the job had it in hand (the dialer
+# changed it). It stays live; the copy this job wrote of it is removed (proven to be that copy).
+LEFT_SELECTION = "left_selection"
 OUTCOMES = (
     ARCHIVED,
     DEARCHIVED,
@@ -46,6 +57,8 @@ OUTCOMES = (
     CONFLICT,
     SKIPPED_LIVE,
     SKIPPED_NEWEST,
+    ALREADY_COPIED,
+    LEFT_SELECTION,
 )
 
 # Types whose value is its bytes (strings, ENUM/SET labels, binary): copied as X'…' literals.
@@ -84,11 +97,32 @@ class Flags:
 
 @dataclass(frozen=True)
 class State:
-    """A lead's state in the two tables: in the source, in the target, equal if in both."""
+    """A lead's state in the two tables: in the source, in the target, and if in both: `equal`
+    on the compared columns (every shared column but the dearchive overrides: what the delete
+    proves), `exact` on every shared column, and `same_lead` when the two rows are evidently
+    the same lead (equal `entry_date`), so one may refresh the other."""
 
     in_src: bool
     in_dst: bool
     equal: bool
+    exact: bool | None = None
+    same_lead: bool = True
+
+    @property
+    def identical(self) -> bool:
+        return self.equal if self.exact is None else self.exact
+
+
+# The scan's `_state` column, from the target's row: NULL when there is none.
+EXACT, EQUAL, DIFFERENT, OTHER_LEAD = 2, 1, 0, -1
+
+
+def state_of(in_src: bool, code: Any) -> State:
+    """A State from a row's in-source flag and its `_state` code."""
+    if code is None:
+        return State(in_src, False, False)
+    code = int(code)
+    return State(in_src, True, code >= EQUAL, code == EXACT, code != OTHER_LEAD)
 
 
 @dataclass
@@ -118,13 +152,76 @@ class ChunkSql:
             expr = f"CONVERT({expr} USING utf8mb4)"
         return f"CAST({expr} AS BINARY)"
 
-    def equal_expr(self) -> str:
+    def equal_expr(self, columns: Sequence[Column] | None = None) -> str:
         parts = []
-        for col in self.compared:
+        for col in self.compared if columns is None else columns:
             other = self.dst.column(col.name)
             assert other is not None
             parts.append(f"{self._bin('s', col, other)} <=> {self._bin('d', other, col)}")
         return "(" + "\n   AND ".join(parts) + ")"
+
+    def same_lead_expr(self) -> str:
+        """The two rows are the same lead: equal `entry_date` (a lead keeps it for life; an id
+        handed out again, by a reset AUTO_INCREMENT or a restore, comes with another)."""
+        col = self.src.column("entry_date")
+        other = self.dst.column("entry_date")
+        if col is None or other is None:
+            return "1"
+        return f"{self._bin('s', col, other)} <=> {self._bin('d', other, col)}"
+
+    def state_expr(self) -> str:
+        """The target row's state code (EXACT, EQUAL, DIFFERENT, OTHER_LEAD) against `s`."""
+        exact = (
+            ""
+            if self.compared == self.columns
+            else (f"WHEN {self.equal_expr(self.columns)} THEN {EXACT} ")
+        )
+        top = EQUAL if exact else EXACT
+        return (
+            f"CASE {exact}WHEN {self.equal_expr()} THEN {top}"
+            f" WHEN {self.same_lead_expr()} THEN {DIFFERENT} ELSE {OTHER_LEAD} END"
+        )
+
+    def row_hash(self, alias: str, table: str) -> str:
+        """SHA-256 of a row's bytes over every shared column, as the delete compares them
+        (NULL and '' told apart): the fingerprint of a copy this job writes. `table` says which
+        side the alias is: "src" or "dst"."""
+        parts = []
+        for col in self.columns:
+            other = self.dst.column(col.name)
+            assert other is not None
+            mine, theirs = (col, other) if table == "src" else (other, col)
+            parts.append(f"IFNULL(CONCAT('v', HEX({self._bin(alias, mine, theirs)})), 'n')")
+        return f"SHA2(CONCAT_WS(',', {', '.join(parts)}), 256)"
+
+    def schema_guard(self) -> str:
+        """A condition true only while both tables have exactly the columns reflected at the
+        start of the run (names, types, character sets, collations): part of every statement
+        that deletes, so a column added by an ALTER since then, whose values the statement
+        would neither copy nor compare, makes it delete nothing. Evaluated inside the
+        statement, after it has opened (and metadata-locked) the tables: no ALTER can complete
+        between the check and the delete."""
+        checks = []
+        for table in (self.src, self.dst):
+            checks.append(
+                "(SELECT CONCAT(COUNT(*), '/', BIT_XOR(CAST(CONV(SUBSTR(SHA2(CONCAT_WS(X'09',"
+                " COLUMN_NAME, COLUMN_TYPE, IFNULL(CHARACTER_SET_NAME, ''),"
+                " IFNULL(COLLATION_NAME, '')), 256), 1, 15), 16, 10) AS UNSIGNED)))"
+                " FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()"
+                f" AND TABLE_NAME = {_lit(table.name)}) = {_lit(fingerprint(table))}"
+            )
+        return " AND ".join(checks)
+
+    def fingerprint_now(self) -> str:
+        """The statement that reads both tables' fingerprints as they are now."""
+        return (
+            "SELECT TABLE_NAME, CONCAT(COUNT(*), '/', BIT_XOR(CAST(CONV(SUBSTR(SHA2(CONCAT_WS("
+            "X'09', COLUMN_NAME, COLUMN_TYPE, IFNULL(CHARACTER_SET_NAME, ''),"
+            " IFNULL(COLLATION_NAME, '')), 256), 1, 15), 16, 10) AS UNSIGNED)))"
+            " FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()"
+            f" AND TABLE_NAME IN ({_lit(self.src.name)}, {_lit(self.dst.name)})"
+            " GROUP BY TABLE_NAME"
+        )
 
     # --- reads ---------------------------------------------------------------------------
 
@@ -133,15 +230,27 @@ class ChunkSql:
 
     def classify(self) -> str:
         return (
-            f"SELECT s.`lead_id`, d.`lead_id` IS NOT NULL, COALESCE({self.equal_expr()}, 0)\n"
+            f"SELECT s.`lead_id`, IF(d.`lead_id` IS NULL, NULL, {self.state_expr()})\n"
             f"FROM {self.s} AS s LEFT JOIN {self.d} AS d ON d.`lead_id` = s.`lead_id`\n"
             f"WHERE s.`lead_id` IN :ids"
         )
 
-    def scan(self, where: str, guards: Sequence[str] = (), *, lock: bool = False) -> str:
+    def selected(self, where: str) -> str:
+        """Which of the ids the selection still holds (`where` over the source aliased s)."""
+        return f"SELECT s.`lead_id` FROM {self.s} AS s WHERE s.`lead_id` IN :ids AND ({where})"
+
+    def scan(
+        self,
+        where: str,
+        guards: Sequence[str] = (),
+        *,
+        lock: bool = False,
+        newest: bool = False,
+    ) -> str:
         """The chunk's source rows and, in the same statement, each one's state: column 2 is
-        NULL when the target has no row, else 1 when the two rows are byte-equal, 0 when not;
-        column 3 is 1 when a live-lead guard table holds the lead. `where` is over the source
+        NULL when the target has no row, else its state code (`state_expr`); column 3 is 1 when
+        a live-lead guard table holds the lead; column 4 (with `newest`) the source's highest
+        lead_id now, an index lookup read once per statement. `where` is over the source
         aliased `s` (its own columns unqualified: the target is only read in subqueries).
         `lock` adds FOR UPDATE: on InnoDB the source rows are locked in lead_id order, and the
         subqueries' rows (target, guard tables) are read without locks, so the dialer's own
@@ -152,10 +261,11 @@ class ChunkSql:
             for _, table, extra in GUARDS
             if table in guards
         )
+        top = f",\n  (SELECT MAX(`lead_id`) FROM {self.s}) AS `_newest`" if newest else ""
         return (
-            f"SELECT s.`lead_id`,\n  (SELECT {self.equal_expr()}\n"
+            f"SELECT s.`lead_id`,\n  (SELECT {self.state_expr()}\n"
             f"   FROM {self.d} AS d WHERE d.`lead_id` = s.`lead_id`) AS `_state`,\n"
-            f"  {'(' + live + ')' if live else '0'} AS `_live`\n"
+            f"  {'(' + live + ')' if live else '0'} AS `_live`{top}\n"
             f"FROM {self.s} AS s\nWHERE {where}" + ("\nFOR UPDATE" if lock else "")
         )
 
@@ -199,9 +309,14 @@ class ChunkSql:
                 literal = f"QUOTE({expr})"
             exprs.append(f"IF({q(col.name)} IS NULL, 'NULL', {literal})")
         return (
-            f"SELECT CONCAT('(', CONCAT_WS(',', {', '.join(exprs)}), ')') FROM {self.s}"
-            " WHERE `lead_id` IN :ids"
+            f"SELECT CONCAT('(', CONCAT_WS(',', {', '.join(exprs)}), ')'), `lead_id`,"
+            f" {self.row_hash('s', 'src')} FROM {self.s} AS s WHERE `lead_id` IN :ids"
         )
+
+    def hashes(self) -> str:
+        """Each source row's fingerprint (`row_hash`), by lead_id."""
+        fp = self.row_hash("s", "src")
+        return f"SELECT `lead_id`, {fp} FROM {self.s} AS s WHERE `lead_id` IN :ids"
 
     def insert_literals(self, tuples: Sequence[str]) -> str:
         # IGNORE: a row already there is left as it is (insert-if-missing); a value that does
@@ -217,14 +332,40 @@ class ChunkSql:
         return (
             f"UPDATE {self.d} AS d JOIN {self.s} AS s ON s.`lead_id` = d.`lead_id`\n"
             f"SET {sets}\n"
-            f"WHERE d.`lead_id` IN :ids AND NOT {self.equal_expr()}"
+            f"WHERE d.`lead_id` IN :ids AND NOT {self.equal_expr()}\n"
+            f"  AND {self.same_lead_expr()}"
         )
 
     def delete(self) -> str:
-        # The proof and the delete are one statement: no change can slip in between.
+        # The proof and the delete are one statement: no change can slip in between, and the
+        # statement itself checks that the tables still have the columns it compares.
         return (
             f"DELETE s FROM {self.s} AS s JOIN {self.d} AS d ON d.`lead_id` = s.`lead_id`\n"
-            f"WHERE s.`lead_id` IN :ids AND {self.equal_expr()}"
+            f"WHERE s.`lead_id` IN :ids AND {self.equal_expr()}\n  AND {self.schema_guard()}"
+        )
+
+    def delete_stale_copy(self) -> str:
+        """Archive, MyISAM: a lead that left the selection after this job copied it stays live;
+        its copy in the target goes, only where the statement proves the target row is exactly
+        the copy this job wrote (its fingerprint, recorded before the copy) and the live row,
+        the same lead, is still there."""
+        return (
+            f"DELETE d FROM {self.d} AS d JOIN {self.s} AS s ON s.`lead_id` = d.`lead_id`\n"
+            "JOIN `archiver_pending` AS p ON p.`job_id` = :job AND p.`lead_id` = d.`lead_id`\n"
+            f"WHERE d.`lead_id` IN :ids AND p.`copy_hash` = {self.row_hash('d', 'dst')}\n"
+            f"  AND {self.same_lead_expr()}\n  AND {self.schema_guard()}"
+        )
+
+    def delete_superseded(self) -> str:
+        """Dearchive, MyISAM: a lead this job restored and the dialer has since changed in the
+        live table. The restored row is the lead; the archive row goes, only where the
+        statement proves it is exactly the row this job copied (its fingerprint, recorded before
+        the copy) and the live row is the same lead."""
+        return (
+            f"DELETE s FROM {self.s} AS s JOIN {self.d} AS d ON d.`lead_id` = s.`lead_id`\n"
+            "JOIN `archiver_pending` AS p ON p.`job_id` = :job AND p.`lead_id` = s.`lead_id`\n"
+            f"WHERE s.`lead_id` IN :ids AND p.`copy_hash` = {self.row_hash('s', 'src')}\n"
+            f"  AND {self.same_lead_expr()}\n  AND {self.schema_guard()}"
         )
 
     def override_params(self) -> dict[str, Any]:
@@ -235,7 +376,7 @@ def read_states(db: Db, sql: ChunkSql, ids: Sequence[int]) -> dict[int, State]:
     """Each id's state, read from the two tables (ids in neither are left out)."""
     states: dict[int, State] = {}
     for row in db.rows(sql.classify(), {"ids": list(ids)}):
-        states[int(row[0])] = State(True, bool(row[1]), bool(row[2]))
+        states[int(row[0])] = state_of(True, row[1])
     for row in db.rows(sql.in_dst(), {"ids": list(ids)}):
         lead = int(row[0])
         if lead not in states:
@@ -257,18 +398,42 @@ def predict(state: State, flags: Flags, direction: str) -> State:
     return State(True, in_dst, equal)
 
 
-def outcome(before: State | None, after: State | None, flags: Flags, direction: str) -> str:
-    """A lead's outcome from its state before the chunk and after it."""
+def is_conflict(state: State, direction: str, ours: bool = False) -> bool:
+    """In both tables and not to be touched: another lead under the same id (archive), or a
+    live row that is not exactly the archived one and was not restored by this job (dearchive:
+    --status/--reset/--called-count never widen what counts as equal)."""
+    if not (state.in_src and state.in_dst):
+        return False
+    if direction == ARCHIVE:
+        return not state.same_lead
+    return not ours and not state.identical
+
+
+def outcome(
+    before: State | None,
+    after: State | None,
+    flags: Flags,
+    direction: str,
+    *,
+    left: bool = False,
+    ours: bool = False,
+) -> str:
+    """A lead's outcome from its state before the chunk and after it; `left`: the lead left
+    the selection while this job had it in hand; `ours`: a cut attempt of this job's chunk
+    had it in hand (its copy may be this job's)."""
     if before is None:
         return MISSING
     if not before.in_src:
         return ALREADY_ARCHIVED if direction == ARCHIVE else ALREADY_LIVE
-    if direction == DEARCHIVE and before.in_dst and not before.equal:
+    if is_conflict(before, direction, ours):
         return CONFLICT
     if after is None or not after.in_src:
         return ARCHIVED if direction == ARCHIVE else DEARCHIVED
+    if left:
+        return LEFT_SELECTION if not after.in_dst else KEPT_CHANGED
     if not after.in_dst:
         return NOT_COPIED
     if after.equal and not flags.delete:
-        return REFRESHED
+        # Written only if the copy was missing or different before the chunk.
+        return ALREADY_COPIED if before.in_dst and before.equal else REFRESHED
     return KEPT_CHANGED

@@ -1,8 +1,9 @@
 """`verify`: where each selected lead is, and whether its two copies are byte-for-byte equal.
 
-Categories: `both_equal`, `both_different` (a problem to investigate: neither archive nor
-dearchive will delete either copy), `only_live`, `only_archived`, and `neither` (explicit ids only:
-a lead that matches criteria is in one of the tables by definition).
+Categories: `both_equal`, `both_different` (a problem to investigate: archive refreshes the
+copy of the same lead and refuses another lead's; dearchive refuses both), `only_live`,
+`only_archived`, and `neither` (explicit ids only: a lead that matches criteria is in one of
+the tables by definition).
 
 Equality is the delete step's own test (`ChunkSql.equal_expr`): every shared column compared
 byte-exactly and NULL-safely, so `verify` says `both_equal` exactly when an archive or dearchive
@@ -119,8 +120,10 @@ def report_lines(report: VerifyReport) -> list[str]:
     n = report.counts[BOTH_DIFFERENT]
     if n:
         lines.append(
-            f"PROBLEM: {n} lead(s) in both tables with different data; neither archive "
-            "nor dearchive deletes either copy until they are reconciled"
+            f"PROBLEM: {n} lead(s) in both tables with different data; archive refreshes the "
+            "archive copy and moves the lead only where both rows have the same entry_date "
+            "(the same lead), and refuses (conflict) where it differs (another lead under the "
+            "same id); dearchive refuses (conflict) either way"
         )
     else:
         lines.append("OK: no lead is in both tables with different data")

@@ -54,9 +54,12 @@ CREATE TABLE IF NOT EXISTS archiver_leads (
 
 -- Leads of the chunk in progress that were in the source table when it began. A MyISAM chunk
 -- killed part-way is redone from the two tables; these rows let the redo count a lead it finds
--- already moved as moved by this job, not as found that way.
+-- already moved as moved by this job, not as found that way. copy_hash: SHA-256 of the copy
+-- about to be written (every column's bytes), recorded before it is written, so the job can
+-- prove a copy is its own (a lead that left the selection; a restored lead the dialer changed).
 CREATE TABLE IF NOT EXISTS archiver_pending (
   job_id BIGINT UNSIGNED NOT NULL,
   lead_id INT UNSIGNED NOT NULL,
+  copy_hash CHAR(64) NULL,
   PRIMARY KEY (job_id, lead_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;

@@ -338,6 +338,12 @@ def _verified_change(vdb: VDb, column: str, value: Any, original: Any = "base") 
     assert outcome == "kept_changed"
 
     summary = run(vdb, [TARGET])  # the next run refreshes the copy (--update) and moves it
+    if column == "entry_date":
+        # Another entry_date is another lead under the same id: nothing is overwritten.
+        assert dict(summary.counts) == {"conflict": 1}
+        assert vdb.row_bytes(ARCHIVE_T) == {TARGET: copy_before}
+        assert vdb.row_bytes(LIVE, [TARGET]) == {TARGET: changed}
+        return
     assert dict(summary.counts) == {"archived": 1}
     assert vdb.row_bytes(ARCHIVE_T) == {TARGET: changed}
     assert vdb.ids(LIVE) == [NEWER]
@@ -400,7 +406,7 @@ def _expected(
     else:
         outcomes[A_LIVE] = "not_copied"
     # B: already equal: nothing is written to the archive; delete may remove the live row.
-    outcomes[B_EQUAL] = "archived" if dele else "refreshed"
+    outcomes[B_EQUAL] = "archived" if dele else "already_copied"
     # C: update refreshes the stale copy; without it, delete finds no equal copy.
     if upd:
         arch[C_STALE] = live[C_STALE]
