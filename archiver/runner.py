@@ -31,7 +31,7 @@ from archiver.config import Settings
 from archiver.db import CONNECTION_LOST, RETRYABLE, Db, mysql_errno
 from archiver.errors import BadInput, Failed, JobMismatch, LockHeld, Stopped
 from archiver.logging import get_logger
-from archiver.schema import Table, check_lossless, require_tables
+from archiver.schema import Table, check_lossless, check_overrides, require_tables
 from archiver.selection import Criteria, Selection, Walker
 from archiver.steps import (
     ARCHIVE,
@@ -509,6 +509,7 @@ class Runner:
         from archiver.throttle import Throttle
 
         src, dst = self.tables()
+        check_overrides(dst, self.spec.overrides)
         self._resolve_criteria(None)
         spec = self.spec
         sql = ChunkSql(spec.direction, src, dst, spec.overrides)
