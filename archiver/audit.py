@@ -89,12 +89,17 @@ def admin_log_row(summary: Summary, user: str) -> dict[str, str]:
     }
 
 
+# event_date is a DATETIME in the server's local time: VICIdial writes NOW() from sessions in the
+# server's default zone. This tool's session runs at +00:00, so NOW() here would be UTC.
+SERVER_NOW = "CONVERT_TZ(UTC_TIMESTAMP(), '+00:00', @@GLOBAL.time_zone)"
+
+
 def write_admin_log(db: Db, summary: Summary, user: str) -> None:
     row = admin_log_row(summary, user)
     db.write(
         "INSERT INTO vicidial_admin_log (event_date, user, ip_address, event_section, event_type,"
-        " record_id, event_code, event_sql, event_notes) VALUES (NOW(), :user, :ip, :section,"
-        " :type, :record, :code, :sql, :notes)",
+        f" record_id, event_code, event_sql, event_notes) VALUES ({SERVER_NOW}, :user, :ip,"
+        " :section, :type, :record, :code, :sql, :notes)",
         row,
     )
 

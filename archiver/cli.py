@@ -544,13 +544,13 @@ def restore_overrides(reset: bool, status: str | None, called_count: int | None)
     overrides: dict[str, Any] = {}
     if reset:
         overrides["called_since_last_reset"] = "N"
+    # Length, characters and range are checked against the live column itself, once the
+    # tables are reflected (schema.check_overrides), before anything is written.
     if status is not None:
-        if not 1 <= len(status) <= 6 or not status.isprintable():
-            raise BadInput(f"--status {status!r}: a VICIdial status is 1 to 6 characters")
+        if not status or not status.isprintable():
+            raise BadInput(f"--status {status!r}: a VICIdial status is printable text")
         overrides["status"] = status
     if called_count is not None:
-        if not 0 <= called_count <= 65535:
-            raise BadInput(f"--called-count {called_count}: must be 0 to 65535")
         overrides["called_count"] = called_count
     return overrides
 

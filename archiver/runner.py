@@ -42,6 +42,7 @@ from archiver.logging import get_logger
 from archiver.schema import (
     Table,
     check_lossless,
+    check_overrides,
     describe_change,
     fingerprint,
     reflect,
@@ -642,6 +643,7 @@ class Runner:
         from archiver.throttle import Throttle
 
         src, dst = self.tables()
+        check_overrides(dst, self.spec.overrides)
         self._resolve_criteria(None)
         spec = self.spec
         sql = ChunkSql(spec.direction, src, dst, spec.overrides)

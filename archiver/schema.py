@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
+from typing import Any
 
 from archiver.db import Db, q
-from archiver.errors import SchemaDrift
+from archiver.errors import BadInput, SchemaDrift
 
 INT_RANK = {"tinyint": 1, "smallint": 2, "mediumint": 3, "int": 4, "bigint": 5}
 TEXT_LEN = {"tinytext": 255, "text": 65535, "mediumtext": 16777215, "longtext": 4294967295}
@@ -53,6 +55,16 @@ class Column:
     @property
     def unsigned(self) -> bool:
         return "unsigned" in self.column_type.lower()
+
+    @property
+    def zerofill(self) -> bool:
+        return "zerofill" in self.column_type.lower()
+
+    @property
+    def display_width(self) -> int | None:
+        """The M of INT(M): it decides nothing but the padding of a ZEROFILL column."""
+        m = re.search(r"\((\d+)\)", self.column_type)
+        return int(m.group(1)) if m else None
 
     @property
     def enum_values(self) -> list[str]:
@@ -154,18 +166,21 @@ def lossless_problem(src: Column, dst: Column) -> str | None:
             ok = rd >= rs
         else:  # unsigned fits a signed type only one size up; signed never fits unsigned
             ok = src.unsigned and rd > rs
-        return None if ok else _type_msg(src, dst)
+        if not ok:
+            return _type_msg(src, dst)
+        return _zerofill_problem(src, dst, src.display_width, dst.display_width)
     if s == "decimal":
         if (
             d != "decimal"
             or dst.num_scale != src.num_scale
+            or (src.unsigned != dst.unsigned and dst.unsigned)
             or (
                 (dst.num_precision or 0) - (dst.num_scale or 0)
                 < (src.num_precision or 0) - (src.num_scale or 0)
             )
         ):
             return _type_msg(src, dst)
-        return None
+        return _zerofill_problem(src, dst, src.num_precision, dst.num_precision)
     if s in ("enum", "set"):
         if d == s:
             missing = [v for v in src.enum_values if v not in dst.enum_values]
@@ -194,10 +209,32 @@ def lossless_problem(src: Column, dst: Column) -> str | None:
             return f"is {src.column_type} in the source but {dst.column_type} in the target"
         return None if _charset_ok(src, dst) else _charset_msg(src, dst)
     if s in ("date", "datetime", "timestamp", "time", "year"):
-        same_kind = s == d or (s == "timestamp" and d == "datetime")
-        ok = same_kind and src.dt_precision == dst.dt_precision
+        if {s, d} == {"timestamp", "datetime"}:
+            # A TIMESTAMP is converted from and to the session's time zone, a DATETIME is not:
+            # the tool's session runs at +00:00 and VICIdial's in the server's zone, so a copy
+            # between them reads back shifted by the server's UTC offset.
+            return (
+                f"{_type_msg(src, dst)}: a TIMESTAMP is read in each session's time zone and "
+                "a DATETIME is not, so values would shift by the server's UTC offset"
+            )
+        ok = s == d and src.dt_precision == dst.dt_precision
         return None if ok else _type_msg(src, dst)
     return None if src.column_type == dst.column_type else _type_msg(src, dst)
+
+
+def _zerofill_problem(
+    src: Column, dst: Column, src_width: int | None, dst_width: int | None
+) -> str | None:
+    """ZEROFILL pads a number's digits to the column's width, and the delete compares those
+    padded bytes: both sides must pad, to the same width, or a copy never equals its source."""
+    if not (src.zerofill or dst.zerofill):
+        return None
+    if src.zerofill == dst.zerofill and src_width == dst_width:
+        return None
+    return (
+        f"{_type_msg(src, dst)}: ZEROFILL pads the digits to the column's width, so the copy's "
+        "bytes would never equal the source's"
+    )
 
 
 def _type_msg(src: Column, dst: Column) -> str:
@@ -276,6 +313,100 @@ def check_lossless(src: Table, dst: Table) -> None:
         raise SchemaDrift(report.blocking[0] + more)
 
 
+# --- restore options ------------------------------------------------------------------------
+
+# The option that sets each column, for the error line.
+OVERRIDE_OPTIONS = {
+    "status": "--status",
+    "called_count": "--called-count",
+    "called_since_last_reset": "--reset",
+}
+# MySQL's latin1 is cp1252 plus the five bytes cp1252 leaves undefined, kept as C1 controls.
+_LATIN1_EXTRA = {"\x81", "\x8d", "\x8f", "\x90", "\x9d"}
+
+
+def check_overrides(target: Table, overrides: Mapping[str, Any]) -> None:
+    """Refuse a restore option its column would not store exactly as given.
+
+    The session's sql_mode is not strict (it must accept VICIdial's zero dates), so the server
+    would cut an over-long value, clip a number or turn a character into '?' and say nothing;
+    and an option is written after the restore, where no comparison sees it."""
+    for name, value in overrides.items():
+        option = OVERRIDE_OPTIONS.get(name.lower(), f"--{name}")
+        shown = f"{option} {value!r}"
+        if option == "--reset":
+            shown = f"--reset (sets {name} to {value!r})"
+        col = target.column(name)
+        if col is None:
+            raise BadInput(f"{shown}: {target.name} has no column {name!r}")
+        problem = _value_problem(col, value)
+        if problem:
+            where = f"{target.name}.{col.name} is {col.column_type}"
+            raise BadInput(f"{shown}: {where}, {problem}")
+
+
+def _value_problem(col: Column, value: Any) -> str | None:
+    """What keeps `col` from storing `value` as given, and what it takes instead."""
+    if col.data_type in INT_RANK:
+        size = {1: 1, 2: 2, 3: 3, 4: 4, 5: 8}[INT_RANK[col.data_type]] * 8
+        low, high = (0, 2**size - 1) if col.unsigned else (-(2 ** (size - 1)), 2 ** (size - 1) - 1)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            return f"which takes a whole number from {low} to {high}"
+        return None
+    if not isinstance(value, str):
+        return "which takes text"
+    if col.data_type in ("enum", "set"):
+        allowed = ", ".join(repr(v) for v in col.enum_values)
+        parts = value.split(",") if col.data_type == "set" and value else [value]
+        if any(p not in col.enum_values for p in parts):
+            return f"which does not hold {value!r}: use one of {allowed}"
+        return None
+    if col.data_type not in STRING_TYPES:
+        return "which a restore option cannot set"
+    cs = col.charset or ""
+    bad = [ch for ch in value if not _charset_holds(cs, ch)]
+    if bad:
+        return (
+            f"character set {cs}, which cannot hold {''.join(dict.fromkeys(bad))!r}: use "
+            f"{_charset_allows(cs)}"
+        )
+    if col.data_type in TEXT_LEN:
+        used = len(value.encode("utf-8")) if cs in UTF8_FAMILY else len(value)
+        if used > TEXT_LEN[col.data_type]:
+            return f"which holds at most {TEXT_LEN[col.data_type]} bytes"
+    elif len(value) > (col.char_len or 0):
+        return f"which holds at most {col.char_len} characters"
+    if col.data_type == "char" and value != value.rstrip(" "):
+        return "which drops trailing spaces: leave them out"
+    return None
+
+
+def _charset_holds(charset: str, ch: str) -> bool:
+    if 0xD800 <= ord(ch) <= 0xDFFF:  # a lone surrogate: bytes that were not UTF-8 at all
+        return False
+    if charset in ("utf8mb4", "utf16", "utf16le", "utf32"):
+        return True
+    if charset in ("utf8mb3", "utf8", "ucs2"):
+        return ord(ch) <= 0xFFFF
+    if charset == "latin1":
+        try:
+            ch.encode("cp1252")
+        except UnicodeEncodeError:
+            return ch in _LATIN1_EXTRA
+        return True
+    return ord(ch) < 0x80  # another character set: only what every one of them holds
+
+
+def _charset_allows(charset: str) -> str:
+    if charset in ("utf8mb4", "utf16", "utf16le", "utf32"):
+        return "valid UTF-8 text"
+    if charset in ("utf8mb3", "utf8", "ucs2"):
+        return "characters of up to 3 bytes in UTF-8 (no emoji)"
+    if charset == "latin1":
+        return "Western European (cp1252) characters"
+    return "ASCII characters"
+
+
 # --- DDL -----------------------------------------------------------------------------------
 
 
@@ -326,6 +457,13 @@ def _widest(live: Column, arch: Column) -> str:
         values = live.enum_values + [v for v in arch.enum_values if v not in live.enum_values]
         quoted = ",".join("'" + v.replace("'", "''") + "'" for v in values)
         return f"{live.data_type}({quoted})"
+    if (
+        live.data_type in INT_RANK
+        and INT_RANK.get(arch.data_type, 0) > INT_RANK[live.data_type]
+        and arch.unsigned == live.unsigned
+    ):
+        # Only the padding differs: keep the archive's wider type, pad as the live column does.
+        return re.sub(r"^[a-z]+", arch.data_type, live.column_type.lower())
     same_kind = (live.data_type == "char") == (arch.data_type == "char")
     both_strings = live.data_type in STRING_TYPES and arch.data_type in STRING_TYPES
     if both_strings and same_kind and (arch.char_len or 0) > (live.char_len or 0):

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from archiver.schema import Column, Table, drift, lossless_problem, sync_ddl
+from archiver.errors import BadInput
+from archiver.schema import Column, Table, check_overrides, drift, lossless_problem, sync_ddl
 
 _INT_PRECISION = {"tinyint": 3, "smallint": 5, "mediumint": 7, "int": 10, "bigint": 19}
 _TEXT_BYTES = {"tinytext": 255, "text": 65535, "mediumtext": 16777215, "longtext": 4294967295}
@@ -108,6 +109,42 @@ def test_int_widening_is_lossless(src: str, dst: str) -> None:
 def test_int_narrowing_or_sign_change_is_refused(src: str, dst: str) -> None:
     problem = check(src, dst)
     assert problem == f"is {src} in the source but {dst} in the target"
+
+
+@pytest.mark.parametrize(
+    ("src", "dst"),
+    [
+        ("smallint(5) unsigned zerofill", "smallint(5) unsigned zerofill"),
+        ("smallint(5) unsigned zerofill", "int(5) unsigned zerofill"),  # pads to the same 5
+        ("decimal(6,2) unsigned zerofill", "decimal(6,2) unsigned zerofill"),
+        ("decimal(6,2) unsigned", "decimal(6,2)"),
+    ],
+)
+def test_zerofill_padding_to_the_same_width_is_lossless(src: str, dst: str) -> None:
+    assert check(src, dst) is None
+
+
+@pytest.mark.parametrize(
+    ("src", "dst"),
+    [
+        ("smallint(5) unsigned zerofill", "smallint(5) unsigned"),  # '00007' against '7'
+        ("smallint(5) unsigned", "smallint(5) unsigned zerofill"),
+        ("smallint(5) unsigned zerofill", "smallint(6) unsigned zerofill"),  # '000007'
+        ("smallint(5) unsigned zerofill", "int(10) unsigned zerofill"),
+        ("decimal(6,2) unsigned zerofill", "decimal(8,2) unsigned zerofill"),
+        ("decimal(6,2) unsigned zerofill", "decimal(6,2)"),
+    ],
+)
+def test_zerofill_on_one_side_or_another_width_is_refused(src: str, dst: str) -> None:
+    problem = check(src, dst)
+    assert problem is not None
+    assert problem.startswith(f"is {src} in the source but {dst} in the target: ZEROFILL pads")
+
+
+def test_decimal_signed_into_unsigned_is_refused() -> None:
+    assert check("decimal(6,2)", "decimal(6,2) unsigned") == (
+        "is decimal(6,2) in the source but decimal(6,2) unsigned in the target"
+    )
 
 
 # --- decimals ------------------------------------------------------------------------------
@@ -283,8 +320,8 @@ def test_nullable_into_not_null_is_refused_and_the_reverse_allowed() -> None:
         ("datetime", "datetime", True),
         ("date", "date", True),
         ("timestamp", "timestamp", True),
-        ("timestamp", "datetime", True),  # session time_zone is +00:00 on both sides
-        ("datetime", "timestamp", False),  # 1969 and 2038+ do not fit
+        ("timestamp", "datetime", False),  # the tool's session is UTC, VICIdial's is local
+        ("datetime", "timestamp", False),  # and 1969 and 2038+ do not fit
         ("date", "datetime", False),  # '1980-05-17' would come back '1980-05-17 00:00:00'
         ("datetime", "date", False),
         ("datetime", "datetime(3)", False),  # '… 00:00:00.000' is other bytes
@@ -375,3 +412,140 @@ def test_sync_widens_and_adds_and_never_narrows() -> None:
     # The archive's extra ENUM value 'x' is kept; its wider postal_code is left alone.
     assert "'d','x')" in stmt
     assert "postal_code" not in stmt
+
+
+def test_sync_pads_like_live_and_keeps_a_wider_archive_integer() -> None:
+    live = table(
+        "vicidial_list",
+        col("int(9) unsigned", "lead_id", nullable=False),
+        col("smallint(5) unsigned zerofill", "called_count"),
+        col("tinyint(3) unsigned zerofill", "attempts"),
+    )
+    archive = table(
+        "vicidial_list_archive",
+        col("int(9) unsigned", "lead_id", nullable=False),
+        col("smallint(5) unsigned", "called_count"),
+        col("int(10) unsigned", "attempts"),
+    )
+    (stmt,) = sync_ddl(live, archive)
+    assert "MODIFY COLUMN `called_count` smallint(5) unsigned zerofill NULL" in stmt
+    assert "MODIFY COLUMN `attempts` int(3) unsigned zerofill NULL" in stmt
+
+
+def test_sync_turns_a_datetime_archive_column_back_into_timestamp() -> None:
+    live = table(
+        "vicidial_list",
+        col("int(9) unsigned", "lead_id", nullable=False),
+        col("timestamp", "modify_date", nullable=False),
+    )
+    archive = table(
+        "vicidial_list_archive",
+        col("int(9) unsigned", "lead_id", nullable=False),
+        col("datetime", "modify_date", nullable=False),
+    )
+    assert (
+        drift(live, archive)
+        .blocking[0]
+        .startswith("column 'modify_date' is timestamp in the source but datetime in the target: ")
+    )
+    assert sync_ddl(live, archive) == [
+        "ALTER TABLE `vicidial_list_archive` MODIFY COLUMN `modify_date` timestamp NOT NULL"
+    ]
+
+
+# --- restore options -------------------------------------------------------------------------
+
+
+def live_table(status: str = "varchar(6)", charset: str = "utf8mb3") -> Table:
+    return Table(
+        "vicidial_list",
+        "MyISAM",
+        "utf8mb3_unicode_ci",
+        (
+            col("int(9) unsigned", "lead_id", nullable=False),
+            col(status, "status", charset=charset),
+            col("smallint(5) unsigned", "called_count"),
+            Column(
+                **{
+                    **col("enum('Y','N','D')", "called_since_last_reset").__dict__,
+                    "column_type": "enum('Y','N','D')",
+                }
+            ),
+        ),
+        ("lead_id",),
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "charset"),
+    [
+        ({"status": "NEW", "called_count": 0, "called_since_last_reset": "N"}, "utf8mb3"),
+        ({"status": "ÄÉ€√", "called_count": 65535}, "utf8mb3"),
+        ({"status": "N\U0001f600W"}, "utf8mb4"),
+        ({"status": "café€"}, "latin1"),  # MySQL's latin1 is cp1252
+    ],
+)
+def test_overrides_the_column_holds_pass(overrides: dict[str, Any], charset: str) -> None:
+    check_overrides(live_table(charset=charset), overrides)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "charset", "message"),
+    [
+        (
+            {"status": "N\U0001f600W"},
+            "utf8mb3",
+            "--status 'N\U0001f600W': vicidial_list.status is varchar(6), character set "
+            "utf8mb3, which cannot hold '\U0001f600': use characters of up to 3 bytes in UTF-8 "
+            "(no emoji)",
+        ),
+        (
+            {"status": "TOOLONGX"},
+            "utf8mb3",
+            "--status 'TOOLONGX': vicidial_list.status is varchar(6), which holds at most 6 "
+            "characters",
+        ),
+        (
+            {"status": "ĀB"},
+            "latin1",
+            "--status 'ĀB': vicidial_list.status is varchar(6), character set latin1, which "
+            "cannot hold 'Ā': use Western European (cp1252) characters",
+        ),
+        (
+            {"status": "A\udcffB"},  # an argument that was not UTF-8 at all
+            "utf8mb4",
+            "--status 'A\\udcffB': vicidial_list.status is varchar(6), character set utf8mb4, "
+            "which cannot hold '\\udcff': use valid UTF-8 text",
+        ),
+        (
+            {"called_count": 65536},
+            "utf8mb3",
+            "--called-count 65536: vicidial_list.called_count is smallint(5) unsigned, which "
+            "takes a whole number from 0 to 65535",
+        ),
+        (
+            {"called_count": -1},
+            "utf8mb3",
+            "--called-count -1: vicidial_list.called_count is smallint(5) unsigned, which "
+            "takes a whole number from 0 to 65535",
+        ),
+        (
+            {"called_since_last_reset": "n"},
+            "utf8mb3",
+            "--reset (sets called_since_last_reset to 'n'): vicidial_list.called_since_last_reset"
+            " is enum('Y','N','D'), which does not hold 'n': use one of 'Y', 'N', 'D'",
+        ),
+    ],
+)
+def test_overrides_the_column_cannot_hold_are_refused(
+    overrides: dict[str, Any], charset: str, message: str
+) -> None:
+    with pytest.raises(BadInput) as exc:
+        check_overrides(live_table(charset=charset), overrides)
+    assert str(exc.value) == message
+
+
+def test_override_char_column_drops_trailing_spaces() -> None:
+    with pytest.raises(BadInput, match="drops trailing spaces"):
+        check_overrides(live_table(status="char(6)"), {"status": "NEW "})
