@@ -30,6 +30,7 @@ from archiver.checkpoint import ChunkRecord, Job
 from archiver.config import Settings
 from archiver.db import CONNECTION_LOST, RETRYABLE, Db, mysql_errno
 from archiver.errors import (
+    ArchiverError,
     BadInput,
     Cancelled,
     Failed,
@@ -155,6 +156,46 @@ class _Scan:
     guarded: set[int] = field(default_factory=set)
     unselected: set[int] = field(default_factory=set)
     newest: int | None = None
+
+
+class _Report:
+    """The --report CSV, one line per lead not moved. A write that fails (a full disk, EIO)
+    does not stop the job, which goes on writing data: the first error is kept and reported
+    once the job has ended, with its summary."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self.error: str | None = None
+        self.fh: IO[str] | None = None
+        if path:
+            self._try(lambda: self._open(path))
+
+    def _open(self, path: str) -> None:
+        self.fh = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115
+        self.writer = csv.writer(self.fh)
+        self.writer.writerow(["lead_id", "outcome"])
+
+    def _try(self, action: Callable[[], Any]) -> None:
+        if self.error is not None:
+            return
+        try:
+            action()
+        except OSError as exc:
+            self.error = f"cannot write the report {self.path}: {exc.strerror or exc}"
+
+    def writerow(self, row: list[Any]) -> None:
+        if self.fh is not None:
+            self._try(lambda: self.writer.writerow(row))
+
+    def close(self) -> None:
+        if self.fh is not None:
+            fh, self.fh = self.fh, None
+            self._try(fh.close)
+            if not fh.closed:
+                try:
+                    fh.close()
+                except OSError:  # already reported
+                    pass
 
 
 class _Signals:
@@ -663,7 +704,7 @@ class Runner:
         self.plan = self._plan(src, dst)
         self.totals: Counter[str] = Counter()
         self.run_counts: Counter[str] = Counter()
-        self.report_writer: Any = None
+        self.report_writer: _Report | None = None
         job: Job | None = None
         if not spec.dry_run:
             self._lock()  # first: a run refused by the lock writes nothing, DDL included
@@ -673,13 +714,22 @@ class Runner:
                 job = self._job()
                 self.totals.update(job.counts)
                 self._resolve_criteria(job)
-            with self._report() as writer:
-                self.report_writer = writer
-                return self._loop(
+            report = self.report_writer = _Report(spec.report)
+            try:
+                summary = self._loop(
                     sql,
                     job,
                     Throttle(self.db, self.s.throttle, self.s.chunk_size, self.stop_reason),
                 )
+            except ArchiverError as exc:
+                report.close()
+                if report.error:
+                    exc.message = f"{exc.message}; {report.error}"
+                raise
+            report.close()
+            if report.error:
+                raise Failed(f"{report.error}; the job itself is {summary.state}", summary)
+            return summary
         finally:
             if not spec.dry_run:
                 self._unlock()
@@ -730,17 +780,6 @@ class Runner:
                 f"{'yes' if self.s.guards.safe_auto_increment else 'no'}"
             )
         return lines
-
-    @contextmanager
-    def _report(self) -> Iterator[Any]:
-        if not self.spec.report:
-            yield None
-            return
-        fh: IO[str]
-        with open(self.spec.report, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["lead_id", "outcome"])
-            yield writer
 
     def _loop(self, sql: ChunkSql, job: Job | None, throttle: Any) -> Summary:
         walker = Walker(self.db, self.spec.selection, sql.src.name)
