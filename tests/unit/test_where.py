@@ -3,6 +3,8 @@ condition below goes through `validate_where`, the call the CLI makes. No databa
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from archiver import where
@@ -204,3 +206,14 @@ def test_the_tokenizer_reads_the_session_sql_mode() -> None:
 )
 def test_tokenize(text: str, tokens: list[tuple[str, str]]) -> None:
     assert [(t.kind, t.text) for t in where.tokenize(text)] == tokens
+
+
+def test_the_readme_lists_every_allowed_function_and_table() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    start = readme.index("**`--where`: what a raw condition may hold.**")
+    section = readme[start : readme.index("**Steps**", start)]
+    words = set(re.findall(r"[A-Za-z_0-9]+", section))
+    assert sorted(where.FUNCTIONS - words) == []
+    assert sorted(t for t in where.TABLES if f"`{t}`" not in section) == []
