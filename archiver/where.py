@@ -160,6 +160,7 @@ _STRING = {
 }
 _PREFIXED = re.compile(r"[xX]'[0-9A-Fa-f]*'|[bB]'[01]*'|[nN](?=')")
 _QUOTED = re.compile(r"`(?:[^`]|``)*`")
+_VARIABLE = re.compile(r"@@?[0-9A-Za-z_$.]*")
 _OPERATOR_TEXT = "<=> <= >= <> != << >> && || = < > + - * / % & | ^ ~ !"
 _OPERATORS = sorted(_OPERATOR_TEXT.split(), key=len, reverse=True)
 
@@ -191,16 +192,17 @@ def tokenize(text: str) -> list[Token]:
 
 def _next(text: str, i: int, before: list[Token]) -> tuple[Token, int]:
     ch = text[i]
-    rest = text[i:]
-    if ch == "#" or (rest.startswith("--") and (len(rest) == 2 or rest[2] <= " ")):
+    after = text[i + 1 : i + 3]  # the two characters after this one (no copy of the rest)
+    if ch == "#" or (after[:1] == "-" == ch and after[1:2] <= " "):
         end = text.find("\n", i)
         end = len(text) if end < 0 else end
         return Token("comment", text[i:end], i), end
-    if rest.startswith("/*"):
+    if text.startswith("/*", i):
         end = text.find("*/", i + 2)
         if end < 0:
             raise BadInput("--where has an unterminated comment ('/*' without '*/')")
-        kind = "xcomment" if rest.startswith(("/*!", "/*M!", "/*m!")) else "comment"
+        executable = text.startswith(("/*!", "/*M!", "/*m!"), i)
+        kind = "xcomment" if executable else "comment"
         return Token(kind, text[i : end + 2], i), end + 2
     if ch in _STRING:
         m = _STRING[ch].match(text, i)
@@ -217,7 +219,7 @@ def _next(text: str, i: int, before: list[Token]) -> tuple[Token, int]:
         if not m:
             raise BadInput("--where has an unterminated quoted name (` without its closing `)")
         return Token("quoted", m.group(0)[1:-1].replace("``", "`"), i), m.end()
-    if ch.isdigit() or (ch == "." and rest[1:2].isdigit() and not _follows_name(before)):
+    if ch.isdigit() or (ch == "." and after[:1].isdigit() and not _follows_name(before)):
         m = _NUMBER.match(text, i)
         if m:
             return Token("number", m.group(0), i), m.end()
@@ -225,13 +227,13 @@ def _next(text: str, i: int, before: list[Token]) -> tuple[Token, int]:
     if m:
         return Token("word", m.group(0), i), m.end()
     if ch == "@":
-        m = re.compile(r"@@?[0-9A-Za-z_$.]*").match(text, i)
+        m = _VARIABLE.match(text, i)
         assert m is not None
         return Token("var", m.group(0), i), m.end()
     if ch in "(),.":
         return Token(ch, ch, i), i + 1
     for op in _OPERATORS:
-        if rest.startswith(op):
+        if text.startswith(op, i):
             return Token("op", op, i), i + len(op)
     raise BadInput(_bad_character(text, i))
 
