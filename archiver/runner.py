@@ -272,15 +272,54 @@ class Runner:
         return src, dst
 
     def _check_where(self, sql: ChunkSql) -> None:
+        """Refuse a `--where` the server rejects, before any checkpoint table or job row exists:
+        first by EXPLAIN, then by evaluating it on one row. Some errors only show when the
+        condition is evaluated (a scalar subquery that returns more than one row, 1242, passes
+        EXPLAIN); this reads rows until the first one that matches, so it raises whatever the
+        first chunk would. It is bounded by max_statement_time: a table where no row matches
+        can take long to read in full, and a check that runs out of time is skipped with a
+        warning, not taken for a failure."""
         crit = self.spec.selection.criteria
         if crit is None or not crit.where:
             return
         cond, params = crit.sql()
+
+        def complaint(exc: DBAPIError) -> str:
+            args: tuple[Any, ...] = tuple(getattr(exc.orig, "args", ()))
+            text = str(args[1]) if len(args) > 1 else str(exc.orig)
+            return text if len(text) <= 200 else text[:199] + "…"
+
         try:
-            self.db.rows(f"EXPLAIN SELECT `lead_id` FROM {sql.s} WHERE {cond} LIMIT 0", params)
+            self.db.rows(
+                f"EXPLAIN SELECT s.`lead_id` FROM {sql.s} AS s WHERE {cond} LIMIT 0", params
+            )
         except DBAPIError as exc:
-            msg = str(getattr(exc, "orig", exc)).split(",", 1)[-1].strip(" )'\"")
-            raise BadInput(f"--where is not a valid condition: {msg}") from None
+            if mysql_errno(exc) in CONNECTION_LOST:
+                raise
+            raise BadInput(f"--where is not a valid condition: {complaint(exc)}") from None
+        seconds = 5
+        probe = f"SELECT 1 FROM {sql.s} AS s WHERE {cond} LIMIT 1"
+        if "mariadb" in str(self.db.scalar("SELECT VERSION()")).lower():
+            probe = f"SET STATEMENT max_statement_time = {seconds} FOR {probe}"
+        else:  # MySQL: an optimizer hint, in milliseconds
+            probe = probe.replace(
+                "SELECT", f"SELECT /*+ MAX_EXECUTION_TIME({seconds * 1000}) */", 1
+            )
+        try:
+            self.db.rows(probe, params)
+        except DBAPIError as exc:
+            errno = mysql_errno(exc)
+            if errno in CONNECTION_LOST:
+                raise
+            if errno in (1969, 3024):  # max_statement_time (MariaDB), MAX_EXECUTION_TIME (MySQL)
+                msg = f"--where was not tried on a row: no matching row within {seconds}s"
+                self.warnings.append(msg)
+                self.log.warning("where_unchecked", seconds=seconds)
+                return
+            raise BadInput(
+                f"--where fails when the server runs it: {complaint(exc)}; "
+                "fix the condition and run again"
+            ) from None
 
     def _find_guards(self) -> None:
         if self.spec.direction != ARCHIVE:

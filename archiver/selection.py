@@ -18,20 +18,10 @@ from typing import IO, Any
 from archiver.config import parse_before
 from archiver.db import Db, q
 from archiver.errors import BadInput
+from archiver.where import check as check_where
 
 MAX_LEAD_ID = 4294967295  # INT UNSIGNED
 REQUEST_KEYS = {"insert_leads", "update_leads", "delete_leads", "lead_ids"}
-
-# Words that have no place in a condition: they write, lock, wait, read files or end the
-# statement. `--where` is refused when it holds one of them outside a string literal.
-_FORBIDDEN = re.compile(
-    r"\b(INSERT|UPDATE|DELETE|REPLACE|DROP|ALTER|CREATE|TRUNCATE|RENAME|GRANT|REVOKE|CALL|DO|"
-    r"HANDLER|LOAD|LOCK|UNLOCK|SET|INTO|OUTFILE|DUMPFILE|SHUTDOWN|KILL|EXECUTE|PREPARE|"
-    r"DEALLOCATE|FLUSH|PURGE|RESET|INSTALL|UNINSTALL|SLEEP|BENCHMARK|GET_LOCK|RELEASE_LOCK|"
-    r"RELEASE_ALL_LOCKS|IS_FREE_LOCK|IS_USED_LOCK|LOAD_FILE|NEXTVAL|SETVAL|LASTVAL|UNION|"
-    r"SHARE|PROCEDURE|WINDOW)\b",
-    re.IGNORECASE,
-)
 
 
 def parse_id(token: str, where: str = "lead id") -> int:
@@ -111,25 +101,8 @@ def check_limit(ids: Sequence[int], limit: int, source: str) -> None:
 
 
 def validate_where(where: str) -> str:
-    """A raw `--where` may be a condition and nothing else."""
-    stripped = re.sub(r"'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.|\"\")*\"|`[^`]*`", "''", where)
-    if re.search(r";|--|#|/\*", stripped):
-        raise BadInput("--where must be one condition: no ';' and no comments")
-    depth = 0
-    for ch in stripped:
-        depth += {"(": 1, ")": -1}.get(ch, 0)
-        if depth < 0:
-            break
-    if depth != 0:
-        raise BadInput("--where has unbalanced parentheses; give one condition")
-    bad = _FORBIDDEN.search(stripped)
-    if bad:
-        raise BadInput(f"--where may only be a condition; {bad.group(0)!r} is not allowed in it")
-    if re.search(r"'|\"", stripped.replace("''", "")):
-        raise BadInput("--where has an unterminated string literal")
-    if not stripped.strip():
-        raise BadInput("--where is empty")
-    return where.strip()
+    """A raw `--where` may be one condition that only reads (the rules: `archiver.where`)."""
+    return check_where(where)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,11 @@ LIMIT_HINT = (
     "config (or use criteria for bulk runs)"
 )
 IDS_501 = [str(i) for i in range(1, 502)]
+WHERE_RULE = (
+    "a condition reads columns and calls side-effect-free functions only (see `--where` in the "
+    "README)"
+)
+WHERE_COMMENT = "--where may not hold comments (#, -- , /* … */); give the condition alone"
 
 
 @dataclass
@@ -238,32 +243,32 @@ ISSUE_3 = [
     Case(
         "archive-where-write",
         ["archive", "--where", "lead_id = 1 OR DELETE"],
-        "--where may only be a condition; 'DELETE' is not allowed in it",
+        f"--where may not hold DELETE: {WHERE_RULE}",
     ),
     Case(
         "archive-where-semicolon",
         ["archive", "--where", "1=1; DROP TABLE vicidial_list"],
-        "--where must be one condition: no ';' and no comments",
+        "--where must be one condition: ';' ends a statement and is not allowed",
     ),
     Case(
         "archive-where-union",
         ["archive", "--where", "1=1 UNION SELECT 1"],
-        "--where may only be a condition; 'UNION' is not allowed in it",
+        f"--where may not hold UNION: {WHERE_RULE}",
     ),
     Case(
         "archive-where-sleep",
         ["archive", "--where", "SLEEP(5) = 0"],
-        "--where may only be a condition; 'SLEEP' is not allowed in it",
+        "--where may not call SLEEP(): allowed are side-effect-free built-in functions only …",
     ),
     Case(
         "archive-where-comment",
         ["archive", "--where", "1=1 -- AND lead_id < 5"],
-        "--where must be one condition: no ';' and no comments",
+        WHERE_COMMENT,
     ),
     Case(
         "archive-where-block-comment",
         ["archive", "--where", "1=1 /* x */"],
-        "--where must be one condition: no ';' and no comments",
+        WHERE_COMMENT,
     ),
     Case(
         "archive-two-selection-kinds",
@@ -582,57 +587,58 @@ HOSTILE_ARCHIVE = [
     Case(
         "archive-where-unknown-table",
         ["archive", "--where", "lead_id IN (SELECT lead_id FROM nosuchtable)"],
-        "--where is not a valid condition: Table '{db}.nosuchtable' doesn't exist",
+        "--where may read only VICIdial's tables in a subquery, not nosuchtable …",
     ),
     Case(
         "archive-where-bind-name",
         ["archive", "--where", "status = :c_statuses"],
-        "--where is not a valid condition: You have an error in your SQL syntax; …",
+        f"--where holds ':', which has no place in a condition: {WHERE_RULE}",
     ),
     Case(
         "archive-where-qmark",
         ["archive", "--where", "status = ?"],
-        "--where is not a valid condition: You have an error in your SQL syntax; …",
+        "--where may not hold '?' placeholders: write the values in the condition",
     ),
     Case(
         "archive-where-hash-comment",
         ["archive", "--where", "1=1 # x"],
-        "--where must be one condition: no ';' and no comments",
+        WHERE_COMMENT,
     ),
     Case(
         "archive-where-versioned-comment",
         ["archive", "--where", "1=1 /*!50000 OR 1*/"],
-        "--where must be one condition: no ';' and no comments",
+        "--where may not hold executable comments (/*! … */, /*M! … */): the server runs what "
+        "they hold",
     ),
     Case(
         "archive-where-benchmark",
         ["archive", "--where", "BENCHMARK(10000000, MD5(1)) = 0"],
-        "--where may only be a condition; 'BENCHMARK' is not allowed in it",
+        "--where may not call BENCHMARK(): allowed are side-effect-free built-in functions only …",
     ),
     Case(
         "archive-where-into-outfile",
         ["archive", "--where", "1=1 INTO OUTFILE '/tmp/x'"],
-        "--where may only be a condition; 'INTO' is not allowed in it",
+        f"--where may not hold INTO: {WHERE_RULE}",
     ),
     Case(
         "archive-where-for-update",
         ["archive", "--where", "1=1 FOR UPDATE"],
-        "--where may only be a condition; 'UPDATE' is not allowed in it",
+        f"--where may not hold FOR: {WHERE_RULE}",
     ),
     Case(
         "archive-where-get-lock",
         ["archive", "--where", "GET_LOCK('vicidial-archiver', 9)"],
-        "--where may only be a condition; 'GET_LOCK' is not allowed in it",
+        "--where may not call GET_LOCK(): allowed are side-effect-free built-in functions only …",
     ),
     Case(
         "archive-where-load-file",
         ["archive", "--where", "LOAD_FILE('/etc/passwd') IS NULL"],
-        "--where may only be a condition; 'LOAD_FILE' is not allowed in it",
+        "--where may not call LOAD_FILE(): allowed are side-effect-free built-in functions only …",
     ),
     Case(
         "archive-where-drop",
         ["archive", "--where", "(DROP TABLE vicidial_list)"],
-        "--where may only be a condition; 'DROP' is not allowed in it",
+        f"--where may not hold DROP: {WHERE_RULE}",
     ),
     Case(
         "archive-where-unbalanced",
@@ -648,7 +654,7 @@ HOSTILE_ARCHIVE = [
     Case(
         "archive-dry-run-bad-where",
         ["archive", "--dry-run", "--where", "1=1 UNION SELECT 1"],
-        "--where may only be a condition; 'UNION' is not allowed in it",
+        f"--where may not hold UNION: {WHERE_RULE}",
     ),
     Case(
         "archive-config-missing",
