@@ -868,11 +868,23 @@ def serve(ctx: Ctx, listen: str, print_openapi: bool) -> None:
 
 
 @cli.command()
-@click.argument("phones", metavar="PHONE[,PHONE…]")
+@click.argument("phones", metavar="[PHONE[,PHONE…]]", required=False)
+@click.option(
+    "--vendor-lead-code",
+    "codes",
+    metavar="CODE[,CODE…]",
+    help="Search by vendor_lead_code instead of phone number (search_method=VENDOR_LEAD_CODE).",
+)
 @click.option(
     "--archived",
     is_flag=True,
     help="Search the archive table instead of vicidial_list (archived_lead=Y).",
+)
+@click.option("--list-id", metavar="ID", help="Only leads of this list (search_location=LIST).")
+@click.option(
+    "--campaign",
+    metavar="ID",
+    help="Only leads of this campaign's lists (search_location=CAMPAIGN).",
 )
 @click.option("--header", is_flag=True, help="First print search_key|records_found|lead_ids.")
 @click.option(
@@ -885,20 +897,36 @@ def serve(ctx: Ctx, listen: str, print_openapi: bool) -> None:
 )
 @click.option("--user", metavar="NAME", help="The <user> of VICIdial's lines (default: OS user).")
 @click.pass_obj
-def search(
-    ctx: Ctx, phones: str, archived: bool, header: bool, records: int, user: str | None
-) -> None:
-    """Lead ids by phone number, printed exactly as VICIdial's lead_search API call prints
-    them: one `<number>|<count>|<id-id-…>` line per number, highest lead_id first.
+def search(ctx: Ctx, /, **kw: Any) -> None:
+    """Lead ids by phone number (or --vendor-lead-code), printed exactly as VICIdial's
+    lead_search API call prints them: one `<key>|<count>|<id-id-…>` line per number or code,
+    highest lead_id first.
 
-    Exit 0 when a number matched, 1 when none did, 2 when no number has 6–18 digits."""
+    Exit 0 when a key matched, 1 when none did, 2 when no number has 6–18 digits."""
     from archiver import search as lead_search
 
+    if (kw["phones"] is None) == (kw["codes"] is None):
+        raise BadInput("give phone numbers or --vendor-lead-code CODES (one of the two)")
+    if kw["list_id"] is not None and kw["campaign"] is not None:
+        raise BadInput("give --list-id or --campaign, not both (VICIdial's one search_location)")
+    scope = None
+    if kw["list_id"] is not None:
+        scope = Criteria(list_ids=(parse_list_id(kw["list_id"]),))
+    elif kw["campaign"] is not None:
+        scope = Criteria(campaigns=(kw["campaign"],))
+    method = lead_search.PHONE_NUMBER if kw["codes"] is None else lead_search.VENDOR_LEAD_CODE
     settings = ctx.settings()
-    table = settings.archive_table if archived else settings.live_table
+    table = settings.archive_table if kw["archived"] else settings.live_table
     with open_db(settings) as db:
         result = lead_search.search(
-            db, table, phones, user=user or getpass.getuser(), records=records, header=header
+            db,
+            table,
+            kw["phones"] if kw["codes"] is None else kw["codes"],
+            user=kw["user"] or getpass.getuser(),
+            records=kw["records"],
+            header=kw["header"],
+            method=method,
+            scope=scope,
         )
     for line in result.lines:
         _out(line)

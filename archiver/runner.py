@@ -720,11 +720,13 @@ class Runner:
         return None
 
     def run(self) -> Summary:
+        from archiver import selection
         from archiver.throttle import Throttle
 
         src, dst = self.tables()
         check_overrides(dst, self.spec.overrides)
         self._resolve_criteria(None)
+        self.warnings += selection.check_scope(self.db, self.spec.selection.criteria)
         spec = self.spec
         sql = ChunkSql(spec.direction, src, dst, spec.overrides)
         self._check_where(sql)

@@ -11,6 +11,12 @@ never one statement per number. The number each row belongs to is decided by the
 `FIELD()` under the column's own collation, so a row matches exactly the numbers VICIdial's
 `phone_number IN (…)` would match it with (utf8_unicode_ci: trailing spaces and other scripts'
 digits compare equal), and the per-number cap is applied on the server with ROW_NUMBER().
+
+`search_method=VENDOR_LEAD_CODE` is the same statement over `vendor_lead_code` (no index in the
+stock schema: one scan per batch of 500 codes, not one per code), and `search_location`
+(`--list-id`, `--campaign`) one more condition inside it. `ERROR:` lines echo the input as
+VICIdial does, after its input filter: phone numbers keep only digits and commas; vendor lead
+codes lose `;`, `#` and `"`, and `+` is a space (URL decoding).
 """
 
 from __future__ import annotations
@@ -22,12 +28,16 @@ from dataclasses import dataclass
 from archiver.db import Db, q
 from archiver.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, BadInput, SchemaDrift
 from archiver.logging import get_logger
+from archiver.selection import Criteria, check_scope
 
 MIN_DIGITS = 6
 MAX_DIGITS = 18
 DEFAULT_RECORDS = 1000
 BATCH = 500  # distinct numbers per statement: bounds the statement's size, not the ids returned
 HEADER = "search_key|records_found|lead_ids"
+PHONE_NUMBER = "PHONE_NUMBER"
+VENDOR_LEAD_CODE = "VENDOR_LEAD_CODE"
+COLUMNS = {PHONE_NUMBER: "phone_number", VENDOR_LEAD_CODE: "vendor_lead_code"}
 
 
 @dataclass(frozen=True)
@@ -49,12 +59,30 @@ def parse_numbers(text: str) -> list[str]:
     return out
 
 
+def phone_echo(text: str) -> str:
+    """The phone_number parameter as VICIdial's input filter leaves it: digits and commas."""
+    return re.sub(r"[^0-9,]", "", text)
+
+
+def clean_codes(text: str) -> str:
+    """The vendor_lead_code parameter as VICIdial's input filter leaves it."""
+    return re.sub(r'[;#"]', "", text).replace("+", " ")
+
+
+def parse_codes(text: str) -> list[str]:
+    """The codes to search, in the order given (duplicates kept); empty ones skipped."""
+    return [code for code in clean_codes(text).split(",") if code]
+
+
 def no_valid_line(user: str, text: str) -> str:
-    return f"ERROR: lead_search NO VALID SEARCH METHOD - {user}|PHONE_NUMBER|(0)|(0)|{text}(0)"
+    echo = phone_echo(text)
+    return f"ERROR: lead_search NO VALID SEARCH METHOD - {user}|PHONE_NUMBER|(0)|(0)|{echo}(0)"
 
 
-def no_match_line(user: str, text: str) -> str:
-    return f"ERROR: lead_search NO MATCHES FOUND IN THE SYSTEM: |{user}|||{text}"
+def no_match_line(user: str, text: str, method: str = PHONE_NUMBER) -> str:
+    if method == VENDOR_LEAD_CODE:
+        return f"ERROR: lead_search NO MATCHES FOUND IN THE SYSTEM: |{user}||{clean_codes(text)}|"
+    return f"ERROR: lead_search NO MATCHES FOUND IN THE SYSTEM: |{user}|||{phone_echo(text)}"
 
 
 def format_lines(
@@ -64,12 +92,14 @@ def format_lines(
     user: str,
     text: str,
     header: bool = False,
+    method: str = PHONE_NUMBER,
 ) -> SearchResult:
-    """The lines for numbers already searched; `found` maps a number to its ids, highest first."""
+    """The lines for keys (numbers or codes) already searched; `found` maps a key to its ids,
+    highest first."""
     if not numbers:
         return SearchResult([no_valid_line(user, text)], EXIT_BAD_INPUT)
     if not any(found.get(n) for n in numbers):
-        return SearchResult([no_match_line(user, text)], EXIT_FAILED)
+        return SearchResult([no_match_line(user, text, method)], EXIT_FAILED)
     lines = [HEADER] if header else []
     for number in numbers:
         ids = found.get(number, [])
@@ -77,31 +107,44 @@ def format_lines(
     return SearchResult(lines, EXIT_OK)
 
 
-def search_sql(table: str, count: int) -> str:
-    """The statement for `count` distinct numbers bound as :n0 … :n{count-1}, and :cap."""
+def search_sql(table: str, count: int, column: str = "phone_number", scope: str = "") -> str:
+    """The statement for `count` distinct keys bound as :n0 … :n{count-1}, and :cap; `scope`
+    is a further condition on the table's own columns (search_location)."""
     names = ", ".join(f":n{i}" for i in range(count))
+    col = q(column)
+    extra = f" AND {scope}" if scope else ""
     return (
-        f"SELECT FIELD(m.`phone_number`, {names}) AS k, m.`lead_id`\n"
-        f"FROM (SELECT `phone_number`, `lead_id`, ROW_NUMBER() OVER"
-        f" (PARTITION BY `phone_number` ORDER BY `lead_id` DESC) AS rn\n"
-        f"      FROM {q(table)} WHERE `phone_number` IN ({names})) AS m\n"
+        f"SELECT FIELD(m.{col}, {names}) AS k, m.`lead_id`\n"
+        f"FROM (SELECT {col}, `lead_id`, ROW_NUMBER() OVER"
+        f" (PARTITION BY {col} ORDER BY `lead_id` DESC) AS rn\n"
+        f"      FROM {q(table)} WHERE {col} IN ({names}){extra}) AS m\n"
         f"WHERE m.rn <= :cap\n"
         f"ORDER BY k, m.`lead_id` DESC"
     )
 
 
-def find_ids(db: Db, table: str, numbers: Sequence[str], records: int) -> dict[str, list[int]]:
-    """Each distinct number's lead ids in `table`, highest first, at most `records` each.
+def find_ids(
+    db: Db,
+    table: str,
+    numbers: Sequence[str],
+    records: int,
+    *,
+    column: str = "phone_number",
+    scope: Criteria | None = None,
+) -> dict[str, list[int]]:
+    """Each distinct key's lead ids in `table`, highest first, at most `records` each.
 
-    Partitioning by phone_number groups rows under the column's collation, the same equality
-    IN and FIELD use, so each partition is one searched number."""
+    Partitioning by the column groups rows under the column's collation, the same equality
+    IN and FIELD use, so each partition is one searched key."""
+    cond, scope_params = scope.sql() if scope is not None else ("", {})
     distinct = list(dict.fromkeys(numbers))
     found: dict[str, list[int]] = {}
     for start in range(0, len(distinct), BATCH):
         batch = distinct[start : start + BATCH]
         params: dict[str, object] = {f"n{i}": n for i, n in enumerate(batch)}
         params["cap"] = records
-        for k, lead_id in db.rows(search_sql(table, len(batch)), params):
+        params.update(scope_params)
+        for k, lead_id in db.rows(search_sql(table, len(batch), column, cond), params):
             found.setdefault(batch[int(k) - 1], []).append(int(lead_id))
     return found
 
@@ -124,11 +167,22 @@ def search(
     user: str,
     records: int = DEFAULT_RECORDS,
     header: bool = False,
+    method: str = PHONE_NUMBER,
+    scope: Criteria | None = None,
 ) -> SearchResult:
-    """`lead_search` over `table` (vicidial_list, or the archive for `archived_lead=Y`)."""
-    numbers = parse_numbers(text)
-    if not numbers:
-        return format_lines(numbers, {}, user=user, text=text, header=header)
+    """`lead_search` over `table` (vicidial_list, or the archive for `archived_lead=Y`):
+    by phone number or vendor lead code (`method`), in the whole table or only in the list or
+    campaign of `scope` (search_location)."""
+    if method == VENDOR_LEAD_CODE:
+        keys = parse_codes(text)
+        if not keys:
+            raise BadInput(
+                f"--vendor-lead-code {text!r} names no code; give codes separated by commas"
+            )
+    else:
+        keys = parse_numbers(text)
+        if not keys:
+            return format_lines(keys, {}, user=user, text=text, header=header)
     if records < 1:
         raise BadInput(f"--records must be at least 1, got {records}")
     if not table_exists(db, table):
@@ -136,12 +190,15 @@ def search(
             f"table {table!r} does not exist in this database; check --dsn "
             "(and `schema init` for the archive)"
         )
-    found = find_ids(db, table, numbers, records)
-    result = format_lines(numbers, found, user=user, text=text, header=header)
+    check_scope(db, scope)
+    found = find_ids(db, table, keys, records, column=COLUMNS[method], scope=scope)
+    result = format_lines(keys, found, user=user, text=text, header=header, method=method)
     get_logger().info(
         "search",
         table=table,
-        numbers=len(numbers),
-        matched=sum(1 for n in set(numbers) if found.get(n)),
+        method=method,
+        scope=scope.canonical() if scope is not None else {},
+        keys=len(keys),
+        matched=sum(1 for n in set(keys) if found.get(n)),
     )
     return result

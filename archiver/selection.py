@@ -18,6 +18,7 @@ from typing import IO, Any
 from archiver.config import parse_before
 from archiver.db import Db, q
 from archiver.errors import BadInput
+from archiver.logging import get_logger
 from archiver.where import check as check_where
 
 MAX_LEAD_ID = 4294967295  # INT UNSIGNED
@@ -188,6 +189,96 @@ class Criteria:
             # Escape ':' so SQLAlchemy's text() does not read `'%:x%'` as a bind parameter.
             parts.append("(" + self.where.replace(":", "\\:") + ")")
         return " AND ".join(parts), params
+
+
+LISTS_TABLE = "vicidial_lists"
+CAMPAIGNS_SHOWN = 20
+
+
+def check_scope(db: Db, criteria: Criteria | None) -> list[str]:
+    """Refuse criteria that name nothing; warn about list ids with no row in vicidial_lists.
+
+    A campaign is its lists, so a campaign without a list (a typo, most likely) selects no lead
+    ever: bad input, named along with the campaigns that exist. A list id without a row stays
+    allowed, since leads of a deleted list are real; the warning is logged here, once, and
+    returned for the caller's summary. Reads only, before anything is written."""
+    if criteria is None or not (criteria.campaigns or criteria.list_ids):
+        return []
+    has_lists = _has_table(db, LISTS_TABLE)
+    if criteria.campaigns:
+        if not has_lists:
+            raise BadInput(
+                f"--campaign needs the table {LISTS_TABLE}, which does not exist in this "
+                "database; select by --list-id instead, or check --dsn"
+            )
+        _check_campaigns(db, sorted(set(criteria.campaigns)))
+    if not criteria.list_ids:
+        return []
+    wanted = sorted(set(criteria.list_ids))
+    found = set()
+    if has_lists:
+        rows = db.rows(
+            f"SELECT `list_id` FROM {q(LISTS_TABLE)} WHERE `list_id` IN :l", {"l": wanted}
+        )
+        found = {int(r[0]) for r in rows}
+    missing = [lid for lid in wanted if lid not in found]
+    if not missing:
+        return []
+    names = ", ".join(map(str, missing))
+    if len(missing) == 1:
+        msg = f"list {names} has no row in {LISTS_TABLE} (a deleted list?); its leads"
+    else:
+        msg = f"lists {names} have no row in {LISTS_TABLE} (deleted lists?); their leads"
+    msg += " are selected all the same"
+    get_logger().warning("unknown_list", list_ids=missing, warning=msg)
+    return [msg]
+
+
+def _check_campaigns(db: Db, campaigns: list[str]) -> None:
+    # One lookup per campaign (a handful at most), each under the column's own collation: the
+    # equality the selection's `campaign_id IN (…)` uses.
+    missing = [
+        c
+        for c in campaigns
+        if not db.rows(f"SELECT 1 FROM {q(LISTS_TABLE)} WHERE `campaign_id` = :c LIMIT 1", {"c": c})
+    ]
+    if not missing:
+        return
+    if len(missing) == 1:
+        head = f"campaign {missing[0]} has no list in {LISTS_TABLE}, so it selects no lead"
+    else:
+        head = (
+            f"campaigns {', '.join(missing)} have no list in {LISTS_TABLE}, so they select no lead"
+        )
+    known = "campaign_id IS NOT NULL AND campaign_id <> ''"
+    total = int(
+        db.scalar(f"SELECT COUNT(DISTINCT `campaign_id`) FROM {q(LISTS_TABLE)} WHERE {known}")
+    )
+    shown = [
+        str(r[0])
+        for r in db.rows(
+            f"SELECT DISTINCT `campaign_id` FROM {q(LISTS_TABLE)} WHERE {known}"
+            " ORDER BY `campaign_id` LIMIT :n",
+            {"n": CAMPAIGNS_SHOWN},
+        )
+    ]
+    if not shown:
+        raise BadInput(f"{head}; {LISTS_TABLE} names no campaign at all")
+    if total > len(shown):
+        tail = f"campaigns that exist (the first {len(shown)} of {total}): {', '.join(shown)}, …"
+    else:
+        tail = f"campaigns that exist: {', '.join(shown)}"
+    raise BadInput(f"{head}; {tail}")
+
+
+def _has_table(db: Db, table: str) -> bool:
+    return bool(
+        db.scalar(
+            "SELECT COUNT(*) FROM information_schema.TABLES"
+            " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t",
+            {"t": table},
+        )
+    )
 
 
 @dataclass(frozen=True)

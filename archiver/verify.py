@@ -26,7 +26,7 @@ from archiver import schema
 from archiver.db import Db
 from archiver.logging import get_logger
 from archiver.schema import Table
-from archiver.selection import Selection, Walker
+from archiver.selection import Selection, Walker, check_scope
 from archiver.steps import ARCHIVE, ChunkSql
 
 BOTH_EQUAL = "both_equal"
@@ -207,6 +207,7 @@ def verify(
 ) -> VerifyReport:
     """Compare live and archive for the selection; reads only."""
     live, archive = schema.require_tables(db, live_table, archive_table)
+    scope_warnings = check_scope(db, selection.criteria)
     sql = ChunkSql(ARCHIVE, live, archive)
     stmt = classify_sql(sql)
     report = VerifyReport(
@@ -215,7 +216,7 @@ def verify(
         "ids" if selection.ids is not None else "criteria",
         len(sql.compared),
         list_limit,
-        warnings=_warnings(live, archive),
+        warnings=_warnings(live, archive) + scope_warnings,
     )
     if selection.ids is not None:
         ids = selection.ids

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -64,7 +64,7 @@ def test_header_with_separators(sdb: VDb) -> None:
 def test_no_match_at_all(sdb: VDb) -> None:
     assert run(sdb, "999-555-0000,1112223333") == (
         1,
-        "ERROR: lead_search NO MATCHES FOUND IN THE SYSTEM: |admin|||999-555-0000,1112223333\n",
+        "ERROR: lead_search NO MATCHES FOUND IN THE SYSTEM: |admin|||9995550000,1112223333\n",
     )
     # the header is part of the results, not of the error line
     assert run(sdb, "--header", "9995550000") == (
@@ -89,7 +89,7 @@ def test_too_short_and_too_long_are_skipped_silently(sdb: VDb) -> None:
 def test_no_valid_number(sdb: VDb) -> None:
     assert run(sdb, "12345,abc") == (
         2,
-        "ERROR: lead_search NO VALID SEARCH METHOD - admin|PHONE_NUMBER|(0)|(0)|12345,abc(0)\n",
+        "ERROR: lead_search NO VALID SEARCH METHOD - admin|PHONE_NUMBER|(0)|(0)|12345,(0)\n",
     )
     assert run(sdb, "") == (
         2,
@@ -206,3 +206,188 @@ def test_lookup_uses_the_phone_number_index(vdb: VDb) -> None:
     rows = vdb.db.rows("EXPLAIN " + sql, {"n0": "7275551111", "n1": "8135552222", "cap": 10})
     keys = {str(r[5]) for r in rows if r[2] == LIVE}
     assert keys & {"phone_number", "phone_list"}, rows
+
+
+# --- issue 15: vendor lead codes, search_location, VICIdial's echo ---------------------------
+
+# Leads 1–300: vendor_lead_code CRM<n % 50>, phone 727555000<n % 10>, list ELT(1 + n % 4):
+# 101, 102 (campaign SALESA), 201 (SURVEY), 104 (no row in vicidial_lists). Leads 57 and 58
+# are archived. So CRM7 is 7, 107, 157, 207, 257 live, as in the issue's observed output.
+CRM_LISTS = (101, 102, 201, 104)
+CRM_ARCHIVED = (57, 58)
+
+
+def crm_list(n: int) -> int:
+    return CRM_LISTS[n % 4]
+
+
+@pytest.fixture
+def crm(vdb: VDb) -> VDb:
+    vdb.db.write(
+        f"INSERT INTO `{LIVE}` (lead_id, vendor_lead_code, phone_number, list_id)"
+        " SELECT seq, CONCAT('CRM', seq % 50), CONCAT('727555000', seq % 10),"
+        " ELT(1 + seq % 4, 101, 102, 201, 104) FROM seq_1_to_300"
+    )
+    vdb.db.write(f"INSERT INTO `{ARCHIVE}` SELECT * FROM `{LIVE}` WHERE lead_id IN (57, 58)")
+    vdb.db.write(f"DELETE FROM `{LIVE}` WHERE lead_id IN (57, 58)")
+    return vdb
+
+
+def run_as(vdb: VDb, *args: str) -> tuple[int, str]:
+    result = vdb.cli(["search", "--user", "6666", *args])
+    return result.exit_code, result.stdout
+
+
+def test_vendor_lead_code_as_vicidial_printed_it(crm: VDb) -> None:
+    assert run_as(crm, "--vendor-lead-code", "CRM7,CRM8,NOPE") == (
+        0,
+        "CRM7|5|257-207-157-107-7\nCRM8|5|258-208-158-108-8\nNOPE|0|\n",
+    )
+
+
+def test_vendor_lead_code_no_match_at_all(crm: VDb) -> None:
+    assert run_as(crm, "--vendor-lead-code", "NOPE1,NOPE2") == (
+        1,
+        "ERROR: lead_search NO MATCHES FOUND IN THE SYSTEM: |6666||NOPE1,NOPE2|\n",
+    )
+    # the echo is the codes after VICIdial's filter: `;`, `#`, `"` gone, `+` a space
+    assert run_as(crm, "--vendor-lead-code", 'NO"PE;1,NO+PE#2') == (
+        1,
+        "ERROR: lead_search NO MATCHES FOUND IN THE SYSTEM: |6666||NOPE1,NO PE2|\n",
+    )
+
+
+def test_vendor_lead_code_in_the_archive(crm: VDb) -> None:
+    assert run_as(crm, "--archived", "--vendor-lead-code", "CRM7,CRM8,NOPE") == (
+        0,
+        "CRM7|1|57\nCRM8|1|58\nNOPE|0|\n",
+    )
+    assert run_as(crm, "--archived", "--vendor-lead-code", "CRM9") == (
+        1,
+        "ERROR: lead_search NO MATCHES FOUND IN THE SYSTEM: |6666||CRM9|\n",
+    )
+
+
+def test_vendor_lead_code_filtered_as_vicidial_does(crm: VDb) -> None:
+    crm.db.write(f"UPDATE `{LIVE}` SET vendor_lead_code = 'A B' WHERE lead_id = 300")
+    # order and duplicates kept; `;#"` removed; `+` is a space; an empty code is skipped
+    assert run_as(crm, "--vendor-lead-code", 'CRM"8;,A+B,,CRM#8,') == (
+        0,
+        "CRM8|5|258-208-158-108-8\nA B|1|300\nCRM8|5|258-208-158-108-8\n",
+    )
+
+
+def test_vendor_lead_code_header_and_records_per_code(crm: VDb) -> None:
+    assert run_as(crm, "--header", "--records", "2", "--vendor-lead-code", "CRM7,CRM8") == (
+        0,
+        "search_key|records_found|lead_ids\nCRM7|2|257-207\nCRM8|2|258-208\n",
+    )
+
+
+def test_vendor_lead_code_bad_input(crm: VDb) -> None:
+    for args in (
+        ["--vendor-lead-code", ";#"],
+        ["--vendor-lead-code", "CRM7", "7275550007"],
+        [],
+        ["--list-id", "101", "--campaign", "SALESA", "7275550007"],
+    ):
+        result = crm.cli(["search", *args])
+        assert result.exit_code == 2, args
+        assert result.stdout == ""
+        assert [line for line in result.stderr.splitlines() if line.startswith("Error:")], args
+
+
+def expected(phone_digit: int, keep: Callable[[int], bool], ids: Sequence[int]) -> str:
+    found = sorted((n for n in ids if n % 10 == phone_digit and keep(n)), reverse=True)
+    return f"727555000{phone_digit}|{len(found)}|{'-'.join(map(str, found))}\n"
+
+
+LIVE_CRM = [n for n in range(1, 301) if n not in CRM_ARCHIVED]
+
+
+def test_search_location_list(crm: VDb) -> None:
+    code, out = run_as(crm, "--list-id", "104", "7275550007,7275550002")
+    assert code == 0
+    assert out == expected(7, lambda n: crm_list(n) == 104, LIVE_CRM) + expected(
+        2, lambda n: crm_list(n) == 104, LIVE_CRM
+    )
+    assert out.startswith("7275550007|15|287-267-")
+    assert out.endswith("7275550002|0|\n")  # an even n is never on list 104 (n % 4 == 3)
+    assert run_as(crm, "--list-id", "104", "--vendor-lead-code", "CRM7") == (
+        0,
+        "CRM7|3|207-107-7\n",
+    )
+    assert run_as(crm, "--archived", "--list-id", "102", "7275550007") == (0, "7275550007|1|57\n")
+    assert run_as(crm, "--archived", "--list-id", "101", "7275550007") == (
+        1,
+        "ERROR: lead_search NO MATCHES FOUND IN THE SYSTEM: |6666|||7275550007\n",
+    )
+
+
+def test_search_location_campaign(crm: VDb) -> None:
+    salesa = {101, 102}
+    code, out = run_as(crm, "--campaign", "SALESA", "7275550007")
+    assert (code, out) == (0, expected(7, lambda n: crm_list(n) in salesa, LIVE_CRM))
+    assert run_as(crm, "--campaign", "SALESA", "--vendor-lead-code", "CRM7") == (
+        0,
+        "CRM7|2|257-157\n",
+    )
+    assert run_as(crm, "--archived", "--campaign", "SALESA", "--vendor-lead-code", "CRM7") == (
+        0,
+        "CRM7|1|57\n",
+    )
+    assert run_as(crm, "--campaign", "SURVEY", "--vendor-lead-code", "CRM7") == (
+        1,
+        "ERROR: lead_search NO MATCHES FOUND IN THE SYSTEM: |6666||CRM7|\n",
+    )
+
+
+def test_error_lines_echo_digits_and_commas_only(crm: VDb) -> None:
+    assert run_as(crm, "(813) 555-7107") == (
+        1,
+        "ERROR: lead_search NO MATCHES FOUND IN THE SYSTEM: |6666|||8135557107\n",
+    )
+    assert run_as(crm, "abc") == (
+        2,
+        "ERROR: lead_search NO VALID SEARCH METHOD - 6666|PHONE_NUMBER|(0)|(0)|(0)\n",
+    )
+    assert run_as(crm, "(813) 555-7107, +1 (999) 555-0000") == (
+        1,
+        "ERROR: lead_search NO MATCHES FOUND IN THE SYSTEM: |6666|||8135557107,19995550000\n",
+    )
+    # VICIdial prints nothing at all here (its query fails); the tool says why it searched nothing
+    assert run_as(crm, "1234567890123456789") == (
+        2,
+        "ERROR: lead_search NO VALID SEARCH METHOD - 6666|PHONE_NUMBER|(0)|(0)|"
+        "1234567890123456789(0)\n",
+    )
+
+
+def test_a_thousand_codes_in_one_call_set_based(vdb: VDb) -> None:
+    vdb.seed(3000)  # vendor_lead_code VL<n>, NULL for every third lead
+    vdb.db.write(f"UPDATE `{LIVE}` SET vendor_lead_code = 'SHARED' WHERE lead_id % 500 = 7")
+    codes = [f"VL{n}" for n in range(1, 2700, 3)][:900]
+    codes += [f"NOPE{i}" for i in range(97)] + ["SHARED", codes[0], codes[1]]
+    assert len(codes) == 1000
+    text = ",".join(codes)
+    result = vdb.cli(["search", "--user", "admin", "--vendor-lead-code", text])
+    assert result.exit_code == 0, result.stderr
+    lines = []
+    for code in codes:
+        ids = [
+            int(r[0])
+            for r in vdb.db.rows(
+                f"SELECT lead_id FROM `{LIVE}` WHERE vendor_lead_code = :c ORDER BY lead_id DESC",
+                {"c": code},
+            )
+        ]
+        lines.append(f"{code}|{len(ids)}|{'-'.join(map(str, ids))}\n")
+    assert result.stdout == "".join(lines)
+    assert "SHARED|6|2507-2007-1507-1007-507-7\n" in result.stdout
+
+    db = CountingDb(vdb.db)
+    res = search.search(db, LIVE, text, user="admin", method=search.VENDOR_LEAD_CODE)
+    assert "".join(line + "\n" for line in res.lines) == result.stdout
+    lookups = [s for s in db.statements if "vendor_lead_code` IN" in s]
+    assert len(set(codes)) > 500
+    assert len(lookups) == 2  # the distinct codes, 500 a statement

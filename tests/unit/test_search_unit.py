@@ -48,16 +48,23 @@ def test_no_match_at_all_is_vicidials_error_line_exit_1() -> None:
     result = format_lines(
         ["9995550000", "1112223333"], {}, user="admin", text="999-555-0000,1112223333", header=True
     )
+    # the input is echoed as VICIdial's filter leaves it: digits and commas only
     assert result == SearchResult(
-        ["ERROR: lead_search NO MATCHES FOUND IN THE SYSTEM: |admin|||999-555-0000,1112223333"], 1
+        ["ERROR: lead_search NO MATCHES FOUND IN THE SYSTEM: |admin|||9995550000,1112223333"], 1
     )
-    assert no_match_line("u", "t") == "ERROR: lead_search NO MATCHES FOUND IN THE SYSTEM: |u|||t"
+    assert no_match_line("u", "(813) 555-7107") == (
+        "ERROR: lead_search NO MATCHES FOUND IN THE SYSTEM: |u|||8135557107"
+    )
 
 
 def test_no_valid_number_is_vicidials_error_line_exit_2() -> None:
     result = format_lines([], {}, user="admin", text="12345,abc")
     assert result == SearchResult(
-        ["ERROR: lead_search NO VALID SEARCH METHOD - admin|PHONE_NUMBER|(0)|(0)|12345,abc(0)"], 2
+        ["ERROR: lead_search NO VALID SEARCH METHOD - admin|PHONE_NUMBER|(0)|(0)|12345,(0)"], 2
+    )
+    assert (
+        no_valid_line("6666", "abc")
+        == "ERROR: lead_search NO VALID SEARCH METHOD - 6666|PHONE_NUMBER|(0)|(0)|(0)"
     )
     assert (
         no_valid_line("u", "")
