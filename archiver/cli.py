@@ -13,13 +13,12 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import click
 from sqlalchemy.exc import DBAPIError
 
-from archiver import checkpoint, config, schema
+from archiver import checkpoint, config, request, schema
 from archiver import logging as alog
 from archiver.db import Db, connect, make_engine
 from archiver.errors import EXIT_FAILED, ArchiverError, BadInput
@@ -30,7 +29,6 @@ from archiver.selection import (
     check_limit,
     ids_from_lines,
     parse_id,
-    parse_request,
 )
 from archiver.steps import ARCHIVE, DEARCHIVE, OUTCOMES, Flags
 
@@ -250,15 +248,19 @@ def job_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-def _read_source(path: str) -> tuple[str, str]:
-    if path == "-":
-        return sys.stdin.read(), "stdin"
+def _read_request(path: str, cap: int) -> tuple[bytes, str]:
+    """The bytes of a --request body, read no further than `cap` (a path to /dev/zero ends
+    at once with exit 2)."""
+    name = "stdin" if path == "-" else path
     try:
-        return Path(path).read_text(encoding="utf-8"), path
+        if path == "-":
+            return request.read_bounded(sys.stdin.buffer, cap), name
+        with open(path, "rb") as fh:
+            return request.read_bounded(fh, cap), name
     except OSError as exc:
         raise BadInput(f"cannot read {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise BadInput(f"{path} is not UTF-8 text") from None
+    except request.RequestError as exc:
+        raise BadInput(f"{name}: {exc.message}") from None
 
 
 def build_selection(
@@ -284,9 +286,9 @@ def build_selection(
         raise BadInput("give one kind of selection: lead ids, --ids-file, --request, or criteria")
     limit = settings.id_limit
     if kw["request_path"]:
-        text, name = _read_source(kw["request_path"])
-        req = parse_request(text, name, limit)
-        return Selection.from_ids(req.lead_ids), Flags(req.insert, req.update, req.delete)
+        raw, name = _read_request(kw["request_path"], request.body_cap(limit))
+        req = request.parse_named(raw, name, limit)
+        return Selection.from_ids(req.lead_ids), req.flags
     if kw["ids_file"]:
         if kw["ids_file"] == "-":
             ids = ids_from_lines(sys.stdin, "stdin")

@@ -86,6 +86,12 @@ class ThrottleSettings:
 class ServeSettings:
     # `name:<sha256 hex of the key>` entries; parsed and checked by archiver.serve.
     keys: tuple[str, ...] = field(default=(), repr=False)
+    # Addresses (or networks) of reverse proxies whose X-Forwarded-For is believed.
+    trusted_proxies: tuple[str, ...] = ()
+    # Seconds a database read or write may take: `read_timeout` for /healthz, the jobs
+    # endpoints and the connection handshake; `job_read_timeout` for a job's statements.
+    read_timeout: int = 10
+    job_read_timeout: int = 300
 
 
 @dataclass(frozen=True)

@@ -191,6 +191,10 @@ class Db:
         try:
             cursor.execute(sql)
             count = int(cursor.rowcount)
+        except pymysql.err.Error as exc:
+            # The raw cursor bypasses SQLAlchemy: wrap its error as `run` would, so callers
+            # that handle DBAPIError (retry, fail resumable) see this one too.
+            raise DBAPIError.instance(shown, None, exc, pymysql.err.Error) from exc
         finally:
             cursor.close()
         ms = round((time.perf_counter() - started) * 1000, 2)

@@ -8,7 +8,6 @@ whole id set in memory, and never one long scan that would hold a MyISAM read lo
 from __future__ import annotations
 
 import bisect
-import json
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -19,6 +18,7 @@ from archiver.config import parse_before
 from archiver.db import Db, q
 from archiver.errors import BadInput
 from archiver.logging import get_logger
+from archiver.request import parse_named
 from archiver.where import check as check_where
 
 MAX_LEAD_ID = 4294967295  # INT UNSIGNED
@@ -60,37 +60,10 @@ class Request:
 
 
 def parse_request(text: str, name: str, limit: int) -> Request:
-    try:
-        body = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BadInput(
-            f"{name} is not valid JSON ({exc.msg} at line {exc.lineno}); "
-            'expected {"lead_ids": [1, 2], "insert_leads": true, …}'
-        ) from None
-    if not isinstance(body, dict):
-        raise BadInput(f"{name} must be a JSON object with lead_ids and the step booleans")
-    unknown = sorted(set(body) - REQUEST_KEYS)
-    if unknown:
-        raise BadInput(
-            f"{name}: unknown key(s) {', '.join(unknown)}; "
-            f"known keys: {', '.join(sorted(REQUEST_KEYS))}"
-        )
-    flags = {}
-    for key in ("insert_leads", "update_leads", "delete_leads"):
-        value = body.get(key, True)
-        if not isinstance(value, bool):
-            raise BadInput(f"{name}: {key} must be true or false, got {json.dumps(value)}")
-        flags[key] = value
-    raw = body.get("lead_ids")
-    if not isinstance(raw, list) or not raw:
-        raise BadInput(f"{name}: lead_ids must be a non-empty list of lead ids")
-    ids = []
-    for item in raw:
-        if isinstance(item, bool) or not isinstance(item, int | str):
-            raise BadInput(f"{name}: lead_ids holds {json.dumps(item)}, which is not a lead id")
-        ids.append(parse_id(str(item), "lead id in lead_ids"))
-    check_limit(ids, limit, name)
-    return Request(flags["insert_leads"], flags["update_leads"], flags["delete_leads"], tuple(ids))
+    """The Lead Archive API body, by the one parser `serve` uses (archiver.request)."""
+    req = parse_named(text.encode("utf-8"), name, limit)
+    flags = req.flags
+    return Request(flags.insert, flags.update, flags.delete, req.lead_ids)
 
 
 def check_limit(ids: Sequence[int], limit: int, source: str) -> None:

@@ -6,33 +6,42 @@ check that can refuse a request (API key, body, window) runs before the database
 the lock and the connection are the runner's, which refuse before the job row is written, so a
 refused request writes nothing.
 
-Jobs run in worker threads, one database connection each, shielded from the request: a client
-that hangs up does not stop its job, which finishes its chunks and can be read back through
-`GET /vicidial/leads/archive/jobs/{id}`.
+Work runs in a fixed set of worker threads (`WORKERS`) fed by a bounded queue (`QUEUED`): a
+request that finds the queue full is answered 503 at once, and a request whose client hangs up
+before its work starts is dropped. A job that has started is shielded from its client: it
+finishes its chunks and can be read back through `GET /vicidial/leads/archive/jobs/{id}`.
+Every database connection has a connect, read and write timeout (the README's security notes
+list every timeout and limit), so a database that accepts TCP and never answers costs a worker
+`read_timeout` seconds, not forever.
 
 API keys are configured as `name:<sha256 hex>`; a presented key is hashed and compared with
 every configured digest in constant time. Neither keys nor digests are ever logged.
+
+API answers carry a fixed message per kind of failure (and the job id when there is one);
+the details, the database server's own text included, go to the server log only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import hashlib
 import hmac
-import json
+import ipaddress
 import re
 import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
 import structlog
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -53,17 +62,39 @@ from archiver.errors import (
     Stopped,
 )
 from archiver.logging import get_logger
-from archiver.runner import JobSpec, run_job
-from archiver.selection import MAX_LEAD_ID, REQUEST_KEYS, Selection
-from archiver.steps import ARCHIVE, OUTCOMES, Flags
+from archiver.request import (
+    FLAG_KEYS,
+    MAX_LEAD_ID,
+    REQUEST_KEYS,
+    ArchiveRequest,
+    RequestError,
+    body_cap,
+    too_large,
+)
+from archiver.request import parse as parse_request
+from archiver.runner import JobSpec, lock_name, run_job
+from archiver.selection import Selection
+from archiver.steps import ARCHIVE, OUTCOMES
+from archiver.workers import Busy, Workers
+
+__all__ = ["REQUEST_KEYS", "ArchiveRequest", "body_cap"]
 
 ARCHIVE_PATH = "/vicidial/leads/archive"
 JOBS_PATH = ARCHIVE_PATH + "/jobs"
 PENDING = "pending"  # a lead of an unfinished job that no chunk has reached yet
-FLAG_KEYS = ("insert_leads", "update_leads", "delete_leads")
 ER_NO_SUCH_TABLE = 1146
 MAX_JOB_ID = 2**64 - 1
-WORKERS = 8
+
+# Limits and timeouts; README "Security notes" states each of them.
+WORKERS = 8  # threads, each with its own database connection while it works
+QUEUED = 32  # requests waiting for a worker; one more is answered 503 `busy` at once
+HEADER_TIMEOUT = 10  # s from connection open (or the previous answer) to a request's headers
+BODY_TIMEOUT = 10  # s to receive a request's whole body
+KEEP_ALIVE = 5  # s an idle connection is kept open after an answer
+MAX_HEADER_BYTES = 16 * 1024  # request line and headers
+MAX_CONNECTIONS = 64  # open connections (and requests in flight) before uvicorn answers 503
+SHUTDOWN_GRACE = 60  # s after SIGTERM that requests in flight (and their jobs) may still run
+SHUTDOWN_JOBS = 5  # s more for job threads after the requests are given up
 
 T = TypeVar("T")
 
@@ -137,107 +168,90 @@ def identify(keys: Sequence[ApiKey], header: str | None) -> str | None:
     return found
 
 
+# --- the serve settings ----------------------------------------------------------------------
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_proxies(entries: Sequence[str]) -> tuple[Network, ...]:
+    """[serve] trusted_proxies: addresses or networks (`10.0.0.0/24`)."""
+    out = []
+    for entry in entries:
+        try:
+            out.append(ipaddress.ip_network(entry.strip(), strict=False))
+        except ValueError:
+            raise ConfigError(
+                f"serve.trusted_proxies: {entry!r} is not an IP address or network "
+                "(e.g. 127.0.0.1 or 10.0.0.0/24)"
+            ) from None
+    return tuple(out)
+
+
+def check_timeouts(settings: Settings) -> None:
+    for key in ("read_timeout", "job_read_timeout"):
+        value = getattr(settings.serve, key)
+        if not 1 <= value <= 86400:
+            raise ConfigError(f"config key 'serve.{key}' must be 1 to 86400 seconds, got {value}")
+
+
+def _trusted(host: str, proxies: Sequence[Network]) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(address in net for net in proxies)
+
+
+def remote_address(request: Request, proxies: Sequence[Network]) -> str | None:
+    """The client's address for the log: the peer, or, when the peer is a trusted proxy, the
+    right-most address of X-Forwarded-For that is not itself a trusted proxy."""
+    peer = request.client.host if request.client else None
+    if peer is None or not proxies or not _trusted(peer, proxies):
+        return peer
+    hops = [h.strip() for v in request.headers.getlist("x-forwarded-for") for h in v.split(",")]
+    for hop in reversed(hops):
+        if not _trusted(hop, proxies):
+            try:
+                return str(ipaddress.ip_address(hop))
+            except ValueError:
+                return peer  # a malformed header: the proxy is the last address we know
+    return peer
+
+
 # --- the request body ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ArchiveRequest:
-    flags: Flags
-    lead_ids: tuple[int, ...]  # as given: order and repeats kept
-
-
-def body_cap(limit: int) -> int:
-    """Bytes a body may have: room for `limit` ids pretty-printed, and then some."""
-    return 16 * 1024 + 32 * limit
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"key {_show(key)} appears twice")
-        out[key] = value
-    return out
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _show(value: Any, width: int = 40) -> str:
-    text = json.dumps(value, ensure_ascii=True, default=str)
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
 def parse_body(raw: bytes, limit: int) -> ArchiveRequest:
-    """The Lead Archive API body, strictly: a JSON object with only the known keys; the step
-    flags JSON booleans (default true); lead_ids a non-empty array of at most `limit` JSON
-    integers from 1 to 4294967295 (strings are refused). ApiError 400 or 413 otherwise."""
+    """The Lead Archive API body (archiver.request, which `--request` uses too); ApiError 400
+    or 413 otherwise."""
     try:
-        body = json.loads(
-            raw.decode("utf-8"),
-            object_pairs_hook=_no_duplicate_keys,
-            parse_constant=_no_constants,
-        )
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError are too
-        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)[:120]
-        if isinstance(exc, RecursionError):
-            reason = "nested too deeply"
-        raise ApiError(400, "bad_request", f"the body is not valid JSON: {reason}") from None
-    if not isinstance(body, dict):
-        raise ApiError(
-            400,
-            "bad_request",
-            'the body must be a JSON object: {"lead_ids": [1, 2], "insert_leads": true, …}',
-        )
-    unknown = sorted(set(body) - REQUEST_KEYS)
-    if unknown:
-        shown = ", ".join(_show(k, 30) for k in unknown[:5])
-        raise ApiError(
-            400,
-            "bad_request",
-            f"unknown key(s) {shown}; known keys: {', '.join(sorted(REQUEST_KEYS))}",
-        )
-    flags = []
-    for key in FLAG_KEYS:
-        value = body.get(key, True)
-        if not isinstance(value, bool):
-            raise ApiError(400, "bad_request", f"{key} must be true or false, got {_show(value)}")
-        flags.append(value)
-    ids = body.get("lead_ids")
-    if not isinstance(ids, list) or not ids:
-        raise ApiError(400, "bad_request", "lead_ids must be a non-empty array of lead ids")
-    if len(ids) > limit:
-        raise ApiError(
-            413,
-            "too_many_ids",
-            f"lead_ids holds {len(ids)} ids, more than the "
-            f"limit of {limit} per request; split the list",
-            limit=limit,
-        )
-    for n, item in enumerate(ids):
-        if type(item) is not int or not 1 <= item <= MAX_LEAD_ID:
-            raise ApiError(
-                400,
-                "bad_request",
-                f"lead_ids[{n}] is {_show(item)}: lead ids are "
-                f"JSON whole numbers from 1 to {MAX_LEAD_ID}",
-            )
-    return ArchiveRequest(Flags(*flags), tuple(ids))
+        return parse_request(raw, limit)
+    except RequestError as exc:
+        raise ApiError(exc.status, exc.code, exc.message, **exc.extra) from None
 
 
 async def read_body(request: Request, cap: int) -> bytes:
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > cap:
-        raise ApiError(413, "body_too_large", f"the body is larger than {cap} bytes")
+    if declared.isdigit() and len(declared) < 20 and int(declared) > cap:
+        raise _api(too_large(cap))
     parts: list[bytes] = []
     size = 0
-    async for part in request.stream():
-        size += len(part)
-        if size > cap:
-            raise ApiError(413, "body_too_large", f"the body is larger than {cap} bytes")
-        parts.append(part)
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT):
+            async for part in request.stream():
+                size += len(part)
+                if size > cap:
+                    raise _api(too_large(cap))
+                parts.append(part)
+    except TimeoutError:
+        raise ApiError(
+            408, "body_timeout", f"the body did not arrive within {BODY_TIMEOUT} seconds"
+        ) from None
     return b"".join(parts)
+
+
+def _api(exc: RequestError) -> ApiError:
+    return ApiError(exc.status, exc.code, exc.message, **exc.extra)
 
 
 # --- answers -------------------------------------------------------------------------------
@@ -246,6 +260,27 @@ async def read_body(request: Request, cap: int) -> bytes:
 def _when(value: datetime | None) -> str | None:
     # The checkpoint's DATETIMEs are written with NOW(3) in the session's UTC.
     return None if value is None else value.isoformat(timespec="milliseconds") + "Z"
+
+
+# Stop reasons the tool writes itself, shown as they are; any other reason (a database
+# server's error text among them) is replaced by a fixed message: it stays in the job row
+# (`jobs show`) and the server log.
+_OWN_REASONS = re.compile(
+    r"--max-runtime of \S+ reached|the off-hours window \(.*\) closed|stopped by SIG[A-Z]+"
+    r"|aborted by a second SIGINT|cancelled by jobs cancel"
+    r"|lock wait timeout or deadlock persisted \(MySQL error \d+\)"
+    r"|the database connection was lost \(MySQL error \d+\)"
+)
+FAILED_REASON = "the job failed; the server log has the details"
+STOPPED_REASON = "the job stopped early; the server log has the details"
+
+
+def public_reason(state: str, reason: str | None) -> str | None:
+    if reason is None or _OWN_REASONS.fullmatch(reason):
+        return reason
+    if reason.startswith("throttle gave up: "):
+        return reason.split(" (", 1)[0]
+    return FAILED_REASON if state == "failed" else STOPPED_REASON
 
 
 def lead_outcomes(db: Db, job: checkpoint.Job) -> list[dict[str, Any]] | None:
@@ -268,7 +303,7 @@ def job_view(db: Db, job: checkpoint.Job, *, leads: bool = True) -> dict[str, An
         "name": job.name,
         "direction": job.direction,
         "state": job.state,
-        "stop_reason": job.stop_reason,
+        "stop_reason": public_reason(job.state, job.stop_reason),
         "flags": {f"{k}_leads": bool(flags.get(k)) for k in ("insert", "update", "delete")},
         "counts": dict(sorted(job.counts.items())),
         "chunks": job.chunks,
@@ -281,74 +316,179 @@ def job_view(db: Db, job: checkpoint.Job, *, leads: bool = True) -> dict[str, An
     return view
 
 
-def _map_error(exc: Exception) -> ApiError:
-    """The status for each failure a job can meet before or while it runs."""
+def _map_error(exc: Exception, settings: Settings, job_id: int | None = None) -> ApiError:
+    """The answer for each failure a job can meet before or while it runs: a fixed message
+    per kind, and the job id when there is one. The details go to the server log."""
+    api = _classify(exc, settings, job_id)
+    get_logger().warning(
+        "request_refused" if api.status < 500 else "request_failed",
+        error=api.code,
+        job_id=job_id,
+        detail=str(getattr(exc, "orig", exc))[:500],
+    )
+    return api
+
+
+def _classify(exc: Exception, settings: Settings, job_id: int | None) -> ApiError:
     if isinstance(exc, ConnectError):
-        return ApiError(503, "database_unavailable", f"database unreachable: {exc}")
+        db = settings.db
+        return ApiError(
+            503,
+            "database_unavailable",
+            f"cannot connect to MariaDB/MySQL at {db.host}:{db.port}; "
+            "the server log has the details",
+        )
     if isinstance(exc, LockHeld):
-        return ApiError(409, "locked", str(exc))
+        holder = f": job {job_id}" if job_id is not None else ""
+        return ApiError(
+            409,
+            "locked",
+            f"another job holds the lock {lock_name(settings)!r}{holder}; "
+            "send the request again when it has finished",
+            job_id=job_id,
+        )
     if isinstance(exc, Stopped) and exc.summary is None:  # the window closed just now
-        return ApiError(423, "outside_window", str(exc).split(";")[0])
+        desc = window.describe(settings.window)
+        return ApiError(
+            423, "outside_window", f"outside the off-hours window ({desc})", window=desc
+        )
     if isinstance(exc, SchemaDrift | ConfigError):
-        return ApiError(500, "server_not_ready", f"the server is not set up for archiving: {exc}")
+        return ApiError(
+            500,
+            "server_not_ready",
+            "the server is not set up for archiving; the server log has the details",
+        )
     if isinstance(exc, BadInput):
         return ApiError(400, "bad_request", str(exc))
     if isinstance(exc, Failed):
-        summary = exc.summary
-        job_id = getattr(summary, "job_id", None)
+        job_id = getattr(exc.summary, "job_id", job_id)
         return ApiError(
-            500, "job_failed", f"{exc}; send the same request again to resume it", job_id=job_id
+            500,
+            "job_failed",
+            "the job failed part-way and is resumable: send the same request again; "
+            "the server log has the details",
+            job_id=job_id,
         )
     if isinstance(exc, DBAPIError):
         errno = mysql_errno(exc)
         if errno in CONNECTION_LOST or errno in (2003, 2005):
             return ApiError(
-                503, "database_unavailable", f"the database connection failed (MySQL error {errno})"
+                503,
+                "database_unavailable",
+                "the database connection was lost; the server log has the details",
+                job_id=job_id,
             )
         return ApiError(
             500,
             "database_error",
-            f"database error (MySQL error {errno}); the server log has the details",
+            "a database error; the server log has the details",
+            job_id=job_id,
         )
     raise exc
+
+
+def _holder_job(db: Db, settings: Settings) -> int | None:
+    """The job whose connection holds the lock, if the checkpoint names one. Reads only: with
+    no checkpoint table there is no job to name."""
+    try:
+        conn_id = db.scalar("SELECT IS_USED_LOCK(:n)", {"n": lock_name(settings)})
+        if conn_id is None:
+            return None
+        rows = db.rows(
+            "SELECT job_id FROM archiver_jobs WHERE state = 'running'"
+            " AND connection_id = :c ORDER BY heartbeat DESC LIMIT 1",
+            {"c": conn_id},
+        )
+    except DBAPIError:
+        return None
+    return int(rows[0][0]) if rows else None
 
 
 # --- the service ---------------------------------------------------------------------------
 
 
+def timed_engine(settings: Settings, read_timeout: int, statement_timeout: int) -> Engine:
+    """An engine whose connections time out: the TCP connect after [database] connect_timeout,
+    the handshake and every read and write after `read_timeout` (PyMySQL's read_timeout bounds
+    the handshake too), and, once connected, a statement's answer after `statement_timeout`."""
+    engine = make_engine(settings)
+
+    @event.listens_for(engine, "do_connect")
+    def _timeouts(_dialect: Any, _rec: Any, _cargs: Any, cparams: dict[str, Any]) -> None:
+        cparams["read_timeout"] = read_timeout
+        cparams["write_timeout"] = read_timeout
+
+    if statement_timeout != read_timeout:
+
+        @event.listens_for(engine, "connect")
+        def _statements(dbapi_conn: Any, _rec: Any) -> None:
+            # After the handshake and the session settings. PyMySQL reads this attribute
+            # before every read; it has no public setter.
+            dbapi_conn._read_timeout = statement_timeout
+
+    return engine
+
+
+class ClientGone(Exception):
+    """The client hung up before its work started: the work was dropped."""
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 class Service:
-    """The app's state: settings, keys, one engine (a new connection per use), worker pool."""
+    """The app's state: settings, keys, two engines (a new connection per use), the workers."""
 
     def __init__(self, settings: Settings, keys: Sequence[ApiKey] | None = None) -> None:
         self.settings = settings
         self.keys = tuple(keys) if keys is not None else parse_keys(settings.serve.keys)
-        self.engine = make_engine(settings)
+        self.proxies = parse_proxies(settings.serve.trusted_proxies)
+        check_timeouts(settings)
+        short, long = settings.serve.read_timeout, settings.serve.job_read_timeout
+        self.engine = timed_engine(settings, short, short)  # /healthz and the jobs endpoints
+        self.job_engine = timed_engine(settings, short, long)  # jobs
         self.cap = body_cap(settings.id_limit)
-        self._pool: ThreadPoolExecutor | None = None
+        self.workers = Workers(WORKERS, QUEUED, "archiver-job")
 
-    @property
-    def pool(self) -> ThreadPoolExecutor:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="archiver-job")
-        return self._pool
-
-    def close(self) -> None:
-        """Waits for running jobs: a shutdown never cuts a job short."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+    def close(self, timeout: float) -> int:
+        """Withdraws queued work, waits up to `timeout` s for running work; returns how many
+        were still running."""
+        left = self.workers.close(timeout)
         self.engine.dispose()
+        self.job_engine.dispose()
+        return left
 
-    async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run `fn` in a worker thread with this request's log context. Shielded: if the
-        request is cancelled (the client went away), the thread still runs to its end."""
+    async def in_thread(self, request: Request, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn` in a worker thread with this request's log context. Refused at once (503)
+        when the queue is full; dropped, never started, when the client hangs up while it
+        waits; once started it runs to its end even if the client goes away."""
+        with suppress(TimeoutError):  # a client already gone is seen before any work
+            async with asyncio.timeout(0):
+                await _disconnected(request)
+                raise ClientGone
         ctx = contextvars.copy_context()
-        future = self.pool.submit(ctx.run, fn, *args)
-        return await asyncio.shield(asyncio.wrap_future(future))
+        try:
+            future = self.workers.submit(functools.partial(ctx.run, fn, *args))
+        except Busy:
+            raise ApiError(
+                503, "busy", "the server is busy; send the request again in a few seconds"
+            ) from None
+        waiter = asyncio.wrap_future(future)
+        gone = asyncio.ensure_future(_disconnected(request))
+        either: set[asyncio.Future[Any]] = {waiter, gone}
+        try:
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+        if not waiter.done() and future.cancel():  # the client left before the work began
+            raise ClientGone
+        return await asyncio.shield(waiter)
 
     @contextmanager
-    def db(self) -> Iterator[Db]:
-        conn = connect(self.engine, self.settings)
+    def db(self, engine: Engine | None = None) -> Iterator[Db]:
+        conn = connect(engine or self.engine, self.settings)
         try:
             yield Db(conn)
         finally:
@@ -361,20 +501,22 @@ class Service:
             direction=ARCHIVE, selection=Selection.from_ids(req.lead_ids), flags=req.flags
         )
         try:
-            with self.db() as db:
+            with self.db(self.job_engine) as db:
                 try:
                     summary = run_job(db, self.settings, spec)
                 except Stopped as exc:
                     if exc.summary is None:
                         raise
                     summary = exc.summary  # the window closed mid-job: report what was done
+                except LockHeld as exc:
+                    raise _map_error(exc, self.settings, _holder_job(db, self.settings)) from exc
                 assert summary.job_id is not None  # only a dry run has no job
                 job = checkpoint.get_job(db, summary.job_id)
                 answer = job_view(db, job)
         except ApiError:
             raise
         except Exception as exc:
-            raise _map_error(exc) from exc
+            raise _map_error(exc, self.settings) from exc
         answer["warnings"] = list(summary.warnings)
         answer["seconds"] = round(time.monotonic() - started, 3)
         return answer
@@ -389,13 +531,13 @@ class Service:
                 job = checkpoint.get_job(db, job_id)
                 return job_view(db, job)
         except ConnectError as exc:
-            raise _map_error(exc) from exc
+            raise _map_error(exc, self.settings) from exc
         except BadInput:
             raise ApiError(404, "not_found", f"no job {job_id}") from None
         except DBAPIError as exc:
             if mysql_errno(exc) == ER_NO_SUCH_TABLE:  # no job has ever run here
                 raise ApiError(404, "not_found", f"no job {job_id}") from None
-            raise _map_error(exc) from exc
+            raise _map_error(exc, self.settings, job_id) from exc
 
     def list_jobs(self, limit: int) -> list[dict[str, Any]]:
         try:
@@ -405,14 +547,30 @@ class Service:
         except DBAPIError as exc:
             if mysql_errno(exc) == ER_NO_SUCH_TABLE:
                 return []
-            raise _map_error(exc) from exc
+            raise _map_error(exc, self.settings) from exc
         except ConnectError as exc:
-            raise _map_error(exc) from exc
+            raise _map_error(exc, self.settings) from exc
 
 
 # --- endpoints -----------------------------------------------------------------------------
 
 Handler = Callable[[Request, dict[str, Any]], Awaitable[Response]]
+
+
+def _log_request(
+    request: Request, remote: str | None, rec: dict[str, Any], status: int, started: float
+) -> None:
+    fields = {k: v for k, v in rec.items() if k != "client"}
+    get_logger().info(
+        "request",
+        method=request.method,
+        path=request.url.path[:200],
+        remote=remote,
+        client=rec.get("client"),
+        status=status,
+        duration_ms=round((time.monotonic() - started) * 1000, 1),
+        **fields,
+    )
 
 
 def endpoint(
@@ -424,7 +582,7 @@ def endpoint(
         started = time.monotonic()
         rid = uuid.uuid4().hex[:12]
         rec: dict[str, Any] = {"client": None}
-        remote = request.client.host if request.client else None
+        remote = remote_address(request, svc.proxies)
         with structlog.contextvars.bound_contextvars(request_id=rid):
             try:
                 if auth:
@@ -439,11 +597,18 @@ def endpoint(
                     structlog.contextvars.bind_contextvars(client=rec["client"])
                 response = await handler(request, rec)
             except ApiError as exc:
-                www = {"WWW-Authenticate": "Key"} if exc.status == 401 else None
-                response = exc.response(www)
+                headers = {"WWW-Authenticate": "Key"} if exc.status == 401 else {}
+                if exc.status == 503:
+                    headers["Retry-After"] = "5"
+                if exc.status == 408:
+                    headers["Connection"] = "close"
+                response = exc.response(headers or None)
                 rec["error"] = exc.code
+            except ClientGone:
+                response = ApiError(499, "client_gone", "the client hung up").response()
+                rec["error"] = "client_gone"
             except Exception:
-                get_logger().exception("request_failed", path=request.url.path)
+                get_logger().exception("request_failed", path=request.url.path[:200])
                 response = ApiError(
                     500, "internal_error", "unexpected server error; the server log has the details"
                 ).response()
@@ -451,17 +616,7 @@ def endpoint(
             finally:
                 structlog.contextvars.unbind_contextvars("client")
             response.headers["X-Request-Id"] = rid
-            fields = {k: v for k, v in rec.items() if k != "client"}
-            get_logger().info(
-                "request",
-                method=request.method,
-                path=request.url.path,
-                remote=remote,
-                client=rec["client"],
-                status=response.status_code,
-                duration_ms=round((time.monotonic() - started) * 1000, 1),
-                **fields,
-            )
+            _log_request(request, remote, rec, response.status_code, started)
             return response
 
     return run
@@ -481,26 +636,28 @@ def make_handlers(svc: Service) -> dict[str, Handler]:
                 "archiving runs only inside it, send the request again then",
                 window=desc,
             )
-        answer = await svc.in_thread(svc.run_archive, req)
+        answer = await svc.in_thread(request, svc.run_archive, req)
         rec.update(job_id=answer["job_id"], state=answer["state"], counts=answer["counts"])
         return JSONResponse(answer)
 
     async def job(request: Request, rec: dict[str, Any]) -> Response:
-        job_id = int(request.path_params["job_id"])
-        if job_id > MAX_JOB_ID:
-            raise ApiError(404, "not_found", f"no job {job_id}")
+        raw = request.path_params["job_id"]
+        # Bounded before int(): 4,301 digits would raise inside int() itself.
+        if not re.fullmatch(r"[0-9]{1,20}", raw) or int(raw) > MAX_JOB_ID:
+            raise ApiError(404, "not_found", "no such job; job ids are whole numbers")
+        job_id = int(raw)
         rec["job_id"] = job_id
-        return JSONResponse(await svc.in_thread(svc.read_job, job_id))
+        return JSONResponse(await svc.in_thread(request, svc.read_job, job_id))
 
     async def jobs(request: Request, rec: dict[str, Any]) -> Response:
         raw = request.query_params.get("limit", "20")
         if not re.fullmatch(r"[0-9]{1,3}", raw) or not 1 <= int(raw) <= 100:
             raise ApiError(400, "bad_request", "limit must be a whole number from 1 to 100")
-        return JSONResponse({"jobs": await svc.in_thread(svc.list_jobs, int(raw))})
+        return JSONResponse({"jobs": await svc.in_thread(request, svc.list_jobs, int(raw))})
 
     async def healthz(request: Request, rec: dict[str, Any]) -> Response:
         try:
-            await svc.in_thread(svc.health)
+            await svc.in_thread(request, svc.health)
         except (ConnectError, DBAPIError) as exc:
             get_logger().warning("healthz_failed", reason=str(exc)[:300])
             raise ApiError(503, "database_unavailable", "the database is unreachable") from None
@@ -520,6 +677,15 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _server_error(request: Request, exc: Exception) -> Response:
+    """Anything raised outside an endpoint (the router, a converter): JSON, and logged."""
+    get_logger().error("request_failed", path=request.url.path[:200], error=type(exc).__name__)
+    _log_request(request, None, {"error": "internal_error"}, 500, time.monotonic())
+    return ApiError(
+        500, "internal_error", "unexpected server error; the server log has the details"
+    ).response()
+
+
 def create_app(settings: Settings, keys: Sequence[ApiKey] | None = None) -> Starlette:
     """The ASGI app. `keys` defaults to the parsed `settings.serve.keys`."""
     svc = Service(settings, keys)
@@ -528,21 +694,32 @@ def create_app(settings: Settings, keys: Sequence[ApiKey] | None = None) -> Star
     @asynccontextmanager
     async def lifespan(app: Starlette) -> Any:
         yield
-        # uvicorn has stopped taking requests and answered those in flight; jobs whose client
-        # went away may still run: wait for them.
-        await asyncio.get_running_loop().run_in_executor(None, svc.close)
-        get_logger().info("stopped", reason="shutdown; every job finished")
+        # uvicorn has stopped taking requests and waited (SHUTDOWN_GRACE at most) for those in
+        # flight; a job whose client went away may still run: wait SHUTDOWN_JOBS more for it.
+        left = await asyncio.to_thread(svc.close, SHUTDOWN_JOBS)
+        if left:
+            get_logger().warning(
+                "stopped",
+                reason=f"shutdown; {left} job(s) still running were cut off, each resumable "
+                "by sending the same request again",
+            )
+        else:
+            get_logger().info("stopped", reason="shutdown; every job finished")
 
     routes = [
         Route(ARCHIVE_PATH, endpoint(svc, h["archive"], auth=True), methods=["POST"]),
         Route(JOBS_PATH, endpoint(svc, h["jobs"], auth=True), methods=["GET"]),
-        Route(JOBS_PATH + "/{job_id:int}", endpoint(svc, h["job"], auth=True), methods=["GET"]),
+        Route(JOBS_PATH + "/{job_id}", endpoint(svc, h["job"], auth=True), methods=["GET"]),
         Route("/healthz", endpoint(svc, h["healthz"], auth=False), methods=["GET"]),
         Route("/openapi.json", endpoint(svc, h["openapi"], auth=False), methods=["GET"]),
     ]
     app = Starlette(
-        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error}
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
     )
+    # `/healthz/` answers 404, not a 307 to a Location built from the Host header.
+    app.router.redirect_slashes = False
     app.state.service = svc
     return app
 
@@ -576,8 +753,11 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def serve(settings: Settings, listen: str) -> None:
-    """Serve until SIGTERM/SIGINT; running jobs finish first."""
+    """Serve until SIGTERM/SIGINT: the listener closes at once, work not yet started is
+    dropped, and requests and jobs in flight get SHUTDOWN_GRACE + SHUTDOWN_JOBS seconds."""
     import uvicorn
+
+    from archiver.http_limits import protocol
 
     host, port = parse_listen(listen)
     keys = parse_keys(settings.serve.keys)
@@ -590,13 +770,21 @@ def serve(settings: Settings, listen: str) -> None:
     sock = bind(host, port)
     # Our own request log line replaces uvicorn's access log; uvicorn's own messages (warnings
     # and errors only, no request headers) go to stderr through the logging module.
+    # proxy_headers off: uvicorn would believe X-Forwarded-For from 127.0.0.1, that is from
+    # any local process; the request log uses [serve] trusted_proxies instead.
     config = uvicorn.Config(
         app,
+        http=protocol(HEADER_TIMEOUT),
         log_config=None,
         log_level="warning",
         access_log=False,
         server_header=False,
+        proxy_headers=False,
         lifespan="on",
+        timeout_keep_alive=KEEP_ALIVE,
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+        limit_concurrency=MAX_CONNECTIONS,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE,
     )
     get_logger().info(
         "serving",
@@ -671,7 +859,10 @@ def openapi_document(id_limit: int = 500) -> dict[str, Any]:
                         },
                         "400": _error_response("The body is not a valid request."),
                         "401": _error_response("Missing or wrong API key."),
-                        "409": _error_response("Another job holds the archiver lock."),
+                        "408": _error_response("The body did not arrive in time."),
+                        "409": _error_response(
+                            "Another job holds the archiver lock (its `job_id` when known)."
+                        ),
                         "413": _error_response(
                             "More lead ids than the limit, or a body too large."
                         ),
@@ -680,7 +871,10 @@ def openapi_document(id_limit: int = 500) -> dict[str, Any]:
                             "The job failed part-way (resumable: send the same "
                             "request again) or the server is not set up."
                         ),
-                        "503": _error_response("The database is unreachable."),
+                        "503": _error_response(
+                            "The database is unreachable, or the server is busy (`busy`: "
+                            "every worker is taken and the queue is full; Retry-After)."
+                        ),
                     },
                 }
             },
@@ -736,7 +930,7 @@ def openapi_document(id_limit: int = 500) -> dict[str, Any]:
                             "name": "job_id",
                             "in": "path",
                             "required": True,
-                            "schema": {"type": "integer", "minimum": 0},
+                            "schema": {"type": "integer", "minimum": 0, "maximum": MAX_JOB_ID},
                         }
                     ],
                     "responses": {

@@ -1,0 +1,384 @@
+"""serve under hostile conditions: a database that accepts TCP and never answers, idle and
+slow HTTP connections, X-Forwarded-For from anyone, database error text in answers, the lock
+holder's details in a 409, and tables created by a refused request. The process tests start
+the real server; the database tests run on MyISAM and InnoDB."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+from structlog.testing import capture_logs
+
+from archiver import config, serve
+from archiver.runner import lock_name
+from tests.conftest import VDb
+
+KEY = "hostile-key-5c1e"
+KEYS = f"crm:{serve.hash_key(KEY)}"
+AUTH = {"Authorization": f"Key={KEY}"}
+EXE = Path(sys.executable).with_name("vicidial-archiver")
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+class SilentDb:
+    """A loopback listener that accepts TCP and never answers the MySQL handshake. It counts
+    the connections it accepted and stops itself after `life` seconds at the latest."""
+
+    def __init__(self, life: float = 180.0) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(512)
+        self.sock.settimeout(0.1)
+        self.port = int(self.sock.getsockname()[1])
+        self.accepted = 0
+        self._conns: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._deadline = time.monotonic() + life
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set() and time.monotonic() < self._deadline:
+                try:
+                    conn, _ = self.sock.accept()
+                except TimeoutError:
+                    continue
+                self._conns.append(conn)
+                self.accepted += 1
+        finally:
+            for c in self._conns:
+                c.close()
+            self.sock.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+@pytest.fixture
+def silent_db() -> Iterator[SilentDb]:
+    db = SilentDb()
+    try:
+        yield db
+    finally:
+        db.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """`vicidial-archiver serve` as a child process; its stderr is kept."""
+
+    def __init__(self, dsn: str, conf: str, tmp: Path) -> None:
+        path = tmp / "serve.toml"
+        path.write_text(conf)
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVER_")}
+        env["ARCHIVER_API_KEYS"] = KEYS
+        self.err = (tmp / "serve.err").open("w+")
+        self.proc = subprocess.Popen(
+            [
+                str(EXE),
+                "--config",
+                str(path),
+                "--dsn",
+                dsn,
+                "--log-format",
+                "json",
+                "serve",
+                "--listen",
+                f"127.0.0.1:{self.port}",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=self.err,
+        )
+        for _ in range(200):
+            try:
+                if call(self.base + "/openapi.json", key=None, timeout=2)[0] == 200:
+                    return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        pytest.fail("the server did not come up:\n" + self.stderr())
+
+    def stderr(self) -> str:
+        return Path(self.err.name).read_text()
+
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(x) for x in self.stderr().splitlines() if x.startswith("{")]
+
+    def stop(self, timeout: float = 120) -> int:
+        """SIGTERM; the server must be gone within `timeout` (a hang detector, not a
+        measurement: the documented bound is far below it)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+            raise AssertionError(f"serve ignored SIGTERM for {timeout}s") from None
+        finally:
+            self.err.close()
+
+
+def call(
+    url: str,
+    body: Any = None,
+    key: str | None = KEY,
+    timeout: float = 60,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method="POST" if data else "GET")
+    req.add_header("Content-Type", "application/json")
+    for k, v in (headers or {}).items():
+        req.add_header(k, v)
+    if key:
+        req.add_header("Authorization", f"Key={key}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def raw_exchange(port: int, data: bytes, timeout: float = 60) -> bytes:
+    """Send `data`, then read until the server closes the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        if data:
+            s.sendall(data)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+        return out
+
+
+# --- 7: a database that accepts TCP and never answers ---------------------------------------
+
+SILENT_CONF = "[database]\nconnect_timeout = 2\n[serve]\nread_timeout = 2\n"
+
+
+def test_silent_database_answers_503_drops_work_of_clients_gone_and_stops_on_sigterm(
+    silent_db: SilentDb, tmp_path: Path
+) -> None:
+    server = Server(f"mysql://u@127.0.0.1:{silent_db.port}/x", SILENT_CONF, tmp_path)
+    try:
+        status, body = call(server.base + "/healthz", key=None)
+        assert (status, body["error"]) == (503, "database_unavailable")
+        status, body = call(server.base + serve.JOBS_PATH)
+        assert (status, body["error"]) == (503, "database_unavailable")
+        status, body = call(server.base + serve.ARCHIVE_PATH, {"lead_ids": [1]})
+        assert (status, body["error"]) == (503, "database_unavailable")
+
+        # 40 clients send /healthz and hang up at once: at most one round of workers starts.
+        before = silent_db.accepted
+        for _ in range(40):
+            with socket.create_connection(("127.0.0.1", server.port)) as s:
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        # The queue is first in, first out: once this one is answered, every earlier request
+        # has started or been dropped.
+        assert call(server.base + "/healthz", key=None)[0] == 503
+        started = silent_db.accepted - before - 1
+        assert started <= serve.WORKERS, started
+
+        # A full queue answers 503 `busy` at once; every other request its 503 in turn.
+        results: list[tuple[int, Any]] = []
+        n = serve.WORKERS + serve.QUEUED + 8
+
+        def one() -> None:
+            results.append(call(server.base + "/healthz", key=None))
+
+        threads = [threading.Thread(target=one) for _ in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        errors = [b["error"] for _, b in results]
+        assert len(results) == n and {s for s, _ in results} == {503}
+        assert set(errors) <= {"busy", "database_unavailable"} and "busy" in errors, errors
+
+        # SIGTERM with requests in flight: the server stops within its bound.
+        def hanging_on() -> None:
+            try:
+                call(server.base + "/healthz", key=None)
+            except OSError:  # the server closed the connection on its way out
+                pass
+
+        inflight = [threading.Thread(target=hanging_on) for _ in range(12)]
+        for t in inflight:
+            t.start()
+        time.sleep(0.3)
+    finally:
+        rc = server.stop()
+    assert rc in (0, -signal.SIGTERM)
+    events = server.events()
+    gone = [e for e in events if e.get("event") == "request" and e.get("error") == "client_gone"]
+    assert gone  # work dropped for a client gone is logged as 499 client_gone
+    assert events[-1]["event"] == "stopped"
+
+
+# --- 8: idle and slow HTTP connections ----------------------------------------------------
+
+
+def test_idle_partial_and_slow_connections_are_closed(tmp_path: Path) -> None:
+    server = Server("mysql://u@127.0.0.1:1/x", "", tmp_path)
+    try:
+        slow_body = (
+            f"POST {serve.ARCHIVE_PATH} HTTP/1.1\r\nHost: x\r\nAuthorization: Key={KEY}\r\n"
+            'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"lead_ids"'
+        ).encode()
+        cases = {
+            "nothing": b"",
+            "partial headers": b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: 1",
+            "short body": slow_body,
+        }
+        answers: dict[str, bytes | str] = {}
+
+        def run(name: str, data: bytes) -> None:
+            try:
+                answers[name] = raw_exchange(server.port, data)
+            except OSError as exc:  # still open when the client gave up
+                answers[name] = repr(exc)
+
+        threads = [threading.Thread(target=run, args=item) for item in cases.items()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert answers["nothing"] == b""
+        assert answers["partial headers"] == b""
+        short = answers["short body"]
+        assert isinstance(short, bytes) and short.startswith(b"HTTP/1.1 408"), short
+        assert b'"error":"body_timeout"' in short
+        # Unfinished headers beyond the limit are refused at once by uvicorn's parser.
+        big = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000
+        assert raw_exchange(server.port, big).startswith(b"HTTP/1.1 4")
+    finally:
+        server.stop()
+
+
+def test_x_forwarded_for_from_a_local_client_is_not_believed(tmp_path: Path) -> None:
+    server = Server("mysql://u@127.0.0.1:1/x", "", tmp_path)
+    try:
+        status, _ = call(
+            server.base + serve.ARCHIVE_PATH,
+            {"lead_ids": [1]},
+            key="wrong",
+            headers={"X-Forwarded-For": "203.0.113.9"},
+        )
+        assert status == 401
+    finally:
+        server.stop()
+    lines = [e for e in server.events() if e.get("event") == "request" and e["method"] == "POST"]
+    assert [e["remote"] for e in lines] == ["127.0.0.1"]
+
+
+# --- 12, 13 and the 409 body, on both engines ------------------------------------------------
+
+
+def app_settings(vdb: VDb) -> config.Settings:
+    return replace(vdb.settings, serve=config.ServeSettings(keys=(KEYS,)))
+
+
+def archiver_tables(vdb: VDb) -> list[Any]:
+    return vdb.db.rows("SHOW TABLES LIKE 'archiver%'")
+
+
+def test_database_error_text_stays_in_the_server_log(vdb: VDb) -> None:
+    vdb.seed(10)
+    vdb.db.write(
+        "CREATE TRIGGER no_copy BEFORE INSERT ON vicidial_list_archive FOR EACH ROW"
+        " SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'table asterisk_prod on db-7.corp'"
+    )
+    with capture_logs() as logs, TestClient(serve.create_app(app_settings(vdb))) as c:
+        r = c.post(serve.ARCHIVE_PATH, json={"lead_ids": [1, 2]}, headers=AUTH)
+        body = r.json()
+        assert r.status_code == 500 and "job_id" in body, r.text
+        listed = c.get(serve.JOBS_PATH, headers=AUTH).json()["jobs"]
+        one = c.get(f"{serve.JOBS_PATH}/{body['job_id']}", headers=AUTH).json()
+    assert body["error"] == "job_failed" and isinstance(body["job_id"], int)
+    assert body["message"] == (
+        "the job failed part-way and is resumable: send the same request again; "
+        "the server log has the details"
+    )
+    assert listed[0]["state"] == one["state"] == "failed"
+    assert listed[0]["stop_reason"] == one["stop_reason"] == serve.FAILED_REASON
+    for text in (r.text, json.dumps(listed), json.dumps(one)):
+        assert "asterisk_prod" not in text and "db-7.corp" not in text
+    assert "asterisk_prod" in repr([e for e in logs if e["event"] == "request_failed"])
+    # The CLI keeps the full text: the job row is unchanged.
+    row = vdb.db.scalar(
+        "SELECT stop_reason FROM archiver_jobs WHERE job_id = :j", {"j": body["job_id"]}
+    )
+    assert "asterisk_prod" in row
+
+
+def test_409_gives_api_clients_the_job_id_only(vdb: VDb) -> None:
+    vdb.seed(20)
+    with TestClient(serve.create_app(app_settings(vdb))) as c:
+        first = c.post(serve.ARCHIVE_PATH, json={"lead_ids": [1]}, headers=AUTH).json()
+        holder = vdb.connect()
+        conn_id = int(holder.scalar("SELECT CONNECTION_ID()"))
+        try:
+            assert holder.scalar("SELECT GET_LOCK(:n, 0)", {"n": lock_name(vdb.settings)}) == 1
+            # The holder looks like a running job on another machine.
+            vdb.db.write(
+                "UPDATE archiver_jobs SET state = 'running', connection_id = :c,"
+                " host = 'db-7.corp', pid = 4242, heartbeat = NOW(3) WHERE job_id = :j",
+                {"c": conn_id, "j": first["job_id"]},
+            )
+            r = c.post(serve.ARCHIVE_PATH, json={"lead_ids": [2]}, headers=AUTH)
+        finally:
+            holder.scalar("SELECT RELEASE_LOCK(:n)", {"n": lock_name(vdb.settings)})
+            holder.conn.close()
+    assert r.status_code == 409, r.text
+    body = r.json()
+    assert (body["error"], body["job_id"]) == ("locked", first["job_id"])
+    assert body["message"] == (
+        f"another job holds the lock {lock_name(vdb.settings)!r}: job {first['job_id']}; "
+        "send the request again when it has finished"
+    )
+    assert "db-7.corp" not in r.text and "4242" not in r.text and str(conn_id) not in r.text
+
+
+def test_refused_post_creates_no_tables(vdb: VDb) -> None:
+    """Passes once the runner takes the lock before it creates the checkpoint tables."""
+    vdb.seed(5)
+    assert archiver_tables(vdb) == []
+    holder = vdb.connect()
+    try:
+        assert holder.scalar("SELECT GET_LOCK(:n, 0)", {"n": lock_name(vdb.settings)}) == 1
+        with TestClient(serve.create_app(app_settings(vdb))) as c:
+            assert c.get("/healthz").status_code == 200
+            assert c.get(serve.JOBS_PATH, headers=AUTH).json() == {"jobs": []}
+            r = c.post(serve.ARCHIVE_PATH, json={"lead_ids": [1, 2]}, headers=AUTH)
+    finally:
+        holder.scalar("SELECT RELEASE_LOCK(:n)", {"n": lock_name(vdb.settings)})
+        holder.conn.close()
+    assert r.status_code == 409 and r.json()["job_id"] is None, r.text
+    assert archiver_tables(vdb) == []
