@@ -319,8 +319,11 @@ def record_chunk(
             )
             if not len(rec.not_moved) <= n <= 2 * len(rec.not_moved):
                 _expect(n, len(rec.not_moved), "recording the leads not moved")
-        if clear_pending:
-            db.write("DELETE FROM archiver_pending WHERE job_id = :j", {"j": job.job_id})
+        if clear_pending:  # the leads of this chunk; a redo's later leads stay pending
+            db.write(
+                "DELETE FROM archiver_pending WHERE job_id = :j AND lead_id <= :cursor",
+                {"j": job.job_id, "cursor": rec.cursor},
+            )
         n = db.write(
             "UPDATE archiver_jobs SET cursor_lead_id = :cursor, counts_json = :counts,"
             " chunks = :no, heartbeat = NOW(3), active_ms = active_ms + :ms"
@@ -396,9 +399,28 @@ def leads_of(db: Db, job_id: int, outcome: str | None) -> list[tuple[int, str]]:
     return [(int(r[0]), str(r[1])) for r in rows]
 
 
-def cancel(db: Db, job: Job) -> None:
+def cut_leads(db: Db, job_id: int) -> int:
+    """How many leads a cut chunk of the job left in hand (MyISAM): only this job can prove
+    the copies it made of them are its own."""
+    return int(
+        db.scalar("SELECT COUNT(*) FROM archiver_pending WHERE job_id = :j", {"j": job_id}) or 0
+    )
+
+
+def cancel(db: Db, job: Job, *, running: bool = False, force: bool = False) -> None:
+    """Cancel an unfinished job. A job that is not running and has a cut chunk is refused
+    unless `force`: its leads may be in both tables, and only a run of that job finishes them
+    (a running job finishes its chunk before it stops)."""
     if job.state not in UNFINISHED:
         raise JobMismatch(f"{job.label} is {job.state}; only an unfinished job can be cancelled")
+    cut = 0 if running or force else cut_leads(db, job.job_id)
+    if cut:
+        raise JobMismatch(
+            f"{job.label} was cut in the middle of a chunk of {cut} leads, which may be in "
+            f"both tables until it runs again; finish that chunk first (`jobs resume "
+            f"{job.job_id}`, then stop it with Ctrl-C or --max-runtime), or cancel with "
+            "--force and check the leads with `verify`"
+        )
     n = db.write(
         "UPDATE archiver_jobs SET state = 'cancelled', ended_at = NOW(3),"
         " stop_reason = 'cancelled by jobs cancel' WHERE job_id = :j AND state = :s",

@@ -22,7 +22,7 @@ from archiver import checkpoint, config, request, schema
 from archiver import logging as alog
 from archiver.db import Db, connect, make_engine
 from archiver.errors import EXIT_FAILED, ArchiverError, BadInput
-from archiver.runner import JobSpec, Summary, run_job, spec_from_job
+from archiver.runner import JobSpec, Summary, lock_name, run_job, spec_from_job
 from archiver.selection import (
     Criteria,
     Selection,
@@ -791,13 +791,23 @@ def jobs_resume(
 
 @jobs_group.command("cancel")
 @click.argument("ref")
+@click.option(
+    "--force", is_flag=True, help="Cancel even a job cut in the middle of a chunk (MyISAM)."
+)
 @click.pass_obj
-def jobs_cancel(ctx: Ctx, ref: str) -> None:
-    """Mark an unfinished job cancelled (its leads stay where they are)."""
-    with open_db(ctx.settings()) as db:
+def jobs_cancel(ctx: Ctx, ref: str, force: bool) -> None:
+    """Mark an unfinished job cancelled (its leads stay where they are). A running job stops
+    at its next chunk."""
+    settings = ctx.settings()
+    with open_db(settings) as db:
         checkpoint.ensure_tables(db)
         job = checkpoint.get_job(db, ref)
-        checkpoint.cancel(db, job)
+        holder = db.scalar("SELECT IS_USED_LOCK(:n)", {"n": lock_name(settings)})
+        conn = db.scalar(
+            "SELECT connection_id FROM archiver_jobs WHERE job_id = :j", {"j": job.job_id}
+        )
+        running = job.state == "running" and holder is not None and holder == conn
+        checkpoint.cancel(db, job, running=running, force=force)
     _out(f"cancelled {job.label}")
 
 

@@ -448,7 +448,7 @@ class Runner:
                 and not is_conflict(st, direction, ours=i in ours)
             )
             after = self._apply(sql, act, job, chunk_no, scan.before)
-            left = self._settle(sql, job, act, scan, after)
+            left, withdrawn = self._settle(sql, job, act, scan, after)
             result = {}
             for lead in scan.ids:
                 if lead in skipped:
@@ -458,7 +458,14 @@ class Runner:
                 if st is not None and not st.in_src and lead in ours:
                     st = State(True, True, True)  # moved by the killed attempt of this chunk
                 result[lead] = outcome(
-                    st, after.get(lead), flags, direction, left=lead in left, ours=lead in ours
+                    st,
+                    after.get(lead),
+                    flags,
+                    direction,
+                    left=lead in left,
+                    ours=lead in ours,
+                    withdrawn=lead in withdrawn,
+                    overrides=bool(self.spec.overrides),
                 )
             self._at("before_checkpoint", chunk_no, scan.ids)
             self._record(job, chunk_no, scan.ids, result, scan.cursor)
@@ -480,14 +487,15 @@ class Runner:
             return sql.scan(where, guards, lock=lock, newest=newest)
 
         if self.pending:
-            # A MyISAM chunk cut part-way is redone first: every lead the selection holds up to
-            # the highest lead the cut attempt had in hand (however many: all of them were
-            # there when it began), plus those leads (moved ones are no longer in the source;
-            # one that left the selection is read below). The walk goes on after them.
+            # A MyISAM chunk cut part-way is redone first: its leads, with every lead the
+            # selection now holds among them, in chunks of the usual size (moved leads are no
+            # longer in the source; one that left the selection is read below). The walk goes
+            # on after the last of them.
             top = max(self.pending)
-            ids, rows = walker.rows_through(self.cursor, top, select)
-            ids = sorted(set(ids) | self.pending)
-            cursor = max(top, self.cursor)
+            ids, rows = walker.rows_through(self.cursor, top, select, limit=size)
+            upto = ids[-1] if len(ids) >= size else top
+            ids = sorted(set(ids) | {i for i in self.pending if i <= upto})
+            cursor = max(upto, self.cursor)
         else:
             ids, rows, cursor = walker.next_rows(self.cursor, size, select)
         scan = _Scan(ids, cursor)
@@ -537,7 +545,7 @@ class Runner:
             return {i: predict(before[i], flags, direction) for i in act}
         missing = [i for i in act if not before[i].in_dst]
         differ = [i for i in act if before[i].in_dst and not before[i].equal]
-        literals = self._remember(sql, act, missing, differ, job)
+        literals = self._remember(sql, act, before, missing, differ, job)
         if flags.insert and (missing or show):
             self._insert(sql, missing or act, literals)
         self._at("after_insert", chunk_no, act)
@@ -556,12 +564,19 @@ class Runner:
         return read_states(db, sql, act)
 
     def _remember(
-        self, sql: ChunkSql, act: list[int], missing: list[int], differ: list[int], job: Job | None
+        self,
+        sql: ChunkSql,
+        act: list[int],
+        before: dict[int, State],
+        missing: list[int],
+        differ: list[int],
+        job: Job | None,
     ) -> list[str] | None:
         """MyISAM: mark the chunk's leads pending, with the fingerprint of each copy about to
-        be written, before writing any (a cut run's redo tells its own copies by them). The
-        archive's copy rows are read here, once, with their fingerprints: they are the values
-        the insert writes. Returns those rows as SQL tuples (None when not read here)."""
+        be written or found equal, before writing any (the job tells its own copies by them,
+        in this chunk or in the redo of a cut one). The archive's copy rows are read here,
+        once, with their fingerprints: they are the values the insert writes. Returns those
+        rows as SQL tuples (None when not read here)."""
         if job is None or self.transactional or self.db.dry_run:
             return None
         db, flags, direction = self.db, self.spec.flags, self.spec.direction
@@ -575,6 +590,7 @@ class Runner:
             copies = []
         if direction == ARCHIVE and flags.update:
             copies += differ
+        copies += [i for i in act if i not in hashes and before[i].in_dst and before[i].equal]
         if copies:
             hashes.update((int(r[0]), str(r[1])) for r in db.rows(sql.hashes(), {"ids": copies}))
         checkpoint.set_pending(db, job.job_id, act, hashes)
@@ -586,24 +602,26 @@ class Runner:
 
     def _settle(
         self, sql: ChunkSql, job: Job | None, act: list[int], scan: _Scan, after: dict[int, State]
-    ) -> set[int]:
-        """MyISAM: leads this job copied and then found changed. Archive: one that left the
-        selection stays live and loses the copy this job wrote of it (`delete_stale_copy`);
-        one still selected is kept_changed, for a later run. Dearchive: a restored lead the
-        dialer has since changed keeps its live row and the archive row this job copied goes
-        (`delete_superseded`). Returns the leads that left the selection."""
+    ) -> tuple[set[int], set[int]]:
+        """MyISAM: leads a call changed after this job copied them (or found them equal).
+        Archive: the lead stays live and the copy goes (`delete_stale_copy`), so no stale copy
+        outlives the chunk; one still selected is kept_changed, for a later run, one that left
+        the selection is left_selection. Dearchive: a restored lead keeps its live row and the
+        archive row this job copied goes (`delete_superseded`). Each delete proves the row it
+        removes is the job's own copy and differs only in what a call changes; where it cannot,
+        both rows stay. Returns (the leads that left the selection, those whose copy went)."""
         if job is None or self.transactional or self.db.dry_run or not self.spec.flags.delete:
-            return set()
+            return set(), set()
         db, archive = self.db, self.spec.direction == ARCHIVE
-        changed = [i for i in act if (st := after.get(i)) and st.in_src and st.in_dst]
+        changed = {i for i in act if (st := after.get(i)) and st.in_src and st.in_dst}
         left = set(scan.unselected)
-        if archive and changed:
-            crit = self.spec.selection.criteria
-            if crit is not None:
-                cond, params = crit.sql()
-                held = {int(r[0]) for r in db.rows(sql.selected(cond), {"ids": changed, **params})}
-                left |= set(changed) - held
-        pool = left if archive else set(changed)
+        crit = self.spec.selection.criteria
+        if archive and changed and crit is not None:
+            cond, params = crit.sql()
+            ids = sorted(changed)
+            held = {int(r[0]) for r in db.rows(sql.selected(cond), {"ids": ids, **params})}
+            left |= changed - held
+        pool = (left | changed) if archive else changed
         targets = sorted(
             i for i in pool if (st := after.get(i) or scan.before.get(i)) and st.in_dst
         )
@@ -615,7 +633,8 @@ class Runner:
         for lead in left:
             if lead not in after:
                 after[lead] = scan.before[lead]
-        return left
+        withdrawn = {i for i in targets if i in after and not after[i].in_dst}
+        return left, withdrawn
 
     def _check_columns(self, sql: ChunkSql) -> None:
         """A delete that spared leads may have met a table changed since the run began (its
@@ -695,7 +714,7 @@ class Runner:
                 if not self.transactional:  # MyISAM: the chunk's statements did happen
                     self.run_counts.update(counts)
                 raise
-            self.pending.clear()
+            self.pending = {i for i in self.pending if i > cursor}
             self.pending_written = False
         # Counted (and reported) only once recorded: a chunk whose checkpoint write failed
         # with a lock wait or deadlock is redone, and must not count its leads twice.

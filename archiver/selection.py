@@ -331,21 +331,25 @@ class Walker:
         return [int(r[0]) for r in rows], rows, cursor
 
     def rows_through(
-        self, after: int, upto: int, select: Callable[[str], str]
+        self, after: int, upto: int, select: Callable[[str], str], limit: int
     ) -> tuple[list[int], list[tuple[Any, ...]]]:
-        """Every id the selection holds in (after, upto], however many, with the rows `select`
-        read for them: the redo of a chunk cut part-way. The walk goes on after `upto`."""
+        """The first `limit` ids the selection holds in (after, upto], with the rows `select`
+        read for them: the redo of a chunk cut part-way. The walk goes on after them."""
         self.more = True
         if self.selection.ids is not None:
             ids = self.selection.ids
-            chunk = list(ids[bisect.bisect_right(ids, after) : bisect.bisect_right(ids, upto)])
+            start = bisect.bisect_right(ids, after)
+            chunk = list(ids[start : min(bisect.bisect_right(ids, upto), start + limit)])
             if not chunk:
                 return [], []
             return chunk, self.db.rows(select("s.`lead_id` IN :ids"), {"ids": chunk})
         where = f" AND ({self.cond})" if self.cond else ""
         rows = self.db.rows(
-            select(f"s.`lead_id` > :after AND s.`lead_id` <= :upto{where} ORDER BY s.`lead_id`"),
-            {"after": after, "upto": upto, **self.params},
+            select(
+                f"s.`lead_id` > :after AND s.`lead_id` <= :upto{where}"
+                " ORDER BY s.`lead_id` LIMIT :n"
+            ),
+            {"after": after, "upto": upto, "n": limit, **self.params},
         )
         return [int(r[0]) for r in rows], rows
 

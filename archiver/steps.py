@@ -88,6 +88,23 @@ GUARDS = (
 )
 
 
+# The columns a call changes on a lead (the dialer, an agent's disposition, a list move): the
+# only ones in which the row that stays may differ from the row a proven-copy delete removes.
+# A difference anywhere else (a name, a comment cut by an ALTER) keeps both rows.
+CALL_STATE = frozenset(
+    {
+        "status",
+        "user",
+        "list_id",
+        "called_count",
+        "called_since_last_reset",
+        "last_local_call_time",
+        "modify_date",
+        "gmt_offset_now",
+    }
+)
+
+
 @dataclass(frozen=True)
 class Flags:
     insert: bool = True
@@ -344,28 +361,33 @@ class ChunkSql:
             f"WHERE s.`lead_id` IN :ids AND {self.equal_expr()}\n  AND {self.schema_guard()}"
         )
 
+    def settled_expr(self) -> str:
+        """The two rows are equal on every column a call does not change (`CALL_STATE`)."""
+        return self.equal_expr([c for c in self.columns if c.name.lower() not in CALL_STATE])
+
     def delete_stale_copy(self) -> str:
-        """Archive, MyISAM: a lead that left the selection after this job copied it stays live;
-        its copy in the target goes, only where the statement proves the target row is exactly
-        the copy this job wrote (its fingerprint, recorded before the copy) and the live row,
-        the same lead, is still there."""
+        """Archive, MyISAM: a lead changed by a call after this job copied it stays live; its
+        copy in the target goes, only where the statement proves the target row is exactly the
+        copy this job wrote or found equal (its fingerprint, recorded before the chunk wrote
+        anything), that the live row is still there, and that the two differ only in what a
+        call changes: the live row holds everything the copy held."""
         return (
             f"DELETE d FROM {self.d} AS d JOIN {self.s} AS s ON s.`lead_id` = d.`lead_id`\n"
             "JOIN `archiver_pending` AS p ON p.`job_id` = :job AND p.`lead_id` = d.`lead_id`\n"
             f"WHERE d.`lead_id` IN :ids AND p.`copy_hash` = {self.row_hash('d', 'dst')}\n"
-            f"  AND {self.same_lead_expr()}\n  AND {self.schema_guard()}"
+            f"  AND {self.settled_expr()}\n  AND {self.schema_guard()}"
         )
 
     def delete_superseded(self) -> str:
-        """Dearchive, MyISAM: a lead this job restored and the dialer has since changed in the
+        """Dearchive, MyISAM: a lead this job restored and a call has since changed in the
         live table. The restored row is the lead; the archive row goes, only where the
         statement proves it is exactly the row this job copied (its fingerprint, recorded before
-        the copy) and the live row is the same lead."""
+        the copy) and that the two differ only in what a call changes (and the overrides)."""
         return (
             f"DELETE s FROM {self.s} AS s JOIN {self.d} AS d ON d.`lead_id` = s.`lead_id`\n"
             "JOIN `archiver_pending` AS p ON p.`job_id` = :job AND p.`lead_id` = s.`lead_id`\n"
             f"WHERE s.`lead_id` IN :ids AND p.`copy_hash` = {self.row_hash('s', 'src')}\n"
-            f"  AND {self.same_lead_expr()}\n  AND {self.schema_guard()}"
+            f"  AND {self.settled_expr()}\n  AND {self.schema_guard()}"
         )
 
     def override_params(self) -> dict[str, Any]:
@@ -417,10 +439,13 @@ def outcome(
     *,
     left: bool = False,
     ours: bool = False,
+    withdrawn: bool = False,
+    overrides: bool = False,
 ) -> str:
     """A lead's outcome from its state before the chunk and after it; `left`: the lead left
     the selection while this job had it in hand; `ours`: a cut attempt of this job's chunk
-    had it in hand (its copy may be this job's)."""
+    had it in hand (its copy may be this job's); `withdrawn`: this job removed its own copy
+    of a lead a call changed after the copy (it is live only, for a later run)."""
     if before is None:
         return MISSING
     if not before.in_src:
@@ -428,9 +453,13 @@ def outcome(
     if is_conflict(before, direction, ours):
         return CONFLICT
     if after is None or not after.in_src:
+        if direction == DEARCHIVE and overrides and before.in_dst and not ours:
+            return ALREADY_LIVE  # exactly live already: the copy went, nothing was restored
         return ARCHIVED if direction == ARCHIVE else DEARCHIVED
     if left:
         return LEFT_SELECTION if not after.in_dst else KEPT_CHANGED
+    if withdrawn and not after.in_dst:
+        return KEPT_CHANGED
     if not after.in_dst:
         return NOT_COPIED
     if after.equal and not flags.delete:

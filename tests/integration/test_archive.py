@@ -18,7 +18,7 @@ from archiver.config import Settings
 from archiver.db import Db
 from archiver.runner import JobSpec, Summary, run_job
 from archiver.selection import Criteria, Selection
-from archiver.steps import ARCHIVE, Flags
+from archiver.steps import ARCHIVE, CALL_STATE, Flags
 from tests.conftest import ARCHIVE as ARCHIVE_T
 from tests.conftest import LIVE, VDb, strict_global_sql_mode
 
@@ -333,7 +333,12 @@ def _verified_change(vdb: VDb, column: str, value: Any, original: Any = "base") 
     changed = vdb.row_bytes(LIVE, [TARGET])[TARGET]
     differing = [c for c, a, b in zip(COLUMNS, copy_before, changed, strict=True) if a != b]
     assert differing == [column]  # the change really is that column, and only it
-    assert vdb.row_bytes(ARCHIVE_T) == {TARGET: copy_before}  # the copy, made before the change
+    if vdb.engine == "MyISAM" and column in CALL_STATE:
+        # A call's change: the live row holds all the copy held, so the copy this job wrote
+        # is removed (proven to be it) and no stale copy is left behind.
+        assert vdb.row_bytes(ARCHIVE_T) == {}
+    else:  # any other change keeps the copy, made before the change, beside the live row
+        assert vdb.row_bytes(ARCHIVE_T) == {TARGET: copy_before}
     outcome = vdb.db.scalar("SELECT outcome FROM archiver_leads WHERE lead_id = :l", {"l": TARGET})
     assert outcome == "kept_changed"
 
