@@ -91,14 +91,14 @@ def describe_connect_error(exc: BaseException, db: DbSettings) -> str:
     where = db.safe()
     if errno in (ER_ACCESS_DENIED, ER_DBACCESS_DENIED):
         return (
-            f"access denied for user {db.user!r} on {db.host}:{db.port}; check the user and "
+            f"access denied for user {db.user!r} on {db.hostport}; check the user and "
             "password (--dsn, ARCHIVER_DB_PASSWORD or --astguiclient)"
         )
     if errno == ER_BAD_DB:
-        return f"database {db.database!r} does not exist on {db.host}:{db.port}; check --dsn"
+        return f"database {db.database!r} does not exist on {db.hostport}; check --dsn"
     if errno in (2003, 2005, 2013):
         return (
-            f"cannot connect to MariaDB/MySQL at {db.host}:{db.port} ({where}); "
+            f"cannot connect to MariaDB/MySQL at {db.hostport} ({where}); "
             "check that the server is running and the host and port are right"
         )
     return f"cannot connect to {where}: MySQL error {errno}; check the connection settings"
