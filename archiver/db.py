@@ -34,6 +34,7 @@ ER_LOCK_DEADLOCK = 1213
 ER_ACCESS_DENIED = 1045
 ER_DBACCESS_DENIED = 1044
 ER_BAD_DB = 1049
+ER_WRONG_DB_NAME = 1102
 RETRYABLE = {ER_LOCK_WAIT_TIMEOUT, ER_LOCK_DEADLOCK}
 CONNECTION_LOST = {2006, 2013, 2014, 2055, 1927}
 
@@ -96,6 +97,8 @@ def describe_connect_error(exc: BaseException, db: DbSettings) -> str:
         )
     if errno == ER_BAD_DB:
         return f"database {db.database!r} does not exist on {db.hostport}; check --dsn"
+    if errno == ER_WRONG_DB_NAME:
+        return f"{db.database!r} is not a valid database name; check --dsn"
     if errno in (2003, 2005, 2013):
         return (
             f"cannot connect to MariaDB/MySQL at {db.hostport} ({where}); "
