@@ -581,6 +581,16 @@ def test_parse_before_refuses(text: str) -> None:
             "mysql://root@[::1]:3307/asterisk",
             {"host": "::1", "port": 3307, "user": "root", "database": "asterisk"},
         ),
+        (
+            "mysql://root:a/b?c#d@db:3307/asterisk",
+            {
+                "host": "db",
+                "port": 3307,
+                "user": "root",
+                "password": "a/b?c#d",
+                "database": "asterisk",
+            },
+        ),
         ("mysql://[::1]/asterisk", {"host": "::1", "database": "asterisk"}),
         (
             "mysql://root@db/asterisk?charset=utf8mb4&init_command=x",  # query: not read
@@ -617,6 +627,7 @@ def test_parse_dsn_refuses(dsn: str, message: str) -> None:
         ["--dsn", "mysql://root:Top@Secret9@127.0.0.1/db"],
         ["--dsn=mysql://root:Top%40Secret9@127.0.0.1/db"],
         ["--dsn", "mysql://root:Top:Secret9@127.0.0.1/db"],
+        ["--dsn", "mysql://root:Top/Secret9?#@127.0.0.1/db"],
         ["--dsn", "mysql://root:Top Secret9@127.0.0.1/db"],
         ["mysql://root:Top @Secret9@127.0.0.1/db"],  # where click will refuse it: masked too
         ["--dsn", "mysql:/root:Top Secret9@127.0.0.1/db"],  # not a URL
