@@ -5,15 +5,33 @@ from __future__ import annotations
 import json
 import os
 import socket
+import tempfile
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 from prometheus_client.parser import text_string_to_metric_families
 
 from archiver.db import Db
+from archiver.errors import BadInput
 from archiver.runner import Summary
 
 LAST_SUCCESS = "vicidial_archiver_last_success_timestamp_seconds"
+
+
+def check_metrics_file(path: str) -> None:
+    """Refuse a --metrics-file that cannot be written, before the job writes anything.
+    prometheus_client writes a file beside it and renames that over the path, so the
+    directory must take a new file, and the path must not be a directory or a device
+    (/dev/full would be replaced, not written to)."""
+    target = Path(path)
+    if target.exists() and not target.is_file():
+        raise BadInput(f"cannot write --metrics-file {path}: not a regular file")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    except OSError as exc:
+        raise BadInput(f"cannot write --metrics-file {path}: {exc.strerror}") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def write_metrics(path: str, summary: Summary, now: float) -> None:

@@ -7,13 +7,14 @@ No other module imports click. Every error a user can cause is an ArchiverError 
 from __future__ import annotations
 
 import getpass
+import itertools
 import json
 import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import IO, Any, cast
 
 import click
 from sqlalchemy.exc import DBAPIError
@@ -21,7 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from archiver import checkpoint, config, request, schema
 from archiver import logging as alog
 from archiver.db import Db, connect, make_engine
-from archiver.errors import EXIT_FAILED, ArchiverError, BadInput
+from archiver.errors import EXIT_FAILED, ArchiverError, BadInput, Failed
 from archiver.runner import JobSpec, Summary, lock_name, run_job, spec_from_job
 from archiver.selection import (
     Criteria,
@@ -291,11 +292,11 @@ def build_selection(
         return Selection.from_ids(req.lead_ids), req.flags
     if kw["ids_file"]:
         if kw["ids_file"] == "-":
-            ids = ids_from_lines(sys.stdin, "stdin")
+            ids = ids_from_lines(_bounded_lines(sys.stdin, "stdin"), "stdin")
         else:
             try:
                 with open(kw["ids_file"], encoding="utf-8") as fh:
-                    ids = ids_from_lines(fh, kw["ids_file"])
+                    ids = ids_from_lines(_bounded_lines(fh, kw["ids_file"]), kw["ids_file"])
             except OSError as exc:
                 raise BadInput(f"cannot read {kw['ids_file']}: {exc.strerror}") from None
             except UnicodeDecodeError:
@@ -314,6 +315,29 @@ def build_selection(
         check_limit(ids, limit, "the command line")
         return Selection.from_ids(ids), None
     return Selection(criteria=crit.resolve()), None
+
+
+MAX_ID_LINE = 64  # characters of one --ids-file line, blanks and comment included
+
+
+def _bounded_lines(stream: IO[str], name: str) -> IO[str]:
+    """The stream's lines, each read with a bound: a file without line breaks (/dev/zero)
+    would otherwise be read whole into memory as one line."""
+
+    def lines() -> Iterator[str]:
+        for n in itertools.count(1):
+            line = stream.readline(MAX_ID_LINE + 2)  # room for the line break
+            if not line:
+                return
+            if len(line.rstrip("\r\n")) > MAX_ID_LINE:
+                raise BadInput(
+                    f"invalid lead id on line {n} of {name}: the line is longer than "
+                    f"{MAX_ID_LINE} characters; give one lead id a line"
+                )
+            yield line
+
+    # ids_from_lines only iterates over what it is given.
+    return cast(IO[str], lines())
 
 
 def _bad_empty(arg: str) -> bool:
@@ -445,6 +469,10 @@ def run_command(
         report=kw["report"],
         ignore_window=kw["ignore_window"],
     )
+    if kw.get("metrics_file") and not spec.dry_run:
+        from archiver import audit
+
+        audit.check_metrics_file(kw["metrics_file"])
     show_bar = sys.stderr.isatty() and not ctx.verbose
     bar, update = _progress(show_bar)
     with open_db(settings, dry_run=spec.dry_run) as db:
@@ -456,7 +484,10 @@ def run_command(
                 summary = run_job(db, settings, spec)
         except ArchiverError as exc:
             if exc.summary is not None:
-                after_run(db, exc.summary, kw)
+                try:
+                    after_run(db, exc.summary, kw)
+                except Failed as late:  # the job's own error stays the one reported
+                    alog.get_logger().error("after_run_failed", error=str(late))
             raise
         after_run(db, summary, kw)
     return summary
@@ -475,8 +506,10 @@ def after_run(db: Db, summary: Summary, kw: dict[str, Any]) -> None:
         try:
             audit.write_metrics(kw["metrics_file"], summary, time.time())
         except OSError as exc:
+            # The job has run: its work stands and the summary is printed, so this is a
+            # failure (exit 1), not bad input. Writability was checked before the job.
             msg = f"cannot write --metrics-file {kw['metrics_file']}: {exc.strerror}"
-            raise BadInput(msg) from None
+            raise Failed(f"{msg}; the job itself ended {summary.state}") from None
     if kw.get("admin_log"):
         audit.write_admin_log(db, summary, kw.get("user") or getpass.getuser())
 
@@ -1000,8 +1033,25 @@ def main(argv: list[str] | None = None) -> None:
 def hide_password_in_process_title(argv: list[str]) -> None:
     """`ps` shows the command line: a password given in --dsn is masked there at once (still,
     prefer ARCHIVER_DB_PASSWORD, which never reaches the command line)."""
-    masked = [re.sub(r"(://[^:/@\s]*):[^@\s]*@", r"\1:***@", arg) for arg in argv]
+    masked = masked_argv(argv)
     if masked != argv:
         import setproctitle
 
         setproctitle.setproctitle(" ".join(["vicidial-archiver", *masked[1:]]))
+
+
+def masked_argv(argv: list[str]) -> list[str]:
+    """The arguments with every DSN's password masked, however it is written (spaces, tabs,
+    '@', ':', %-escapes): the value of `--dsn X` and `--dsn=X`, and any argument that holds a
+    URL with user-info, wherever it stands."""
+    out: list[str] = []
+    after_dsn = False
+    for arg in argv:
+        if after_dsn:
+            out.append(config.mask_dsn(arg, is_dsn=True))
+        elif arg.startswith("--dsn="):
+            out.append("--dsn=" + config.mask_dsn(arg[len("--dsn=") :], is_dsn=True))
+        else:
+            out.append(config.mask_dsn(arg))
+        after_dsn = arg == "--dsn"
+    return out

@@ -13,11 +13,10 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.engine import URL
 
 from archiver.errors import BadInput, ConfigError
 
@@ -25,6 +24,10 @@ DEFAULT_CONFIG_PATHS = (Path("vicidial-archiver.toml"), Path("/etc/vicidial-arch
 MAX_CHUNK = 500
 MAX_DURATION = 100 * 365 * 86400.0
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+# Config and astguiclient.conf files are read up to this size: past it (or from a device such
+# as /dev/zero) they are refused instead of read until memory runs out.
+MAX_FILE_BYTES = 1 << 20
+MAX_CONNECT_TIMEOUT = 3600
 
 
 @dataclass(frozen=True)
@@ -36,18 +39,30 @@ class DbSettings:
     database: str = "asterisk"
     connect_timeout: int = 10
 
-    def url(self, *, database: str | None = None) -> str:
-        """A SQLAlchemy URL with the password in it: never log or print this."""
+    def url(self, *, database: str | None = None) -> URL:
+        """A SQLAlchemy URL built from the parts (no part can add a query parameter). It holds
+        the password: never log or print it."""
         db = self.database if database is None else database
-        cred = quote(self.user, safe="")
-        if self.password:
-            cred += ":" + quote(self.password, safe="")
-        return f"mysql+pymysql://{cred}@{self.host}:{self.port}/{db}?charset=utf8mb4"
+        return URL.create(
+            "mysql+pymysql",
+            username=self.user,
+            password=self.password,
+            host=self.host,
+            port=self.port,
+            database=db,
+            query={"charset": "utf8mb4"},
+        )
+
+    @property
+    def hostport(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host  # IPv6
+        return f"{host}:{self.port}"
 
     def safe(self) -> str:
         """The connection as it may be shown to a person: password masked."""
         pw = ":***" if self.password else ""
-        return f"mysql://{self.user}{pw}@{self.host}:{self.port}/{self.database}"
+        user = quote(self.user, safe="")
+        return f"mysql://{user}{pw}@{self.hostport}/{quote(self.database, safe='')}"
 
 
 @dataclass(frozen=True)
@@ -190,46 +205,98 @@ def parse_clock(text: str, what: str) -> time:
         raise ConfigError(f"{what}: expected a time of day such as 20:00, got {text!r}") from None
 
 
+_SCHEMES = {"mysql", "mysql+pymysql", "mariadb", "mariadb+pymysql"}
+_HOST_PORT = re.compile(r"(?:\[(?P<v6>[^\[\]/]+)\]|(?P<host>[^\s:\[\]]*))(?::(?P<port>.*))?", re.S)
+
+
 def parse_dsn(dsn: str, what: str = "DSN") -> dict[str, Any]:
-    """The parts a DSN gives; never echoes the password back in an error."""
-    try:
-        url = make_url(dsn)
-    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
-        # Show only what follows the last '@': a malformed DSN ('mysql:/u:pw@h') would
-        # otherwise put the password in the message.
-        _, at, tail = dsn.rpartition("@")
-        shown = f"***@{tail}" if at else ("***" if ":" in dsn else dsn)
+    """The parts a DSN gives; never echoes the password back in an error.
+
+    The user-info runs to the LAST '@' (as browsers read it), so a password may hold a raw '@',
+    ':', space or tab; %-escapes (`%40`) in the user, password and database are decoded. The
+    host may be an IPv6 address in brackets. Query parameters are not read."""
+    scheme, sep, rest = dsn.partition("://")
+    if not sep or not re.fullmatch(r"[A-Za-z][A-Za-z0-9+]*", scheme):
+        raise _not_a_url(dsn, what)
+    if scheme not in _SCHEMES:
         raise ConfigError(
-            f"{what} {shown!r} is not a URL; use mysql://user:password@host:3306/asterisk"
-        ) from None
-    if url.drivername not in {"mysql", "mysql+pymysql", "mariadb", "mariadb+pymysql"}:
-        raise ConfigError(
-            f"{what} scheme {url.drivername!r} is not supported; use mysql:// or mysql+pymysql://"
+            f"{what} scheme {scheme!r} is not supported; use mysql:// or mysql+pymysql://"
         )
+    userinfo, at, location = rest.rpartition("@")
+    location = location.partition("?")[0]
+    hostport, _, database = location.partition("/")
+    m = _HOST_PORT.fullmatch(hostport)
+    port = m.group("port") if m else None
+    if m is None or (port is not None and not (port.isascii() and port.isdigit())):
+        raise _not_a_url(dsn, what)
     parts: dict[str, Any] = {}
-    if url.host:
-        parts["host"] = url.host
-    if url.port is not None:
-        if not 1 <= url.port <= 65535:
-            raise ConfigError(f"{what}: port {url.port} is not a TCP port (1–65535)")
-        parts["port"] = url.port
-    if url.username:
-        parts["user"] = url.username
-    if url.password is not None:
-        parts["password"] = str(url.password)
-    if url.database:
-        parts["database"] = url.database
+    host = m.group("v6") or m.group("host")
+    if host:
+        parts["host"] = host
+    if port is not None:
+        if not 1 <= int(port) <= 65535:
+            raise ConfigError(f"{what}: port {int(port)} is not a TCP port (1–65535)")
+        parts["port"] = int(port)
+    if at:
+        user, colon, password = userinfo.partition(":")
+        if user:
+            parts["user"] = unquote(user)
+        if colon:
+            parts["password"] = unquote(password)
+    if database:
+        parts["database"] = unquote(database)
     return parts
+
+
+def _not_a_url(dsn: str, what: str) -> ConfigError:
+    # Show only what follows the last '@': a malformed DSN ('mysql:/u:pw@h') would otherwise
+    # put the password in the message.
+    _, at, tail = dsn.rpartition("@")
+    shown = f"***@{tail}" if at else ("***" if ":" in dsn else dsn)
+    return ConfigError(
+        f"{what} {shown!r} is not a URL; use mysql://user:password@host:3306/asterisk"
+    )
+
+
+def mask_dsn(text: str, *, is_dsn: bool = False) -> str:
+    """`text` with the password of a DSN in it replaced by ***, however the password is
+    written: everything between the user's ':' and the last '@'. With `is_dsn`, a value that
+    is not even a URL keeps only what follows its last '@'."""
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        _, at, tail = text.rpartition("@")
+        return f"***@{tail}" if is_dsn and at else text
+    userinfo, at, location = rest.rpartition("@")
+    if not at:
+        return text
+    user, colon, _ = userinfo.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}@{location}"
+
+
+def replica_settings(dsn: str, what: str = "throttle.replicas entry") -> DbSettings:
+    """A replica's connection, read by the same parser as the main DSN (no database unless
+    the DSN names one)."""
+    parts = {"database": "", "connect_timeout": 5, **parse_dsn(dsn, what)}
+    return DbSettings(**parts)
+
+
+def read_capped(path: Path) -> bytes:
+    """At most MAX_FILE_BYTES + 1 bytes of the file (raises OSError as open() does)."""
+    with open(path, "rb") as fh:
+        return fh.read(MAX_FILE_BYTES + 1)
 
 
 def read_astguiclient(path: Path) -> dict[str, Any]:
     """VARDB_* settings from VICIdial's /etc/astguiclient.conf, read the way VICIdial reads it:
     spaces, tabs and `>` removed, everything from `#` or `;` dropped, value after the last `=`."""
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        data = read_capped(path)
     except OSError as exc:
         msg = f"cannot read {path}: {exc.strerror}; check the path and its permissions"
         raise ConfigError(msg) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(f"{path} is larger than 1 MiB; is it VICIdial's astguiclient.conf?")
+    text = data.decode("utf-8", errors="replace")
     keys = {
         "VARDB_server": "host",
         "VARDB_port": "port",
@@ -252,6 +319,10 @@ def read_astguiclient(path: Path) -> dict[str, Any]:
             parts["port"] = int(parts["port"])
         except ValueError:
             raise ConfigError(f"{path}: VARDB_port is not a number") from None
+        if not 1 <= parts["port"] <= 65535:
+            raise ConfigError(
+                f"{path}: VARDB_port must be a TCP port (1–65535), got {parts['port']}"
+            )
     if parts.get("host") == "localhost":
         # PyMySQL has no socket default; localhost means this machine over TCP.
         parts["host"] = "127.0.0.1"
@@ -321,9 +392,15 @@ def _defaults_of(cls: type[Any]) -> dict[str, Any]:
 
 def _load_file(builder: _Builder, path: Path, base_dir: Path) -> None:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = read_capped(path)
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigError(f"config file {path} is larger than 1 MiB; check --config")
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text; save it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     for section, body in data.items():
@@ -358,7 +435,27 @@ def _load_section(
             conf = Path(_check_type(full, value, ""))
             builder.apply_db_parts(read_astguiclient(base_dir / conf))
         else:
-            builder.set(section, key, _check_type(full, value, defaults[key]))
+            builder.set(section, key, _check_range(full, _check_type(full, value, defaults[key])))
+
+
+# Whole-number keys with a range: (lowest, highest, unit).
+_RANGES = {
+    "database.port": (1, 65535, ""),
+    "database.connect_timeout": (1, MAX_CONNECT_TIMEOUT, " seconds"),
+}
+
+
+def _check_range(key: str, value: Any) -> Any:
+    if key in _RANGES:
+        low, high, unit = _RANGES[key]
+        if not low <= value <= high:
+            raise ConfigError(f"config key {key!r} must be {low} to {high}{unit}, got {value}")
+    if key == "database.database" and not value:
+        raise ConfigError(
+            "config key 'database.database' must not be empty; name the VICIdial database "
+            "(usually asterisk)"
+        )
+    return value
 
 
 _ENV_DB = {
@@ -379,8 +476,8 @@ def _load_env(builder: _Builder, env: dict[str, str]) -> None:
         if var in env and env[var] != "":
             value: Any = env[var]
             if key == "port":
-                if not (value.isascii() and value.isdigit()):
-                    raise ConfigError(f"{var} must be a port number, got {value!r}")
+                if not (value.isascii() and value.isdigit() and 1 <= int(value) <= 65535):
+                    raise ConfigError(f"{var} must be a port number (1–65535), got {value!r}")
                 value = int(value)
             builder.set("database", key, value)
     if env.get("ARCHIVER_API_KEYS"):  # adds to the file's keys (an entry in both counts once)
@@ -392,6 +489,8 @@ def _load_env(builder: _Builder, env: dict[str, str]) -> None:
 def find_config(explicit: str | None) -> Path | None:
     if explicit:
         path = Path(explicit)
+        if path.exists() and not path.is_file():
+            raise ConfigError(f"config file {path} is not a regular file; check --config")
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist; check --config")
         return path
@@ -434,6 +533,12 @@ def load_settings(
 
 
 def validate(s: Settings) -> Settings:
+    _validate_db(s.db)
+    if not s.db.database:
+        raise ConfigError(
+            "the database name is empty; name the VICIdial database (usually asterisk) in "
+            "--dsn, ARCHIVER_DB_NAME, database.database or VARDB_database"
+        )
     if not 1 <= s.chunk_size <= MAX_CHUNK:
         raise BadInput(f"chunk size must be between 1 and {MAX_CHUNK}, got {s.chunk_size}")
     if not 0 <= s.delete_batch <= MAX_CHUNK:
@@ -463,12 +568,27 @@ def validate(s: Settings) -> Settings:
         raise ConfigError(f"window.timezone: unknown time zone {w.timezone!r}") from None
     t = s.throttle
     for replica in t.replicas:  # checked now, not between two chunks of a running job
-        parse_dsn(replica, "throttle.replicas entry")
+        _validate_db(replica_settings(replica))
     if t.chunk_time_ms < 0 or t.max_threads_running < 0 or t.sleep_coef < 0:
         raise BadInput("throttle values must not be negative")
     if not t.sleep_coef <= 1000:  # also NaN and inf, which would overflow time.sleep()
         raise BadInput(f"the sleep coefficient must be at most 1000, got {t.sleep_coef}")
     return s
+
+
+def _validate_db(db: DbSettings) -> None:
+    """Whatever layer set them (a TOML key, the environment, astguiclient.conf, a DSN)."""
+    if not db.host:
+        raise ConfigError(
+            "the database host is empty; set it in --dsn, ARCHIVER_DB_HOST or the config"
+        )
+    if not 1 <= db.port <= 65535:
+        raise ConfigError(f"the database port must be 1 to 65535, got {db.port}")
+    if not 1 <= db.connect_timeout <= MAX_CONNECT_TIMEOUT:
+        raise ConfigError(
+            f"config key 'database.connect_timeout' must be 1 to {MAX_CONNECT_TIMEOUT} seconds, "
+            f"got {db.connect_timeout}"
+        )
 
 
 def with_overrides(s: Settings, **changes: Any) -> Settings:

@@ -34,6 +34,7 @@ ER_LOCK_DEADLOCK = 1213
 ER_ACCESS_DENIED = 1045
 ER_DBACCESS_DENIED = 1044
 ER_BAD_DB = 1049
+ER_WRONG_DB_NAME = 1102
 RETRYABLE = {ER_LOCK_WAIT_TIMEOUT, ER_LOCK_DEADLOCK}
 CONNECTION_LOST = {2006, 2013, 2014, 2055, 1927}
 
@@ -91,14 +92,16 @@ def describe_connect_error(exc: BaseException, db: DbSettings) -> str:
     where = db.safe()
     if errno in (ER_ACCESS_DENIED, ER_DBACCESS_DENIED):
         return (
-            f"access denied for user {db.user!r} on {db.host}:{db.port}; check the user and "
+            f"access denied for user {db.user!r} on {db.hostport}; check the user and "
             "password (--dsn, ARCHIVER_DB_PASSWORD or --astguiclient)"
         )
     if errno == ER_BAD_DB:
-        return f"database {db.database!r} does not exist on {db.host}:{db.port}; check --dsn"
+        return f"database {db.database!r} does not exist on {db.hostport}; check --dsn"
+    if errno == ER_WRONG_DB_NAME:
+        return f"{db.database!r} is not a valid database name; check --dsn"
     if errno in (2003, 2005, 2013):
         return (
-            f"cannot connect to MariaDB/MySQL at {db.host}:{db.port} ({where}); "
+            f"cannot connect to MariaDB/MySQL at {db.hostport} ({where}); "
             "check that the server is running and the host and port are right"
         )
     return f"cannot connect to {where}: MySQL error {errno}; check the connection settings"

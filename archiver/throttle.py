@@ -9,8 +9,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
-from archiver.config import MAX_CHUNK, ThrottleSettings, parse_dsn
-from archiver.db import Db
+from archiver.config import MAX_CHUNK, DbSettings, ThrottleSettings, replica_settings
+from archiver.db import Db, mysql_errno
 from archiver.errors import Stopped
 from archiver.logging import get_logger
 
@@ -31,6 +31,8 @@ class Throttle:
         self.sleep = sleep
         self.log = get_logger()
         self.slept_s = 0.0
+        # Parsed as the main DSN is; each was checked when the settings were loaded.
+        self.replicas = [replica_settings(dsn) for dsn in settings.replicas]
 
     def next_size(self, last_size: int, last_ms: float) -> int:
         """With `chunk_time_ms`, aim the next chunk at that statement time (at most 500)."""
@@ -83,24 +85,33 @@ class Throttle:
         return running <= self.s.max_threads_running, running
 
     def _replicas_ok(self) -> tuple[bool, object]:
-        lags = [replica_lag(dsn) for dsn in self.s.replicas]
+        lags = [replica_lag(replica) for replica in self.replicas]
         # An unknown lag (replica down, replication stopped) counts as too much.
         good = all(lag is not None and lag <= self.s.max_replica_lag for lag in lags)
         return good, lags
 
 
-def replica_lag(dsn: str) -> float | None:
-    parts = parse_dsn(dsn, "replica DSN")
-    url = (
-        f"mysql+pymysql://{parts.get('user', 'root')}:{parts.get('password', '')}"
-        f"@{parts.get('host', '127.0.0.1')}:{parts.get('port', 3306)}/"
+def replica_lag(replica: DbSettings) -> float | None:
+    """Seconds_Behind_Master of a replica; None when it is unknown (unreachable, refused, not
+    a replica or replication stopped), with the reason logged."""
+    log = get_logger(replica=replica.safe())
+    engine = create_engine(
+        replica.url(),
+        poolclass=NullPool,
+        connect_args={"connect_timeout": replica.connect_timeout},
     )
     try:
-        engine = create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": 5})
         with engine.connect() as conn:
             row = conn.execute(text("SHOW SLAVE STATUS")).mappings().first()
-    except DBAPIError:
+    except DBAPIError as exc:
+        log.info("replica_lag_unknown", reason=f"MySQL error {mysql_errno(exc)}")
         return None
-    if row is None or row.get("Seconds_Behind_Master") is None:
+    finally:
+        engine.dispose()
+    if row is None:
+        log.info("replica_lag_unknown", reason="not a replica (SHOW SLAVE STATUS is empty)")
+        return None
+    if row.get("Seconds_Behind_Master") is None:
+        log.info("replica_lag_unknown", reason="replication is not running")
         return None
     return float(row["Seconds_Behind_Master"])

@@ -752,7 +752,7 @@ HOSTILE_ARCHIVE = [
     Case(
         "archive-env-port",
         ["archive", "1"],
-        "ARCHIVER_DB_PORT must be a port number, got '33o6'",
+        "ARCHIVER_DB_PORT must be a port number (1–65535), got '33o6'",
         env={"ARCHIVER_DB_PORT": "33o6"},
     ),
     Case(

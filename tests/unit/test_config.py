@@ -274,8 +274,14 @@ def test_missing_config_file_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("var", "value", "message"),
     [
-        ("ARCHIVER_DB_PORT", "abc", "ARCHIVER_DB_PORT must be a port number, got 'abc'"),
-        ("ARCHIVER_DB_PORT", "²", "ARCHIVER_DB_PORT must be a port number, got '²'"),
+        ("ARCHIVER_DB_PORT", "abc", "ARCHIVER_DB_PORT must be a port number (1–65535), got 'abc'"),
+        ("ARCHIVER_DB_PORT", "²", "ARCHIVER_DB_PORT must be a port number (1–65535), got '²'"),
+        ("ARCHIVER_DB_PORT", "0", "ARCHIVER_DB_PORT must be a port number (1–65535), got '0'"),
+        (
+            "ARCHIVER_DB_PORT",
+            "65536",
+            "ARCHIVER_DB_PORT must be a port number (1–65535), got '65536'",
+        ),
         (
             "ARCHIVER_DSN",
             "postgresql://u@h/d",
@@ -415,7 +421,7 @@ def test_parse_dsn(dsn: str, parts: dict[str, object]) -> None:
 def test_settings_url_round_trips_a_password_with_special_characters() -> None:
     s = load_settings(env={}, dsn="mysql://cron:p%40ss%3Aw%2Fd@db:3307/asterisk")
     assert s.db.password == "p@ss:w/d"
-    assert parse_dsn(s.db.url())["password"] == "p@ss:w/d"
+    assert s.db.url().password == "p@ss:w/d"
     assert s.safe_dsn == "mysql://cron:***@db:3307/asterisk"
     assert "p@ss" not in repr(s) and "p@ss" not in str(s)
 
@@ -547,3 +553,172 @@ def test_parse_duration_refuses_what_time_sleep_cannot_wait(text: str | float) -
 def test_parse_before_refuses(text: str) -> None:
     with pytest.raises(BadInput, match=r"^--entry-before: "):
         config.parse_before(text, "--entry-before")
+
+
+# --- hostile DSNs and files (issue 14: findings 2, 3, 5, 11, 15) ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("dsn", "parts"),
+    [
+        (  # a raw '@' in the password: the user-info runs to the last '@'
+            "mysql://root:Hunter@2pw@127.0.0.1/db",
+            {"host": "127.0.0.1", "user": "root", "password": "Hunter@2pw", "database": "db"},
+        ),
+        (
+            "mysql://root:Top Secret9@db/asterisk",
+            {"host": "db", "user": "root", "password": "Top Secret9", "database": "asterisk"},
+        ),
+        (
+            "mysql://root:tab\there@db/asterisk",
+            {"host": "db", "user": "root", "password": "tab\there", "database": "asterisk"},
+        ),
+        (
+            "mysql://monitor:pa%40ss:word@127.0.0.1:3306/",
+            {"host": "127.0.0.1", "port": 3306, "user": "monitor", "password": "pa@ss:word"},
+        ),
+        (
+            "mysql://root@[::1]:3307/asterisk",
+            {"host": "::1", "port": 3307, "user": "root", "database": "asterisk"},
+        ),
+        (
+            "mysql://root:a/b?c#d@db:3307/asterisk",
+            {
+                "host": "db",
+                "port": 3307,
+                "user": "root",
+                "password": "a/b?c#d",
+                "database": "asterisk",
+            },
+        ),
+        ("mysql://[::1]/asterisk", {"host": "::1", "database": "asterisk"}),
+        (
+            "mysql://root@db/asterisk?charset=utf8mb4&init_command=x",  # query: not read
+            {"host": "db", "user": "root", "database": "asterisk"},
+        ),
+        ("mysql://root@db/x%3Fa%3D1", {"host": "db", "user": "root", "database": "x?a=1"}),
+    ],
+)
+def test_parse_dsn_reads_user_info_to_the_last_at(dsn: str, parts: dict[str, object]) -> None:
+    assert parse_dsn(dsn) == parts
+
+
+@pytest.mark.parametrize(
+    ("dsn", "message"),
+    [
+        ("mysql://root@db:0/x", "--dsn: port 0 is not a TCP port (1–65535)"),
+        ("mysql://root@db:65536/x", "--dsn: port 65536 is not a TCP port (1–65535)"),
+        ("mysql://root@db:/x", "--dsn '***@db:/x' is not a URL; "),
+        ("mysql://root:pw@::1/x", "--dsn '***@::1/x' is not a URL; "),
+    ],
+)
+def test_parse_dsn_refuses(dsn: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_dsn(dsn, "--dsn")
+    assert str(err.value).startswith(message)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--dsn", "mysql://root:Top Secret9@127.0.0.1/db"],
+        ["--dsn=mysql://root:Top Secret9@127.0.0.1/db"],
+        ["--dsn", "mysql://root:Top\tSecret9@127.0.0.1/db"],
+        ["--dsn", "mysql://root:Top@Secret9@127.0.0.1/db"],
+        ["--dsn=mysql://root:Top%40Secret9@127.0.0.1/db"],
+        ["--dsn", "mysql://root:Top:Secret9@127.0.0.1/db"],
+        ["--dsn", "mysql://root:Top/Secret9?#@127.0.0.1/db"],
+        ["--dsn", "mysql://root:Top Secret9@127.0.0.1/db"],
+        ["mysql://root:Top @Secret9@127.0.0.1/db"],  # where click will refuse it: masked too
+        ["--dsn", "mysql:/root:Top Secret9@127.0.0.1/db"],  # not a URL
+    ],
+)
+def test_every_form_of_a_dsn_password_is_masked(args: list[str]) -> None:
+    from archiver.cli import masked_argv
+
+    masked = masked_argv(["vicidial-archiver", "-v", *args, "jobs", "list"])
+    shown = " ".join(masked)
+    assert "Secret9" not in shown and "Top" not in shown, shown
+    assert "***@127.0.0.1/db" in shown
+    assert masked[-2:] == ["jobs", "list"]
+
+
+def test_url_is_built_from_parts_so_the_database_name_cannot_add_options() -> None:
+    from sqlalchemy import create_engine
+
+    hostile = "x?init_command=CREATE TABLE x.pwned (i int)#"
+    s = load_settings(env={"ARCHIVER_DB_NAME": hostile, "ARCHIVER_DB_HOST": "::1"})
+    url = s.db.url()
+    assert url.database == hostile and url.host == "::1"
+    assert dict(url.query) == {"charset": "utf8mb4"}
+    _args, kwargs = create_engine(url).dialect.create_connect_args(url)
+    assert kwargs["database"] == hostile and kwargs["host"] == "::1"
+    assert "init_command" not in kwargs
+    assert (
+        s.safe_dsn
+        == "mysql://root@[::1]:3306/x%3Finit_command%3DCREATE%20TABLE%20x.pwned%20%28i%20int%29%23"
+    )
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        (
+            "[database]\nconnect_timeout = 0\n",
+            "config key 'database.connect_timeout' must be 1 to 3600 seconds, got 0",
+        ),
+        (
+            "[database]\nconnect_timeout = -1\n",
+            "config key 'database.connect_timeout' must be 1 to 3600 seconds, got -1",
+        ),
+        (
+            "[database]\nconnect_timeout = 1000000000\n",
+            "config key 'database.connect_timeout' must be 1 to 3600 seconds, got 1000000000",
+        ),
+        ("[database]\nport = 0\n", "config key 'database.port' must be 1 to 65535, got 0"),
+        ("[database]\nport = 65536\n", "config key 'database.port' must be 1 to 65535, got 65536"),
+        ("[database]\ndatabase = ''\n", "config key 'database.database' must not be empty; "),
+        ("[database]\nhost = ''\n", "the database host is empty; "),
+        (
+            "[throttle]\nreplicas = ['mysql://u:pw@r:0/']\n",
+            "throttle.replicas entry: port 0 is not a TCP port",
+        ),
+    ],
+)
+def test_database_values_out_of_range_fail_naming_the_key(
+    tmp_path: Path, toml: str, message: str
+) -> None:
+    path = write(tmp_path / "a.toml", toml)
+    with pytest.raises(ConfigError) as err:
+        load_settings(config_path=path, env={})
+    assert str(err.value).startswith(message)
+
+
+def test_astguiclient_port_and_database_are_checked(tmp_path: Path) -> None:
+    path = Path(write(tmp_path / "a.conf", "VARDB_port => 0\n"))
+    with pytest.raises(ConfigError) as err:
+        read_astguiclient(path)
+    assert str(err.value) == f"{path}: VARDB_port must be a TCP port (1–65535), got 0"
+    write(tmp_path / "b.conf", "VARDB_database =>\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(astguiclient=str(tmp_path / "b.conf"), env={})
+    assert str(err.value).startswith("the database name is empty; ")
+
+
+def test_files_are_read_with_a_bound(tmp_path: Path) -> None:
+    big = tmp_path / "big.toml"
+    big.write_bytes(b"# padding\n" * 110_000)  # a valid TOML file of 1.1 MB
+    with pytest.raises(ConfigError) as err:
+        load_settings(config_path=str(big), env={})
+    assert str(err.value) == f"config file {big} is larger than 1 MiB; check --config"
+    with pytest.raises(ConfigError) as err:
+        read_astguiclient(Path("/dev/zero"))
+    assert str(err.value) == "/dev/zero is larger than 1 MiB; is it VICIdial's astguiclient.conf?"
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes("[database]\nuser = 'andré'\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as err:
+        load_settings(config_path=str(latin1), env={})
+    assert str(err.value) == f"config file {latin1} is not UTF-8 text; save it as UTF-8"
+    with pytest.raises(ConfigError) as err:
+        load_settings(config_path="/dev/zero", env={})
+    assert str(err.value) == "config file /dev/zero is not a regular file; check --config"
