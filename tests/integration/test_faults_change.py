@@ -260,7 +260,8 @@ def churn(vdb: VDb, args: list[str], rng: random.Random, kills: int, alter: Alte
     or at an ARCHIVER_FAULT point; during one of them (not killed) the ALTER lands. Returns
     what the runs ended with."""
     seen: Counter[str] = Counter()
-    alter_run = rng.randint(1, max(1, kills // 2))
+    trace: list[tuple[Any, ...]] = []
+    alter_run = rng.randint(2, max(2, kills // 2))
     runs = 0
     while True:
         runs += 1
@@ -271,15 +272,35 @@ def churn(vdb: VDb, args: list[str], rng: random.Random, kills: int, alter: Alte
         if not fire and rng.random() < 0.3:
             env["ARCHIVER_FAULT"] = f"{rng.choice(FAULT_POINTS)}:{rng.randint(1, 4)}"
         with hp.Proc(hp.argv(vdb.dsn, [*args, "--sleep", "0.03"]), env) as proc:
-            if fire:
-                alter.start(rng.uniform(0.3, 1.5))
+            if fire:  # once this run has reflected the tables and done a chunk
+                delay = rng.uniform(0.0, 0.6)
+                try:
+                    proc.wait_for(lambda ln: '"event": "chunk"' in ln, 60)
+                except AssertionError:  # it ended first: the job was done
+                    pass
+                alter.start(delay)
             elif seen["kill"] < kills:
                 try:
-                    proc.p.wait(rng.uniform(0.3, 0.9))
+                    if rng.random() < 0.75:  # inside the chunk loop, mostly
+                        proc.wait_for(lambda ln: '"event": "job_' in ln, 60)
+                        proc.p.wait(rng.uniform(0.0, 0.6))
+                    else:  # anywhere, start-up included
+                        proc.p.wait(rng.uniform(0.1, 1.0))
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     seen["kill"] += 1
+                except AssertionError:  # it ended before the job began: an exit code below
+                    pass
             done = proc.finish(90)
+        trace.append(
+            (
+                runs,
+                done.rc,
+                round(time.monotonic() - proc.started, 2),
+                len(done.chunks()),
+                env.get("ARCHIVER_FAULT", "fire" if fire else ""),
+            )
+        )
         if fire:
             alter.join()
             assert alter.error is None, repr(alter.error)
@@ -300,14 +321,13 @@ def churn(vdb: VDb, args: list[str], rng: random.Random, kills: int, alter: Alte
             continue
         assert done.rc == 0, done.describe()
         seen["done"] += 1
-        if fire:
-            seen["altered_after_the_end"] += 1
         break
     if alter.thread is None:  # the job was done before the ALTER's moment came
         alter.join()
         assert alter.error is None, repr(alter.error)
         seen["altered_after_the_end"] += 1
     seen["runs"] = runs
+    print(f"runs (n, rc, s, chunks, fault): {trace}")
     assert seen["rc1_schema_changed"] <= 1, dict(seen)
     return seen
 
@@ -495,10 +515,29 @@ def dearchive_under_change(
     job = job_of(vdb, "fc-dearchive")
     assert job["state"] == "done", job
     live, arch = check_nothing_lost(vdb, truth)
-    assert arch == {}, f"left in the archive: {sorted(arch)[:10]}"
     assert set(live) == set(truth.rows)
-    assert job["counts"] == {"dearchived": len(archived)}
-    return {"runs": dict(seen), "dialer": dict(dialer.counts), "filled": alter.filled}
+    # MyISAM: a restored lead the dialer (or the fill) changed after a chunk the ALTER cut keeps
+    # its archive row too: the known gap of the fifth reproduction below. Nothing else is left.
+    behind = set(arch)
+    note = f"{len(behind)} left in the archive: " + explain(vdb, truth, behind, set())
+    assert vdb.engine == "MyISAM" or not behind, note
+    kept = {
+        int(r[0])
+        for r in vdb.db.rows(
+            "SELECT lead_id FROM archiver_leads WHERE job_id = :j AND outcome = 'kept_changed'",
+            {"j": job["job_id"]},
+        )
+    }
+    assert behind == kept, note
+    want = {"dearchived": len(archived) - len(behind), "kept_changed": len(behind)}
+    assert job["counts"] == {k: v for k, v in want.items() if v}
+    return {
+        "behind": (len(behind), note),
+        "runs": dict(seen),
+        "dialer": dict(dialer.counts),
+        "filled": alter.filled,
+        "counts": job["counts"],
+    }
 
 
 @pytest.mark.slow
@@ -518,7 +557,7 @@ def test_random_kills_with_dialer_moves_and_alter(vdb: VDb) -> None:
         pool = sorted(truth.rows)
         back = dearchive_under_change(vdb, rng, truth, pool, 12)
         print(f"dearchive ({round(time.monotonic() - started, 1)}s): {back}")
-        gaps = [note for n, note in (out["stuck"], out["early"]) if n]
+        gaps = [note for n, note in (out["stuck"], out["early"], back.pop("behind")) if n]
         if gaps:  # everything else held; these are the gaps the reproductions below pin down
             pytest.xfail(f"seed {seed}: " + " | ".join(gaps))
 
@@ -728,3 +767,42 @@ def test_lead_leaving_before_its_copy_is_written_stays_live(
     assert state["rows"] == 1
     assert lead in where.live, f"lead {lead} was sold before its copy, yet archived"
     assert summary.counts["left_selection"] == 1, dict(summary.counts)
+
+
+def test_restored_copy_made_before_an_alter_goes_when_the_dialer_changes_the_lead(
+    request: pytest.FixtureRequest, vdb: VDb
+) -> None:
+    """Dearchive: a cut run restored the lead; a column was added to both tables; the dialer
+    changed the restored lead. The resumed run must keep the live row and remove the archive
+    row it copied, but the fingerprint of that copy covers the columns of before the ALTER:
+    it is never proven, and the lead stays in both tables (`kept_changed`)."""
+    myisam_gap(
+        request,
+        vdb,
+        "copy_hash covers the columns of the run that wrote the copy: after an ADD COLUMN the "
+        "archive row of a restored lead the dialer changed is never proven, so it stays",
+    )
+    vdb.seed(200)
+    assert hp.run(vdb.dsn, ["archive", "--list-id", "999", "--ignore-window"]).rc == 0
+    restored = hp.ids_of(vdb.db, ARCHIVE)
+    args = ["dearchive", "--list-id", "999", "--ignore-window", "--json"]
+    cut = hp.run(vdb.dsn, args, env={"ARCHIVER_FAULT": "after_insert"})
+    assert cut.rc == -9
+    for table in (LIVE, ARCHIVE):
+        vdb.db.write(f"ALTER TABLE {table} ADD COLUMN va_score SMALLINT NOT NULL DEFAULT 0")
+    lead = min(restored)
+    db = vdb.connect()
+    try:
+        touched = db.write(
+            f"UPDATE {LIVE} SET status = 'NA', va_score = 7 WHERE lead_id = :l", {"l": lead}
+        )
+    finally:
+        hp.close_quietly(db)
+    assert touched == (1 if vdb.engine == "MyISAM" else 0)
+    hp.wait_lock_free(vdb.db, vdb.name)
+    again = hp.run(vdb.dsn, args)
+    assert again.rc == 0, again.describe()
+    where = hp.placement(vdb.db, hp.columns_of(vdb.db, LIVE))
+    assert where.archive == set(), f"left in the archive: {sorted(where.archive)}"
+    assert where.live >= restored
+    assert again.summary["job_counts"] == {"dearchived": len(restored)}
