@@ -16,6 +16,7 @@ from a seeded generator: the seed is printed, and FAULTS_SEED=<seed> runs the sa
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import subprocess
@@ -333,8 +334,6 @@ def churn(vdb: VDb, args: list[str], rng: random.Random, kills: int, alter: Alte
 
 
 def job_of(vdb: VDb, name: str) -> dict[str, Any]:
-    import json
-
     row = vdb.db.rows(
         "SELECT job_id, state, counts_json FROM archiver_jobs WHERE job_name = :n"
         " ORDER BY job_id LIMIT 1",
@@ -529,6 +528,11 @@ def dearchive_under_change(
         )
     }
     assert behind == kept, note
+    chunks = vdb.db.rows(
+        "SELECT DISTINCT chunk_no FROM archiver_leads WHERE job_id = :j AND lead_id IN :ids",
+        {"j": job["job_id"], "ids": sorted(behind) or [0]},
+    )
+    assert len(chunks) <= 1, f"not only the chunk the ALTER cut: {chunks}; {note}"
     want = {"dearchived": len(archived) - len(behind), "kept_changed": len(behind)}
     assert job["counts"] == {k: v for k, v in want.items() if v}
     return {
