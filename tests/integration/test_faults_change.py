@@ -12,7 +12,11 @@ kept live), one it does not hold live only.
 
 The choices (kill moments, fault points, the dialer's leads and values, the ALTER's moment) come
 from a seeded generator: the seed is printed, and FAULTS_SEED=<seed> runs the same choices again
-(the interleaving with the server still varies with timing)."""
+(the interleaving with the server still varies with timing).
+
+On MyISAM the run meets gaps the reproductions at the end of this file pin down (xfail, strict):
+a stale copy left in both tables, a lead archived after it left the selection. The random test
+checks everything else first and then reports those as an expected failure naming the leads."""
 
 from __future__ import annotations
 
