@@ -28,6 +28,7 @@ from archiver.errors import BadInput, Cancelled, Failed, JobMismatch
 
 UNFINISHED = ("running", "stopped", "failed")
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+_TABLES_AT = re.compile(r"[0-9: /-]{1,64}")
 
 
 class CheckpointError(Failed):
@@ -61,17 +62,22 @@ def _upgrade_pending(db: Db) -> None:
     holds one chunk's leads, so adding the column is instant; it needs ALTER on that table."""
     has = db.scalar(
         "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()"
-        " AND TABLE_NAME = 'archiver_pending' AND COLUMN_NAME = 'copy_hash'"
+        " AND TABLE_NAME = 'archiver_pending'"
+        " AND COLUMN_NAME IN ('copy_hash', 'prev_hash', 'tables_at')"
     )
-    if has:
+    if has == 3:
         return
+    alter = (
+        "ALTER TABLE archiver_pending ADD COLUMN IF NOT EXISTS copy_hash CHAR(64) NULL,"
+        " ADD COLUMN IF NOT EXISTS prev_hash CHAR(64) NULL,"
+        " ADD COLUMN IF NOT EXISTS tables_at VARCHAR(64) NULL"
+    )
     try:
-        db.write("ALTER TABLE archiver_pending ADD COLUMN copy_hash CHAR(64) NULL")
+        db.write(alter)
     except DBAPIError:
         raise BadInput(
-            "archiver_pending was made by an earlier version and lacks the column copy_hash; "
-            "run `ALTER TABLE archiver_pending ADD COLUMN copy_hash CHAR(64) NULL` as an "
-            "administrator (or `vicidial-archiver schema init` with ALTER on it), then run again"
+            "archiver_pending was made by an earlier version and lacks the columns copy_hash, "
+            f"prev_hash and tables_at; run `{alter}` as an administrator, then run again"
         ) from None
 
 
@@ -234,13 +240,19 @@ def claim(db: Db, job: Job) -> None:
 
 
 def set_pending(
-    db: Db, job_id: int, ids: Sequence[int], hashes: Mapping[int, str] | None = None
+    db: Db,
+    job_id: int,
+    ids: Sequence[int],
+    hashes: Mapping[int, str] | None = None,
+    tables_at: str | None = None,
 ) -> None:
     """Mark the chunk's leads pending, each with the fingerprint of the copy about to be
     written of it (NULL: none). One statement of literals (500 bound parameters would cost
     more to render than the insert costs the server); the fingerprints are hex digests read
     from the server, checked here before they go into the text. A lead already pending (a
-    redo) keeps its fingerprint unless a new copy is about to be written."""
+    redo) keeps its fingerprint unless a new copy is about to be written. `tables_at`: the two
+    tables' versions (`ChunkSql.tables_at`) as read when the run began, stored with each lead:
+    an ALTER since then makes them differ, never match."""
     if not ids:
         return
     hashes = hashes or {}
@@ -253,9 +265,19 @@ def set_pending(
             raise ValueError(f"not a SHA-256 hex digest: {h!r}")
         return f"'{h}'"
 
-    values = ",".join(f"({int(job_id)},{int(i)},{fp(i)})" for i in ids)
-    head = "INSERT INTO archiver_pending (job_id, lead_id, copy_hash) VALUES "
-    tail = " ON DUPLICATE KEY UPDATE copy_hash = COALESCE(VALUES(copy_hash), copy_hash)"
+    if tables_at is not None and not _TABLES_AT.fullmatch(tables_at):
+        raise ValueError(f"not a tables version: {tables_at!r}")
+    at = "NULL" if tables_at is None else f"'{tables_at}'"
+    values = ",".join(f"({int(job_id)},{int(i)},{fp(i)},{at})" for i in ids)
+    head = "INSERT INTO archiver_pending (job_id, lead_id, copy_hash, tables_at) VALUES "
+    # The one it replaces is kept: a redo cut before its new copy was written leaves the
+    # older copy in the target (assignments run left to right: prev_hash reads the old value).
+    tail = (
+        " ON DUPLICATE KEY UPDATE prev_hash = IF(VALUES(copy_hash) IS NULL"
+        " OR VALUES(copy_hash) = copy_hash, prev_hash, copy_hash),"
+        " copy_hash = COALESCE(VALUES(copy_hash), copy_hash),"
+        " tables_at = IF(VALUES(copy_hash) IS NULL, tables_at, VALUES(tables_at))"
+    )
     n = db.write_literal(head + values + tail, f"{head}/* {len(ids)} leads */{tail}")
     if n > 2 * len(ids):
         _expect(n, len(ids), "marking the chunk's leads pending")

@@ -593,7 +593,7 @@ class Runner:
         copies += [i for i in act if i not in hashes and before[i].in_dst and before[i].equal]
         if copies:
             hashes.update((int(r[0]), str(r[1])) for r in db.rows(sql.hashes(), {"ids": copies}))
-        checkpoint.set_pending(db, job.job_id, act, hashes)
+        checkpoint.set_pending(db, job.job_id, act, hashes, self.tables_at)
         self.pending_written = True
         # Also in memory: if this chunk is redone in this run (a lock wait while recording
         # it), the leads it already moved still count as moved, not as found moved.
@@ -762,6 +762,9 @@ class Runner:
             except OSError as exc:
                 raise BadInput(f"cannot write the report {spec.report}: {exc.strerror}") from None
         self.plan = self._plan(src, dst)
+        self.tables_at: str | None = None
+        if not self.transactional and not spec.dry_run:
+            self.tables_at = self.db.scalar(f"SELECT {sql.tables_at()}")
         self.totals: Counter[str] = Counter()
         self.run_counts: Counter[str] = Counter()
         self.report_writer: _Report | None = None

@@ -200,15 +200,18 @@ class ChunkSql:
         )
 
     def row_hash(self, alias: str, table: str) -> str:
-        """SHA-256 of a row's bytes over every shared column, as the delete compares them
-        (NULL and '' told apart): the fingerprint of a copy this job writes. `table` says which
-        side the alias is: "src" or "dst"."""
+        """SHA-256 of a row's bytes over every shared column, as the delete compares them: the
+        fingerprint of a copy this job writes. `table` says which side the alias is: "src" or
+        "dst". Each column enters as `name:hex` in name order and a NULL not at all (CONCAT_WS
+        skips it; '' is `name:`): a nullable column added by an ALTER after the fingerprint
+        was taken leaves the fingerprint of a copy that does not hold a value in it unchanged."""
         parts = []
-        for col in self.columns:
+        for col in sorted(self.columns, key=lambda c: c.name.lower()):
             other = self.dst.column(col.name)
             assert other is not None
             mine, theirs = (col, other) if table == "src" else (other, col)
-            parts.append(f"IFNULL(CONCAT('v', HEX({self._bin(alias, mine, theirs)})), 'n')")
+            name = _lit(col.name.lower() + ":")
+            parts.append(f"CONCAT({name}, HEX({self._bin(alias, mine, theirs)}))")
         return f"SHA2(CONCAT_WS(',', {', '.join(parts)}), 256)"
 
     def schema_guard(self) -> str:
@@ -365,29 +368,49 @@ class ChunkSql:
         """The two rows are equal on every column a call does not change (`CALL_STATE`)."""
         return self.equal_expr([c for c in self.columns if c.name.lower() not in CALL_STATE])
 
+    def tables_at(self) -> str:
+        """The two tables' versions: their CREATE_TIME, which every ALTER of a MyISAM table
+        changes (it rebuilds the table)."""
+        return (
+            "(SELECT GROUP_CONCAT(IFNULL(CREATE_TIME, '-') ORDER BY TABLE_NAME SEPARATOR '/')"
+            " FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()"
+            f" AND TABLE_NAME IN ({_lit(self.src.name)}, {_lit(self.dst.name)}))"
+        )
+
+    def unaltered_or_settled(self) -> str:
+        """The rows may differ anywhere when no ALTER touched either table since the job
+        fingerprinted the copy (a lead edited by an agent); after one, only in what a call
+        changes: an ALTER that cut values (MODIFY … VARCHAR(5)) must not pass for an edit."""
+        return f"(p.`tables_at` <=> {self.tables_at()} OR {self.settled_expr()})"
+
     def delete_stale_copy(self) -> str:
-        """Archive, MyISAM: a lead changed by a call after this job copied it stays live; its
-        copy in the target goes, only where the statement proves the target row is exactly the
-        copy this job wrote or found equal (its fingerprint, recorded before the chunk wrote
-        anything), that the live row is still there, and that the two differ only in what a
-        call changes: the live row holds everything the copy held."""
+        """Archive, MyISAM: a lead changed after this job copied it stays live; its copy in the
+        target goes, only where the statement proves the target row is exactly the copy this
+        job wrote or found equal (its fingerprint, recorded before the chunk wrote anything),
+        that the live row is still there and the same lead, and that no ALTER since can have
+        cut a value of the live row (`unaltered_or_settled`): the live row is the newer."""
         return (
             f"DELETE d FROM {self.d} AS d JOIN {self.s} AS s ON s.`lead_id` = d.`lead_id`\n"
             "JOIN `archiver_pending` AS p ON p.`job_id` = :job AND p.`lead_id` = d.`lead_id`\n"
-            f"WHERE d.`lead_id` IN :ids AND p.`copy_hash` = {self.row_hash('d', 'dst')}\n"
-            f"  AND {self.settled_expr()}\n  AND {self.schema_guard()}"
+            f"WHERE d.`lead_id` IN :ids\n"
+            f"  AND {self.row_hash('d', 'dst')} IN (p.`copy_hash`, p.`prev_hash`)\n"
+            f"  AND {self.same_lead_expr()}\n  AND {self.unaltered_or_settled()}\n"
+            f"  AND {self.schema_guard()}"
         )
 
     def delete_superseded(self) -> str:
-        """Dearchive, MyISAM: a lead this job restored and a call has since changed in the
-        live table. The restored row is the lead; the archive row goes, only where the
-        statement proves it is exactly the row this job copied (its fingerprint, recorded before
-        the copy) and that the two differ only in what a call changes (and the overrides)."""
+        """Dearchive, MyISAM: a lead this job restored and the dialer or an agent has since
+        changed in the live table. The restored row is the lead; the archive row goes, only
+        where the statement proves it is exactly the row this job copied (its fingerprint,
+        recorded before the copy), the same lead, and that no ALTER since can have cut a value
+        of the live row (`unaltered_or_settled`)."""
         return (
             f"DELETE s FROM {self.s} AS s JOIN {self.d} AS d ON d.`lead_id` = s.`lead_id`\n"
             "JOIN `archiver_pending` AS p ON p.`job_id` = :job AND p.`lead_id` = s.`lead_id`\n"
-            f"WHERE s.`lead_id` IN :ids AND p.`copy_hash` = {self.row_hash('s', 'src')}\n"
-            f"  AND {self.settled_expr()}\n  AND {self.schema_guard()}"
+            f"WHERE s.`lead_id` IN :ids\n"
+            f"  AND {self.row_hash('s', 'src')} IN (p.`copy_hash`, p.`prev_hash`)\n"
+            f"  AND {self.same_lead_expr()}\n  AND {self.unaltered_or_settled()}\n"
+            f"  AND {self.schema_guard()}"
         )
 
     def override_params(self) -> dict[str, Any]:

@@ -57,9 +57,13 @@ CREATE TABLE IF NOT EXISTS archiver_leads (
 -- already moved as moved by this job, not as found that way. copy_hash: SHA-256 of the copy
 -- about to be written (every column's bytes), recorded before it is written, so the job can
 -- prove a copy is its own (a lead that left the selection; a restored lead the dialer changed).
+-- prev_hash: the fingerprint it replaced, when a redo was cut before its new copy was written.
+-- tables_at: the two tables' CREATE_TIME then (an ALTER rebuilds a MyISAM table and changes it).
 CREATE TABLE IF NOT EXISTS archiver_pending (
   job_id BIGINT UNSIGNED NOT NULL,
   lead_id INT UNSIGNED NOT NULL,
   copy_hash CHAR(64) NULL,
+  prev_hash CHAR(64) NULL,
+  tables_at VARCHAR(64) NULL,
   PRIMARY KEY (job_id, lead_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;

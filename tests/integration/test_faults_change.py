@@ -14,9 +14,13 @@ The choices (kill moments, fault points, the dialer's leads and values, the ALTE
 from a seeded generator: the seed is printed, and FAULTS_SEED=<seed> runs the same choices again
 (the interleaving with the server still varies with timing).
 
-On MyISAM the run meets gaps the reproductions at the end of this file pin down (xfail, strict):
-a stale copy left in both tables, a lead archived after it left the selection. The random test
-checks everything else first and then reports those as an expected failure naming the leads."""
+On MyISAM the run can still meet three gaps, each pinned down by a reproduction at the end of
+this file (xfail, strict) and stated in README: a lead that an ALTER during the job and a later
+change of its other columns leave in both tables (both rows kept: after an ALTER, a proven-copy
+delete accepts only differences in what a call changes); a restored lead likewise; a lead that
+leaves the selection in the milliseconds between a chunk's scan and its copy, archived (byte-
+exact). The random test checks everything else first, then reports those as an expected
+failure naming the leads; anything outside them fails."""
 
 from __future__ import annotations
 
@@ -442,7 +446,9 @@ def archive_under_change(vdb: VDb, rng: random.Random, n: int, kills: int) -> di
     counts = job["counts"]
     assert set(counts) <= {"archived", "skipped_newest", "kept_changed", "left_selection"}, counts
     assert counts.get("archived", 0) == len(set(arch) - set(live)), counts
-    assert counts.get("kept_changed", 0) == len(both), (counts, len(both))
+    # A kept_changed lead is live only (this job removed its own copy, which a call made
+    # stale) or, where no proof was possible, in both.
+    assert counts.get("kept_changed", 0) >= len(both), (counts, len(both))
     if vdb.engine == "InnoDB":  # rows locked for the chunk: nothing changes under it
         assert set(counts) <= {"archived", "skipped_newest"}, counts
 
@@ -613,12 +619,6 @@ def test_copy_made_before_an_alter_is_removed_when_its_lead_leaves(
     """A cut run copied the lead; a column was added to both tables; the dialer sold the lead.
     The resumed run must remove the copy it wrote (the lead stays live), but the copy's
     fingerprint was taken over the columns of before the ALTER and never matches again."""
-    myisam_gap(
-        request,
-        vdb,
-        "copy_hash covers the columns of the run that wrote the copy: after an ADD COLUMN the "
-        "stale copy of a lead that left the selection is never proven, so it stays in both",
-    )
     vdb.seed(300)
     cut = hp.run(vdb.dsn, NI, env={"ARCHIVER_FAULT": "after_insert"})
     assert cut.rc == -9
@@ -641,12 +641,6 @@ def test_refresh_cut_before_it_is_written_keeps_the_older_copy_provable(
     the fingerprint of the refresh it was about to write and was cut before writing it; the
     dialer sold the lead. The archive still holds the first copy, this job's own, but the
     pending fingerprint is the unwritten refresh's: the copy is never proven and stays."""
-    myisam_gap(
-        request,
-        vdb,
-        "the redo overwrites archiver_pending.copy_hash before the refresh is written: cut in "
-        "between, the copy in the archive is no longer provable and stays in both",
-    )
     vdb.seed(300)
     cut = hp.run(vdb.dsn, NI, env={"ARCHIVER_FAULT": "after_insert"})
     assert cut.rc == -9
@@ -673,12 +667,6 @@ def test_kept_changed_lead_that_then_leaves_loses_its_stale_copy(
     from archiver.runner import JobSpec, run_job
     from archiver.selection import Criteria, Selection
 
-    myisam_gap(
-        request,
-        vdb,
-        "a kept_changed lead's stale copy is only ever replaced by a later run that selects "
-        "the lead; one that leaves the selection stays in both tables",
-    )
     vdb.seed(300)
     ni = ni_leads(vdb)
     lead = ni[3]
