@@ -648,6 +648,14 @@ class Runner:
             current = reflect(self.db, table.name)
             changes.append(f"{table.name}: {describe_change(table, current)}")
         if changes:
+            if self.job is not None and not self.transactional:
+                # The leads in hand were copied before the change: from now on a proven-copy
+                # delete of theirs accepts only differences a call makes (an ALTER may have
+                # cut values, and a later ALTER may have put the old type back).
+                self.db.write(
+                    "UPDATE archiver_pending SET tables_at = 'altered' WHERE job_id = :j",
+                    {"j": self.job.job_id},
+                )
             raise SchemaChanged(
                 f"a table changed during the run ({'; '.join(changes)}); the statements that "
                 "met the change deleted nothing. Run the same command again: it reads the "
@@ -763,6 +771,7 @@ class Runner:
                 raise BadInput(f"cannot write the report {spec.report}: {exc.strerror}") from None
         self.plan = self._plan(src, dst)
         self.tables_at: str | None = None
+        self.job: Job | None = None
         if not self.transactional and not spec.dry_run:
             self.tables_at = self.db.scalar(f"SELECT {sql.tables_at()}")
         self.totals: Counter[str] = Counter()
@@ -774,7 +783,7 @@ class Runner:
         try:
             if not spec.dry_run:
                 checkpoint.ensure_tables(self.db)
-                job = self._job()
+                job = self.job = self._job()
                 self.totals.update(job.counts)
                 self._resolve_criteria(job)
             report = self.report_writer = _Report(spec.report)

@@ -7,11 +7,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from archiver.db import Db, connect, make_engine
+from archiver.errors import Failed
 from archiver.runner import JobSpec, run_job
 from archiver.selection import Criteria, Selection
 from tests import helpers_proc as hp
@@ -387,3 +389,131 @@ def test_resume_after_cut_counts_each_lead_once(vdb: VDb) -> None:
     assert again.rc == 0, again.describe()
     assert sum(again.summary["job_counts"].values()) == 600
     assert again.summary["job_counts"] == {"archived": 599, "skipped_newest": 1}
+
+
+# --- found by attacking the fixes above --------------------------------------------------------
+
+
+def _job_spec(direction: str, **criteria: Any) -> JobSpec:
+    return JobSpec(
+        direction=direction,
+        selection=Selection(criteria=Criteria(**criteria)),
+        ignore_window=True,
+        name="d1",
+    )
+
+
+def test_dearchive_after_an_alter_that_cut_values_keeps_the_full_copy(vdb: VDb) -> None:
+    """An ALTER narrows a column during a dearchive chunk, cutting the restored live values;
+    the DBA puts the type back. The redo must not take the cut rows for dialer changes."""
+    vdb.seed(300)
+    vdb.db.write(
+        f"UPDATE {LIVE} SET comments = CONCAT('a long comment for lead ', lead_id)"
+        " WHERE list_id = 999"
+    )
+    assert hp.run(vdb.dsn, ["archive", "--list-id", "999", "--ignore-window"]).rc == 0
+    archived = vdb.row_bytes(ARCHIVE)
+
+    def alter() -> None:
+        other = vdb.connect()
+        try:  # the server cuts every value: ALTER under a non-strict sql_mode
+            other.write("SET SESSION sql_mode = 'NO_ENGINE_SUBSTITUTION'")
+            other.write(f"ALTER TABLE {LIVE} MODIFY comments VARCHAR(5)")
+        finally:
+            hp.close_quietly(other)
+
+    waiter = threading.Thread(target=alter)
+
+    def narrow(at: str, db: Db, ids: Sequence[int]) -> None:
+        if at == "after_insert" and not waiter.is_alive():
+            waiter.start()  # InnoDB: it waits for the chunk's metadata locks
+            if vdb.engine == "MyISAM":
+                waiter.join(20)
+
+    settings = vdb.settings
+    db = Db(connect(make_engine(settings), settings))
+    try:
+        if vdb.engine == "MyISAM":
+            with pytest.raises(Failed, match="column comments changed"):
+                run_job(db, settings, _job_spec("dearchive", list_ids=(999,)), hook=narrow)
+        else:  # the ALTER cannot cut in: the chunk commits first, whole
+            first = run_job(db, settings, _job_spec("dearchive", list_ids=(999,)), hook=narrow)
+            assert dict(first.counts) == {"dearchived": len(archived)}
+        waiter.join(30)
+        vdb.db.write(f"ALTER TABLE {LIVE} MODIFY comments VARCHAR(255)")
+        again = run_job(db, settings, _job_spec("dearchive", list_ids=(999,)))
+    finally:
+        hp.close_quietly(db)
+    if vdb.engine == "MyISAM":
+        assert vdb.row_bytes(ARCHIVE) == archived  # every full comment still there
+        assert dict(again.counts) == {"kept_changed": len(archived)}
+    else:
+        assert dict(again.counts) == {}
+
+
+def test_redo_of_a_cut_chunk_keeps_the_chunk_size(vdb: VDb) -> None:
+    vdb.seed(3000)
+    vdb.db.write(f"UPDATE {LIVE} SET status = IF(lead_id IN (1, 3000), 'NI', 'XX')")
+    args = ["archive", "--status", "NI", "--chunk-size", "50", "--ignore-window", "--json"]
+    args += ["--no-safe-auto-increment", "--job-name", "r7"]
+    cut = hp.run(vdb.dsn, args, env={"ARCHIVER_FAULT": "after_insert:1"})
+    assert cut.rc == -9
+    vdb.db.write(f"UPDATE {LIVE} SET status = 'NI'")  # every lead between them selected now
+    again = hp.run(vdb.dsn, args)
+    assert again.rc == 0, again.describe()
+    assert max(c["leads"] for c in again.chunks()) <= 100  # the chunk's size, plus its leads
+    assert again.summary["job_counts"] == {"archived": 3000}
+    assert vdb.count(LIVE) == 0
+
+
+def test_kept_changed_lead_leaves_no_stale_copy_behind(vdb: VDb) -> None:
+    vdb.seed(300)
+    lead = status_ids(vdb, "NI")[3]
+
+    def bump(at: str, db: Db, ids: Sequence[int]) -> None:
+        if at == "after_update" and lead in ids and vdb.engine == "MyISAM":
+            dialer_update(
+                vdb,
+                f"UPDATE {LIVE} SET called_count = called_count + 1 WHERE lead_id = :l",
+                {"l": lead},
+            )
+
+    settings = vdb.settings
+    db = Db(connect(make_engine(settings), settings))
+    try:
+        first = run_job(db, settings, _job_spec("archive", statuses=("NI",)), hook=bump)
+        dialer_update(vdb, f"UPDATE {LIVE} SET status = 'SALE' WHERE lead_id = :l", {"l": lead})
+        run_job(db, settings, replace(_job_spec("archive", statuses=("NI",)), name="later"))
+    finally:
+        hp.close_quietly(db)
+    if vdb.engine == "MyISAM":
+        assert first.counts["kept_changed"] == 1
+    assert set(vdb.ids(LIVE)) & set(vdb.ids(ARCHIVE)) == set()
+    if vdb.engine == "MyISAM":
+        assert lead in vdb.ids(LIVE)
+
+
+def test_cancel_of_a_cut_job_is_refused_without_force(vdb: VDb) -> None:
+    vdb.seed(300)
+    args = ["archive", "--status", "NI", "--ignore-window", "--json", "--job-name", "c"]
+    cut = hp.run(vdb.dsn, args, env={"ARCHIVER_FAULT": "after_insert"})
+    assert cut.rc == -9
+    refused = vdb.cli(["jobs", "cancel", "c"])
+    if vdb.engine == "MyISAM":  # its copies are in the archive; only it can finish them
+        assert refused.exit_code == 2
+        assert "cut in the middle of a chunk" in refused.output and "--force" in refused.output
+        assert vdb.db.scalar("SELECT state FROM archiver_jobs WHERE job_id = 1") == "running"
+        again = hp.run(vdb.dsn, args)
+        assert again.rc == 0, again.describe()
+        assert set(vdb.ids(LIVE)) & set(vdb.ids(ARCHIVE)) == set()
+    else:  # the cut chunk rolled back: nothing in hand, the cancel is plain
+        assert refused.exit_code == 0, refused.output
+
+
+def test_dearchive_with_overrides_of_an_identical_live_lead_says_already_live(vdb: VDb) -> None:
+    vdb.seed(10)
+    vdb.db.write(f"INSERT INTO {ARCHIVE} SELECT * FROM {LIVE} WHERE lead_id = 5")
+    args = ["dearchive", "5", "--status", "NEW", "--reset", "--ignore-window", "--json"]
+    result = vdb.cli(args)
+    assert result.exit_code == 0, result.output
+    assert '"counts": {"already_live": 1}' in result.stdout
