@@ -52,9 +52,10 @@ from archiver.errors import (
     SchemaDrift,
     Stopped,
 )
+from archiver.idlist import MAX_LEAD_ID
 from archiver.logging import get_logger
-from archiver.runner import JobSpec, run_job
-from archiver.selection import MAX_LEAD_ID, REQUEST_KEYS, Selection
+from archiver.runner import JobSpec, job_ids, run_job
+from archiver.selection import REQUEST_KEYS, Selection
 from archiver.steps import ARCHIVE, OUTCOMES, Flags
 
 ARCHIVE_PATH = "/vicidial/leads/archive"
@@ -251,13 +252,14 @@ def _when(value: datetime | None) -> str | None:
 def lead_outcomes(db: Db, job: checkpoint.Job) -> list[dict[str, Any]] | None:
     """Each lead of an id-list job with its outcome: the checkpoint stores the leads not moved;
     every other lead up to the job's cursor was moved; the rest no chunk has reached yet."""
-    if job.ids is None:
+    if not job.explicit:
         return None
     not_moved = dict(checkpoint.leads_of(db, job.job_id, None))
     moved = "archived" if job.direction == ARCHIVE else "dearchived"
     return [
         {"lead_id": lead, "outcome": not_moved.get(lead, moved if lead <= job.cursor else PENDING)}
-        for lead in sorted(set(job.ids))
+        for batch in job_ids(db, job).batches(5000)
+        for lead in batch
     ]
 
 
