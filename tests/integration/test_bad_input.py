@@ -476,12 +476,6 @@ HOSTILE_ARCHIVE = [
         "--ids-column names the column of an --ids-file; give --ids-file too",
     ),
     Case(
-        "verify-ids-file-bad-line",
-        ["verify", "--ids-file", "{file:ids.txt}"],
-        f"{{file:ids.txt}} line 2: '0' is not a lead id; {RANGE}",
-        files={"ids.txt": "1\n0\n"},
-    ),
-    Case(
         "archive-request-missing",
         ["archive", "--request", "{tmp}/nope.json"],
         "cannot read {tmp}/nope.json: No such file or directory",

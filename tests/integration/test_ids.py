@@ -118,8 +118,12 @@ def test_kill_while_staging_leaves_no_job_and_a_rerun_converges(vdb: VDb, tmp_pa
 # --- bad input: nothing written ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", ["archive", "dearchive"])
-def test_bad_line_4001_of_5000_changes_nothing(vdb: VDb, tmp_path: Path, command: str) -> None:
+@pytest.mark.parametrize(
+    "command", [["archive", "--ignore-window"], ["dearchive", "--ignore-window"], ["verify"]]
+)
+def test_bad_line_4001_of_5000_changes_nothing(
+    vdb: VDb, tmp_path: Path, command: list[str]
+) -> None:
     vdb.seed(6000)
     first = vdb.cli(["archive", "--ignore-window", "1", "2", "3"])  # checkpoint rows to keep
     assert first.exit_code == 0, first.stderr
@@ -129,7 +133,7 @@ def test_bad_line_4001_of_5000_changes_nothing(vdb: VDb, tmp_path: Path, command
     path.write_text("\n".join(ids) + "\n")
     tables, kept = vdb.checksum(), checkpoint_rows(vdb)
     assert "archiver_job_ids" in kept
-    result = vdb.cli([command, "--ignore-window", "--ids-file", str(path)])
+    result = vdb.cli([*command, "--ids-file", str(path)])
     assert result.exit_code == 2, result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
         f"Error: {path} line 4001: '40O1' is not a lead id; {RANGE}"
