@@ -93,7 +93,7 @@ class Job:
     direction: str
     identity: dict[str, Any]
     params: dict[str, Any]
-    ids: list[int] | None
+    ids: list[int] | None  # explicit ids of a job made before archiver_job_ids (ids_json)
     state: str
     cursor: int
     counts: Counter[str]
@@ -107,6 +107,11 @@ class Job:
     active_ms: int
     stop_reason: str | None
     version: str
+
+    @property
+    def explicit(self) -> bool:
+        """A job of explicit ids (its ids in archiver_job_ids, or in ids_json if older)."""
+        return "ids_hash" in self.identity.get("selection", {})
 
     @property
     def label(self) -> str:
@@ -202,13 +207,14 @@ def create_job(
     direction: str,
     identity: Mapping[str, Any],
     params: Mapping[str, Any],
-    ids: Sequence[int] | None,
 ) -> int:
+    """The job row. Its explicit ids, if any, go into archiver_job_ids (`stage_ids`), in the
+    same transaction: a job row without all its ids never commits."""
     digest, text = identity_of(identity)
     result = db.run(
         "INSERT INTO archiver_jobs (job_name, direction, identity_hash, identity_json,"
-        " params_json, ids_json, state, counts_json, host, pid, connection_id, heartbeat,"
-        " started_at, tool_version) VALUES (:name, :dir, :hash, :ident, :params, :ids,"
+        " params_json, state, counts_json, host, pid, connection_id, heartbeat,"
+        " started_at, tool_version) VALUES (:name, :dir, :hash, :ident, :params,"
         " 'running', '{}', :host, :pid, CONNECTION_ID(), NOW(3), NOW(3), :ver)",
         {
             "name": name,
@@ -216,7 +222,6 @@ def create_job(
             "hash": digest,
             "ident": text,
             "params": json.dumps(params, sort_keys=True),
-            "ids": None if ids is None else json.dumps(list(ids)),
             "host": socket.gethostname()[:255],
             "pid": os.getpid(),
             "ver": __version__,
@@ -226,6 +231,22 @@ def create_job(
     assert result is not None
     _expect(int(result.rowcount), 1, "creating the job")
     return int(result.lastrowid)
+
+
+def stage_ids(db: Db, job_id: int, ids: Sequence[int]) -> None:
+    """One batch of a new job's ids (sorted, unique) into archiver_job_ids: one statement of
+    integer literals (thousands of bound parameters would cost more to render than the insert
+    costs the server)."""
+    if not ids:
+        return
+    head = "INSERT INTO archiver_job_ids (job_id, lead_id) VALUES "
+    values = ",".join(f"({int(job_id)},{int(i)})" for i in ids)
+    n = db.write_literal(head + values, f"{head}/* {len(ids)} ids */")
+    _expect(n, len(ids), "staging the job's lead ids")
+
+
+def staged_count(db: Db, job_id: int) -> int:
+    return int(db.scalar("SELECT COUNT(*) FROM archiver_job_ids WHERE job_id = :j", {"j": job_id}))
 
 
 def claim(db: Db, job: Job) -> None:
@@ -456,7 +477,7 @@ def prune(db: Db, older_than_s: float) -> int:
     params = {"s": int(older_than_s)}
     cond = "j.state IN ('done', 'cancelled') AND j.ended_at < NOW(3) - INTERVAL :s SECOND"
     with db.transaction():
-        for table in ("archiver_chunks", "archiver_leads", "archiver_pending"):
+        for table in ("archiver_chunks", "archiver_leads", "archiver_pending", "archiver_job_ids"):
             db.write(
                 f"DELETE t FROM {table} AS t JOIN archiver_jobs AS j ON j.job_id = t.job_id"
                 f" WHERE {cond}",

@@ -7,14 +7,14 @@ No other module imports click. Every error a user can cause is an ArchiverError 
 from __future__ import annotations
 
 import getpass
-import itertools
+import io
 import json
 import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import IO, Any, cast
+from typing import Any
 
 import click
 from sqlalchemy.exc import DBAPIError
@@ -23,14 +23,9 @@ from archiver import checkpoint, config, request, schema
 from archiver import logging as alog
 from archiver.db import Db, connect, make_engine
 from archiver.errors import EXIT_FAILED, ArchiverError, BadInput, Failed
+from archiver.idlist import IdSet, parse_id, read_ids
 from archiver.runner import JobSpec, Summary, lock_name, run_job, spec_from_job
-from archiver.selection import (
-    Criteria,
-    Selection,
-    check_limit,
-    ids_from_lines,
-    parse_id,
-)
+from archiver.selection import Criteria, Selection
 from archiver.steps import ARCHIVE, DEARCHIVE, OUTCOMES, Flags
 
 
@@ -153,7 +148,16 @@ def _selection_options(status_names: tuple[str, ...]) -> Callable[..., Any]:
 def _apply_selection(f: Callable[..., Any], status_names: tuple[str, ...]) -> Callable[..., Any]:
     opts = [
         click.argument("lead_ids", nargs=-1),
-        click.option("--ids-file", metavar="PATH", help="One lead id a line; - reads stdin."),
+        click.option(
+            "--ids-file",
+            metavar="PATH",
+            help="One lead id a line, or a CSV/TSV export with a header; - reads stdin.",
+        ),
+        click.option(
+            "--ids-column",
+            metavar="NAME",
+            help="The --ids-file header's column of lead ids (default lead_id).",
+        ),
         click.option(
             "--request",
             "request_path",
@@ -291,53 +295,31 @@ def build_selection(
         req = request.parse_named(raw, name, limit)
         return Selection.from_ids(req.lead_ids), req.flags
     if kw["ids_file"]:
-        if kw["ids_file"] == "-":
-            ids = ids_from_lines(_bounded_lines(sys.stdin, "stdin"), "stdin")
-        else:
-            try:
-                with open(kw["ids_file"], encoding="utf-8") as fh:
-                    ids = ids_from_lines(_bounded_lines(fh, kw["ids_file"]), kw["ids_file"])
-            except OSError as exc:
-                raise BadInput(f"cannot read {kw['ids_file']}: {exc.strerror}") from None
-            except UnicodeDecodeError:
-                raise BadInput(f"{kw['ids_file']} is not UTF-8 text") from None
-        if not ids:
-            raise BadInput(f"{kw['ids_file']} holds no lead ids")
-        check_limit(ids, limit, kw["ids_file"])
-        return Selection.from_ids(ids), None
+        return Selection(ids=_read_ids_file(kw["ids_file"], kw["ids_column"])), None
+    if kw["ids_column"]:
+        raise BadInput("--ids-column names the column of an --ids-file; give --ids-file too")
     if kw["lead_ids"]:
-        ids = [
+        # Any number: the limit is the Lead Archive API's (--request, serve).
+        ids = (
             parse_id(t)
             for arg in kw["lead_ids"]
             for t in arg.split(",")
             if t.strip() or _bad_empty(arg)
-        ]
-        check_limit(ids, limit, "the command line")
+        )
         return Selection.from_ids(ids), None
     return Selection(criteria=crit.resolve()), None
 
 
-MAX_ID_LINE = 64  # characters of one --ids-file line, blanks and comment included
-
-
-def _bounded_lines(stream: IO[str], name: str) -> IO[str]:
-    """The stream's lines, each read with a bound: a file without line breaks (/dev/zero)
-    would otherwise be read whole into memory as one line."""
-
-    def lines() -> Iterator[str]:
-        for n in itertools.count(1):
-            line = stream.readline(MAX_ID_LINE + 2)  # room for the line break
-            if not line:
-                return
-            if len(line.rstrip("\r\n")) > MAX_ID_LINE:
-                raise BadInput(
-                    f"invalid lead id on line {n} of {name}: the line is longer than "
-                    f"{MAX_ID_LINE} characters; give one lead id a line"
-                )
-            yield line
-
-    # ids_from_lines only iterates over what it is given.
-    return cast(IO[str], lines())
+def _read_ids_file(path: str, column: str | None) -> IdSet:
+    """Every id of the file (or stdin), validated, sorted and de-duplicated in bounded memory."""
+    if path == "-":
+        stdin = getattr(sys.stdin, "buffer", None) or io.BytesIO(sys.stdin.read().encode())
+        return read_ids(stdin, "stdin", column)
+    try:
+        with open(path, "rb") as fh:
+            return read_ids(fh, path, column)
+    except OSError as exc:
+        raise BadInput(f"cannot read {path}: {exc.strerror}") from None
 
 
 def _bad_empty(arg: str) -> bool:
@@ -593,6 +575,7 @@ def restore_overrides(reset: bool, status: str | None, called_count: int | None)
 def _api_mode(kw: dict[str, Any], overrides: dict[str, Any]) -> bool:
     selection = (
         "ids_file",
+        "ids_column",
         "request_path",
         "list_ids",
         "campaigns",
@@ -811,7 +794,7 @@ def jobs_resume(
     with open_db(settings) as db:
         checkpoint.ensure_tables(db)
         job = checkpoint.get_job(db, ref)
-        spec = spec_from_job(job, ignore_window=ignore_window, report=report)
+        spec = spec_from_job(db, job, ignore_window=ignore_window, report=report)
         settings = config.with_overrides(settings, chunk_size=job.identity["chunk_size"])
         try:
             summary = run_job(db, settings, spec)

@@ -39,6 +39,7 @@ from archiver.errors import (
     SchemaChanged,
     Stopped,
 )
+from archiver.idlist import IdSet, IdSource
 from archiver.logging import get_logger
 from archiver.schema import (
     Table,
@@ -49,7 +50,7 @@ from archiver.schema import (
     reflect,
     require_tables,
 )
-from archiver.selection import Criteria, Selection, Walker
+from archiver.selection import Criteria, JobIds, Selection, Walker
 from archiver.steps import (
     ARCHIVE,
     GUARDS,
@@ -69,7 +70,9 @@ from archiver.steps import (
 # at that point of that chunk (default: the first chunk of the run). Points: after_insert,
 # after_update, after_delete, before_checkpoint. A line `FAULT <point> <chunk>` goes to stderr
 # first so a test can assert where the kill happened.
-FAULT_POINTS = ("after_insert", "after_update", "after_delete", "before_checkpoint")
+# `staging:<n>` kills after the n-th batch of a new job's ids is written (not committed yet).
+FAULT_POINTS = ("after_insert", "after_update", "after_delete", "before_checkpoint", "staging")
+STAGE_BATCH = 5000  # ids per INSERT into archiver_job_ids
 
 Hook = Callable[[str, Db, Sequence[int]], None]
 
@@ -393,19 +396,34 @@ class Runner:
             checkpoint.claim(self.db, job)
             self.pending = checkpoint.pending(self.db, job.job_id, self._pending_ids(job))
             self.log.info("job_resumed", job_id=job.job_id, cursor=job.cursor, chunks=job.chunks)
-            return checkpoint.get_job(self.db, job.job_id)
+            return self._walk_job_ids(checkpoint.get_job(self.db, job.job_id))
         crit = spec.selection.criteria
         params = {"criteria": crit.resolved} if crit is not None else {}
-        job_id = checkpoint.create_job(
-            self.db,
-            name=spec.name,
-            direction=spec.direction,
-            identity=identity,
-            params=params,
-            ids=spec.selection.ids,
-        )
+        ids = spec.selection.ids
+        # The checkpoint tables are InnoDB whatever the lead tables are: the job row and all of
+        # its ids commit together, so a run killed while staging leaves neither, and the next
+        # run starts the job afresh.
+        with self.db.transaction(ids is not None):
+            job_id = checkpoint.create_job(
+                self.db,
+                name=spec.name,
+                direction=spec.direction,
+                identity=identity,
+                params=params,
+            )
+            if ids is not None:
+                for n, batch in enumerate(ids.batches(STAGE_BATCH), 1):
+                    checkpoint.stage_ids(self.db, job_id, batch)
+                    _fault("staging", n)
         self.log.info("job_started", job_id=job_id, name=spec.name)
-        return checkpoint.get_job(self.db, job_id)
+        return self._walk_job_ids(checkpoint.get_job(self.db, job_id))
+
+    def _walk_job_ids(self, job: Job) -> Job:
+        """From here on an id-list job walks its ids from the checkpoint (not from the input,
+        which a resumed job may no longer have)."""
+        if job.explicit:
+            self.spec = replace(self.spec, selection=Selection(ids=job_ids(self.db, job)))
+        return job
 
     def _pending_ids(self, job: Job) -> list[int]:
         rows = self.db.rows(
@@ -1006,11 +1024,30 @@ def run_job(
     return Runner(db, settings, spec, hook, progress).run()
 
 
-def spec_from_job(job: Job, *, ignore_window: bool = False, report: str | None = None) -> JobSpec:
-    """The spec a job was started with, from its checkpoint row alone (no original input)."""
-    ident = job.identity
+def job_ids(db: Db, job: Job) -> IdSource:
+    """An id-list job's ids: staged in archiver_job_ids, or, for a job made by an earlier
+    version, the JSON list in its row. Staged ids that do not add up to the job's identity
+    (rows deleted by hand) fail the job rather than walk part of it."""
+    sel = job.identity["selection"]
+    count, digest = int(sel["ids_count"]), str(sel["ids_hash"])
     if job.ids is not None:
-        selection = Selection.from_ids(job.ids)
+        return IdSet.from_ints(job.ids)
+    staged = checkpoint.staged_count(db, job.job_id)
+    if staged != count:
+        raise checkpoint.CheckpointError(
+            f"{job.label} should have {count} lead ids in archiver_job_ids and has {staged}; "
+            "cancel it (`jobs cancel`) and run the command again"
+        )
+    return JobIds(db, job.job_id, count, digest)
+
+
+def spec_from_job(
+    db: Db, job: Job, *, ignore_window: bool = False, report: str | None = None
+) -> JobSpec:
+    """The spec a job was started with, from the checkpoint alone (no original input)."""
+    ident = job.identity
+    if job.explicit:
+        selection = Selection(ids=job_ids(db, job))
     else:
         raw = dict(ident["selection"]["criteria"])
         for key in ("list_ids", "campaigns", "statuses"):

@@ -7,46 +7,21 @@ whole id set in memory, and never one long scan that would hold a MyISAM read lo
 
 from __future__ import annotations
 
-import bisect
-import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import IO, Any
+from typing import Any
 
 from archiver.config import parse_before
 from archiver.db import Db, q
 from archiver.errors import BadInput
+from archiver.idlist import MAX_LEAD_ID as MAX_LEAD_ID  # re-exported
+from archiver.idlist import IdSet, IdSource
 from archiver.logging import get_logger
 from archiver.request import parse_named
 from archiver.where import check as check_where
 
-MAX_LEAD_ID = 4294967295  # INT UNSIGNED
 REQUEST_KEYS = {"insert_leads", "update_leads", "delete_leads", "lead_ids"}
-
-
-def parse_id(token: str, where: str = "lead id") -> int:
-    text = token.strip()
-    # [0-9], not \d: \d and int() also take other scripts' digits ('１２', '١٢').
-    if not re.fullmatch(r"[0-9]+", text):
-        raise BadInput(
-            f"invalid {where} {token!r}: lead ids are whole numbers from 1 to {MAX_LEAD_ID}"
-        )
-    value = int(text)
-    if not 1 <= value <= MAX_LEAD_ID:
-        raise BadInput(
-            f"invalid {where} {token!r}: lead ids are whole numbers from 1 to {MAX_LEAD_ID}"
-        )
-    return value
-
-
-def ids_from_lines(stream: IO[str], name: str) -> list[int]:
-    out: list[int] = []
-    for n, line in enumerate(stream, 1):
-        text = line.strip()
-        if text and not text.startswith("#"):
-            out.append(parse_id(text, f"lead id on line {n} of {name}"))
-    return out
 
 
 @dataclass(frozen=True)
@@ -69,8 +44,9 @@ def parse_request(text: str, name: str, limit: int) -> Request:
 def check_limit(ids: Sequence[int], limit: int, source: str) -> None:
     if len(set(ids)) > limit:
         raise BadInput(
-            f"{source} gives {len(set(ids))} lead ids, more than the limit of {limit}; split the "
-            "list or raise archive.id_limit in the config (or use criteria for bulk runs)"
+            f"{source} gives {len(set(ids))} lead ids, more than the Lead Archive API's limit of "
+            f"{limit}; split the request, raise archive.id_limit in the config, or give the ids "
+            "with --ids-file, which takes any number"
         )
 
 
@@ -258,24 +234,58 @@ def _has_table(db: Db, table: str) -> bool:
 class Selection:
     """Explicit ids (sorted, unique) or criteria; exactly one of them."""
 
-    ids: tuple[int, ...] | None = None
+    ids: IdSource | None = None
     criteria: Criteria | None = None
 
     @staticmethod
     def from_ids(ids: Iterable[int]) -> Selection:
-        return Selection(ids=tuple(sorted(set(ids))))
+        return Selection(ids=IdSet.from_ints(ids))
 
     def canonical(self) -> dict[str, Any]:
         if self.ids is not None:
-            return {"ids_count": len(self.ids), "ids_hash": _ids_hash(self.ids)}
+            return {"ids_count": self.ids.count, "ids_hash": self.ids.digest}
         assert self.criteria is not None
         return {"criteria": self.criteria.canonical()}
 
 
-def _ids_hash(ids: Sequence[int]) -> str:
-    import hashlib
+class JobIds:
+    """The ids of a job, staged in archiver_job_ids: read by keyset on the primary key, so a
+    resumed job needs neither the original input nor memory for the whole list."""
 
-    return hashlib.sha256(",".join(map(str, ids)).encode()).hexdigest()[:16]
+    def __init__(self, db: Db, job_id: int, count: int, digest: str) -> None:
+        self.db = db
+        self.job_id = job_id
+        self.count = count
+        self.digest = digest
+
+    def after(self, after: int, n: int) -> list[int]:
+        rows = self.db.rows(
+            "SELECT lead_id FROM archiver_job_ids WHERE job_id = :j AND lead_id > :a"
+            " ORDER BY lead_id LIMIT :n",
+            {"j": self.job_id, "a": after, "n": n},
+        )
+        return [int(r[0]) for r in rows]
+
+    def through(self, after: int, upto: int) -> list[int]:
+        rows = self.db.rows(
+            "SELECT lead_id FROM archiver_job_ids WHERE job_id = :j AND lead_id > :a"
+            " AND lead_id <= :u ORDER BY lead_id",
+            {"j": self.job_id, "a": after, "u": upto},
+        )
+        return [int(r[0]) for r in rows]
+
+    def batches(self, n: int) -> Iterator[list[int]]:
+        after = 0
+        while chunk := self.after(after, n):
+            yield chunk
+            after = chunk[-1]
+
+    def bounds(self) -> tuple[int, int]:
+        row = self.db.rows(
+            "SELECT MIN(lead_id), MAX(lead_id) FROM archiver_job_ids WHERE job_id = :j",
+            {"j": self.job_id},
+        )[0]
+        return int(row[0] or 0), int(row[1] or 0)
 
 
 class Walker:
@@ -301,8 +311,7 @@ class Walker:
     def bounds(self) -> tuple[int, int]:
         """The id range a progress estimate can use: (first, last)."""
         if self.selection.ids is not None:
-            ids = self.selection.ids
-            return (ids[0], ids[-1]) if ids else (0, 0)
+            return self.selection.ids.bounds()
         row = self.db.rows(f"SELECT MIN(`lead_id`), MAX(`lead_id`) FROM {self.src}")[0]
         return int(row[0] or 0), int(row[1] or 0)
 
@@ -337,9 +346,7 @@ class Walker:
         read for them: the redo of a chunk cut part-way. The walk goes on after them."""
         self.more = True
         if self.selection.ids is not None:
-            ids = self.selection.ids
-            start = bisect.bisect_right(ids, after)
-            chunk = list(ids[start : min(bisect.bisect_right(ids, upto), start + limit)])
+            chunk = [i for i in self.selection.ids.after(after, limit) if i <= upto]
             if not chunk:
                 return [], []
             return chunk, self.db.rows(select("s.`lead_id` IN :ids"), {"ids": chunk})
@@ -354,10 +361,11 @@ class Walker:
         return [int(r[0]) for r in rows], rows
 
     def _ids_after(self, after: int, size: int) -> list[int]:
-        ids = self.selection.ids or ()
-        start = bisect.bisect_right(ids, after)
-        self.more = start + size < len(ids)
-        return list(ids[start : start + size])
+        assert self.selection.ids is not None
+        # One id past the chunk tells whether the walk goes on, without another statement.
+        chunk = self.selection.ids.after(after, size + 1)
+        self.more = len(chunk) > size
+        return chunk[:size]
 
     def exhausted(self) -> bool:
         """True when the last chunk read was the walk's last: the walk reads one row past a

@@ -72,7 +72,7 @@ from archiver.request import (
     too_large,
 )
 from archiver.request import parse as parse_request
-from archiver.runner import JobSpec, lock_name, run_job
+from archiver.runner import JobSpec, job_ids, lock_name, run_job
 from archiver.selection import Selection
 from archiver.steps import ARCHIVE, OUTCOMES
 from archiver.workers import Busy, Workers
@@ -286,13 +286,14 @@ def public_reason(state: str, reason: str | None) -> str | None:
 def lead_outcomes(db: Db, job: checkpoint.Job) -> list[dict[str, Any]] | None:
     """Each lead of an id-list job with its outcome: the checkpoint stores the leads not moved;
     every other lead up to the job's cursor was moved; the rest no chunk has reached yet."""
-    if job.ids is None:
+    if not job.explicit:
         return None
     not_moved = dict(checkpoint.leads_of(db, job.job_id, None))
     moved = "archived" if job.direction == ARCHIVE else "dearchived"
     return [
         {"lead_id": lead, "outcome": not_moved.get(lead, moved if lead <= job.cursor else PENDING)}
-        for lead in sorted(set(job.ids))
+        for batch in job_ids(db, job).batches(5000)
+        for lead in batch
     ]
 
 

@@ -219,9 +219,7 @@ def verify(
         warnings=_warnings(live, archive) + scope_warnings,
     )
     if selection.ids is not None:
-        ids = selection.ids
-        for start in range(0, len(ids), chunk_size):
-            part = ids[start : start + chunk_size]
+        for part in selection.ids.batches(chunk_size):
             states = classify(db, stmt, part)
             for lead in part:
                 report.add(states.get(lead, NEITHER), lead)

@@ -9,6 +9,7 @@ CREATE TABLE IF NOT EXISTS archiver_jobs (
   identity_hash CHAR(64) NOT NULL,
   identity_json TEXT NOT NULL,
   params_json TEXT NOT NULL,
+  -- Explicit ids of jobs made by earlier versions (JSON); jobs now stage them in archiver_job_ids.
   ids_json LONGTEXT NULL,
   state ENUM('running','stopped','done','failed','cancelled') NOT NULL,
   cursor_lead_id BIGINT UNSIGNED NOT NULL DEFAULT 0,
@@ -65,5 +66,14 @@ CREATE TABLE IF NOT EXISTS archiver_pending (
   copy_hash CHAR(64) NULL,
   prev_hash CHAR(64) NULL,
   tables_at VARCHAR(64) NULL,
+  PRIMARY KEY (job_id, lead_id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+-- The explicit lead ids of a job (arguments, --ids-file, a request), sorted and unique by the
+-- primary key; a job walks them by keyset, so a resumed job needs neither the original file nor
+-- memory for the whole list. Written with the job row in one transaction.
+CREATE TABLE IF NOT EXISTS archiver_job_ids (
+  job_id BIGINT UNSIGNED NOT NULL,
+  lead_id INT UNSIGNED NOT NULL,
   PRIMARY KEY (job_id, lead_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;

@@ -44,6 +44,7 @@ GRANT CREATE, SELECT, INSERT, UPDATE, DELETE ON `asterisk`.`archiver_jobs` TO 'v
 GRANT CREATE, SELECT, INSERT, UPDATE, DELETE ON `asterisk`.`archiver_chunks` TO 'vicidial_archiver'@'127.0.0.1';
 GRANT CREATE, SELECT, INSERT, UPDATE, DELETE ON `asterisk`.`archiver_leads` TO 'vicidial_archiver'@'127.0.0.1';
 GRANT CREATE, SELECT, INSERT, UPDATE, DELETE ON `asterisk`.`archiver_pending` TO 'vicidial_archiver'@'127.0.0.1';
+GRANT CREATE, SELECT, INSERT, UPDATE, DELETE ON `asterisk`.`archiver_job_ids` TO 'vicidial_archiver'@'127.0.0.1';
 
 -- Optional, only for the DBA commands that change the archive table's definition; better run
 -- them as an administrator and leave these out:

@@ -278,22 +278,29 @@ def test_archive_by_list_id(vdb: VDb) -> None:
     assert vdb.row_bytes(LIVE) == {i: v for i, v in before.items() if i not in chosen}
 
 
-def test_config_file_raises_the_id_limit(vdb: VDb, tmp_path: Path) -> None:
+def test_id_limit_binds_requests_not_id_files(vdb: VDb, tmp_path: Path) -> None:
+    """archive.id_limit is the Lead Archive API's limit: --request obeys it (and a config file
+    raises it); --ids-file takes any number."""
     vdb.seed(1201)
     before = vdb.row_bytes(LIVE)
+    req = tmp_path / "req.json"
+    req.write_text(json.dumps({"lead_ids": list(range(1, 601))}))
+    result = vdb.cli(["archive", "--request", str(req), "--json"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(
+        f"Error: {req} gives 600 lead ids, more than the Lead Archive API's limit of 500;"
+    )
+    conf = tmp_path / "archiver.toml"
+    conf.write_text("[archive]\nid_limit = 600\n")
+    result = vdb.cli(["--config", str(conf), "archive", "--request", str(req), "--json"])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["counts"] == {"archived": 600}
     ids_file = tmp_path / "ids.txt"
     ids_file.write_text("\n".join(str(i) for i in range(1, 1201)) + "\n")
     result = vdb.cli(["archive", "--ids-file", str(ids_file), "--json"])
-    assert result.exit_code == 2
-    assert result.stderr.startswith(
-        f"Error: {ids_file} gives 1200 lead ids, more than the limit of 500;"
-    )
-    conf = tmp_path / "archiver.toml"
-    conf.write_text("[archive]\nid_limit = 1200\n")
-    result = vdb.cli(["--config", str(conf), "archive", "--ids-file", str(ids_file), "--json"])
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
-    assert data["counts"] == {"archived": 1200}
+    assert data["counts"] == {"archived": 600, "already_archived": 600}
     assert data["chunks"] == 3
     assert vdb.row_bytes(ARCHIVE_T) == {i: before[i] for i in range(1, 1201)}
     assert vdb.ids(LIVE) == [1201]

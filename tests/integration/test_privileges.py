@@ -86,6 +86,7 @@ def test_grants_file_uses_only_table_level_privileges() -> None:
         "archiver_chunks": dml | {"CREATE"},
         "archiver_leads": dml | {"CREATE"},
         "archiver_pending": dml | {"CREATE"},
+        "archiver_job_ids": dml | {"CREATE"},
     }
     # Every checkpoint table the tool creates is granted.
     ddl = resources.files("archiver").joinpath("sql/checkpoint.sql").read_text("utf-8")
@@ -167,7 +168,8 @@ def test_least_privilege_user_runs_archive_jobs(
     secret, escaped = restricted["password"], quote(restricted["password"], safe="")
     for text in outputs:
         assert secret not in text and escaped not in text
-    for table in ("archiver_jobs", "archiver_chunks", "archiver_leads", "archiver_pending"):
+    tables = ("archiver_jobs", "archiver_chunks", "archiver_leads", "archiver_pending")
+    for table in (*tables, "archiver_job_ids"):
         for row in vdb.db.rows(f"SELECT * FROM {table}"):
             assert secret not in repr(row) and escaped not in repr(row)
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from datetime import datetime
 
@@ -15,7 +14,6 @@ from archiver.selection import (
     Criteria,
     Selection,
     check_limit,
-    ids_from_lines,
     parse_id,
     parse_request,
 )
@@ -79,27 +77,16 @@ def test_parse_id_names_where_the_id_came_from() -> None:
         parse_id("x", "lead id on line 3 of ids.txt")
 
 
-# --- ids_from_lines, check_limit -------------------------------------------------------------
-
-
-def test_ids_from_lines_skips_blank_and_comment_lines() -> None:
-    text = "# exported 2024-01-01\n1\n\n  2  \r\n#3\n4294967295\n"
-    assert ids_from_lines(io.StringIO(text), "ids.txt") == [1, 2, MAX_LEAD_ID]
-
-
-def test_ids_from_lines_names_the_bad_line() -> None:
-    with pytest.raises(BadInput) as err:
-        ids_from_lines(io.StringIO("1\n2\nthree\n"), "ids.txt")
-    assert str(err.value) == f"invalid lead id on line 3 of ids.txt 'three': {RANGE}"
+# --- check_limit (the Lead Archive API's limit: --request and serve) -------------------------
 
 
 def test_check_limit_counts_distinct_ids() -> None:
     check_limit([1] * 1000 + list(range(2, 501)), 500, "x")  # 500 distinct ids: fine
     with pytest.raises(BadInput) as err:
-        check_limit(list(range(1, 502)), 500, "the command line")
+        check_limit(list(range(1, 502)), 500, "req.json")
     assert str(err.value).startswith(
-        "the command line gives 501 lead ids, more than the limit of 500; split the list or "
-        "raise archive.id_limit in the config"
+        "req.json gives 501 lead ids, more than the Lead Archive API's limit of 500; split the "
+        "request, raise archive.id_limit in the config, or give the ids with --ids-file"
     )
 
 
@@ -192,6 +179,6 @@ def test_criteria_identity_is_canonical() -> None:
 
 def test_selection_from_ids_is_sorted_and_unique() -> None:
     sel = Selection.from_ids([5, 3, 5, 1])
-    assert sel.ids == (1, 3, 5)
+    assert sel.ids is not None and list(sel.ids.batches(10)) == [[1, 3, 5]]
     assert sel.canonical() == Selection.from_ids([1, 3, 5]).canonical()
     assert sel.canonical() != Selection.from_ids([1, 3, 6]).canonical()
