@@ -9,12 +9,12 @@ from datetime import datetime
 import pytest
 
 from archiver.errors import BadInput
+from archiver.idlist import parse_id
 from archiver.selection import (
     MAX_LEAD_ID,
     Criteria,
     Selection,
     check_limit,
-    parse_id,
     parse_request,
 )
 
