@@ -45,6 +45,10 @@ GRANT CREATE, SELECT, INSERT, UPDATE, DELETE ON `asterisk`.`archiver_chunks` TO 
 GRANT CREATE, SELECT, INSERT, UPDATE, DELETE ON `asterisk`.`archiver_leads` TO 'vicidial_archiver'@'127.0.0.1';
 GRANT CREATE, SELECT, INSERT, UPDATE, DELETE ON `asterisk`.`archiver_pending` TO 'vicidial_archiver'@'127.0.0.1';
 GRANT CREATE, SELECT, INSERT, UPDATE, DELETE ON `asterisk`.`archiver_job_ids` TO 'vicidial_archiver'@'127.0.0.1';
+-- Upgrading from a version whose archiver_pending lacks copy_hash, prev_hash and tables_at:
+-- the tool adds them on its first run, which needs ALTER on that table once (or run the
+-- ALTER TABLE it prints as an administrator):
+--     GRANT ALTER ON `asterisk`.`archiver_pending` TO 'vicidial_archiver'@'127.0.0.1';
 
 -- Optional, only for the DBA commands that change the archive table's definition; better run
 -- them as an administrator and leave these out:
