@@ -71,7 +71,8 @@ from archiver.steps import (
 # after_update, after_delete, before_checkpoint. A line `FAULT <point> <chunk>` goes to stderr
 # first so a test can assert where the kill happened.
 # `staging:<n>` kills after the n-th batch of a new job's ids is written (not committed yet).
-FAULT_POINTS = ("after_insert", "after_update", "after_delete", "before_checkpoint", "staging")
+CHUNK_POINTS = ("after_insert", "after_update", "after_delete", "before_checkpoint")
+FAULT_POINTS = (*CHUNK_POINTS, "staging")
 STAGE_BATCH = 5000  # ids per INSERT into archiver_job_ids
 
 Hook = Callable[[str, Db, Sequence[int]], None]

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from archiver.runner import FAULT_POINTS
+from archiver.runner import CHUNK_POINTS
 from tests import helpers_proc as hp
 from tests.conftest import ARCHIVE, LIVE, VDb
 
@@ -32,7 +32,7 @@ def job_row(vdb: VDb, job_id: int) -> dict[str, Any]:
     return {"state": row[0], "chunks": int(row[1]), "counts": json.loads(row[2])}
 
 
-@pytest.mark.parametrize("point", FAULT_POINTS)
+@pytest.mark.parametrize("point", CHUNK_POINTS)
 def test_kill_at_each_point_then_resume(vdb: VDb, point: str) -> None:
     vdb.seed(1000)
     columns = vdb.columns()

@@ -39,7 +39,7 @@ from typing import Any
 import pytest
 
 from archiver.db import Db
-from archiver.runner import FAULT_POINTS
+from archiver.runner import CHUNK_POINTS
 from tests import helpers_proc as hp
 from tests.conftest import ARCHIVE, LIVE, VDb
 
@@ -279,7 +279,7 @@ def churn(vdb: VDb, args: list[str], rng: random.Random, kills: int, alter: Alte
         fire = runs == alter_run
         env = {}
         if not fire and rng.random() < 0.3:
-            env["ARCHIVER_FAULT"] = f"{rng.choice(FAULT_POINTS)}:{rng.randint(1, 4)}"
+            env["ARCHIVER_FAULT"] = f"{rng.choice(CHUNK_POINTS)}:{rng.randint(1, 4)}"
         with hp.Proc(hp.argv(vdb.dsn, [*args, "--sleep", "0.03"]), env) as proc:
             if fire:  # once this run has reflected the tables and done a chunk
                 delay = rng.uniform(0.0, 0.6)

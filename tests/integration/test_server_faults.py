@@ -25,7 +25,7 @@ from structlog.testing import capture_logs
 from archiver import config, synthetic
 from archiver.db import Db, connect, make_engine
 from archiver.errors import Failed
-from archiver.runner import FAULT_POINTS, JobSpec, run_job
+from archiver.runner import CHUNK_POINTS, JobSpec, run_job
 from archiver.selection import Criteria, Selection
 from tests import helpers_proc as hp
 from tests.conftest import LIVE, VDb
@@ -78,7 +78,7 @@ def in_chunk2(ids: Sequence[int]) -> bool:
 # --- the job's connection killed ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("point", FAULT_POINTS)
+@pytest.mark.parametrize("point", CHUNK_POINTS)
 def test_connection_killed_mid_chunk(vdb: VDb, point: str) -> None:
     vdb.seed(N)
     original = vdb.row_bytes(LIVE)
