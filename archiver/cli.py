@@ -410,7 +410,7 @@ def print_summary(summary: Summary, as_json: bool) -> None:
     for warning in summary.warnings:
         _out(f"  warning: {warning}")
     if summary.dry_run and summary.sql:
-        _out("\nSQL of the first chunk (id and column lists shortened; --json shows them whole):")
+        _out("\nSQL of the first chunk, lists shortened (--json shows every statement whole):")
         for stmt in sqlshow.for_humans(summary.sql):
             _out(stmt)
 

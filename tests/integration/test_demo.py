@@ -37,7 +37,7 @@ def check_output(out: str) -> None:
     assert not too_long, too_long
     # The dry run shows one chunk's statements, their column lists shortened.
     dry = "\n".join(lines[heads[0] : heads[1]])
-    assert "SQL of the first chunk (id and column lists shortened" in dry
+    assert "SQL of the first chunk, lists shortened (--json shows every statement whole):" in dry
     assert "(`lead_id`, … 34 more)" in dry
     assert "CAST(s.`lead_id` AS BINARY) <=> CAST(d.`lead_id` AS BINARY) AND … 34 more)" in dry
     assert "SUCCESS: lead_dearchive LEAD DE-ARCHIVED: demo|" in out
