@@ -9,7 +9,6 @@ from __future__ import annotations
 import getpass
 import io
 import json
-import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,7 +18,7 @@ from typing import Any
 import click
 from sqlalchemy.exc import DBAPIError
 
-from archiver import checkpoint, config, request, schema
+from archiver import checkpoint, config, request, schema, sqlshow
 from archiver import logging as alog
 from archiver.db import Db, connect, make_engine
 from archiver.errors import EXIT_FAILED, ArchiverError, BadInput, Failed
@@ -411,19 +410,9 @@ def print_summary(summary: Summary, as_json: bool) -> None:
     for warning in summary.warnings:
         _out(f"  warning: {warning}")
     if summary.dry_run and summary.sql:
-        _out("\nSQL of the first chunk (id lists shortened; --json shows them whole):")
-        for stmt in summary.sql:
-            _out(_shorten_ids(stmt) + ";")
-
-
-def _shorten_ids(stmt: str) -> str:
-    def short(m: re.Match[str]) -> str:
-        ids = m.group(1).split(", ")
-        if len(ids) <= 6:
-            return m.group(0)
-        return f"IN ({', '.join(ids[:3])}, …, {ids[-1]} /* {len(ids)} ids */)"
-
-    return re.sub(r"IN \(((?:\d+, )+\d+)\)", short, stmt)
+        _out("\nSQL of the first chunk, lists shortened (--json shows every statement whole):")
+        for stmt in sqlshow.for_humans(summary.sql):
+            _out(stmt)
 
 
 def run_command(

@@ -30,27 +30,33 @@ def steps(db_name: str, archived_phones: list[str], one_lead: int) -> list[tuple
     crit = ["--campaign", "OLDLEADS", "--last-call-before", "2023-01-01"]
     return [
         (
-            "What would an archive of campaign OLDLEADS called before 2023 do?",
+            "Dry run: the plan, the counts and one chunk's statements; nothing is written",
             ["archive", *crit, "--dry-run"],
         ),
         (
-            "Archive it (a job named demo-archive; resumable if stopped)",
+            "Archive: the same leads move in verified chunks, as job demo-archive (resumable)",
             ["archive", *crit, "--job-name", "demo-archive"],
         ),
         (
-            "Find archived leads by phone, as VICIdial's lead_search API prints them",
+            "Search: archived leads by phone, as VICIdial's lead_search API prints them",
             ["search", "--archived", "--header", ",".join(archived_phones)],
         ),
         (
-            "Bring one lead back, as VICIdial's lead_dearchive API prints it",
+            "Dearchive one lead, as VICIdial's lead_dearchive API prints it",
             ["dearchive", str(one_lead), "--user", "demo"],
         ),
         (
-            "Bring back the archived SALE leads, ready to dial again (--reset)",
+            "Dearchive the archived SALE leads, ready to dial again (--reset)",
             ["dearchive", "--campaign", "OLDLEADS", "--with-status", "SALE", "--reset"],
         ),
-        ("Check live and archive agree for the campaign", ["verify", "--campaign", "OLDLEADS"]),
-        ("The archive job, from the checkpoint tables", ["jobs", "show", "demo-archive"]),
+        (
+            "Verify: no lead of the campaign is in both tables with different data",
+            ["verify", "--campaign", "OLDLEADS"],
+        ),
+        (
+            "Jobs: the archive job as the checkpoint tables recorded it",
+            ["jobs", "show", "demo-archive"],
+        ),
     ]
 
 
@@ -74,9 +80,10 @@ def run_demo(
         db.conn.close()
         env = {**os.environ, "ARCHIVER_DB_PASSWORD": settings.db.password, "ARCHIVER_CONFIG": ""}
         failures = 0
-        for title, args in steps(name, phones, one):
+        todo = steps(name, phones, one)
+        for n, (title, args) in enumerate(todo, 1):
             argv = ["vicidial-archiver", "--log-format", "json", *args]
-            out(f"## {title}\n$ {' '.join(_shown(a) for a in argv)}")
+            out(f"## {n}/{len(todo)} {title}\n$ {' '.join(_shown(a) for a in argv)}")
             proc = subprocess.run(
                 [
                     sys.executable,
