@@ -109,9 +109,12 @@ class ArchiverGroup(click.Group):
 @click.option(
     "--log-format",
     type=click.Choice(["console", "json"]),
-    help="Log format on stderr (default: console on a TTY, JSON otherwise).",
+    help="Log format on stderr (default: console on a TTY, JSON otherwise). On a TTY with "
+    "console logs a progress bar is drawn and only warnings, errors and the summary are logged.",
 )
-@click.option("-v", "--verbose", is_flag=True, help="Log every SQL statement.")
+@click.option(
+    "-v", "--verbose", is_flag=True, help="Log every SQL statement and every chunk (no bar)."
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.version_option(package_name="vicidial-archiver")
 @click.pass_context
@@ -380,6 +383,7 @@ def _progress(enabled: bool) -> tuple[Any, Callable[..., None] | None]:
         TimeRemainingColumn(),
         console=Console(stderr=True),
         transient=True,
+        redirect_stdout=False,  # stdout carries results only, never the bar's console
     )
     task = bar.add_task("moving", total=1.0, rate=0.0)
 
@@ -444,12 +448,17 @@ def run_command(
         from archiver import audit
 
         audit.check_metrics_file(kw["metrics_file"])
-    show_bar = sys.stderr.isatty() and not ctx.verbose
+    # The bar is for a person reading console logs; JSON logs (asked for, or under cron) and
+    # `-v` keep one event per chunk and draw no bar.
+    show_bar = sys.stderr.isatty() and alog.console_format() and not ctx.verbose
     bar, update = _progress(show_bar)
+    # Under the bar only warnings and errors are logged, and the `summary` event when stdout,
+    # where the summary is printed, is not this terminal: a person reads the summary once.
+    keep = () if sys.stdout.isatty() else ("summary",)
     with open_db(settings, dry_run=spec.dry_run) as db:
         try:
             if bar is not None:
-                with bar:
+                with bar, alog.through_bar(bar.console, keep):
                     summary = run_job(db, settings, spec, progress=update)
             else:
                 summary = run_job(db, settings, spec)

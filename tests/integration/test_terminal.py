@@ -1,0 +1,161 @@
+"""What a person at a terminal sees: the real CLI under a pseudo-terminal (120 x 40), every byte
+the terminal receives read back. On a TTY the progress bar is drawn and only warnings, errors and
+the end summary are logged, through the bar's own console; without a TTY (cron) and at `-v`
+every chunk logs its event."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import re
+import struct
+import subprocess
+import termios
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pytest
+
+from tests.conftest import ARCHIVE, LIVE, VDb
+from tests.helpers_proc import BIN, child_env, parse_events
+
+LEADS = 20_000
+EVERY_LIST = [arg for lid in (101, 102, 201, 202, 999) for arg in ("--list-id", str(lid))]
+CHUNK = 100
+CHUNKS = LEADS // CHUNK
+ROWS, COLS = 40, 120
+RICH_ENV = ("COLUMNS", "LINES", "NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")
+CSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[=>78]")
+BAR_FRAME = re.compile(r"moving .*?(\d+\.\d)%\s+\d+ leads/s")
+CHUNK_EVENT = re.compile(r"\bchunk\b.*\bchunk=\d+")
+
+
+@dataclass
+class Screen:
+    """One run under a pseudo-terminal: exit code, the terminal's bytes, stdout when piped."""
+
+    rc: int
+    raw: str
+    stdout: str
+
+    @property
+    def segments(self) -> list[str]:
+        """The text as drawn, cut at every carriage return and newline (a bar redraw starts
+        with one), escape sequences removed."""
+        return [s for s in re.split(r"[\r\n]+", CSI.sub("", self.raw)) if s.strip()]
+
+
+def on_terminal(args: Sequence[str], *, stdout_tty: bool = True) -> Screen:
+    """Run the CLI with stderr (and stdout unless piped) on a new pseudo-terminal."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLS, 0, 0))
+    env = child_env({"TERM": "xterm-256color"})
+    for name in RICH_ENV:
+        env.pop(name, None)  # rich reads these; the terminal's own size and kind must decide
+    proc = subprocess.Popen(
+        [BIN, *args],
+        stdin=subprocess.DEVNULL,
+        stdout=slave if stdout_tty else subprocess.PIPE,
+        stderr=slave,
+        env=env,
+        close_fds=True,
+    )
+    os.close(slave)
+    chunks: list[bytes] = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: every writer of the terminal has closed it
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    # A piped stdout is read after the terminal closes: it carries one summary, far below
+    # what a pipe buffers.
+    out = proc.stdout.read().decode() if proc.stdout is not None else ""
+    rc = proc.wait(timeout=120)
+    return Screen(rc, b"".join(chunks).decode(errors="replace"), out)
+
+
+def _prepare(vdb: VDb) -> list[str]:
+    vdb.seed(LEADS)
+    vdb.db.write("DROP TABLE vicidial_callbacks")  # a warning during the run: guard_missing
+    return ["--dsn", vdb.dsn, "archive", *EVERY_LIST, "--chunk-size", str(CHUNK), "--ignore-window"]
+
+
+def test_tty_shows_the_bar_and_no_chunk_events(vdb: VDb) -> None:
+    screen = on_terminal(_prepare(vdb))
+    assert screen.rc == 0, screen.raw[-2000:]
+    segments = screen.segments
+    frames = [i for i, s in enumerate(segments) if BAR_FRAME.search(s)]
+    # The bar is drawn and redrawn as the job moves (several distinct percentages).
+    assert len({BAR_FRAME.search(segments[i]).group(1) for i in frames}) >= 3, segments  # type: ignore[union-attr]
+    assert "━" in screen.raw
+    # Not one chunk event anywhere: between bar updates or torn into one.
+    torn = [s for s in segments if CHUNK_EVENT.search(s)]
+    assert torn == [], torn[:3]
+    # The run-time warning is logged once, a whole line of its own (not inside a bar frame).
+    warned = [s for s in segments if "guard_missing" in s]
+    assert len(warned) == 1 and "table=vicidial_callbacks" in warned[0]
+    assert not BAR_FRAME.search(warned[0])
+    # The summary once, after the last bar frame: stdout is this terminal, so no `summary`
+    # event besides it.
+    head = f"archive: done, {LEADS} leads in {CHUNKS} chunks"
+    heads = [i for i, s in enumerate(segments) if s.startswith(head)]
+    assert len(heads) == 1, segments[-12:]
+    assert heads[0] > frames[-1]
+    assert not [s for s in segments if re.search(r"\bsummary\b.*\bstate=", s)]
+    tail = segments[heads[0] :]
+    assert tail[1:] == [
+        "  archived           19999",
+        "  skipped_newest     1",
+        "  warning: guard table vicidial_callbacks does not exist; its guard is off for this run",
+    ]
+    assert vdb.count(ARCHIVE) == 19_999 and vdb.ids(LIVE) == [LEADS]
+
+
+def test_tty_with_stdout_piped_logs_the_summary_event_once(vdb: VDb) -> None:
+    screen = on_terminal([*_prepare(vdb), "--json"], stdout_tty=False)
+    assert screen.rc == 0, screen.raw[-2000:]
+    # stdout carries the result only: one JSON summary.
+    assert [ln[:1] for ln in screen.stdout.splitlines()] == ["{"]
+    assert '"state": "done"' in screen.stdout
+    segments = screen.segments
+    assert any(BAR_FRAME.search(s) for s in segments)
+    assert not [s for s in segments if CHUNK_EVENT.search(s)]
+    # The terminal still ends with the summary, as one `summary` event.
+    summaries = [s for s in segments if re.search(r"\bsummary\b.*\bstate=done\b", s)]
+    assert len(summaries) == 1
+    assert not BAR_FRAME.search(summaries[0])
+
+
+def test_without_a_tty_every_chunk_logs_one_json_event(vdb: VDb) -> None:
+    # Under cron neither stream is a terminal: no --log-format given, JSON all the same.
+    args = _prepare(vdb)
+    proc = subprocess.run(
+        [BIN, *args], capture_output=True, text=True, env=child_env(), timeout=300, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "━" not in proc.stderr and "leads/s" not in proc.stderr
+    lines = proc.stderr.splitlines()
+    assert all(ln.startswith("{") for ln in lines), [ln for ln in lines if ln[:1] != "{"][:3]
+    events = parse_events(lines)
+    chunks = [e["chunk"] for e in events if e["event"] == "chunk"]
+    assert chunks == list(range(1, CHUNKS + 1))
+    assert [e["event"] for e in events if e["level"] == "warning"] == ["guard_missing"]
+    assert [e["event"] for e in events].count("summary") == 1
+
+
+@pytest.mark.parametrize("engine", ["InnoDB"], indirect=True)
+def test_tty_at_verbose_logs_every_chunk_without_a_bar(vdb: VDb) -> None:
+    vdb.seed(1_000)
+    args = ["--dsn", vdb.dsn, "-v", "archive", *EVERY_LIST, "--chunk-size", str(CHUNK)]
+    args.append("--ignore-window")
+    screen = on_terminal(args)
+    assert screen.rc == 0, screen.raw[-2000:]
+    segments = screen.segments
+    assert not any(BAR_FRAME.search(s) for s in segments)
+    chunks = [int(m.group(1)) for s in segments if (m := re.search(r"\bchunk=(\d+)", s))]
+    assert sorted(set(chunks)) == list(range(1, 11))
