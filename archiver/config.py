@@ -120,6 +120,8 @@ class Settings:
     lock_name: str = "vicidial-archiver"
     lock_wait_timeout: int = 10
     innodb_lock_wait_timeout: int = 5
+    # Seconds one statement of a job may run (MariaDB max_statement_time); 0 = no limit.
+    statement_timeout: int = 600
     deadlock_retries: int = 5
     max_runtime: float = 0.0
     log_format: str = "auto"
@@ -151,6 +153,7 @@ _TOP_KEYS = {
     "lock_name",
     "lock_wait_timeout",
     "innodb_lock_wait_timeout",
+    "statement_timeout",
     "deadlock_retries",
     "max_runtime",
     "log_format",
@@ -548,6 +551,11 @@ def validate(s: Settings) -> Settings:
         )
     if s.id_limit < 1:
         raise ConfigError(f"config key 'archive.id_limit' must be at least 1, got {s.id_limit}")
+    if not 0 <= s.statement_timeout <= 86400:
+        raise ConfigError(
+            "config key 'archive.statement_timeout' must be 0 (no limit) to 86400 seconds, "
+            f"got {s.statement_timeout}"
+        )
     if s.log_format not in {"auto", "console", "json"}:
         raise ConfigError(f"log format must be console or json, got {s.log_format!r}")
     for name in (s.live_table, s.archive_table):

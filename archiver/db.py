@@ -36,6 +36,7 @@ ER_DBACCESS_DENIED = 1044
 ER_BAD_DB = 1049
 ER_WRONG_DB_NAME = 1102
 RETRYABLE = {ER_LOCK_WAIT_TIMEOUT, ER_LOCK_DEADLOCK}
+ER_STATEMENT_TIMEOUT = 1969
 CONNECTION_LOST = {2006, 2013, 2014, 2055, 1927}
 
 
@@ -59,8 +60,13 @@ def make_engine(settings: Settings, *, database: str | None = None) -> Engine:
         poolclass=NullPool,
         connect_args={
             "connect_timeout": s.db.connect_timeout,
+            # The handshake's reads too: a server that accepts TCP and never answers is given
+            # up after connect_timeout, not waited for (PyMySQL's read_timeout bounds them).
+            "read_timeout": s.db.connect_timeout,
+            "write_timeout": s.db.connect_timeout,
             "autocommit": True,
             "binary_prefix": True,
+            **password_arg(s.db.password),
         },
         isolation_level="AUTOCOMMIT",
         # Chunks of varying size (--chunk-time) expand `IN :ids` to a different statement each
@@ -70,6 +76,10 @@ def make_engine(settings: Settings, *, database: str | None = None) -> Engine:
 
     @event.listens_for(engine, "connect")
     def _session(dbapi_conn: Any, _record: Any) -> None:
+        # Connected: from now on a statement may run long (a chunk, an ALTER of `schema
+        # sync`); PyMySQL reads these before every read and write and has no public setter.
+        dbapi_conn._read_timeout = None
+        dbapi_conn._write_timeout = None
         with dbapi_conn.cursor() as cur:
             cur.execute(
                 "SET SESSION time_zone = '+00:00', sql_mode = %s,"
@@ -85,6 +95,24 @@ def make_engine(settings: Settings, *, database: str | None = None) -> Engine:
                 cur.execute("SET SESSION optimizer_switch = 'subquery_cache=off'")
 
     return engine
+
+
+def password_arg(password: str) -> dict[str, Any]:
+    """The password as UTF-8 bytes, as the mysql client sends it: PyMySQL would encode a str as
+    latin-1 (a traceback for 'пароль', the wrong bytes for 'pässwörd')."""
+    return {"password": password.encode("utf-8")} if password else {}
+
+
+def set_statement_timeout(db: Db, seconds: int) -> None:
+    """Bound every statement of this connection (MariaDB's max_statement_time; MySQL has no
+    equivalent for writes) and the client's wait for an answer a minute beyond it."""
+    if not seconds or "mariadb" not in str(db.scalar("SELECT VERSION()")).lower():
+        return
+    db.run("SET SESSION max_statement_time = :t", {"t": seconds})
+    raw = db.conn.connection.dbapi_connection
+    if raw is not None:
+        raw._read_timeout = seconds + 60
+        raw._write_timeout = seconds + 60
 
 
 def describe_connect_error(exc: BaseException, db: DbSettings) -> str:

@@ -28,7 +28,14 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from archiver import checkpoint, window
 from archiver.checkpoint import ChunkRecord, Job
 from archiver.config import Settings
-from archiver.db import CONNECTION_LOST, RETRYABLE, Db, mysql_errno
+from archiver.db import (
+    CONNECTION_LOST,
+    ER_STATEMENT_TIMEOUT,
+    RETRYABLE,
+    Db,
+    mysql_errno,
+    set_statement_timeout,
+)
 from archiver.errors import (
     ArchiverError,
     BadInput,
@@ -797,6 +804,9 @@ class Runner:
         self.run_counts: Counter[str] = Counter()
         self.report_writer: _Report | None = None
         job: Job | None = None
+        # A statement that runs on (a costly --where) fails the job instead of holding the job
+        # lock for hours; the server ends it even if this process is killed.
+        set_statement_timeout(self.db, self.s.statement_timeout)
         if not spec.dry_run:
             self._lock()  # first: a run refused by the lock writes nothing, DDL included
         try:
@@ -1012,6 +1022,11 @@ def _db_failure(exc: DBAPIError) -> str:
         return f"the database connection was lost (MySQL error {errno})"
     if errno in RETRYABLE:
         return f"lock wait timeout or deadlock persisted (MySQL error {errno})"
+    if errno == ER_STATEMENT_TIMEOUT:
+        return (
+            "a statement ran longer than archive.statement_timeout and was stopped; a costly "
+            "--where is the usual cause: make it cheaper, or raise the limit"
+        )
     msg = str(getattr(exc, "orig", exc))
     return f"database error: {msg[:300]}"
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import pymysql
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from archiver.config import MAX_CHUNK, DbSettings, ThrottleSettings, replica_settings
-from archiver.db import Db, mysql_errno
+from archiver.db import Db, mysql_errno, password_arg
 from archiver.errors import Stopped
 from archiver.logging import get_logger
 
@@ -98,13 +99,23 @@ def replica_lag(replica: DbSettings) -> float | None:
     engine = create_engine(
         replica.url(),
         poolclass=NullPool,
-        connect_args={"connect_timeout": replica.connect_timeout},
+        connect_args={
+            "connect_timeout": replica.connect_timeout,
+            # A replica that accepts TCP and never answers is given up after connect_timeout
+            # (the handshake's reads and SHOW SLAVE STATUS), as an unknown lag.
+            "read_timeout": replica.connect_timeout,
+            "write_timeout": replica.connect_timeout,
+            **password_arg(replica.password),
+        },
     )
     try:
         with engine.connect() as conn:
             row = conn.execute(text("SHOW SLAVE STATUS")).mappings().first()
     except DBAPIError as exc:
         log.info("replica_lag_unknown", reason=f"MySQL error {mysql_errno(exc)}")
+        return None
+    except (OSError, pymysql.err.MySQLError) as exc:  # a socket or protocol failure
+        log.info("replica_lag_unknown", reason=type(exc).__name__)
         return None
     finally:
         engine.dispose()
