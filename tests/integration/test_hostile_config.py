@@ -22,8 +22,9 @@ from urllib.parse import quote
 import pytest
 
 from archiver import cli as cli_mod
-from tests.conftest import ARCHIVE, LIVE, VDb, invoke
-from tests.helpers_proc import BIN, Proc, parse_events
+from tests.support.cli import invoke
+from tests.support.db import ARCHIVE, LIVE, VDb
+from tests.support.proc import BIN, Proc, parse_events
 
 # --- helpers -------------------------------------------------------------------------------------
 

@@ -13,8 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -26,7 +24,9 @@ from structlog.testing import capture_logs
 
 from archiver import config, serve
 from archiver.runner import lock_name
-from tests.conftest import VDb
+from tests.support import api
+from tests.support.api import free_port
+from tests.support.db import VDb
 
 KEY = "hostile-key-5c1e"
 KEYS = f"crm:{serve.hash_key(KEY)}"
@@ -80,12 +80,6 @@ def silent_db() -> Iterator[SilentDb]:
         yield db
     finally:
         db.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Server:
@@ -153,18 +147,7 @@ def call(
     timeout: float = 60,
     headers: dict[str, str] | None = None,
 ) -> tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method="POST" if data else "GET")
-    req.add_header("Content-Type", "application/json")
-    for k, v in (headers or {}).items():
-        req.add_header(k, v)
-    if key:
-        req.add_header("Authorization", f"Key={key}")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
+    return api.call(url, body, key, timeout, headers)
 
 
 def raw_exchange(port: int, data: bytes, timeout: float = 60) -> bytes:
