@@ -1,5 +1,6 @@
 """Server connections, the seeded template database, fresh copies and the checksum that
-verifies a run. Shared by run.py, the probe and the experiments."""
+verifies a run (its SQL is the tests' byte-exact oracle, tests/support/oracle.py). Shared by
+run.py, the probe and the experiments."""
 
 from __future__ import annotations
 
@@ -24,9 +25,8 @@ from archiver.db import Db, connect, make_engine  # noqa: E402
 from archiver.schema import reflect  # noqa: E402
 from archiver.steps import ARCHIVE as TO_ARCHIVE  # noqa: E402
 from archiver.steps import ChunkSql  # noqa: E402
+from tests.support.oracle import ARCHIVE, LIVE, checksum_sql  # noqa: E402
 
-LIVE = "vicidial_list"
-ARCHIVE = "vicidial_list_archive"
 TEMPLATE = "va_bench_tpl"
 RUN_DB = "va_bench_run"
 
@@ -211,17 +211,6 @@ def live_columns(conn: Any, database: str) -> list[str]:
             (database, LIVE),
         )
     ]
-
-
-def checksum_sql(table: str, columns: list[str], where: str) -> str:
-    """COUNT and two order-independent aggregates over every column's exact bytes (NULL is
-    its own marker): a sum of 60-bit MD5 prefixes and an XOR of CRC32s, per row."""
-    parts = ", ".join(f"IFNULL(HEX(CAST(`{c}` AS BINARY)), 'N')" for c in columns)
-    row = f"CONCAT_WS('|', {parts})"
-    return (
-        f"SELECT COUNT(*), COALESCE(SUM(CAST(CONV(LEFT(MD5({row}), 15), 16, 10) AS UNSIGNED)), 0),"
-        f" COALESCE(BIT_XOR(CRC32({row})), 0) FROM {table} WHERE {where}"
-    )
 
 
 def checksum(conn: Any, table: str, columns: list[str], where: str) -> tuple[int, str, int]:

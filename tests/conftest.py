@@ -1,148 +1,16 @@
 """Shared fixtures. Integration tests run against a real MariaDB (ARCHIVER_TEST_DSN, default
 root@127.0.0.1:3306); each test gets its own uniquely named database, dropped afterwards, and
-every integration test runs once on MyISAM and once on InnoDB."""
+every integration test runs once on MyISAM and once on InnoDB. The helpers they use live in
+tests/support/."""
 
 from __future__ import annotations
 
-import hashlib
-import os
-import shlex
-import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
-from click.testing import CliRunner, Result
 
-from archiver import config, synthetic
-from archiver.cli import cli
-from archiver.db import Db, connect, make_engine
-
-TEST_DSN = os.environ.get("ARCHIVER_TEST_DSN", "mysql://root@127.0.0.1:3306/mysql")
-LIVE = "vicidial_list"
-ARCHIVE = "vicidial_list_archive"
-ENGINES = ("MyISAM", "InnoDB")
-
-
-def server_settings() -> config.Settings:
-    return config.load_settings(dsn=TEST_DSN, env={})
-
-
-def open_db(settings: config.Settings) -> Db:
-    return Db(connect(make_engine(settings), settings))
-
-
-@dataclass
-class VDb:
-    """A throwaway VICIdial database on the test server."""
-
-    name: str
-    engine: str
-    settings: config.Settings
-    db: Db
-
-    @property
-    def dsn(self) -> str:
-        d = self.settings.db
-        pw = f":{d.password}" if d.password else ""
-        return f"mysql://{d.user}{pw}@{d.host}:{d.port}/{self.name}"
-
-    def connect(self) -> Db:
-        """A second, independent connection (a concurrent dialer, a probe)."""
-        return open_db(self.settings)
-
-    def seed(self, count: int, first_id: int = 1) -> None:
-        synthetic.seed_leads(self.db, count, first_id=first_id)
-
-    def ids(self, table: str) -> list[int]:
-        return [int(r[0]) for r in self.db.rows(f"SELECT lead_id FROM `{table}` ORDER BY lead_id")]
-
-    def count(self, table: str) -> int:
-        return int(self.db.scalar(f"SELECT COUNT(*) FROM `{table}`"))
-
-    def columns(self, table: str = LIVE) -> list[str]:
-        rows = self.db.rows(
-            "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()"
-            " AND TABLE_NAME = :t ORDER BY ORDINAL_POSITION",
-            {"t": LIVE},
-        )
-        return [str(r[0]) for r in rows]
-
-    def row_bytes(self, table: str, ids: Sequence[int] | None = None) -> dict[int, tuple[Any, ...]]:
-        """Every live column of each row as exact bytes (HEX of the binary cast), by lead_id;
-        column order is the live table's whatever the table's own order is."""
-        cols = self.columns()
-        exprs = ", ".join(f"HEX(CAST(`{c}` AS BINARY))" for c in cols)
-        where = " WHERE lead_id IN :ids" if ids is not None else ""
-        params = {"ids": list(ids)} if ids is not None else {}
-        if ids is not None and not ids:
-            return {}
-        rows = self.db.rows(f"SELECT lead_id, {exprs} FROM `{table}`{where}", params)
-        return {int(r[0]): tuple(r[1:]) for r in rows}
-
-    def checksum(self, *tables: str) -> str:
-        """A digest of every row of the tables, byte-exact."""
-        h = hashlib.sha256()
-        for table in tables or (LIVE, ARCHIVE):
-            for lead, values in sorted(self.row_bytes(table).items()):
-                h.update(f"{table}|{lead}|{values!r}\n".encode())
-        return h.hexdigest()
-
-    def cli(
-        self, args: str | Sequence[str], input: str | None = None, env: dict[str, str] | None = None
-    ) -> Result:
-        argv = shlex.split(args) if isinstance(args, str) else list(args)
-        return invoke(["--dsn", self.dsn, "--log-format", "json", *argv], input=input, env=env)
-
-
-def invoke(
-    argv: Sequence[str], input: str | None = None, env: dict[str, str] | None = None
-) -> Result:
-    runner = CliRunner()
-    base = {"ARCHIVER_DSN": "", "ARCHIVER_CONFIG": "", "ARCHIVER_DB_PASSWORD": ""}
-    return runner.invoke(
-        cli, list(argv), input=input, env={**base, **(env or {})}, catch_exceptions=False
-    )
-
-
-def make_test_db(engine: str, *, archive: bool = True, seed: int = 0) -> VDb:
-    server = server_settings()
-    admin = open_db(server)
-    name = f"va_test_{uuid.uuid4().hex[:12]}"
-    synthetic.create_database(admin, name)
-    admin.conn.close()
-    settings = replace(server, db=replace(server.db, database=name))
-    tdb = VDb(name, engine, settings, open_db(settings))
-    synthetic.create_tables(tdb.db, engine, archive=archive)
-    if seed:
-        tdb.seed(seed)
-    return tdb
-
-
-def drop_test_db(tdb: VDb) -> None:
-    try:
-        tdb.db.conn.close()
-    except Exception:
-        pass
-    admin = open_db(server_settings())
-    synthetic.drop_database(admin, tdb.name)
-    admin.conn.close()
-
-
-@contextmanager
-def strict_global_sql_mode(db: Db) -> Iterator[None]:
-    """The strictest GLOBAL sql_mode for the duration (new sessions, the tool's included)."""
-    original = db.scalar("SELECT @@GLOBAL.sql_mode")
-    db.write(
-        "SET GLOBAL sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE,"
-        "ERROR_FOR_DIVISION_BY_ZERO'"
-    )
-    try:
-        yield
-    finally:
-        db.write("SET GLOBAL sql_mode = :m", {"m": original})
+from archiver import config
+from tests.support.db import ENGINES, VDb, temp_db
 
 
 @pytest.fixture(params=ENGINES)
@@ -153,11 +21,8 @@ def engine(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def vdb(engine: str) -> Iterator[VDb]:
     """A VICIdial database (stock tables + archive) on `engine`, with no leads yet."""
-    tdb = make_test_db(engine)
-    try:
+    with temp_db(engine) as tdb:
         yield tdb
-    finally:
-        drop_test_db(tdb)
 
 
 @pytest.fixture

@@ -19,8 +19,8 @@ from archiver.db import Db
 from archiver.runner import JobSpec, Summary, run_job
 from archiver.selection import Criteria, Selection
 from archiver.steps import ARCHIVE, Flags
-from tests.conftest import ARCHIVE as ARCHIVE_T
-from tests.conftest import LIVE, VDb, strict_global_sql_mode
+from tests.support.db import ARCHIVE as ARCHIVE_T
+from tests.support.db import LIVE, VDb, strict_global_sql_mode
 
 # The 35 columns of vicidial_list in their physical order (vicidial-facts.md).
 COLUMNS = (

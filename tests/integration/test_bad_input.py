@@ -18,7 +18,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ARCHIVE, LIVE, VDb, invoke, open_db, server_settings
+from tests.support import oracle
+from tests.support.cli import invoke
+from tests.support.db import ARCHIVE, LIVE, VDb, open_db, server_settings
 
 Setup = Callable[[VDb], None]
 RANGE = "lead ids are whole numbers from 1 to 4294967295"
@@ -1063,16 +1065,7 @@ def snapshot(vdb: VDb) -> dict[str, list[tuple[Any, ...]]]:
     ]
     out = {}
     for table in tables:
-        cols = [
-            str(r[0])
-            for r in vdb.db.rows(
-                "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE "
-                "TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t ORDER BY ORDINAL_POSITION",
-                {"t": table},
-            )
-        ]
-        exprs = ", ".join(f"HEX(CAST(`{c}` AS BINARY))" for c in cols)
-        out[table] = sorted(tuple(r) for r in vdb.db.rows(f"SELECT {exprs} FROM `{table}`"))
+        out[table] = oracle.table_rows(vdb.db, table, oracle.columns_of(vdb.db, table))
     return out
 
 

@@ -5,7 +5,6 @@ runs on MyISAM and on InnoDB."""
 
 from __future__ import annotations
 
-import json
 import random
 import re
 import signal
@@ -17,16 +16,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from archiver.db import Db, connect, make_engine
-from archiver.runner import JobSpec, run_job
+from archiver.runner import JobSpec, lock_name, run_job
 from archiver.selection import Criteria, Selection
-from tests import helpers_proc as hp
-from tests.conftest import ARCHIVE, LIVE, VDb
-
-
-def summary_of(result: Any) -> dict[str, Any]:
-    lines = [ln for ln in result.stdout.splitlines() if ln.startswith("{")]
-    assert lines, f"no JSON summary (exit {result.exit_code}):\n{result.stdout}\n{result.stderr}"
-    return dict(json.loads(lines[-1]))
+from tests.support import oracle
+from tests.support import proc as hp
+from tests.support.cli import summary_of
+from tests.support.db import ARCHIVE, LIVE, VDb
 
 
 def jobs_count(vdb: VDb) -> int:
@@ -40,7 +35,7 @@ def test_second_run_exits_4_and_names_the_holder(vdb: VDb) -> None:
     vdb.seed(3000)
     original = vdb.row_bytes(LIVE)
     args = ["archive", "--ignore-window", "--where", "lead_id > 0", "--chunk-size", "100", "--json"]
-    lock = hp.lock_name(vdb.name)
+    lock = lock_name(vdb.settings)
     with hp.Proc(hp.argv(vdb.dsn, [*args, "--sleep", "0.3"])) as holder:
         holder.wait_chunk(1)
         conn_id = vdb.db.scalar("SELECT IS_USED_LOCK(:n)", {"n": lock})
@@ -71,7 +66,7 @@ def test_second_run_exits_4_and_names_the_holder(vdb: VDb) -> None:
     assert resumed.exit_code == 0, resumed.stderr
     assert summary_of(resumed)["job_id"] == 1
     assert summary_of(resumed)["job_counts"] == {"archived": 2999, "skipped_newest": 1}
-    hp.assert_each_once(vdb.db, vdb.columns(), original)
+    oracle.assert_each_once(vdb.db, vdb.columns(), original)
 
 
 def test_lock_held_by_another_session_exits_4(vdb: VDb) -> None:
@@ -81,7 +76,7 @@ def test_lock_held_by_another_session_exits_4(vdb: VDb) -> None:
     assert first.exit_code == 0, first.stderr
     vdb.db.write("UPDATE archiver_jobs SET state = 'running', connection_id = 1")
     other = vdb.connect()
-    lock = hp.lock_name(vdb.name)
+    lock = lock_name(vdb.settings)
     assert other.scalar("SELECT GET_LOCK(:n, 0)", {"n": lock}) == 1
     other_id = other.scalar("SELECT CONNECTION_ID()")
     before = vdb.checksum()
@@ -177,16 +172,16 @@ class Dialer:
         assert result is not None
         lead = int(result.lastrowid)
         # Read back at once: the running job never reaches leads newer than its start.
-        self.expected[lead] = hp.row_bytes(db, LIVE, self.columns, [lead])[lead]
+        self.expected[lead] = oracle.row_bytes(db, LIVE, self.columns, [lead])[lead]
         self.inserted.append(lead)
         self.targets.append(lead)
 
 
-def check_no_update_lost(vdb: VDb, dialer: Dialer) -> hp.Placement:
-    where = hp.placement(vdb.db, dialer.columns)
+def check_no_update_lost(vdb: VDb, dialer: Dialer) -> oracle.Placement:
+    where = oracle.placement(vdb.db, dialer.columns)
     assert set(dialer.expected) == where.live | where.archive
-    live = hp.row_bytes(vdb.db, LIVE, dialer.columns)
-    arch = hp.row_bytes(vdb.db, ARCHIVE, dialer.columns)
+    live = oracle.row_bytes(vdb.db, LIVE, dialer.columns)
+    arch = oracle.row_bytes(vdb.db, ARCHIVE, dialer.columns)
     lost = [i for i, row in dialer.expected.items() if (live.get(i) or arch.get(i)) != row]
     assert not lost, f"{len(lost)} leads lost an update, e.g. {lost[:10]}"
     return where
@@ -220,7 +215,7 @@ def test_dialer_updates_during_a_job_are_never_lost(vdb: VDb) -> None:
     if vdb.engine == "InnoDB":  # the chunk's rows are locked: the dialer waits, never slips in
         assert kept_ids == set()
     assert not (set(dialer.inserted) & where.archive)
-    assert hp.total(first.summary["counts"]) == len(targets)
+    assert oracle.total(first.summary["counts"]) == len(targets)
 
     second = hp.run(vdb.dsn, args)
     assert second.rc == 0, second.describe()
@@ -269,7 +264,7 @@ def test_lead_changed_after_its_copy_is_kept_then_archived(vdb: VDb) -> None:
     )
     first = run_job(db, settings, spec, hook=hook)
     outcome["thread"].join(20)
-    where = hp.placement(vdb.db, columns)
+    where = oracle.placement(vdb.db, columns)
     if vdb.engine == "MyISAM":
         assert outcome["rows"] == 2
         assert dict(first.counts) == {"archived": 997, "kept_changed": 2, "skipped_newest": 1}
@@ -280,7 +275,7 @@ def test_lead_changed_after_its_copy_is_kept_then_archived(vdb: VDb) -> None:
         )
         for lead in changed:  # live has the change; the archive the stale copy
             assert where.rows[lead] != original[lead]
-            assert hp.row_bytes(vdb.db, ARCHIVE, columns, [lead])[lead] == original[lead]
+            assert oracle.row_bytes(vdb.db, ARCHIVE, columns, [lead])[lead] == original[lead]
         updated = {lead: where.rows[lead] for lead in changed}
     else:
         assert outcome["rows"] == 0  # waited for the chunk, then found the leads archived
@@ -293,7 +288,7 @@ def test_lead_changed_after_its_copy_is_kept_then_archived(vdb: VDb) -> None:
     assert dict(second.counts) == (
         {"archived": 2, "skipped_newest": 1} if updated else {"skipped_newest": 1}
     )
-    final = hp.assert_each_once(vdb.db, columns, {**original, **updated})
+    final = oracle.assert_each_once(vdb.db, columns, {**original, **updated})
     assert final.live == {1000}
     for row in updated.values():
         text = bytes.fromhex(row[columns.index("comments")]).decode()

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.conftest import ARCHIVE, LIVE, VDb
+from tests.support.db import ARCHIVE, LIVE, VDb
 
 
 def archive_all(vdb: VDb, upto: int) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TEST_DSN
+from tests.support.db import TEST_DSN
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS = (

@@ -12,7 +12,7 @@ import pymysql
 import pytest
 
 from archiver.db import Db
-from tests.conftest import ARCHIVE, LIVE, VDb, open_db, server_settings
+from tests.support.db import ARCHIVE, LIVE, VDb, open_db, server_settings
 
 
 def archiver_tables(vdb: VDb) -> list[str]:

@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 from archiver.runner import CHUNK_POINTS
-from tests import helpers_proc as hp
-from tests.conftest import ARCHIVE, LIVE, VDb
+from tests.support import oracle
+from tests.support import proc as hp
+from tests.support.db import ARCHIVE, LIVE, VDb
 
 ARGS = ["--ignore-window", "--where", "lead_id > 0", "--chunk-size", "100", "--json"]
 
@@ -45,7 +46,7 @@ def test_kill_at_each_point_then_resume(vdb: VDb, point: str) -> None:
     assert killed.stdout == ""
 
     # The database is in the state of that point of chunk 2 (leads 101-200).
-    where = hp.placement(vdb.db, columns)
+    where = oracle.placement(vdb.db, columns)
     chunk1, chunk2, rest = set(range(1, 101)), set(range(101, 201)), set(range(201, 1001))
     if vdb.engine == "InnoDB":  # the chunk's transaction died with the connection
         assert (where.live, where.archive) == (chunk2 | rest, chunk1)
@@ -59,16 +60,16 @@ def test_kill_at_each_point_then_resume(vdb: VDb, point: str) -> None:
     assert all(where.rows[i] == original[i] for i in original)  # no row damaged
     assert job_row(vdb, 1) == {"state": "running", "chunks": 1, "counts": {"archived": 100}}
 
-    hp.wait_lock_free(vdb.db, vdb.name)
+    hp.wait_lock_free(vdb.db, vdb.settings)
     resumed = hp.run(vdb.dsn, args)
     assert resumed.rc == 0, resumed.describe()
     assert any(e.get("event") == "job_resumed" for e in resumed.events)
     summary = resumed.summary
     assert summary["job_id"] == 1
     assert summary["job_counts"] == {"archived": 999, "skipped_newest": 1}
-    assert hp.total(summary["job_counts"]) == len(original)
+    assert oracle.total(summary["job_counts"]) == len(original)
     assert summary["counts"] == {"archived": 899, "skipped_newest": 1}
-    where = hp.assert_each_once(vdb.db, columns, original)
+    where = oracle.assert_each_once(vdb.db, columns, original)
     assert where.live == {1000}
     assert pending(vdb) == set()
     assert job_row(vdb, 1)["chunks"] == 10
@@ -81,7 +82,7 @@ def kill_until(vdb: VDb, args: list[str], rng: random.Random, kills: int) -> dic
     while landed < kills:
         runs += 1
         assert runs < kills * 3, f"only {landed} kills in {runs} runs"
-        hp.wait_lock_free(vdb.db, vdb.name)
+        hp.wait_lock_free(vdb.db, vdb.settings)
         with hp.Proc(hp.argv(vdb.dsn, [*args, "--sleep", "0.03"])) as proc:
             try:
                 proc.p.wait(rng.uniform(0.3, 0.8))
@@ -97,7 +98,7 @@ def kill_until(vdb: VDb, args: list[str], rng: random.Random, kills: int) -> dic
             continue
         assert done.rc == 0, done.describe()
         break  # the job ended before the kill
-    hp.wait_lock_free(vdb.db, vdb.name)
+    hp.wait_lock_free(vdb.db, vdb.settings)
     final = hp.run(vdb.dsn, args)
     assert final.rc == 0, final.describe()
     return {"kills": landed, "runs": runs + 1, "phases": phases, "final": final}
@@ -130,12 +131,12 @@ def test_random_kills_archive_then_dearchive(vdb: VDb) -> None:
     started = time.monotonic()
     out = kill_until(vdb, ["archive", "--job-name", "rk-archive", *args], rng, 25)
     assert out["kills"] >= 25
-    where = hp.assert_each_once(vdb.db, columns, original)
+    where = oracle.assert_each_once(vdb.db, columns, original)
     assert (where.live, where.archive) == ({n}, set(range(1, n)))
     job = first_job(vdb, "rk-archive")
     assert job["state"] == "done"
     assert job["counts"] == {"archived": n - 1, "skipped_newest": 1}
-    assert hp.total(job["counts"]) == n
+    assert oracle.total(job["counts"]) == n
     report.append(
         (
             "archive",
@@ -149,7 +150,7 @@ def test_random_kills_archive_then_dearchive(vdb: VDb) -> None:
     started = time.monotonic()
     out = kill_until(vdb, ["dearchive", "--job-name", "rk-dearchive", *args], rng, 25)
     assert out["kills"] >= 25
-    where = hp.assert_each_once(vdb.db, columns, original)
+    where = oracle.assert_each_once(vdb.db, columns, original)
     assert (where.live, where.archive) == (set(original), set())
     job = first_job(vdb, "rk-dearchive")
     assert job["state"] == "done"

@@ -40,8 +40,9 @@ import pytest
 
 from archiver.db import Db
 from archiver.runner import CHUNK_POINTS
-from tests import helpers_proc as hp
-from tests.conftest import ARCHIVE, LIVE, VDb
+from tests.support import oracle
+from tests.support import proc as hp
+from tests.support.db import ARCHIVE, LIVE, VDb
 
 Row = dict[str, str | None]  # column -> HEX of its bytes (None: NULL)
 
@@ -69,10 +70,10 @@ def selected(row: Row) -> bool:
 
 
 def rows_of(db: Db, table: str) -> dict[int, Row]:
-    columns = hp.columns_of(db, LIVE)
+    columns = oracle.columns_of(db, LIVE)
     return {
         lead: dict(zip(columns, values, strict=True))
-        for lead, values in hp.row_bytes(db, table, columns).items()
+        for lead, values in oracle.row_bytes(db, table, columns).items()
     }
 
 
@@ -194,8 +195,8 @@ class Dialer:
 
     @staticmethod
     def _read(db: Db, lead: int) -> Row:
-        columns = hp.columns_of(db, LIVE)
-        values = hp.row_bytes(db, LIVE, columns, [lead])[lead]
+        columns = oracle.columns_of(db, LIVE)
+        values = oracle.row_bytes(db, LIVE, columns, [lead])[lead]
         return dict(zip(columns, values, strict=True))
 
 
@@ -275,7 +276,7 @@ def churn(vdb: VDb, args: list[str], rng: random.Random, kills: int, alter: Alte
     while True:
         runs += 1
         assert runs < kills * 4, f"not done after {runs} runs: {dict(seen)}"
-        hp.wait_lock_free(vdb.db, vdb.name)
+        hp.wait_lock_free(vdb.db, vdb.settings)
         fire = runs == alter_run
         env = {}
         if not fire and rng.random() < 0.3:
@@ -354,7 +355,7 @@ def check_nothing_lost(vdb: VDb, truth: Truth) -> tuple[dict[int, Row], dict[int
     """Every lead is somewhere, and where it is live its live row (else its archived row) holds
     the last value written to each column, byte for byte."""
     live, arch = rows_of(vdb.db, LIVE), rows_of(vdb.db, ARCHIVE)
-    columns = hp.columns_of(vdb.db, LIVE)
+    columns = oracle.columns_of(vdb.db, LIVE)
     with truth.lock:
         assert set(live) | set(arch) == set(truth.rows), (
             f"in neither table: {sorted(set(truth.rows) - set(live) - set(arch))[:10]}; "
@@ -506,7 +507,7 @@ def archive_under_change(vdb: VDb, rng: random.Random, n: int, kills: int) -> di
 def dearchive_under_change(
     vdb: VDb, rng: random.Random, truth: Truth, pool: list[int], kills: int
 ) -> dict[str, Any]:
-    archived = set(hp.ids_of(vdb.db, ARCHIVE))
+    archived = set(oracle.ids_of(vdb.db, ARCHIVE))
     dialer = Dialer(vdb, truth, list(pool), random.Random(rng.random()))
     alter = Alter(
         vdb,
@@ -604,9 +605,9 @@ def dial(vdb: VDb, sql: str, lead: int) -> None:
 def assert_left_live_only(vdb: VDb, lead: int, others: list[int]) -> None:
     """The lead that left the selection is live only, with the dialer's change; every other
     selected lead archived only."""
-    columns = hp.columns_of(vdb.db, LIVE)
-    live_row = hp.row_bytes(vdb.db, LIVE, columns, [lead])
-    where = hp.placement(vdb.db, columns)
+    columns = oracle.columns_of(vdb.db, LIVE)
+    live_row = oracle.row_bytes(vdb.db, LIVE, columns, [lead])
+    where = oracle.placement(vdb.db, columns)
     assert lead not in where.archive, f"lead {lead} left the selection but is in both tables"
     assert where.rows[lead] == live_row[lead]
     assert where.both == set()
@@ -647,11 +648,11 @@ def test_refresh_cut_before_it_is_written_keeps_the_older_copy_provable(
     ni = ni_leads(vdb)
     lead = ni[3]
     dial(vdb, f"UPDATE {LIVE} SET called_count = called_count + 1 WHERE lead_id = :l", lead)
-    hp.wait_lock_free(vdb.db, vdb.name)
+    hp.wait_lock_free(vdb.db, vdb.settings)
     cut = hp.run(vdb.dsn, NI, env={"ARCHIVER_FAULT": "after_insert"})
     assert cut.rc == -9
     dial(vdb, f"UPDATE {LIVE} SET status = 'SALE' WHERE lead_id = :l", lead)
-    hp.wait_lock_free(vdb.db, vdb.name)
+    hp.wait_lock_free(vdb.db, vdb.settings)
     again = hp.run(vdb.dsn, NI)
     assert again.rc == 0, again.describe()
     assert_left_live_only(vdb, lead, [i for i in ni if i != lead])
@@ -754,8 +755,8 @@ def test_lead_leaving_before_its_copy_is_written_stays_live(
     finally:
         hp.close_quietly(db)
     state["thread"].join(20)
-    columns = hp.columns_of(vdb.db, LIVE)
-    where = hp.placement(vdb.db, columns)
+    columns = oracle.columns_of(vdb.db, LIVE)
+    where = oracle.placement(vdb.db, columns)
     assert where.both == set()
     if vdb.engine == "InnoDB":  # waited for the chunk, then found the lead archived
         assert state["rows"] == 0 and lead in where.archive
@@ -780,7 +781,7 @@ def test_restored_copy_made_before_an_alter_goes_when_the_dialer_changes_the_lea
     )
     vdb.seed(200)
     assert hp.run(vdb.dsn, ["archive", "--list-id", "999", "--ignore-window"]).rc == 0
-    restored = hp.ids_of(vdb.db, ARCHIVE)
+    restored = oracle.ids_of(vdb.db, ARCHIVE)
     args = ["dearchive", "--list-id", "999", "--ignore-window", "--json"]
     cut = hp.run(vdb.dsn, args, env={"ARCHIVER_FAULT": "after_insert"})
     assert cut.rc == -9
@@ -795,10 +796,10 @@ def test_restored_copy_made_before_an_alter_goes_when_the_dialer_changes_the_lea
     finally:
         hp.close_quietly(db)
     assert touched == (1 if vdb.engine == "MyISAM" else 0)
-    hp.wait_lock_free(vdb.db, vdb.name)
+    hp.wait_lock_free(vdb.db, vdb.settings)
     again = hp.run(vdb.dsn, args)
     assert again.rc == 0, again.describe()
-    where = hp.placement(vdb.db, hp.columns_of(vdb.db, LIVE))
+    where = oracle.placement(vdb.db, oracle.columns_of(vdb.db, LIVE))
     assert where.archive == set(), f"left in the archive: {sorted(where.archive)}"
     assert where.live >= restored
     assert again.summary["job_counts"] == {"dearchived": len(restored)}

@@ -7,7 +7,7 @@ import threading
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import ARCHIVE, LIVE, VDb
+from tests.support.db import ARCHIVE, LIVE, VDb
 
 
 def test_each_guard_skips_its_lead(vdb: VDb) -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tests import helpers_proc as hp
-from tests.conftest import ARCHIVE, VDb, invoke
-from tests.integration.test_hostile_config import db_user
-from tests.integration.test_serve_hostile import SilentDb
+from tests.support import proc as hp
+from tests.support.cli import invoke
+from tests.support.db import ARCHIVE, VDb, db_user
+from tests.support.silent import SilentDb
 
 COSTLY = (
     "list_id = 101 AND EXISTS (SELECT 1 FROM vicidial_list a, vicidial_list b, vicidial_list c"
@@ -47,7 +47,7 @@ def test_where_that_runs_on_is_stopped_by_the_statement_timeout(vdb: VDb, tmp_pa
     assert "ran longer than archive.statement_timeout" in done.error
     assert "Traceback" not in done.stderr
     # The server ended the statement: the job lock is free for the next run.
-    hp.wait_lock_free(vdb.db, vdb.name, timeout=15)
+    hp.wait_lock_free(vdb.db, vdb.settings, timeout=15)
     dry = hp.run(vdb.dsn, [*args, "--dry-run"], config=str(conf), timeout=120)
     assert dry.rc == 1, dry.describe()
     assert vdb.count(ARCHIVE) == 0

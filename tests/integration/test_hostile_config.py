@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,24 +21,11 @@ from urllib.parse import quote
 import pytest
 
 from archiver import cli as cli_mod
-from tests.conftest import ARCHIVE, LIVE, VDb, invoke
-from tests.helpers_proc import BIN, Proc, parse_events
+from tests.support.cli import invoke
+from tests.support.db import ARCHIVE, LIVE, VDb, db_user
+from tests.support.proc import BIN, Proc, parse_events
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def db_user(vdb: VDb, password: str, *, monitor: bool = False) -> Iterator[str]:
-    """A user of the test database with this password (bound, so any character goes)."""
-    user = f"va_dsn_{uuid.uuid4().hex[:8]}"
-    vdb.db.write(f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY :pw", {"pw": password})
-    vdb.db.write(f"GRANT ALL ON `{vdb.name}`.* TO '{user}'@'127.0.0.1'")
-    if monitor:  # what SHOW SLAVE STATUS needs on MariaDB
-        vdb.db.write(f"GRANT SLAVE MONITOR ON *.* TO '{user}'@'127.0.0.1'")
-    try:
-        yield user
-    finally:
-        vdb.db.write(f"DROP USER IF EXISTS '{user}'@'127.0.0.1'")
 
 
 def state(vdb: VDb) -> tuple[str, list[str]]:
@@ -388,13 +374,14 @@ def test_bad_database_settings_exit_2_naming_the_key(
 def test_an_over_long_ids_file_line_is_a_bad_line(vdb: VDb, tmp_path: Path) -> None:
     vdb.seed(5)
     ids = tmp_path / "ids.txt"
-    ids.write_text("1\n2\n" + " " * 60 + "3" * 10 + "\n4\n")
+    # A line may be as long as a lead export's row (64 KiB): one past that is a bad line.
+    ids.write_text("1\n2\n" + " " * 65536 + "3" * 10 + "\n4\n")
     before = state(vdb)
     result = vdb.cli(["archive", "--ids-file", str(ids)])
     assert_bad_input(
         result,
-        f"invalid lead id on line 3 of {ids}: the line is longer than 64 characters; "
-        "give one lead id a line",
+        f"{ids} line 3: longer than 64 KiB; give one lead id a line, or a CSV export with a "
+        "header line",
     )
     assert state(vdb) == before
 
@@ -411,8 +398,8 @@ def test_dev_zero_as_an_input_file_is_refused(vdb: VDb, option: str) -> None:
     if option == "--ids-file":
         args = ["--dsn", vdb.dsn, "archive", "--ids-file", "/dev/zero"]
         message = (
-            "invalid lead id on line 1 of /dev/zero: the line is longer than 64 characters; "
-            "give one lead id a line"
+            "/dev/zero line 1: longer than 64 KiB; give one lead id a line, or a CSV export "
+            "with a header line"
         )
     else:
         args = ["--astguiclient", "/dev/zero", "archive", "1"]

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from archiver.db import Db
-from tests.conftest import ARCHIVE, LIVE, VDb, strict_global_sql_mode
+from tests.support.db import ARCHIVE, LIVE, VDb, strict_global_sql_mode
 
 MAX_ID = 4294967295
 

@@ -16,8 +16,10 @@ import pytest
 from archiver import checkpoint
 from archiver.runner import JobSpec
 from archiver.selection import Selection
-from tests import helpers_proc as hp
-from tests.conftest import ARCHIVE, LIVE, VDb
+from tests.support import oracle
+from tests.support import proc as hp
+from tests.support.cli import summary_of
+from tests.support.db import ARCHIVE, LIVE, VDb
 
 RANGE = "lead ids are whole numbers from 1 to 4294967295"
 
@@ -58,10 +60,6 @@ def wait_chunks(proc: hp.Proc, k: int) -> None:
     proc.wait_for(kth_chunk, timeout=120)
 
 
-def summary(result: Any) -> dict[str, Any]:
-    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
-
-
 # --- a large file, killed, resumed without the file ------------------------------------------
 
 
@@ -82,7 +80,7 @@ def test_reverse_file_with_repeats_survives_kills_and_resumes_without_the_file(
             proc.kill()
             done = proc.finish()
         assert done.rc == -9, done.describe()
-        hp.wait_lock_free(vdb.db, vdb.name)
+        hp.wait_lock_free(vdb.db, vdb.settings)
         assert count(vdb, "archiver_jobs") == 1
         assert count(vdb, "archiver_job_ids") == n
     path.unlink()
@@ -92,7 +90,7 @@ def test_reverse_file_with_repeats_survives_kills_and_resumes_without_the_file(
     assert resumed.rc == 0, resumed.describe()
     assert "job_resumed" in resumed.stderr
     assert resumed.summary["job_counts"] == {"archived": n - 1, "skipped_newest": 1}
-    assert hp.assert_each_once(vdb.db, vdb.columns(), original).live == {n}
+    assert oracle.assert_each_once(vdb.db, vdb.columns(), original).live == {n}
     job = checkpoint.get_job(vdb.db, 1)
     assert (job.state, job.runs, job.ids) == ("done", 3, None)
     assert job.identity["selection"]["ids_count"] == n
@@ -106,7 +104,7 @@ def test_kill_while_staging_leaves_no_job_and_a_rerun_converges(vdb: VDb, tmp_pa
     killed = hp.run(vdb.dsn, args, env={"ARCHIVER_FAULT": "staging:2"})
     assert killed.rc == -9, killed.describe()
     assert "FAULT staging 2" in killed.lines
-    hp.wait_lock_free(vdb.db, vdb.name)
+    hp.wait_lock_free(vdb.db, vdb.settings)
     assert count(vdb, "archiver_jobs") == 0 and count(vdb, "archiver_job_ids") == 0
     assert vdb.checksum() == before
     done = hp.run(vdb.dsn, args)
@@ -154,22 +152,22 @@ def test_dry_run_of_a_file_writes_nothing_and_predicts_the_run(vdb: VDb, tmp_pat
     real = vdb.cli(args)
     assert real.exit_code == 0, real.stderr
     assert (
-        summary(dry)["counts"]
-        == summary(real)["counts"]
+        summary_of(dry)["counts"]
+        == summary_of(real)["counts"]
         == {
             "archived": 749,
             "missing": 751,
             "skipped_newest": 1,
         }
     )
-    assert summary(dry)["chunks"] == summary(real)["chunks"] == 16
+    assert summary_of(dry)["chunks"] == summary_of(real)["chunks"] == 16
 
 
 def test_arguments_take_any_number_of_ids(vdb: VDb) -> None:
     vdb.seed(700)
     result = vdb.cli(["archive", "--ignore-window", "--json", *map(str, range(1, 601))])
     assert result.exit_code == 0, result.stderr
-    assert summary(result)["counts"] == {"archived": 600}
+    assert summary_of(result)["counts"] == {"archived": 600}
 
 
 # --- VICIdial's lead exports ---------------------------------------------------------------------
@@ -193,14 +191,14 @@ def test_csv_tsv_exports_and_ids_column(vdb: VDb, tmp_path: Path) -> None:
     csv_path.write_text(export([7, 3, 9, 3, 20]), newline="")
     result = vdb.cli(["archive", "--ignore-window", "--ids-file", str(csv_path), "--json"])
     assert result.exit_code == 0, result.stderr
-    assert summary(result)["counts"] == {"archived": 4}
+    assert summary_of(result)["counts"] == {"archived": 4}
     assert vdb.ids(ARCHIVE) == [3, 7, 9, 20]
 
     tsv_path = tmp_path / "export.tsv"
     tsv_path.write_text(export([9, 20], sep="\t"), newline="")
     result = vdb.cli(["dearchive", "--ignore-window", "--ids-file", str(tsv_path), "--json"])
     assert result.exit_code == 0, result.stderr
-    assert summary(result)["counts"] == {"dearchived": 2}
+    assert summary_of(result)["counts"] == {"dearchived": 2}
     assert vdb.ids(ARCHIVE) == [3, 7]
 
     # --ids-column: the ids 1007, 1003, … of the same file (old_lead_id); from stdin too.
@@ -236,8 +234,8 @@ def test_job_of_an_earlier_version_resumes_from_its_json_ids(vdb: VDb, tmp_path:
     result = vdb.cli(["archive", "--ignore-window", "--ids-file", str(path), "--json"])
     assert result.exit_code == 0, result.stderr
     assert "job_resumed" in result.stderr
-    assert summary(result)["job_id"] == 1
-    assert summary(result)["counts"] == {"archived": 3}
+    assert summary_of(result)["job_id"] == 1
+    assert summary_of(result)["counts"] == {"archived": 3}
     assert vdb.ids(ARCHIVE) == [5, 10, 40] and count(vdb, "archiver_job_ids") == 0
 
 
@@ -249,7 +247,7 @@ def test_staged_ids_that_do_not_add_up_fail_the_job(vdb: VDb) -> None:
         env={"ARCHIVER_FAULT": "before_checkpoint:2"},
     )
     assert killed.rc == -9, killed.describe()
-    hp.wait_lock_free(vdb.db, vdb.name)
+    hp.wait_lock_free(vdb.db, vdb.settings)
     vdb.db.write("DELETE FROM archiver_job_ids WHERE lead_id > 15")
     result = vdb.cli(["jobs", "resume", "1"])
     assert result.exit_code == 1

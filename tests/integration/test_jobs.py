@@ -10,8 +10,6 @@ import signal
 import socket
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,8 +17,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests import helpers_proc as hp
-from tests.conftest import ARCHIVE, LIVE, VDb, drop_test_db, make_test_db
+from tests.support import oracle
+from tests.support import proc as hp
+from tests.support.cli import summary_of
+from tests.support.db import ARCHIVE, LIVE, VDb, temp_db
 
 LISTS = [
     "--list-id",
@@ -56,21 +56,6 @@ def prepare(t: VDb, n: int = N) -> dict[int, tuple[Any, ...]]:
     return t.row_bytes(LIVE)
 
 
-def summary_of(result: Any) -> dict[str, Any]:
-    lines = [ln for ln in result.stdout.splitlines() if ln.startswith("{")]
-    assert lines, f"no JSON summary (exit {result.exit_code}):\n{result.stdout}\n{result.stderr}"
-    return dict(json.loads(lines[-1]))
-
-
-@contextmanager
-def twin(engine: str) -> Iterator[VDb]:
-    t = make_test_db(engine)
-    try:
-        yield t
-    finally:
-        drop_test_db(t)
-
-
 REFERENCE = ["archive", "--ignore-window", *LISTS, "--chunk-size", "100", "--json"]
 _references: dict[str, tuple[dict[str, Any], dict[int, Any], dict[int, Any]]] = {}
 
@@ -79,7 +64,7 @@ def uninterrupted(engine: str) -> tuple[dict[str, Any], dict[int, Any], dict[int
     """The reference: the same job on an identical database, run once to the end (once per
     engine for this module)."""
     if engine not in _references:
-        with twin(engine) as ref:
+        with temp_db(engine) as ref:
             prepare(ref)
             result = ref.cli(REFERENCE)
             assert result.exit_code == 0, result.stderr
@@ -110,7 +95,7 @@ def assert_same_end(
 
 def assert_clean_stop(vdb: VDb, original: dict[int, Any]) -> None:
     """A stop between chunks leaves no lead half-moved: each in one table, intact."""
-    where = hp.assert_each_once(vdb.db, vdb.columns(), original)
+    where = oracle.assert_each_once(vdb.db, vdb.columns(), original)
     assert where.archive, "the stopped run archived nothing"
 
 
@@ -314,13 +299,13 @@ def test_job_whose_holder_was_killed_is_resumable(vdb: VDb) -> None:
     show = json.loads(vdb.cli(["jobs", "show", "1", "--json"]).stdout)
     assert show["state"] == "running"
     assert show["host"] == f"{socket.gethostname()} pid {killed.pid}"
-    hp.wait_lock_free(vdb.db, vdb.name)
+    hp.wait_lock_free(vdb.db, vdb.settings)
     resumed = vdb.cli(["jobs", "resume", "1", "--json"])
     assert resumed.exit_code == 0, resumed.stderr
     summary = summary_of(resumed)
     assert summary["job_counts"] == {"archived": 1999, "skipped_newest": 1}
     assert "job_resumed" in resumed.stderr
-    hp.assert_each_once(vdb.db, vdb.columns(), original)
+    oracle.assert_each_once(vdb.db, vdb.columns(), original)
     show = json.loads(vdb.cli(["jobs", "show", "1", "--json"]).stdout)
     assert (show["state"], show["runs"]) == ("done", 2)
 
@@ -537,7 +522,7 @@ def test_criteria_walk_is_exact_and_memory_stays_flat(vdb: VDb) -> None:
         " UTC_TIMESTAMP() - INTERVAL 30 DAY, UTC_TIMESTAMP() - INTERVAL 800 DAY)"
         " - INTERVAL (lead_id % 5000) MINUTE WHERE list_id IN (101, 102)"
     )
-    snap = hp.snapshot(vdb.db)
+    snap = oracle.snapshot(vdb.db)
     want = selected(vdb, COMBINATION_SQL)
     assert 15_000 < len(want) < 25_000 and total not in want
     # NULL last_local_call_time never matches: such leads fit every other criterion.
@@ -567,7 +552,7 @@ def test_criteria_walk_is_exact_and_memory_stays_flat(vdb: VDb) -> None:
     assert large.summary["counts"] == {"archived": rest - 1, "skipped_newest": 1}
     assert rest >= 195_000
     assert vdb.ids(LIVE) == [total]
-    assert hp.compare_to_snapshot(vdb.db, snap, vdb.columns()) == {
+    assert oracle.compare_to_snapshot(vdb.db, snap, vdb.columns()) == {
         "both": 0,
         "neither": 0,
         "differ": 0,

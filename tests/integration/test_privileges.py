@@ -19,7 +19,8 @@ from sqlalchemy.exc import DBAPIError
 
 from archiver import config
 from archiver.db import connect, make_engine
-from tests.conftest import ARCHIVE, LIVE, VDb, invoke
+from tests.support.cli import invoke
+from tests.support.db import ARCHIVE, LIVE, VDb
 
 GRANTS_USER = "'vicidial_archiver'@'127.0.0.1'"
 

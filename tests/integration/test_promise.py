@@ -16,8 +16,9 @@ from archiver.db import Db, connect, make_engine
 from archiver.errors import Failed
 from archiver.runner import JobSpec, run_job
 from archiver.selection import Criteria, Selection
-from tests import helpers_proc as hp
-from tests.conftest import ARCHIVE, LIVE, VDb
+from tests.support import oracle
+from tests.support import proc as hp
+from tests.support.db import ARCHIVE, LIVE, VDb
 
 
 def list_ids(vdb: VDb, table: str, list_id: int) -> list[int]:
@@ -76,7 +77,7 @@ def test_column_added_mid_run_loses_no_value(vdb: VDb, altered: str) -> None:
     assert again.rc == 0, again.describe()
     assert again.summary["job_id"] == 1  # the same job, resumed
     columns = vdb.columns()
-    final = hp.placement(vdb.db, columns)
+    final = oracle.placement(vdb.db, columns)
     assert final.live == {400} and final.both == set()
     assert all(final.rows[i] == live_now[i] for i in range(101, 401))  # vip_note included
     copies = vdb.db.rows(f"SELECT COUNT(*) FROM {ARCHIVE} WHERE vip_note LIKE 'precious-%'")
@@ -127,7 +128,7 @@ def test_resumed_job_after_a_cut_chunk_does_the_rest(vdb: VDb) -> None:
     assert again.summary["job_counts"] == {"archived": 150}
     assert list_ids(vdb, LIVE, 999) == []
     assert list_ids(vdb, ARCHIVE, 999) == selected
-    hp.assert_each_once(vdb.db, vdb.columns(), original)
+    oracle.assert_each_once(vdb.db, vdb.columns(), original)
 
 
 # --- 3. a lead that leaves the selection -----------------------------------------------------

@@ -3,8 +3,9 @@ written data is exit 1 with the summary, never a traceback."""
 
 from __future__ import annotations
 
-from tests import helpers_proc as hp
-from tests.conftest import ARCHIVE, LIVE, VDb
+from archiver.runner import lock_name
+from tests.support import proc as hp
+from tests.support.db import ARCHIVE, LIVE, VDb
 
 
 def archiver_tables(vdb: VDb) -> list[str]:
@@ -20,7 +21,7 @@ def test_run_refused_by_the_lock_creates_no_table(vdb: VDb) -> None:
     assert archiver_tables(vdb) == []
     holder = vdb.connect()
     try:
-        got = holder.scalar("SELECT GET_LOCK(:n, 0)", {"n": hp.lock_name(vdb.name)})
+        got = holder.scalar("SELECT GET_LOCK(:n, 0)", {"n": lock_name(vdb.settings)})
         assert got == 1
         before = vdb.checksum()
         done = hp.run(vdb.dsn, ["archive", "1", "2", "--ignore-window"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.conftest import ARCHIVE, LIVE, VDb
+from tests.support.db import ARCHIVE, LIVE, VDb
 
 
 def test_init_creates_archive_like_vicidial_docs(vdb: VDb) -> None:

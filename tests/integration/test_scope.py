@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from archiver.selection import Criteria
-from tests.conftest import ARCHIVE, LIVE, VDb
+from tests.support.db import ARCHIVE, LIVE, VDb
 
 COMMANDS = {
     "archive": ["archive", "--ignore-window"],

@@ -9,7 +9,7 @@ import pytest
 
 from archiver import search
 from archiver.db import Db
-from tests.conftest import ARCHIVE, LIVE, VDb
+from tests.support.db import ARCHIVE, LIVE, VDb
 
 # lead_id → phone_number, live and archive.
 LIVE_LEADS = {

@@ -8,12 +8,9 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
@@ -31,7 +28,9 @@ from structlog.testing import capture_logs
 from archiver import config, serve, window
 from archiver.runner import lock_name
 from archiver.selection import MAX_LEAD_ID
-from tests.conftest import ARCHIVE, LIVE, VDb, drop_test_db, make_test_db
+from tests.support import api
+from tests.support.api import free_port
+from tests.support.db import ARCHIVE, LIVE, VDb, drop_test_db, make_test_db
 
 KEY = "crm-test-key-7f3a9c"
 OTHER_KEY = "erp-test-key-11b2"
@@ -315,23 +314,8 @@ def test_503_when_the_database_is_unreachable(vdb: VDb) -> None:
 # --- the real server process ---------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def call(url: str, body: Any = None, key: str | None = KEY, timeout: float = 10) -> tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method="POST" if data else "GET")
-    req.add_header("Content-Type", "application/json")
-    if key:
-        req.add_header("Authorization", f"Key={key}")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
+    return api.call(url, body, key, timeout)
 
 
 def test_real_server_process(vdb: VDb, tmp_path: Path) -> None:

@@ -13,8 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -26,7 +24,10 @@ from structlog.testing import capture_logs
 
 from archiver import config, serve
 from archiver.runner import lock_name
-from tests.conftest import VDb
+from tests.support import api
+from tests.support.api import free_port
+from tests.support.db import VDb
+from tests.support.silent import SilentDb
 
 KEY = "hostile-key-5c1e"
 KEYS = f"crm:{serve.hash_key(KEY)}"
@@ -37,42 +38,6 @@ EXE = Path(sys.executable).with_name("vicidial-archiver")
 # --- helpers -----------------------------------------------------------------------------
 
 
-class SilentDb:
-    """A loopback listener that accepts TCP and never answers the MySQL handshake. It counts
-    the connections it accepted and stops itself after `life` seconds at the latest."""
-
-    def __init__(self, life: float = 180.0) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(512)
-        self.sock.settimeout(0.1)
-        self.port = int(self.sock.getsockname()[1])
-        self.accepted = 0
-        self._conns: list[socket.socket] = []
-        self._stop = threading.Event()
-        self._deadline = time.monotonic() + life
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            while not self._stop.is_set() and time.monotonic() < self._deadline:
-                try:
-                    conn, _ = self.sock.accept()
-                except TimeoutError:
-                    continue
-                self._conns.append(conn)
-                self.accepted += 1
-        finally:
-            for c in self._conns:
-                c.close()
-            self.sock.close()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-
 @pytest.fixture
 def silent_db() -> Iterator[SilentDb]:
     db = SilentDb()
@@ -80,12 +45,6 @@ def silent_db() -> Iterator[SilentDb]:
         yield db
     finally:
         db.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Server:
@@ -153,18 +112,7 @@ def call(
     timeout: float = 60,
     headers: dict[str, str] | None = None,
 ) -> tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method="POST" if data else "GET")
-    req.add_header("Content-Type", "application/json")
-    for k, v in (headers or {}).items():
-        req.add_header(k, v)
-    if key:
-        req.add_header("Authorization", f"Key={key}")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
+    return api.call(url, body, key, timeout, headers)
 
 
 def raw_exchange(port: int, data: bytes, timeout: float = 60) -> bytes:

@@ -27,8 +27,10 @@ from archiver.db import Db, connect, make_engine
 from archiver.errors import Failed
 from archiver.runner import CHUNK_POINTS, JobSpec, run_job
 from archiver.selection import Criteria, Selection
-from tests import helpers_proc as hp
-from tests.conftest import LIVE, VDb
+from tests.support import oracle
+from tests.support import proc as hp
+from tests.support.api import free_port
+from tests.support.db import LIVE, VDb
 
 N = 1000
 CHUNK1, CHUNK2, REST = set(range(1, 101)), set(range(101, 201)), set(range(201, N + 1))
@@ -66,7 +68,7 @@ def finish_and_check(vdb: VDb, original: dict[int, Any], **changes: Any) -> None
         db.conn.close()
     assert summary.state == "done"
     assert dict(summary.job_counts) == {"archived": N - 1, "skipped_newest": 1}
-    where = hp.assert_each_once(vdb.db, vdb.columns(), original)
+    where = oracle.assert_each_once(vdb.db, vdb.columns(), original)
     assert where.live == {N}
     assert vdb.db.scalar("SELECT COUNT(*) FROM archiver_pending") == 0
 
@@ -100,7 +102,7 @@ def test_connection_killed_mid_chunk(vdb: VDb, point: str) -> None:
     assert "job 1 is resumable" in str(failed.value)
     assert failed.value.summary.state == "failed"
     assert job_state(vdb)[:2] in (("running", 1), ("failed", 1))
-    where = hp.placement(vdb.db, vdb.columns())
+    where = oracle.placement(vdb.db, vdb.columns())
     if vdb.engine == "InnoDB":  # never half-applied: the chunk rolled back as a whole
         assert (where.live, where.archive) == (CHUNK2 | REST, CHUNK1)
     elif point == "after_insert":
@@ -166,7 +168,7 @@ def test_lock_wait_timeout_that_persists_fails_resumable(vdb: VDb) -> None:
     other.run(release)  # first: on MyISAM the WRITE lock keeps this test from reading too
     other.conn.close()
     db.conn.close()
-    where = hp.placement(vdb.db, vdb.columns())
+    where = oracle.placement(vdb.db, vdb.columns())
     if vdb.engine == "InnoDB":
         assert (where.live, where.archive) == (CHUNK2 | REST, CHUNK1)
     else:  # copied, not deleted: every lead still live, none lost
@@ -206,7 +208,7 @@ def test_lock_wait_timeout_that_clears_redoes_the_chunk(vdb: VDb) -> None:
     assert summary.state == "done"
     assert dict(summary.job_counts) == {"archived": N - 1, "skipped_newest": 1}
     assert dict(summary.counts) == dict(summary.job_counts)  # one run, each lead counted once
-    where = hp.assert_each_once(vdb.db, vdb.columns(), original)
+    where = oracle.assert_each_once(vdb.db, vdb.columns(), original)
     assert where.live == {N}
 
 
@@ -239,7 +241,7 @@ def test_checkpoint_lock_wait_after_the_delete_counts_the_chunk_once(vdb: VDb) -
     ]
     assert dict(summary.job_counts) == {"archived": N - 1, "skipped_newest": 1}
     assert vdb.cli(["jobs", "show", "1", "--leads", "all"]).stdout == f"{N},skipped_newest\n"
-    hp.assert_each_once(vdb.db, vdb.columns(), original)
+    oracle.assert_each_once(vdb.db, vdb.columns(), original)
 
 
 @pytest.mark.parametrize("engine", ["InnoDB"])  # MyISAM takes table locks: no deadlocks
@@ -280,17 +282,11 @@ def test_deadlock_redoes_the_chunk(vdb: VDb, tmp_path: Path) -> None:
     assert retries == [(2, 1213)]
     assert done.summary["job_counts"] == {"archived": N - 1, "skipped_newest": 1}
     assert done.summary["counts"] == done.summary["job_counts"]
-    where = hp.assert_each_once(vdb.db, vdb.columns(), original)
+    where = oracle.assert_each_once(vdb.db, vdb.columns(), original)
     assert where.live == {N}
 
 
 # --- a MariaDB restart during a job --------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Server:
@@ -416,7 +412,7 @@ def test_server_restart_during_a_job(own_server: Server, engine: str, how: str) 
     t.db = t.connect()
     row = t.db.rows("SELECT state, chunks FROM archiver_jobs WHERE job_name = 'restart'")[0]
     assert row[0] in ("running", "failed") and int(row[1]) >= 3
-    where = hp.placement(t.db, columns)
+    where = oracle.placement(t.db, columns)
     assert set(original) <= where.live | where.archive  # nothing lost, even before the re-run
     assert all(where.rows[i] == original[i] for i in original)
     if engine == "InnoDB":
@@ -424,7 +420,7 @@ def test_server_restart_during_a_job(own_server: Server, engine: str, how: str) 
     final = hp.run(t.dsn, args)
     assert final.rc == 0, final.describe()
     assert final.summary["job_counts"] == {"archived": 2999, "skipped_newest": 1}
-    where = hp.assert_each_once(t.db, columns, original)
+    where = oracle.assert_each_once(t.db, columns, original)
     assert where.live == {3000}
     synthetic.drop_database(t.db, t.name)
     t.db.conn.close()

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from tests.conftest import ARCHIVE, LIVE, VDb
+from tests.support.db import ARCHIVE, LIVE, VDb
 
 
 def test_archive_by_ids_moves_rows_byte_identical(vdb: VDb) -> None:

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.conftest import ARCHIVE, LIVE, VDb
-from tests.helpers_proc import BIN, child_env, parse_events
+from tests.support.db import ARCHIVE, LIVE, VDb
+from tests.support.proc import BIN, child_env, parse_events
 
 LEADS = 20_000
 EVERY_LIST = [arg for lid in (101, 102, 201, 202, 999) for arg in ("--list-id", str(lid))]

@@ -9,7 +9,7 @@ import pytest
 
 from archiver import verify as verify_mod
 from archiver.selection import Criteria, Selection
-from tests.conftest import ARCHIVE, LIVE, VDb
+from tests.support.db import ARCHIVE, LIVE, VDb
 
 
 def copy_to_archive(vdb: VDb, ids: Sequence[int]) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import VDb
+from tests.support.db import VDb
 
 SEEDED = 20
 

@@ -12,7 +12,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from archiver import config, serve
-from tests.conftest import invoke
+from tests.support.cli import invoke
 
 KEY = "request-test-key"
 DSN = "mysql://root@127.0.0.1:1/x"

@@ -15,7 +15,7 @@ from structlog.testing import capture_logs
 from archiver import config, serve
 from archiver.errors import BadInput, ConfigError
 from archiver.steps import Flags
-from tests.conftest import invoke
+from tests.support.cli import invoke
 
 REPO = Path(__file__).resolve().parents[2]
 KEY = "s3cret-key-for-tests"

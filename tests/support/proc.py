@@ -1,9 +1,8 @@
-"""Running `vicidial-archiver` as a real process (signals, kill -9, memory), and the checks the
-job and fault tests share: every lead in exactly one table, byte-identical to its original."""
+"""Running `vicidial-archiver` as a real process (signals, kill -9, memory), and waiting on the
+server's locks. The checks of the rows themselves are in oracle.py."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -13,18 +12,17 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from archiver.config import Settings
 from archiver.db import Db
+from archiver.runner import lock_name
+from tests.support.cli import json_summary
 
 BIN = str(Path(sys.executable).with_name("vicidial-archiver"))
-LIVE = "vicidial_list"
-ARCHIVE = "vicidial_list_archive"
-LOCK_PREFIX = "vicidial-archiver"
 
 
 def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -76,12 +74,7 @@ class Done:
     @property
     def summary(self) -> dict[str, Any]:
         """The `--json` summary object (the last JSON line of stdout)."""
-        for line in reversed(self.stdout.strip().splitlines()):
-            if line.startswith("{"):
-                return dict(json.loads(line))
-        raise AssertionError(
-            f"no JSON summary on stdout (rc={self.rc}):\n{self.stdout}\n{self.stderr[-3000:]}"
-        )
+        return json_summary(self.stdout, self.stderr, self.rc)
 
     @property
     def error(self) -> str:
@@ -249,16 +242,13 @@ def close_quietly(db: Db) -> None:
         pass
 
 
-def lock_name(dbname: str) -> str:
-    return f"{LOCK_PREFIX}:{dbname}"[:64]
-
-
-def wait_lock_free(db: Db, dbname: str, timeout: float = 15.0) -> None:
+def wait_lock_free(db: Db, settings: Settings, timeout: float = 15.0) -> None:
     """After a kill -9 the server frees the job's lock when it notices the dead connection;
     a resumed run started before that exits 4, as it should. Wait for it."""
     deadline = time.monotonic() + timeout
-    while db.scalar("SELECT IS_USED_LOCK(:n)", {"n": lock_name(dbname)}) is not None:
+    while db.scalar("SELECT IS_USED_LOCK(:n)", {"n": lock_name(settings)}) is not None:
         if time.monotonic() > deadline:
+            dbname = settings.db.database
             raise AssertionError(f"the lock of {dbname} is still held {timeout}s after the kill")
         time.sleep(0.05)
 
@@ -307,120 +297,3 @@ def wait_blocked(db: Db, dbname: str, timeout: float = 10.0) -> list[int]:
             )
         )
     )
-
-
-# --- state checks ------------------------------------------------------------------------
-
-
-def row_bytes(
-    db: Db, table: str, columns: Sequence[str], ids: Sequence[int] | None = None
-) -> dict[int, tuple[Any, ...]]:
-    """Each row's columns (in `columns` order) as exact bytes, by lead_id."""
-    if ids is not None and not ids:
-        return {}
-    exprs = ", ".join(f"HEX(CAST(`{c}` AS BINARY))" for c in columns)
-    where = " WHERE lead_id IN :ids" if ids is not None else ""
-    rows = db.rows(
-        f"SELECT lead_id, {exprs} FROM `{table}`{where}",
-        {"ids": list(ids)} if ids is not None else {},
-    )
-    return {int(r[0]): tuple(r[1:]) for r in rows}
-
-
-def columns_of(db: Db, table: str = LIVE) -> list[str]:
-    rows = db.rows(
-        "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA ="
-        " DATABASE() AND TABLE_NAME = :t ORDER BY ORDINAL_POSITION",
-        {"t": table},
-    )
-    return [str(r[0]) for r in rows]
-
-
-def ids_of(db: Db, table: str) -> set[int]:
-    return {int(r[0]) for r in db.rows(f"SELECT lead_id FROM `{table}`")}
-
-
-def digest(rows: Mapping[int, tuple[Any, ...]]) -> str:
-    h = hashlib.sha256()
-    for lead in sorted(rows):
-        h.update(f"{lead}|{rows[lead]!r}\n".encode())
-    return h.hexdigest()
-
-
-@dataclass
-class Placement:
-    """Where every lead is now: live only, archive only, in both; and the union of the rows."""
-
-    live: set[int]
-    archive: set[int]
-    rows: dict[int, tuple[Any, ...]] = field(repr=False)
-
-    @property
-    def both(self) -> set[int]:
-        return self.live & self.archive
-
-
-def placement(db: Db, columns: Sequence[str]) -> Placement:
-    live = row_bytes(db, LIVE, columns)
-    arch = row_bytes(db, ARCHIVE, columns)
-    return Placement(set(live), set(arch), {**arch, **live})
-
-
-def assert_each_once(
-    db: Db, columns: Sequence[str], original: Mapping[int, tuple[Any, ...]]
-) -> Placement:
-    """Every original lead in exactly one table, byte-identical to its original row; nothing
-    else in either table. Returns where they are."""
-    where = placement(db, columns)
-    assert not where.both, f"{len(where.both)} leads in both tables, e.g. {sorted(where.both)[:10]}"
-    lost = set(original) - where.live - where.archive
-    assert not lost, f"{len(lost)} leads in neither table, e.g. {sorted(lost)[:10]}"
-    extra = (where.live | where.archive) - set(original)
-    assert not extra, f"{len(extra)} unexpected leads, e.g. {sorted(extra)[:10]}"
-    differ = sorted(i for i in original if where.rows[i] != original[i])
-    assert not differ, f"{len(differ)} leads differ from their original, e.g. {differ[:10]}"
-    assert digest(where.rows) == digest(original)
-    return where
-
-
-def snapshot(db: Db, name: str = "va_snapshot") -> str:
-    """A server-side copy of vicidial_list as it is now (same column types), for comparing
-    large tables without reading them into the test."""
-    db.write(f"DROP TABLE IF EXISTS `{name}`")
-    db.write(f"CREATE TABLE `{name}` LIKE `{LIVE}`")
-    db.write(f"INSERT INTO `{name}` SELECT * FROM `{LIVE}`")
-    return name
-
-
-def compare_to_snapshot(db: Db, snap: str, columns: Sequence[str]) -> dict[str, int]:
-    """Counts of leads of the snapshot in both tables, in neither, not byte-identical to the
-    snapshot where they are, and of leads in the tables that the snapshot does not hold."""
-
-    def same(alias: str) -> str:
-        return " AND ".join(
-            f"CAST({alias}.`{c}` AS BINARY) <=> CAST(o.`{c}` AS BINARY)" for c in columns
-        )
-
-    row = db.rows(
-        f"SELECT SUM(l.lead_id IS NOT NULL AND a.lead_id IS NOT NULL),"
-        f" SUM(l.lead_id IS NULL AND a.lead_id IS NULL),"
-        f" SUM(CASE WHEN l.lead_id IS NOT NULL THEN NOT ({same('l')})"
-        f"          WHEN a.lead_id IS NOT NULL THEN NOT ({same('a')}) ELSE 0 END)"
-        f" FROM `{snap}` o LEFT JOIN `{LIVE}` l ON l.lead_id = o.lead_id"
-        f" LEFT JOIN `{ARCHIVE}` a ON a.lead_id = o.lead_id"
-    )[0]
-    extra = db.scalar(
-        f"SELECT (SELECT COUNT(*) FROM `{LIVE}` x WHERE NOT EXISTS (SELECT 1 FROM `{snap}` o"
-        f" WHERE o.lead_id = x.lead_id)) + (SELECT COUNT(*) FROM `{ARCHIVE}` x WHERE NOT EXISTS"
-        f" (SELECT 1 FROM `{snap}` o WHERE o.lead_id = x.lead_id))"
-    )
-    return {
-        "both": int(row[0] or 0),
-        "neither": int(row[1] or 0),
-        "differ": int(row[2] or 0),
-        "extra": int(extra or 0),
-    }
-
-
-def total(counts: Mapping[str, int]) -> int:
-    return sum(Counter(counts).values())
