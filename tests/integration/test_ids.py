@@ -314,3 +314,33 @@ def test_a_million_ids_in_bounded_memory(vdb: VDb, tmp_path: Path) -> None:
         print(f"1M ids ({vdb.engine}) {what}: peak RSS {kb / 1024:.1f} MB, {seconds:.1f}s")
     for what, (kb, _) in measured.items():
         assert kb <= 100 * 1024, f"{what}: peak RSS {kb / 1024:.1f} MB"
+
+
+# --- review of issue 15 ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["archive", "dearchive", "verify"])
+def test_cr_only_line_ends_and_ambiguous_columns_are_bad_input(
+    vdb: VDb, tmp_path: Path, command: str
+) -> None:
+    vdb.seed(10)
+    before = checkpoint_rows(vdb), vdb.ids(LIVE), vdb.ids(ARCHIVE)
+    cr = tmp_path / "cr.txt"
+    cr.write_bytes(b"1\r2\r3\r")
+    twins = tmp_path / "twins.csv"
+    twins.write_text("lead_id,lead_id\n1,2\n3,4\n")
+    cases = [
+        (["--ids-file", str(cr)], "its lines end in CR only"),
+        (["--ids-file", str(twins)], "the header has 2 columns named 'lead_id'"),
+        (
+            ["--ids-file", str(twins), "--ids-column", "a", "--ids-column", "b"],
+            "--ids-column is given 2 times",
+        ),
+    ]
+    for args, text in cases:
+        window = [] if command == "verify" else ["--ignore-window"]
+        result = vdb.cli([command, *window, *args])
+        assert result.exit_code == 2, (args, result.stderr)
+        assert "Traceback" not in result.stderr and text in result.stderr
+        assert result.stderr.strip().splitlines()[-1].startswith("Error: ")
+    assert (checkpoint_rows(vdb), vdb.ids(LIVE), vdb.ids(ARCHIVE)) == before
