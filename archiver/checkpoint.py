@@ -23,10 +23,11 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 
 from archiver import __version__
-from archiver.db import Db
+from archiver.db import Db, mysql_errno
 from archiver.errors import BadInput, Cancelled, Failed, JobMismatch
 
 UNFINISHED = ("running", "stopped", "failed")
+ER_TABLEACCESS_DENIED = 1142
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _TABLES_AT = re.compile(r"[0-9: /-]{1,64}")
 
@@ -52,9 +53,30 @@ def ensure_tables(db: Db) -> None:
     for stmt in ddl():
         name = stmt.split("EXISTS", 1)[1].split()[0].lower()
         if name not in present:
-            db.write(stmt)
+            try:
+                db.write(stmt)
+            except DBAPIError as exc:
+                if mysql_errno(exc) != ER_TABLEACCESS_DENIED:
+                    raise
+                raise BadInput(_create_denied(db, name)) from None
     if "archiver_pending" in present:
         _upgrade_pending(db)
+
+
+def _create_denied(db: Db, table: str) -> str:
+    """The advice when this account may not create a checkpoint table: an account set up by
+    the grants.sql of an earlier version lacks the tables added since (archiver_job_ids)."""
+    rows = db.rows("SELECT DATABASE(), CURRENT_USER()")
+    schema, account = (str(rows[0][0]), str(rows[0][1])) if rows else ("asterisk", "")
+    user, _, host = account.rpartition("@")
+    grant = (
+        f"GRANT CREATE, SELECT, INSERT, UPDATE, DELETE ON `{schema}`.`{table}` TO '{user}'@'{host}'"
+    )
+    return (
+        f"this account may not create the checkpoint table {table} (new in this version, or "
+        f"never created); run `{grant}` as an administrator (sql/grants.sql lists every grant), "
+        "then run again"
+    )
 
 
 def _upgrade_pending(db: Db) -> None:
