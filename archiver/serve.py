@@ -535,6 +535,15 @@ class Service:
             raise _map_error(exc, self.settings) from exc
         except BadInput:
             raise ApiError(404, "not_found", f"no job {job_id}") from None
+        except checkpoint.CheckpointError as exc:  # its staged ids were deleted by hand
+            get_logger().warning("request_failed", error="job_ids_incomplete", detail=str(exc))
+            raise ApiError(
+                500,
+                "job_ids_incomplete",
+                f"job {job_id} has lost some of its staged lead ids, so its leads cannot be "
+                "listed; the server log has the details",
+                job_id=job_id,
+            ) from None
         except DBAPIError as exc:
             if mysql_errno(exc) == ER_NO_SUCH_TABLE:  # no job has ever run here
                 raise ApiError(404, "not_found", f"no job {job_id}") from None
