@@ -14,7 +14,7 @@ import os
 import re
 import socket
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
@@ -455,13 +455,37 @@ def chunks_of(db: Db, job_id: int, limit: int = 20) -> list[dict[str, Any]]:
     ]
 
 
-def leads_of(db: Db, job_id: int, outcome: str | None) -> list[tuple[int, str]]:
+LEADS_PAGE = 10_000  # leads read at a time by iter_leads
+
+
+def leads_of(
+    db: Db,
+    job_id: int,
+    outcome: str | None,
+    *,
+    after: int = 0,
+    upto: int | None = None,
+    limit: int = LEADS_PAGE,
+) -> list[tuple[int, str]]:
+    """At most `limit` leads not moved (with `outcome`, or any) in (after, upto], by lead_id:
+    one keyset page."""
     cond = " AND outcome = :o" if outcome else ""
+    cond += " AND lead_id <= :u" if upto is not None else ""
     rows = db.rows(
-        f"SELECT lead_id, outcome FROM archiver_leads WHERE job_id = :j{cond} ORDER BY lead_id",
-        {"j": job_id, "o": outcome},
+        f"SELECT lead_id, outcome FROM archiver_leads WHERE job_id = :j AND lead_id > :a{cond}"
+        " ORDER BY lead_id LIMIT :n",
+        {"j": job_id, "o": outcome, "a": after, "u": upto, "n": limit},
     )
     return [(int(r[0]), str(r[1])) for r in rows]
+
+
+def iter_leads(db: Db, job_id: int, outcome: str | None) -> Iterator[tuple[int, str]]:
+    """Every lead not moved (with `outcome`, or any), by lead_id, a page at a time: memory
+    stays flat whatever the job's size."""
+    after = 0
+    while page := leads_of(db, job_id, outcome, after=after, limit=LEADS_PAGE):
+        yield from page
+        after = page[-1][0]
 
 
 def cut_leads(db: Db, job_id: int) -> int:

@@ -747,7 +747,7 @@ def jobs_show(ctx: Ctx, ref: str, outcome: str | None, as_json: bool) -> None:
         checkpoint.ensure_tables(db)
         job = checkpoint.get_job(db, ref)
         if outcome:
-            for lead, out in checkpoint.leads_of(
+            for lead, out in checkpoint.iter_leads(
                 db, job.job_id, None if outcome == "all" else outcome
             ):
                 _out(f"{lead},{out}")
