@@ -14,7 +14,7 @@ import os
 import re
 import socket
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
@@ -23,10 +23,11 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 
 from archiver import __version__
-from archiver.db import Db
+from archiver.db import Db, mysql_errno
 from archiver.errors import BadInput, Cancelled, Failed, JobMismatch
 
 UNFINISHED = ("running", "stopped", "failed")
+ER_TABLEACCESS_DENIED = 1142
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _TABLES_AT = re.compile(r"[0-9: /-]{1,64}")
 
@@ -52,9 +53,30 @@ def ensure_tables(db: Db) -> None:
     for stmt in ddl():
         name = stmt.split("EXISTS", 1)[1].split()[0].lower()
         if name not in present:
-            db.write(stmt)
+            try:
+                db.write(stmt)
+            except DBAPIError as exc:
+                if mysql_errno(exc) != ER_TABLEACCESS_DENIED:
+                    raise
+                raise BadInput(_create_denied(db, name)) from None
     if "archiver_pending" in present:
         _upgrade_pending(db)
+
+
+def _create_denied(db: Db, table: str) -> str:
+    """The advice when this account may not create a checkpoint table: an account set up by
+    the grants.sql of an earlier version lacks the tables added since (archiver_job_ids)."""
+    rows = db.rows("SELECT DATABASE(), CURRENT_USER()")
+    schema, account = (str(rows[0][0]), str(rows[0][1])) if rows else ("asterisk", "")
+    user, _, host = account.rpartition("@")
+    grant = (
+        f"GRANT CREATE, SELECT, INSERT, UPDATE, DELETE ON `{schema}`.`{table}` TO '{user}'@'{host}'"
+    )
+    return (
+        f"this account may not create the checkpoint table {table} (new in this version, or "
+        f"never created); run `{grant}` as an administrator (sql/grants.sql lists every grant), "
+        "then run again"
+    )
 
 
 def _upgrade_pending(db: Db) -> None:
@@ -433,13 +455,37 @@ def chunks_of(db: Db, job_id: int, limit: int = 20) -> list[dict[str, Any]]:
     ]
 
 
-def leads_of(db: Db, job_id: int, outcome: str | None) -> list[tuple[int, str]]:
+LEADS_PAGE = 10_000  # leads read at a time by iter_leads
+
+
+def leads_of(
+    db: Db,
+    job_id: int,
+    outcome: str | None,
+    *,
+    after: int = 0,
+    upto: int | None = None,
+    limit: int = LEADS_PAGE,
+) -> list[tuple[int, str]]:
+    """At most `limit` leads not moved (with `outcome`, or any) in (after, upto], by lead_id:
+    one keyset page."""
     cond = " AND outcome = :o" if outcome else ""
+    cond += " AND lead_id <= :u" if upto is not None else ""
     rows = db.rows(
-        f"SELECT lead_id, outcome FROM archiver_leads WHERE job_id = :j{cond} ORDER BY lead_id",
-        {"j": job_id, "o": outcome},
+        f"SELECT lead_id, outcome FROM archiver_leads WHERE job_id = :j AND lead_id > :a{cond}"
+        " ORDER BY lead_id LIMIT :n",
+        {"j": job_id, "o": outcome, "a": after, "u": upto, "n": limit},
     )
     return [(int(r[0]), str(r[1])) for r in rows]
+
+
+def iter_leads(db: Db, job_id: int, outcome: str | None) -> Iterator[tuple[int, str]]:
+    """Every lead not moved (with `outcome`, or any), by lead_id, a page at a time: memory
+    stays flat whatever the job's size."""
+    after = 0
+    while page := leads_of(db, job_id, outcome, after=after, limit=LEADS_PAGE):
+        yield from page
+        after = page[-1][0]
 
 
 def cut_leads(db: Db, job_id: int) -> int:

@@ -158,6 +158,7 @@ def _apply_selection(f: Callable[..., Any], status_names: tuple[str, ...]) -> Ca
         click.option(
             "--ids-column",
             metavar="NAME",
+            multiple=True,
             help="The --ids-file header's column of lead ids (default lead_id).",
         ),
         click.option(
@@ -296,8 +297,13 @@ def build_selection(
         raw, name = _read_request(kw["request_path"], request.body_cap(limit))
         req = request.parse_named(raw, name, limit)
         return Selection.from_ids(req.lead_ids), req.flags
+    if len(kw["ids_column"]) > 1:
+        raise BadInput(
+            f"--ids-column is given {len(kw['ids_column'])} times; name one column of lead ids"
+        )
     if kw["ids_file"]:
-        return Selection(ids=_read_ids_file(kw["ids_file"], kw["ids_column"])), None
+        column = kw["ids_column"][0] if kw["ids_column"] else None
+        return Selection(ids=_read_ids_file(kw["ids_file"], column)), None
     if kw["ids_column"]:
         raise BadInput("--ids-column names the column of an --ids-file; give --ids-file too")
     if kw["lead_ids"]:
@@ -741,7 +747,7 @@ def jobs_show(ctx: Ctx, ref: str, outcome: str | None, as_json: bool) -> None:
         checkpoint.ensure_tables(db)
         job = checkpoint.get_job(db, ref)
         if outcome:
-            for lead, out in checkpoint.leads_of(
+            for lead, out in checkpoint.iter_leads(
                 db, job.job_id, None if outcome == "all" else outcome
             ):
                 _out(f"{lead},{out}")

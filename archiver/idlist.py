@@ -209,7 +209,7 @@ def _lines(stream: IO[bytes], name: str) -> Iterator[str]:
         if len(raw) > MAX_LINE:
             raise BadInput(
                 f"{name} line {n}: longer than {MAX_LINE // 1024} KiB; give one lead id a line, "
-                "or a CSV export with a header line"
+                "or a CSV export with a header line" + (_CR_HINT if b"\r" in raw else "")
             )
         try:
             text = raw.decode("utf-8")
@@ -217,7 +217,12 @@ def _lines(stream: IO[bytes], name: str) -> Iterator[str]:
             raise BadInput(f"{name} line {n}: not UTF-8 text") from None
         if n == 1 and text.startswith("\ufeff"):
             text = text[1:]
+        if n == 1 and "\r" in text.rstrip("\r\n"):
+            raise BadInput(f"{name} line 1: its lines end in CR only{_CR_HINT}")
         yield text
+
+
+_CR_HINT = " (CR-only line ends are not read: convert the file to LF or CRLF line ends)"
 
 
 def _bad_id(name: str, n: int, token: str) -> BadInput:
@@ -274,7 +279,9 @@ def _read_csv(
     sorter: _Sorter,
 ) -> None:
     def all_lines() -> Iterator[str]:
-        yield from head
+        # Comment lines before the header are read as empty lines (line numbers kept);
+        # after the header a `#` is data.
+        yield from ("\n" if t.lstrip().startswith("#") else t for t in head)
         yield from lines
 
     reader = csv.reader(all_lines(), delimiter=delimiter, strict=True)
@@ -291,6 +298,11 @@ def _read_csv(
             raise BadInput(
                 f"{name} line {reader.line_num}: the header has no column {wanted!r} "
                 f"(columns found: {found}); name the column with --ids-column"
+            )
+        if (twins := lowered.count(wanted.lower())) > 1:
+            raise BadInput(
+                f"{name} line {reader.line_num}: the header has {twins} columns named "
+                f"{wanted!r} (letter case aside); keep one of them, or rename the others"
             )
         idx = lowered.index(wanted.lower())
         for row in reader:

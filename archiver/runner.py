@@ -1050,9 +1050,16 @@ def job_ids(db: Db, job: Job) -> IdSource:
         return IdSet.from_ints(job.ids)
     staged = checkpoint.staged_count(db, job.job_id)
     if staged != count:
+        reason = f"{job.label} should have {count} lead ids in archiver_job_ids and has {staged}"
+        # A run that has just claimed the job ends it `failed` (no other run can walk it).
+        db.write(
+            "UPDATE archiver_jobs SET state = 'failed', stop_reason = :r, ended_at = NOW(3)"
+            " WHERE job_id = :j AND state = 'running' AND connection_id = CONNECTION_ID()",
+            {"r": reason[:255], "j": job.job_id},
+        )
         raise checkpoint.CheckpointError(
-            f"{job.label} should have {count} lead ids in archiver_job_ids and has {staged}; "
-            "cancel it (`jobs cancel`) and run the command again"
+            f"{reason}; cancel it (`jobs cancel {job.job_id} --force`; then check its leads "
+            "with `verify`) and run the command again"
         )
     return JobIds(db, job.job_id, count, digest)
 

@@ -12,8 +12,13 @@ never one statement per number. The number each row belongs to is decided by the
 `phone_number IN (…)` would match it with (utf8_unicode_ci: trailing spaces and other scripts'
 digits compare equal), and the per-number cap is applied on the server with ROW_NUMBER().
 
-`search_method=VENDOR_LEAD_CODE` is the same statement over `vendor_lead_code` (no index in the
-stock schema: one scan per batch of 500 codes, not one per code), and `search_location`
+`search_method=VENDOR_LEAD_CODE` is the same lookup over `vendor_lead_code` (no index in the
+stock schema: one scan per batch of 500 codes, not one per code), except that two distinct codes
+can be equal under the collation (`CRM9X` and `crm9x`, `ünï` and `UNI`, `T1` and `T1 `), which
+FIELD() would give only to the first: the codes are a derived table under the column's character
+set and collation, joined to the rows with `=`, so each code gets every row equal to it, whatever
+batch it is in. A code the column cannot hold (an emoji in utf8mb3) matches nothing and is not
+sent. Phone numbers are digits only, so two distinct ones are never equal. `search_location`
 (`--list-id`, `--campaign`) one more condition inside it. `ERROR:` lines echo the input as
 VICIdial does, after its input filter: phone numbers keep only digits and commas; vendor lead
 codes lose `;`, `#` and `"`, and `+` is a space (URL decoding).
@@ -28,7 +33,7 @@ from dataclasses import dataclass
 from archiver.db import Db, q
 from archiver.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, BadInput, SchemaDrift
 from archiver.logging import get_logger
-from archiver.selection import Criteria, check_scope
+from archiver.selection import Criteria, check_scope, column_charset, holds
 
 MIN_DIGITS = 6
 MAX_DIGITS = 18
@@ -123,6 +128,31 @@ def search_sql(table: str, count: int, column: str = "phone_number", scope: str 
     )
 
 
+def codes_sql(
+    table: str, count: int, column: str, charset: str, collation: str, scope: str = ""
+) -> str:
+    """The statement for `count` distinct codes bound as :n0 … :n{count-1}, and :cap. Each row
+    is joined to every code its column's collation calls equal to it (`CRM9X` and `crm9x`
+    both get the lead of `Crm9x`), as VICIdial's `IN (…)` per code would return it: the codes
+    are a derived table under the column's own character set and collation."""
+    col = q(column)
+    extra = f" AND {scope}" if scope else ""
+    names = ", ".join(f":n{i}" for i in range(count))
+    keys = " UNION ALL ".join(
+        f"SELECT {i} AS i, CONVERT(:n{i} USING {charset}) COLLATE {collation} AS k"
+        for i in range(count)
+    )
+    return (
+        f"SELECT c.i, m.`lead_id`\n"
+        f"FROM (SELECT {col}, `lead_id`, ROW_NUMBER() OVER"
+        f" (PARTITION BY {col} ORDER BY `lead_id` DESC) AS rn\n"
+        f"      FROM {q(table)} WHERE {col} IN ({names}){extra}) AS m\n"
+        f"JOIN ({keys}) AS c ON m.{col} = c.k\n"
+        f"WHERE m.rn <= :cap\n"
+        f"ORDER BY c.i, m.`lead_id` DESC"
+    )
+
+
 def find_ids(
     db: Db,
     table: str,
@@ -138,14 +168,26 @@ def find_ids(
     IN and FIELD use, so each partition is one searched key."""
     cond, scope_params = scope.sql() if scope is not None else ("", {})
     distinct = list(dict.fromkeys(numbers))
+    # Phone numbers are ASCII digits: no two distinct ones are equal under any collation, so
+    # FIELD() (the first equal key) names the one key of each row. Codes may be equal without
+    # being the same text (letter case, accents, trailing spaces): each is joined to its rows.
+    cs = column_charset(db, table, column) if column != "phone_number" else None
+    if cs is not None:
+        if not re.fullmatch(r"\w+", cs[0]) or not re.fullmatch(r"\w+", cs[1]):
+            raise SchemaDrift(f"{table}.{column} has an unexpected collation {cs[1]!r}")
+        distinct = [n for n in distinct if holds(cs[0], n)]  # the others match nothing
     found: dict[str, list[int]] = {}
     for start in range(0, len(distinct), BATCH):
         batch = distinct[start : start + BATCH]
         params: dict[str, object] = {f"n{i}": n for i, n in enumerate(batch)}
         params["cap"] = records
         params.update(scope_params)
-        for k, lead_id in db.rows(search_sql(table, len(batch), column, cond), params):
-            found.setdefault(batch[int(k) - 1], []).append(int(lead_id))
+        if cs is not None:
+            sql, base = codes_sql(table, len(batch), column, cs[0], cs[1], cond), 0
+        else:
+            sql, base = search_sql(table, len(batch), column, cond), 1
+        for k, lead_id in db.rows(sql, params):
+            found.setdefault(batch[int(k) - base], []).append(int(lead_id))
     return found
 
 

@@ -183,13 +183,47 @@ def check_scope(db: Db, criteria: Criteria | None) -> list[str]:
     return [msg]
 
 
+def column_charset(db: Db, table: str, column: str) -> tuple[str, str] | None:
+    """(character set, collation) of a text column of this database's table; None when the
+    column is missing or not text."""
+    rows = db.rows(
+        "SELECT CHARACTER_SET_NAME, COLLATION_NAME FROM information_schema.COLUMNS"
+        " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t AND COLUMN_NAME = :c",
+        {"t": table, "c": column},
+    )
+    if not rows or rows[0][0] is None or rows[0][1] is None:
+        return None
+    return str(rows[0][0]), str(rows[0][1])
+
+
+def holds(charset: str | None, text: str) -> bool:
+    """Whether a column of `charset` can hold `text`. One that cannot (an emoji in a utf8mb3
+    column) equals no value of the column, and is never sent to compare with it: the server
+    would refuse the comparison (1267/1270 illegal mix of collations)."""
+    cs = (charset or "").lower()
+    if cs in ("utf8", "utf8mb3"):
+        return all(ord(ch) <= 0xFFFF for ch in text)
+    if cs == "ascii":
+        return text.isascii()
+    if cs in ("latin1", "cp1252"):
+        try:
+            text.encode("cp1252")
+        except UnicodeEncodeError:
+            return False
+    return True
+
+
 def _check_campaigns(db: Db, campaigns: list[str]) -> None:
     # One lookup per campaign (a handful at most), each under the column's own collation: the
-    # equality the selection's `campaign_id IN (…)` uses.
+    # equality the selection's `campaign_id IN (…)` uses. A campaign the column cannot hold
+    # names no list.
+    cs = column_charset(db, LISTS_TABLE, "campaign_id")
+    charset = cs[0] if cs else None
     missing = [
         c
         for c in campaigns
-        if not db.rows(f"SELECT 1 FROM {q(LISTS_TABLE)} WHERE `campaign_id` = :c LIMIT 1", {"c": c})
+        if not holds(charset, c)
+        or not db.rows(f"SELECT 1 FROM {q(LISTS_TABLE)} WHERE `campaign_id` = :c LIMIT 1", {"c": c})
     ]
     if not missing:
         return

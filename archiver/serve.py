@@ -81,6 +81,7 @@ __all__ = ["REQUEST_KEYS", "ArchiveRequest", "body_cap"]
 
 ARCHIVE_PATH = "/vicidial/leads/archive"
 JOBS_PATH = ARCHIVE_PATH + "/jobs"
+LEADS_PAGE = 1000  # GET of a job: leads per page (the default and the most)
 PENDING = "pending"  # a lead of an unfinished job that no chunk has reached yet
 ER_NO_SUCH_TABLE = 1146
 MAX_JOB_ID = 2**64 - 1
@@ -283,21 +284,36 @@ def public_reason(state: str, reason: str | None) -> str | None:
     return FAILED_REASON if state == "failed" else STOPPED_REASON
 
 
-def lead_outcomes(db: Db, job: checkpoint.Job) -> list[dict[str, Any]] | None:
-    """Each lead of an id-list job with its outcome: the checkpoint stores the leads not moved;
-    every other lead up to the job's cursor was moved; the rest no chunk has reached yet."""
+def lead_outcomes(
+    db: Db, job: checkpoint.Job, after: int = 0, limit: int = LEADS_PAGE
+) -> tuple[list[dict[str, Any]] | None, int | None]:
+    """One page of an id-list job's leads with their outcomes: at most `limit` of its ids
+    greater than `after`, and the cursor of the next page (None after the last). The checkpoint
+    stores the leads not moved; every other lead up to the job's cursor was moved; the rest no
+    chunk has reached yet."""
     if not job.explicit:
-        return None
-    not_moved = dict(checkpoint.leads_of(db, job.job_id, None))
+        return None, None
+    ids = job_ids(db, job).after(after, limit + 1)
+    more, ids = len(ids) > limit, ids[:limit]
+    if not ids:
+        return [], None
+    not_moved = dict(checkpoint.leads_of(db, job.job_id, None, after=after, upto=ids[-1]))
     moved = "archived" if job.direction == ARCHIVE else "dearchived"
-    return [
+    leads = [
         {"lead_id": lead, "outcome": not_moved.get(lead, moved if lead <= job.cursor else PENDING)}
-        for batch in job_ids(db, job).batches(5000)
-        for lead in batch
+        for lead in ids
     ]
+    return leads, ids[-1] if more else None
 
 
-def job_view(db: Db, job: checkpoint.Job, *, leads: bool = True) -> dict[str, Any]:
+def job_view(
+    db: Db,
+    job: checkpoint.Job,
+    *,
+    leads: bool = True,
+    after: int = 0,
+    limit: int = LEADS_PAGE,
+) -> dict[str, Any]:
     flags = job.identity.get("flags", {})
     view: dict[str, Any] = {
         "job_id": job.job_id,
@@ -313,7 +329,7 @@ def job_view(db: Db, job: checkpoint.Job, *, leads: bool = True) -> dict[str, An
         "heartbeat": _when(job.heartbeat),
     }
     if leads:
-        view["leads"] = lead_outcomes(db, job)
+        view["leads"], view["next"] = lead_outcomes(db, job, after, limit)
     return view
 
 
@@ -526,15 +542,24 @@ class Service:
         with self.db() as db:
             db.scalar("SELECT 1")
 
-    def read_job(self, job_id: int) -> dict[str, Any]:
+    def read_job(self, job_id: int, after: int = 0, limit: int = LEADS_PAGE) -> dict[str, Any]:
         try:
             with self.db() as db:
                 job = checkpoint.get_job(db, job_id)
-                return job_view(db, job)
+                return job_view(db, job, after=after, limit=limit)
         except ConnectError as exc:
             raise _map_error(exc, self.settings) from exc
         except BadInput:
             raise ApiError(404, "not_found", f"no job {job_id}") from None
+        except checkpoint.CheckpointError as exc:  # its staged ids were deleted by hand
+            get_logger().warning("request_failed", error="job_ids_incomplete", detail=str(exc))
+            raise ApiError(
+                500,
+                "job_ids_incomplete",
+                f"job {job_id} has lost some of its staged lead ids, so its leads cannot be "
+                "listed; the server log has the details",
+                job_id=job_id,
+            ) from None
         except DBAPIError as exc:
             if mysql_errno(exc) == ER_NO_SUCH_TABLE:  # no job has ever run here
                 raise ApiError(404, "not_found", f"no job {job_id}") from None
@@ -648,7 +673,16 @@ def make_handlers(svc: Service) -> dict[str, Handler]:
             raise ApiError(404, "not_found", "no such job; job ids are whole numbers")
         job_id = int(raw)
         rec["job_id"] = job_id
-        return JSONResponse(await svc.in_thread(request, svc.read_job, job_id))
+        after = request.query_params.get("after", "0")
+        if not re.fullmatch(r"[0-9]{1,10}", after) or int(after) > MAX_LEAD_ID:
+            raise ApiError(400, "bad_request", f"after must be a lead id from 0 to {MAX_LEAD_ID}")
+        limit = request.query_params.get("limit", str(LEADS_PAGE))
+        if not re.fullmatch(r"[0-9]{1,4}", limit) or not 1 <= int(limit) <= LEADS_PAGE:
+            raise ApiError(
+                400, "bad_request", f"limit must be a whole number from 1 to {LEADS_PAGE}"
+            )
+        answer = await svc.in_thread(request, svc.read_job, job_id, int(after), int(limit))
+        return JSONResponse(answer)
 
     async def jobs(request: Request, rec: dict[str, Any]) -> Response:
         raw = request.query_params.get("limit", "20")
@@ -924,7 +958,8 @@ def openapi_document(id_limit: int = 500) -> dict[str, Any]:
             JOBS_PATH + "/{job_id}": {
                 "get": {
                     "operationId": "getJob",
-                    "summary": "A job's state, counts and (for id lists) each lead's outcome",
+                    "summary": "A job's state, counts and (for id lists) each lead's outcome, "
+                    "a page at a time",
                     "security": auth,
                     "parameters": [
                         {
@@ -932,12 +967,42 @@ def openapi_document(id_limit: int = 500) -> dict[str, Any]:
                             "in": "path",
                             "required": True,
                             "schema": {"type": "integer", "minimum": 0, "maximum": MAX_JOB_ID},
-                        }
+                        },
+                        {
+                            "name": "after",
+                            "in": "query",
+                            "required": False,
+                            "description": "The page's leads are the job's lead ids greater "
+                            "than this: 0 for the first page, then the `next` of the page "
+                            "before.",
+                            "schema": {
+                                "type": "integer",
+                                "minimum": 0,
+                                "maximum": MAX_LEAD_ID,
+                                "default": 0,
+                            },
+                        },
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "required": False,
+                            "description": "Leads per page.",
+                            "schema": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": LEADS_PAGE,
+                                "default": LEADS_PAGE,
+                            },
+                        },
                     ],
                     "responses": {
                         "200": {"description": "The job.", "content": ok_json},
+                        "400": _error_response("after or limit is out of range."),
                         "401": _error_response("Missing or wrong API key."),
                         "404": _error_response("No such job."),
+                        "500": _error_response(
+                            "The job's staged lead ids are incomplete (`job_ids_incomplete`)."
+                        ),
                         "503": _error_response("The database is unreachable."),
                     },
                 }
@@ -1032,7 +1097,8 @@ def openapi_document(id_limit: int = 500) -> dict[str, Any]:
                         "ended_at": {"type": ["string", "null"], "format": "date-time"},
                         "heartbeat": {"type": ["string", "null"], "format": "date-time"},
                         "leads": {
-                            "description": "Each lead with its outcome (null for a job "
+                            "description": "Each lead with its outcome, in lead_id order, "
+                            f"at most `limit` ({LEADS_PAGE}) from `after` (null for a job "
                             "selected by criteria; left out of job lists). "
                             "`pending`: no chunk has reached it yet.",
                             "type": ["array", "null"],
@@ -1044,6 +1110,11 @@ def openapi_document(id_limit: int = 500) -> dict[str, Any]:
                                     "outcome": {"$ref": "#/components/schemas/Outcome"},
                                 },
                             },
+                        },
+                        "next": {
+                            "description": "The `after` of the next page of `leads`; null "
+                            "on the last page (and for a job selected by criteria).",
+                            "type": ["integer", "null"],
                         },
                     },
                 },

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -253,7 +254,7 @@ def test_staged_ids_that_do_not_add_up_fail_the_job(vdb: VDb) -> None:
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines()[-1] == (
         "Error: job 1 should have 20 lead ids in archiver_job_ids and has 15; cancel it "
-        "(`jobs cancel`) and run the command again"
+        "(`jobs cancel 1 --force`; then check its leads with `verify`) and run the command again"
     )
 
 
@@ -312,3 +313,69 @@ def test_a_million_ids_in_bounded_memory(vdb: VDb, tmp_path: Path) -> None:
         print(f"1M ids ({vdb.engine}) {what}: peak RSS {kb / 1024:.1f} MB, {seconds:.1f}s")
     for what, (kb, _) in measured.items():
         assert kb <= 100 * 1024, f"{what}: peak RSS {kb / 1024:.1f} MB"
+
+
+# --- review of issue 15 ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["archive", "dearchive", "verify"])
+def test_cr_only_line_ends_and_ambiguous_columns_are_bad_input(
+    vdb: VDb, tmp_path: Path, command: str
+) -> None:
+    vdb.seed(10)
+    before = checkpoint_rows(vdb), vdb.ids(LIVE), vdb.ids(ARCHIVE)
+    cr = tmp_path / "cr.txt"
+    cr.write_bytes(b"1\r2\r3\r")
+    twins = tmp_path / "twins.csv"
+    twins.write_text("lead_id,lead_id\n1,2\n3,4\n")
+    cases = [
+        (["--ids-file", str(cr)], "its lines end in CR only"),
+        (["--ids-file", str(twins)], "the header has 2 columns named 'lead_id'"),
+        (
+            ["--ids-file", str(twins), "--ids-column", "a", "--ids-column", "b"],
+            "--ids-column is given 2 times",
+        ),
+    ]
+    for args, text in cases:
+        window = [] if command == "verify" else ["--ignore-window"]
+        result = vdb.cli([command, *window, *args])
+        assert result.exit_code == 2, (args, result.stderr)
+        assert "Traceback" not in result.stderr and text in result.stderr
+        assert result.stderr.strip().splitlines()[-1].startswith("Error: ")
+    assert (checkpoint_rows(vdb), vdb.ids(LIVE), vdb.ids(ARCHIVE)) == before
+
+
+def test_a_job_whose_staged_ids_were_deleted_ends_failed_and_its_advice_works(
+    vdb: VDb, tmp_path: Path
+) -> None:
+    """Killed after a chunk's delete (MyISAM: a cut chunk), then ids deleted by hand: the re-run
+    ends the job `failed` (not `running`), the advice it prints ends the job, and serve GET of
+    the job answers a JSON error."""
+    from starlette.testclient import TestClient
+
+    from archiver import config, serve
+
+    vdb.seed(30)
+    path = write_ids(tmp_path / "ids.txt", list(range(1, 21)))
+    cmd = ["archive", "--ignore-window", "--chunk-size", "5", "--ids-file", str(path)]
+    killed = hp.run(vdb.dsn, cmd, env={"ARCHIVER_FAULT": "after_delete:2"})
+    assert killed.rc == -9, killed.describe()
+    hp.wait_lock_free(vdb.db, vdb.settings)
+    vdb.db.write("DELETE FROM archiver_job_ids WHERE lead_id > 15")
+    result = vdb.cli(cmd)
+    assert result.exit_code == 1
+    advice = "`jobs cancel 1 --force`"
+    assert advice in result.stderr.strip().splitlines()[-1]
+    assert vdb.db.scalar("SELECT state FROM archiver_jobs WHERE job_id = 1") == "failed"
+
+    key = "k" * 32
+    settings = replace(vdb.settings, serve=config.ServeSettings(keys=(f"t:{serve.hash_key(key)}",)))
+    with TestClient(serve.create_app(settings)) as client:
+        r = client.get(f"{serve.JOBS_PATH}/1", headers={"Authorization": f"Key={key}"})
+    assert r.status_code == 500 and r.json()["error"] == "job_ids_incomplete"
+
+    result = vdb.cli(["jobs", "cancel", "1", "--force"])
+    assert result.exit_code == 0, result.stderr
+    assert vdb.db.scalar("SELECT state FROM archiver_jobs WHERE job_id = 1") == "cancelled"
+    result = vdb.cli(cmd)  # the command again: a new job
+    assert result.exit_code == 0, result.stderr

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from archiver import checkpoint
 from tests.support import oracle
 from tests.support import proc as hp
 from tests.support.cli import summary_of
@@ -564,3 +565,26 @@ def test_criteria_walk_is_exact_and_memory_stays_flat(vdb: VDb) -> None:
         f"matching {large.maxrss_kb / 1024:.1f} MB ({seconds:.0f}s)"
     )
     assert large.maxrss_kb <= small.maxrss_kb + 10 * 1024
+
+
+def test_jobs_show_leads_reads_a_page_at_a_time(vdb: VDb, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`jobs show --leads` reads the leads not moved by keyset pages (memory stays flat on a
+    job of a million ids), and prints every one of them once, in order."""
+    vdb.seed(10)
+    ids = [*range(1, 11), *range(500, 523)]
+    assert vdb.cli(["archive", "--ignore-window", *map(str, ids)]).exit_code == 0
+    pages: list[int] = []
+    leads_of = checkpoint.leads_of
+
+    def paged(*args: Any, **kw: Any) -> list[tuple[int, str]]:
+        got = leads_of(*args, **kw)
+        pages.append(len(got))
+        return got
+
+    monkeypatch.setattr(checkpoint, "LEADS_PAGE", 5)
+    monkeypatch.setattr(checkpoint, "leads_of", paged)
+    full = vdb.cli(["jobs", "show", "1", "--leads", "missing"])
+    assert full.stdout == "".join(f"{i},missing\n" for i in range(500, 523))
+    assert pages == [5, 5, 5, 5, 3, 0]
+    page = checkpoint.leads_of(vdb.db, 1, "missing", after=504, limit=5)
+    assert page == [(i, "missing") for i in range(505, 510)]

@@ -270,3 +270,34 @@ def test_password_in_dsn_is_masked_in_the_process_title(
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 3, err
     assert restricted["password"] not in out + err + first
+
+
+def test_grants_of_the_previous_version_get_the_grant_to_add(vdb: VDb) -> None:
+    """An account made by the grants.sql of the version before archiver_job_ids: every command
+    that needs the checkpoint tables stops with exit 2 and the GRANT to add, never a raw 1142."""
+    user = f"va_old_{uuid.uuid4().hex[:8]}"
+    text = (
+        grants_sql()
+        .replace("`asterisk`.", f"`{vdb.name}`.")
+        .replace(GRANTS_USER, f"'{user}'@'127.0.0.1'")
+        .replace("'CHANGE_ME'", "'pw'")
+    )
+    try:
+        for stmt in statements(text):
+            if "archiver_job_ids" not in stmt:
+                vdb.db.write(stmt)
+        who = {"dsn": f"mysql://{user}:pw@127.0.0.1:3306/{vdb.name}"}
+        vdb.seed(5)
+        grant = (
+            f"GRANT CREATE, SELECT, INSERT, UPDATE, DELETE ON `{vdb.name}`.`archiver_job_ids` "
+            f"TO '{user}'@'127.0.0.1'"
+        )
+        for args in (["jobs", "list"], ["archive", "--ignore-window", "--list-id", "101"]):
+            result = as_user(who, args, verbose=False)
+            assert result.exit_code == 2, result.stderr
+            assert result.stderr.strip().splitlines()[-1].startswith("Error: ")
+            assert grant in result.stderr and "1142" not in result.stderr
+        vdb.db.write(grant)
+        assert as_user(who, ["jobs", "list"], verbose=False).exit_code == 0
+    finally:
+        vdb.db.write(f"DROP USER IF EXISTS '{user}'@'127.0.0.1'")

@@ -391,3 +391,51 @@ def test_a_thousand_codes_in_one_call_set_based(vdb: VDb) -> None:
     lookups = [s for s in db.statements if "vendor_lead_code` IN" in s]
     assert len(set(codes)) > 500
     assert len(lookups) == 2  # the distinct codes, 500 a statement
+
+
+# --- review of issue 15: codes the collation calls equal; characters a column cannot hold ----
+
+
+def test_codes_the_collation_calls_equal_each_get_every_lead(crm: VDb) -> None:
+    """Each code gets every lead whose code its column's collation calls equal to it (what
+    VICIdial's `IN (…)` per code returns), whether the codes share a statement or not."""
+    crm.db.write(f"UPDATE `{LIVE}` SET vendor_lead_code = 'Crm9x' WHERE lead_id = 290")
+    crm.db.write(f"UPDATE `{LIVE}` SET vendor_lead_code = 'uni' WHERE lead_id = 291")
+    crm.db.write(f"UPDATE `{LIVE}` SET vendor_lead_code = 'T1' WHERE lead_id = 292")
+    crm.db.write(f"UPDATE `{LIVE}` SET vendor_lead_code = 'ÜNÏ' WHERE lead_id = 293")
+    together = run_as(crm, "--vendor-lead-code", "CRM9X,crm9x,ünï,UNI,T1,T1+")
+    assert together == (
+        0,
+        "CRM9X|1|290\ncrm9x|1|290\nünï|2|293-291\nUNI|2|293-291\nT1|1|292\nT1 |1|292\n",
+    )
+    for code, line in (("crm9x", "crm9x|1|290\n"), ("UNI", "UNI|2|293-291\n")):
+        assert run_as(crm, "--vendor-lead-code", code) == (0, line)
+    # In different statements (500 codes a statement): the same answer.
+    twins = ["crm9x", *(f"X{i}" for i in range(599)), "CRM9X"]
+    code, out = run_as(crm, "--vendor-lead-code", ",".join(twins))
+    lines = out.splitlines()
+    assert code == 0 and lines[0] == "crm9x|1|290" and lines[-1] == "CRM9X|1|290"
+    # A --records cap is per code, twins included.
+    assert run_as(crm, "--records", "1", "--vendor-lead-code", "UNI,uni") == (
+        0,
+        "UNI|1|293\nuni|1|293\n",
+    )
+
+
+def test_a_character_the_column_cannot_hold_matches_nothing(crm: VDb) -> None:
+    """An emoji (4 bytes in UTF-8) in a code or campaign: the utf8mb3 columns cannot hold it,
+    so it matches nothing, never a raw 1267/1270 from the server."""
+    assert run_as(crm, "--vendor-lead-code", "CRM7\U0001f600,CRM8") == (
+        0,
+        "CRM7\U0001f600|0|\nCRM8|5|258-208-158-108-8\n",
+    )
+    assert run_as(crm, "--vendor-lead-code", "\U0001f600")[0] == 1
+    for cmd in (
+        ["search", "--campaign", "SALES\U0001f600", "7275550007"],
+        ["archive", "--dry-run", "--ignore-window", "--campaign", "SALES\U0001f600"],
+        ["verify", "--campaign", "SALES\U0001f600"],
+    ):
+        result = crm.cli(cmd)
+        assert result.exit_code == 2, (cmd, result.stderr)
+        assert "Traceback" not in result.stderr and "1267" not in result.stderr
+        assert "campaign SALES\U0001f600 has no list in vicidial_lists" in result.stderr

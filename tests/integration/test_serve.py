@@ -514,3 +514,31 @@ def test_fuzz_request_body(vdb: VDb) -> None:
 @pytest.mark.slow
 def test_fuzz_request_body_long(vdb: VDb) -> None:
     fuzz(vdb, 10 * FUZZ_EXAMPLES)
+
+
+def test_job_leads_come_a_page_at_a_time(
+    vdb: VDb, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GET of an id-list job answers at most `limit` (default and most 1,000) leads from
+    `after`, with the `next` page's cursor: a job of a million ids is never built whole."""
+    vdb.seed(30)
+    ids = [*range(1, 21), *range(100, 2600)]  # 2,520 ids; those past 30 are missing
+    result = vdb.cli(["archive", "--ignore-window", "--chunk-size", "500", *map(str, ids)])
+    assert result.exit_code == 0, result.stderr
+    url = f"{serve.JOBS_PATH}/1"
+    first = client.get(url, headers=AUTH).json()
+    assert len(first["leads"]) == 1000 and first["next"] == ids[999]
+    seen, after, pages = [], 0, 0
+    while after is not None:
+        page = client.get(url, params={"after": after, "limit": 700}, headers=AUTH).json()
+        assert len(page["leads"]) <= 700
+        seen += page["leads"]
+        after, pages = page["next"], pages + 1
+    assert pages == 4 and [lead["lead_id"] for lead in seen] == ids
+    outcomes = Counter(lead["outcome"] for lead in seen)
+    assert outcomes == {"archived": 20, "missing": 2500}
+    last = client.get(url, params={"after": ids[-1]}, headers=AUTH).json()
+    assert last["leads"] == [] and last["next"] is None
+    for bad in ({"limit": "0"}, {"limit": "1001"}, {"after": "-1"}, {"after": "x"}):
+        r = client.get(url, params=bad, headers=AUTH)
+        assert r.status_code == 400 and r.json()["error"] == "bad_request", bad

@@ -156,3 +156,45 @@ def test_csv_bad_rows_are_named() -> None:
     assert error_of(EXPORT + '"X","","9","1","unterminated\n').startswith(
         "ids.txt line 5: not valid CSV"
     )
+
+
+# --- review of issue 15 -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["1\r2\r3\r", "lead_id\r1\r2\r", "a,lead_id\rx,1\r"])
+def test_cr_only_line_ends_are_bad_input(text: str) -> None:
+    # CR-only line ends (classic Mac) are refused with a hint, never a csv traceback.
+    msg = error_of(text)
+    assert msg.startswith("ids.txt line 1: ") and "CR" in msg and "LF" in msg
+
+
+def test_cr_only_line_ends_of_a_long_file_are_named() -> None:
+    msg = error_of("".join(f"{i}\r" for i in range(1, 20000)))
+    assert msg.startswith("ids.txt line 1: longer than 64 KiB") and "CR" in msg
+
+
+@pytest.mark.parametrize(
+    ("text", "column", "name"),
+    [
+        ("lead_id,lead_id\n1,2\n3,4\n", None, "lead_id"),
+        ("Phone,phone\n1,2\n", "phone", "phone"),
+        ("Lead_ID,x,LEAD_ID\n1,2,3\n", None, "lead_id"),
+    ],
+)
+def test_ambiguous_column_is_bad_input(text: str, column: str | None, name: str) -> None:
+    msg = error_of(text, column)
+    assert msg.startswith(f"ids.txt line 1: the header has 2 columns named {name!r}")
+
+
+def test_comment_lines_before_a_csv_header_are_skipped() -> None:
+    text = "# export, 2024-01-01\n\n#, another\nvendor_lead_code,lead_id\nA,5\nB,6\n"
+    assert ids_of(text) == [5, 6]
+    assert error_of("# a, b\nx,lead_id\nA,abc\n") == (
+        f"ids.txt line 3: 'abc' is not a lead id; {RANGE}"
+    )
+
+
+def test_hash_in_csv_data_is_data() -> None:
+    # In a CSV export's rows `#` is data (a comments field may begin with it).
+    assert ids_of('lead_id,comments\n5,"# call back"\n6,#x\n') == [5, 6]
+    assert error_of("lead_id\n5\n# six\n") == f"ids.txt line 3: '# six' is not a lead id; {RANGE}"
