@@ -258,21 +258,6 @@ def _not_a_url(dsn: str, what: str) -> ConfigError:
     )
 
 
-def mask_dsn(text: str, *, is_dsn: bool = False) -> str:
-    """`text` with the password of a DSN in it replaced by ***, however the password is
-    written: everything between the user's ':' and the last '@'. With `is_dsn`, a value that
-    is not even a URL keeps only what follows its last '@'."""
-    scheme, sep, rest = text.partition("://")
-    if not sep:
-        _, at, tail = text.rpartition("@")
-        return f"***@{tail}" if is_dsn and at else text
-    userinfo, at, location = rest.rpartition("@")
-    if not at:
-        return text
-    user, colon, _ = userinfo.partition(":")
-    return f"{scheme}://{user}{':***' if colon else ''}@{location}"
-
-
 def replica_settings(dsn: str, what: str = "throttle.replicas entry") -> DbSettings:
     """A replica's connection, read by the same parser as the main DSN (no database unless
     the DSN names one)."""

@@ -634,7 +634,7 @@ def test_parse_dsn_refuses(dsn: str, message: str) -> None:
     ],
 )
 def test_every_form_of_a_dsn_password_is_masked(args: list[str]) -> None:
-    from archiver.cli import masked_argv
+    from archiver.proctitle import masked_argv
 
     masked = masked_argv(["vicidial-archiver", "-v", *args, "jobs", "list"])
     shown = " ".join(masked)
