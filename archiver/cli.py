@@ -759,8 +759,10 @@ def _job_line(job: checkpoint.Job) -> str:
 def jobs_list(ctx: Ctx, limit: int) -> None:
     """The newest jobs first."""
     with open_db(ctx.settings()) as db:
-        checkpoint.ensure_tables(db)
         jobs = checkpoint.list_jobs(db, limit)
+    if not jobs:
+        _out("no jobs")
+        return
     _out(f"{'job':>6}  {'name':<16} {'direction':<9} {'state':<9} {'chunks':<13} started")
     for job in jobs:
         _out(_job_line(job))
@@ -780,7 +782,6 @@ def jobs_list(ctx: Ctx, limit: int) -> None:
 def jobs_show(ctx: Ctx, ref: str, outcome: str | None, as_json: bool) -> None:
     """One job: state, counts, rate, last chunks, stop reason."""
     with open_db(ctx.settings()) as db:
-        checkpoint.ensure_tables(db)
         job = checkpoint.get_job(db, ref)
         if outcome:
             for lead, out in checkpoint.leads_of(
@@ -832,7 +833,6 @@ def jobs_resume(
             settings, max_runtime=config.parse_duration(max_runtime, "--max-runtime")
         )
     with open_db(settings) as db:
-        checkpoint.ensure_tables(db)
         job = checkpoint.get_job(db, ref)
         spec = spec_from_job(db, job, ignore_window=ignore_window, report=report)
         settings = config.with_overrides(settings, chunk_size=job.identity["chunk_size"])
@@ -856,7 +856,6 @@ def jobs_cancel(ctx: Ctx, ref: str, force: bool) -> None:
     at its next chunk."""
     settings = ctx.settings()
     with open_db(settings) as db:
-        checkpoint.ensure_tables(db)
         job = checkpoint.get_job(db, ref)
         holder = db.scalar("SELECT IS_USED_LOCK(:n)", {"n": lock_name(settings)})
         conn = db.scalar(
@@ -874,7 +873,6 @@ def jobs_prune(ctx: Ctx, older_than: str) -> None:
     """Delete finished jobs (done, cancelled) older than AGE, with their chunks and leads."""
     seconds = config.parse_duration(older_than, "--older-than")
     with open_db(ctx.settings()) as db:
-        checkpoint.ensure_tables(db)
         n = checkpoint.prune(db, seconds)
     _out(f"pruned {n} job(s)")
 
