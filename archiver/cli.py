@@ -498,6 +498,10 @@ def run_command(
     # where the summary is printed, is not this terminal: a person reads the summary once.
     keep = () if sys.stdout.isatty() else ("summary",)
     with open_db(settings, dry_run=spec.dry_run) as db:
+        if kw.get("admin_log") and not spec.dry_run:
+            from archiver import audit
+
+            audit.check_admin_log(db)  # before the job: a run that cannot log it does not run
         try:
             if bar is not None:
                 with bar, alog.through_bar(bar.console, keep):

@@ -1079,7 +1079,33 @@ HOSTILE_BYTES = [
     ),
 ]
 
-CASES = ISSUE_3 + HOSTILE_ARCHIVE + HOSTILE_SCHEMA + HOSTILE_JOBS + HOSTILE_BYTES
+
+def _sql(statement: str) -> Setup:
+    def setup(vdb: VDb) -> None:
+        vdb.db.write(statement)
+
+    return setup
+
+
+# --admin-log is checked before the job: the table, the columns it writes and INSERT on it.
+ADMIN_LOG = [
+    Case(
+        "archive-admin-log-no-table",
+        ["archive", "5", "--admin-log", "--ignore-window"],
+        "--admin-log: there is no table vicidial_admin_log in {db}; run without --admin-log, "
+        "or against VICIdial's database",
+        setup=_sql("DROP TABLE vicidial_admin_log"),
+    ),
+    Case(
+        "archive-admin-log-missing-column",
+        ["archive", "5", "--admin-log", "--ignore-window"],
+        "--admin-log: vicidial_admin_log cannot take the row VICIdial writes (Unknown column "
+        "'event_notes' in 'INSERT INTO'); run without --admin-log, or check the table",
+        setup=_sql("ALTER TABLE vicidial_admin_log DROP COLUMN event_notes"),
+    ),
+]
+
+CASES = ISSUE_3 + HOSTILE_ARCHIVE + HOSTILE_SCHEMA + HOSTILE_JOBS + HOSTILE_BYTES + ADMIN_LOG
 
 
 def test_case_ids_are_unique() -> None:
