@@ -10,6 +10,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy.exc import DBAPIError
 
 from archiver.db import Db
 from archiver.errors import BadInput
@@ -112,14 +113,47 @@ def admin_log_row(summary: Summary, user: str) -> dict[str, str]:
 SERVER_NOW = "CONVERT_TZ(UTC_TIMESTAMP(), '+00:00', @@GLOBAL.time_zone)"
 
 
+ADMIN_LOG_INSERT = (
+    "INSERT INTO vicidial_admin_log (event_date, user, ip_address, event_section, event_type,"
+    f" record_id, event_code, event_sql, event_notes) VALUES ({SERVER_NOW}, :user, :ip,"
+    " :section, :type, :record, :code, :sql, :notes)"
+)
+_NO_TABLE, _BAD_FIELD, _DENIED, _COLUMN_DENIED = 1146, 1054, 1142, 1143
+
+
+def check_admin_log(db: Db) -> None:
+    """Before the job: vicidial_admin_log exists, has the columns the row fills and takes an
+    INSERT from this user. EXPLAIN checks all three as the INSERT would, and writes nothing
+    (the table is MyISAM in VICIdial: a trial row could not be rolled back)."""
+    params = dict.fromkeys(("user", "ip", "section", "type", "record", "code", "sql", "notes"), "")
+    try:
+        db.rows("EXPLAIN " + ADMIN_LOG_INSERT, params)
+    except DBAPIError as exc:
+        orig = getattr(exc, "orig", None)
+        code = orig.args[0] if orig is not None and orig.args else None
+        text = str(orig.args[1]) if orig is not None and len(orig.args) > 1 else str(exc)
+        fix = "run without --admin-log"
+        if code == _NO_TABLE:
+            database = db.scalar("SELECT DATABASE()")
+            raise BadInput(
+                f"--admin-log: there is no table vicidial_admin_log in {database}; {fix}, or "
+                "against VICIdial's database"
+            ) from None
+        if code == _BAD_FIELD:
+            raise BadInput(
+                f"--admin-log: vicidial_admin_log cannot take the row VICIdial writes ({text}); "
+                f"{fix}, or check the table"
+            ) from None
+        if code in (_DENIED, _COLUMN_DENIED):
+            raise BadInput(
+                f"--admin-log: this user may not INSERT into vicidial_admin_log; grant it "
+                f"(sql/grants.sql) or {fix}"
+            ) from None
+        raise
+
+
 def write_admin_log(db: Db, summary: Summary, user: str) -> None:
-    row = admin_log_row(summary, user)
-    db.write(
-        "INSERT INTO vicidial_admin_log (event_date, user, ip_address, event_section, event_type,"
-        f" record_id, event_code, event_sql, event_notes) VALUES ({SERVER_NOW}, :user, :ip,"
-        " :section, :type, :record, :code, :sql, :notes)",
-        row,
-    )
+    db.write(ADMIN_LOG_INSERT, admin_log_row(summary, user))
 
 
 def _local_ip() -> str:

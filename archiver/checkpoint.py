@@ -42,14 +42,20 @@ def ddl() -> list[str]:
     return [s.strip() for s in body.split(";") if s.strip()]
 
 
-def ensure_tables(db: Db) -> None:
-    present = {
+def present_tables(db: Db) -> set[str]:
+    """The checkpoint tables that exist (lower case). The jobs commands read what is there and
+    create nothing: only a run (after its lock) and `schema init` create the tables."""
+    return {
         str(r[0]).lower()
         for r in db.rows(
             "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()"
             " AND TABLE_NAME LIKE 'archiver\\_%'"
         )
     }
+
+
+def ensure_tables(db: Db) -> None:
+    present = present_tables(db)
     for stmt in ddl():
         name = stmt.split("EXISTS", 1)[1].split()[0].lower()
         if name not in present:
@@ -172,8 +178,11 @@ def _job(row: Sequence[Any]) -> Job:
 
 
 def get_job(db: Db, ref: str | int) -> Job:
-    """A job by id or by name (the newest of that name)."""
+    """A job by id or by name (the newest of that name); without the checkpoint tables there
+    is none (they are not created to find that out)."""
     text = str(ref).strip()
+    if "archiver_jobs" not in present_tables(db):
+        raise BadInput(f"no job {text!r}; `vicidial-archiver jobs list` shows the jobs")
     if text.isascii() and text.isdigit():  # isdigit alone takes '²', which int() refuses
         rows = db.rows(f"SELECT {_JOB_COLS} FROM archiver_jobs WHERE job_id = :r", {"r": int(text)})
     else:
@@ -429,6 +438,8 @@ def finish(db: Db, job_id: int, state: str, reason: str | None) -> None:
 
 
 def list_jobs(db: Db, limit: int = 50) -> list[Job]:
+    if "archiver_jobs" not in present_tables(db):
+        return []
     rows = db.rows(
         f"SELECT {_JOB_COLS} FROM archiver_jobs ORDER BY job_id DESC LIMIT :n", {"n": limit}
     )
@@ -436,6 +447,8 @@ def list_jobs(db: Db, limit: int = 50) -> list[Job]:
 
 
 def chunks_of(db: Db, job_id: int, limit: int = 20) -> list[dict[str, Any]]:
+    if "archiver_chunks" not in present_tables(db):
+        return []
     rows = db.rows(
         "SELECT chunk_no, first_lead_id, last_lead_id, leads, counts_json, ms, done_at"
         " FROM archiver_chunks WHERE job_id = :j ORDER BY chunk_no DESC LIMIT :n",
@@ -469,6 +482,8 @@ def leads_of(
 ) -> list[tuple[int, str]]:
     """At most `limit` leads not moved (with `outcome`, or any) in (after, upto], by lead_id:
     one keyset page."""
+    if "archiver_leads" not in present_tables(db):
+        return []
     cond = " AND outcome = :o" if outcome else ""
     cond += " AND lead_id <= :u" if upto is not None else ""
     rows = db.rows(
@@ -491,6 +506,8 @@ def iter_leads(db: Db, job_id: int, outcome: str | None) -> Iterator[tuple[int, 
 def cut_leads(db: Db, job_id: int) -> int:
     """How many leads a cut chunk of the job left in hand (MyISAM): only this job can prove
     the copies it made of them are its own."""
+    if "archiver_pending" not in present_tables(db):
+        return 0
     return int(
         db.scalar("SELECT COUNT(*) FROM archiver_pending WHERE job_id = :j", {"j": job_id}) or 0
     )
@@ -522,8 +539,13 @@ def prune(db: Db, older_than_s: float) -> int:
     """Delete finished jobs (done, cancelled) that ended before the cut-off, with their rows."""
     params = {"s": int(older_than_s)}
     cond = "j.state IN ('done', 'cancelled') AND j.ended_at < NOW(3) - INTERVAL :s SECOND"
+    present = present_tables(db)
+    if "archiver_jobs" not in present:
+        return 0
     with db.transaction():
         for table in ("archiver_chunks", "archiver_leads", "archiver_pending", "archiver_job_ids"):
+            if table not in present:
+                continue
             db.write(
                 f"DELETE t FROM {table} AS t JOIN archiver_jobs AS j ON j.job_id = t.job_id"
                 f" WHERE {cond}",

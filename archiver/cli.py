@@ -9,8 +9,9 @@ from __future__ import annotations
 import getpass
 import io
 import json
+import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -21,8 +22,9 @@ from sqlalchemy.exc import DBAPIError
 from archiver import checkpoint, config, request, schema, sqlshow
 from archiver import logging as alog
 from archiver.db import Db, connect, make_engine
-from archiver.errors import EXIT_FAILED, ArchiverError, BadInput, Failed
+from archiver.errors import EXIT_BAD_INPUT, EXIT_FAILED, ArchiverError, BadInput, Failed
 from archiver.idlist import IdSet, parse_id, read_ids
+from archiver.proctitle import hide_password_in_process_title
 from archiver.runner import JobSpec, Summary, lock_name, run_job, spec_from_job
 from archiver.selection import Criteria, Selection
 from archiver.steps import ARCHIVE, DEARCHIVE, OUTCOMES, Flags
@@ -60,12 +62,52 @@ def open_db(settings: config.Settings, *, dry_run: bool = False) -> Iterator[Db]
         engine.dispose()
 
 
+def not_utf8(argv: list[str], environ: Mapping[str, str]) -> str | None:
+    """What is not UTF-8 text among the arguments and the ARCHIVER_* environment, if any.
+
+    Python decodes bytes that are not UTF-8 as lone surrogates, which fail later wherever the
+    text is encoded (SQL, logs, the process title): such input is refused before anything is
+    done."""
+    for i, arg in enumerate(argv, 1):
+        if _has_surrogate(arg):
+            name = ""
+            if arg.startswith("-") and "=" in arg:
+                name = f" ({arg.split('=', 1)[0]})"
+            elif i > 1 and argv[i - 2].startswith("-") and "=" not in argv[i - 2]:
+                name = f" (the value of {argv[i - 2]})"
+            return f"argument {i}{name} is not valid UTF-8 text; give every argument as UTF-8"
+    for key, value in sorted(environ.items()):
+        if not key.startswith("ARCHIVER_"):
+            continue
+        if _has_surrogate(key):
+            return "the name of an ARCHIVER_* environment variable is not valid UTF-8 text"
+        if _has_surrogate(value):
+            return f"environment variable {key} is not valid UTF-8 text; give it as UTF-8"
+    return None
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _out(text: str = "") -> None:
     click.echo(text)
 
 
 class ArchiverGroup(click.Group):
     """Maps every error a user can cause to one `Error:` line and its exit code."""
+
+    def main(self, args: Any = None, *a: Any, **kw: Any) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        problem = not_utf8(argv, os.environ)
+        if problem:
+            click.echo(f"Error: {problem}", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+        return super().main(argv, *a, **kw)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -462,6 +504,10 @@ def run_command(
     # where the summary is printed, is not this terminal: a person reads the summary once.
     keep = () if sys.stdout.isatty() else ("summary",)
     with open_db(settings, dry_run=spec.dry_run) as db:
+        if kw.get("admin_log") and not spec.dry_run:
+            from archiver import audit
+
+            audit.check_admin_log(db)  # before the job: a run that cannot log it does not run
         try:
             if bar is not None:
                 with bar, alog.through_bar(bar.console, keep):
@@ -723,8 +769,10 @@ def _job_line(job: checkpoint.Job) -> str:
 def jobs_list(ctx: Ctx, limit: int) -> None:
     """The newest jobs first."""
     with open_db(ctx.settings()) as db:
-        checkpoint.ensure_tables(db)
         jobs = checkpoint.list_jobs(db, limit)
+    if not jobs:
+        _out("no jobs")
+        return
     _out(f"{'job':>6}  {'name':<16} {'direction':<9} {'state':<9} {'chunks':<13} started")
     for job in jobs:
         _out(_job_line(job))
@@ -744,7 +792,6 @@ def jobs_list(ctx: Ctx, limit: int) -> None:
 def jobs_show(ctx: Ctx, ref: str, outcome: str | None, as_json: bool) -> None:
     """One job: state, counts, rate, last chunks, stop reason."""
     with open_db(ctx.settings()) as db:
-        checkpoint.ensure_tables(db)
         job = checkpoint.get_job(db, ref)
         if outcome:
             for lead, out in checkpoint.iter_leads(
@@ -796,7 +843,6 @@ def jobs_resume(
             settings, max_runtime=config.parse_duration(max_runtime, "--max-runtime")
         )
     with open_db(settings) as db:
-        checkpoint.ensure_tables(db)
         job = checkpoint.get_job(db, ref)
         spec = spec_from_job(db, job, ignore_window=ignore_window, report=report)
         settings = config.with_overrides(settings, chunk_size=job.identity["chunk_size"])
@@ -820,7 +866,6 @@ def jobs_cancel(ctx: Ctx, ref: str, force: bool) -> None:
     at its next chunk."""
     settings = ctx.settings()
     with open_db(settings) as db:
-        checkpoint.ensure_tables(db)
         job = checkpoint.get_job(db, ref)
         holder = db.scalar("SELECT IS_USED_LOCK(:n)", {"n": lock_name(settings)})
         conn = db.scalar(
@@ -838,7 +883,6 @@ def jobs_prune(ctx: Ctx, older_than: str) -> None:
     """Delete finished jobs (done, cancelled) older than AGE, with their chunks and leads."""
     seconds = config.parse_duration(older_than, "--older-than")
     with open_db(ctx.settings()) as db:
-        checkpoint.ensure_tables(db)
         n = checkpoint.prune(db, seconds)
     _out(f"pruned {n} job(s)")
 
@@ -1015,30 +1059,3 @@ def main(argv: list[str] | None = None) -> None:
     if argv is None:
         hide_password_in_process_title(sys.argv)
     cli.main(args=argv, prog_name="vicidial-archiver")
-
-
-def hide_password_in_process_title(argv: list[str]) -> None:
-    """`ps` shows the command line: a password given in --dsn is masked there at once (still,
-    prefer ARCHIVER_DB_PASSWORD, which never reaches the command line)."""
-    masked = masked_argv(argv)
-    if masked != argv:
-        import setproctitle
-
-        setproctitle.setproctitle(" ".join(["vicidial-archiver", *masked[1:]]))
-
-
-def masked_argv(argv: list[str]) -> list[str]:
-    """The arguments with every DSN's password masked, however it is written (spaces, tabs,
-    '@', ':', %-escapes): the value of `--dsn X` and `--dsn=X`, and any argument that holds a
-    URL with user-info, wherever it stands."""
-    out: list[str] = []
-    after_dsn = False
-    for arg in argv:
-        if after_dsn:
-            out.append(config.mask_dsn(arg, is_dsn=True))
-        elif arg.startswith("--dsn="):
-            out.append("--dsn=" + config.mask_dsn(arg[len("--dsn=") :], is_dsn=True))
-        else:
-            out.append(config.mask_dsn(arg))
-        after_dsn = arg == "--dsn"
-    return out

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, date, datetime, time, timedelta
@@ -261,21 +262,6 @@ def _not_a_url(dsn: str, what: str) -> ConfigError:
     )
 
 
-def mask_dsn(text: str, *, is_dsn: bool = False) -> str:
-    """`text` with the password of a DSN in it replaced by ***, however the password is
-    written: everything between the user's ':' and the last '@'. With `is_dsn`, a value that
-    is not even a URL keeps only what follows its last '@'."""
-    scheme, sep, rest = text.partition("://")
-    if not sep:
-        _, at, tail = text.rpartition("@")
-        return f"***@{tail}" if is_dsn and at else text
-    userinfo, at, location = rest.rpartition("@")
-    if not at:
-        return text
-    user, colon, _ = userinfo.partition(":")
-    return f"{scheme}://{user}{':***' if colon else ''}@{location}"
-
-
 def replica_settings(dsn: str, what: str = "throttle.replicas entry") -> DbSettings:
     """A replica's connection, read by the same parser as the main DSN (no database unless
     the DSN names one)."""
@@ -283,10 +269,25 @@ def replica_settings(dsn: str, what: str = "throttle.replicas entry") -> DbSetti
     return DbSettings(**parts)
 
 
+class NotRegularFile(OSError):
+    """A path that is a FIFO, a device, a socket or a directory, where a file was expected."""
+
+
 def read_capped(path: Path) -> bytes:
-    """At most MAX_FILE_BYTES + 1 bytes of the file (raises OSError as open() does)."""
-    with open(path, "rb") as fh:
-        return fh.read(MAX_FILE_BYTES + 1)
+    """At most MAX_FILE_BYTES + 1 bytes of the file (raises OSError as open() does, and
+    NotRegularFile for anything but a regular file). Opened without blocking, so a FIFO with
+    no writer is refused instead of waited on for ever."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotRegularFile(f"{path} is not a regular file")
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb") as fh:
+            fd = -1
+            return fh.read(MAX_FILE_BYTES + 1)
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 def read_astguiclient(path: Path) -> dict[str, Any]:
@@ -294,6 +295,9 @@ def read_astguiclient(path: Path) -> dict[str, Any]:
     spaces, tabs and `>` removed, everything from `#` or `;` dropped, value after the last `=`."""
     try:
         data = read_capped(path)
+    except NotRegularFile:
+        msg = f"{path} is not a regular file; give the path of VICIdial's astguiclient.conf"
+        raise ConfigError(msg) from None
     except OSError as exc:
         msg = f"cannot read {path}: {exc.strerror}; check the path and its permissions"
         raise ConfigError(msg) from None
@@ -318,10 +322,10 @@ def read_astguiclient(path: Path) -> dict[str, Any]:
         if key in keys:
             parts[keys[key]] = value
     if "port" in parts:
-        try:
-            parts["port"] = int(parts["port"])
-        except ValueError:
-            raise ConfigError(f"{path}: VARDB_port is not a number") from None
+        port = parts["port"]
+        if not (port.isascii() and port.isdigit()):  # int() takes '３３０６', '3_306', '+3306'
+            raise ConfigError(f"{path}: VARDB_port is not a number")
+        parts["port"] = int(port)
         if not 1 <= parts["port"] <= 65535:
             raise ConfigError(
                 f"{path}: VARDB_port must be a TCP port (1–65535), got {parts['port']}"
@@ -396,6 +400,8 @@ def _defaults_of(cls: type[Any]) -> dict[str, Any]:
 def _load_file(builder: _Builder, path: Path, base_dir: Path) -> None:
     try:
         raw = read_capped(path)
+    except NotRegularFile:
+        raise ConfigError(f"config file {path} is not a regular file; check --config") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     if len(raw) > MAX_FILE_BYTES:

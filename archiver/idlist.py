@@ -5,7 +5,9 @@ and de-duplicated, held as 4-byte integers in memory when few and in an anonymou
 file when many, with their count and identity hash. It is built in one pass over the input,
 which validates every line first: the database sees nothing until the whole input is read and
 found good. Sorting is an external merge sort (sorted runs of `RUN` ids, merged with
-heapq.merge), so a file of 1,000,000 ids costs a few megabytes, never a list of all of them.
+heapq.merge), so a file of 1,000,000 ids costs a few megabytes, never a list of all of them;
+runs are merged `MAX_OPEN_RUNS` at a time as they pile up, so any number of ids keeps a bounded
+number of temporary files open.
 
 A file whose first line is a header (a VICIdial lead export: comma or tab separated, quoted
 with `"`) is read by its `lead_id` column, or the column `--ids-column` names, with the csv
@@ -30,6 +32,7 @@ MAX_LEAD_ID = 4294967295  # INT UNSIGNED
 MAX_LINE = 64 * 1024  # bytes; a longer line is a bad line, never read whole
 RUN = 131072  # ids per sorted run: ~4 MB of Python ints while a run is sorted
 BLOCK = 16384  # ids read from a run file at a time while merging
+MAX_OPEN_RUNS = 64  # sorted runs kept open at once; more are merged into one as they come
 ID_COLUMN = "lead_id"
 RANGE = f"lead ids are whole numbers from 1 to {MAX_LEAD_ID}"
 _DIGITS = re.compile(r"[0-9]+")  # not \d, which also takes other scripts' digits ('١٢')
@@ -107,11 +110,15 @@ class IdSet:
 
 
 class _Sorter:
-    """Sorted runs in temporary files, merged into one sorted unique IdSet."""
+    """Sorted runs in temporary files, merged into one sorted unique IdSet.
+
+    Runs are kept as levels: `MAX_OPEN_RUNS` runs of one level are merged into one run of the
+    next level as soon as they are there, so at most (MAX_OPEN_RUNS - 1) runs a level are open
+    (a few levels for billions of ids), and each id is rewritten once a level."""
 
     def __init__(self) -> None:
         self.buf = array("I")
-        self.runs: list[IO[bytes]] = []
+        self.runs: list[tuple[int, IO[bytes]]] = []  # (level, file); levels never increase
 
     def add(self, lead: int) -> None:
         self.buf.append(lead)
@@ -127,8 +134,18 @@ class _Sorter:
         run = _unique_sorted(self.buf)
         fh = tempfile.TemporaryFile()  # noqa: SIM115 (kept open until merged)
         run.tofile(fh)
-        self.runs.append(fh)
         self.buf = array("I")
+        self.runs.append((0, fh))
+        while len(self.runs) >= MAX_OPEN_RUNS:
+            level = self.runs[-1][0]
+            tail = self.runs[-MAX_OPEN_RUNS:]
+            if any(lv != level for lv, _ in tail):
+                break
+            merged = tempfile.TemporaryFile()  # noqa: SIM115 (kept open until merged)
+            for block in _merged_blocks([f for _, f in tail]):
+                block.tofile(merged)
+            del self.runs[-MAX_OPEN_RUNS:]
+            self.runs.append((level + 1, merged))
 
     def finish(self) -> IdSet:
         if not self.runs:  # few ids: one run, kept in memory
@@ -138,26 +155,32 @@ class _Sorter:
             self._spill()
         out = tempfile.TemporaryFile()  # noqa: SIM115 (owned by the IdSet)
         h, count, first = hashlib.sha256(), 0, True
-        block = array("I")
-        last = -1
-        for lead in heapq.merge(*(_read_run(fh) for fh in self.runs)):
-            if lead == last:
-                continue
-            last = lead
-            block.append(lead)
-            if len(block) >= BLOCK:
-                first = _hash_block(h, block, first)
-                block.tofile(out)
-                count += len(block)
-                block = array("I")
-        if block:
-            _hash_block(h, block, first)
+        for block in _merged_blocks([f for _, f in self.runs]):
+            first = _hash_block(h, block, first)
             block.tofile(out)
             count += len(block)
-        for fh in self.runs:
-            fh.close()
+        self.runs = []
         out.flush()
         return IdSet(None, out, count, h.hexdigest()[:16])
+
+
+def _merged_blocks(runs: list[IO[bytes]]) -> Iterator[array[int]]:
+    """The ids of sorted runs, merged and de-duplicated, `BLOCK` at a time; the runs are
+    closed (and so removed) once read."""
+    block = array("I")
+    last = -1
+    for lead in heapq.merge(*(_read_run(fh) for fh in runs)):
+        if lead == last:
+            continue
+        last = lead
+        block.append(lead)
+        if len(block) >= BLOCK:
+            yield block
+            block = array("I")
+    if block:
+        yield block
+    for fh in runs:
+        fh.close()
 
 
 def _unique_sorted(buf: array[int]) -> array[int]:
@@ -234,12 +257,16 @@ def read_ids(stream: IO[bytes], name: str, column: str | None = None) -> IdSet:
     unique. The whole input is validated here; a bad line raises BadInput naming it."""
     lines = _lines(stream, name)
     sorter = _Sorter()
-    head: list[str] = []
-    for text in lines:  # the first line that holds something decides the format
-        head.append(text)
+    # The first line that holds something decides the format; the comment and blank lines
+    # before it are counted, never kept (a stream of nothing but '#' lines costs no memory).
+    skipped, first_line = 0, ""
+    for text in lines:
         if text.strip() and not text.lstrip().startswith("#"):
+            first_line = text
             break
-    first = head[-1].strip() if head else ""
+        skipped += 1
+    head = [first_line] if first_line else []
+    first = first_line.strip()
     delimiter = "\t" if first.count("\t") > first.count(",") else ","
     fields = next(csv.reader([first], delimiter=delimiter)) if first else []
     wanted = column or ID_COLUMN
@@ -248,17 +275,19 @@ def read_ids(stream: IO[bytes], name: str, column: str | None = None) -> IdSet:
     )
     is_header = is_header or [f.strip().lower() for f in fields] == [ID_COLUMN]
     if is_header:
-        _read_csv(head, lines, name, wanted, delimiter, sorter)
+        _read_csv(head, lines, name, wanted, delimiter, sorter, skipped)
     else:
-        _read_plain(head, lines, name, sorter)
+        _read_plain(head, lines, name, sorter, skipped)
     ids = sorter.finish()
     if not ids.count:
         raise BadInput(f"{name} holds no lead ids")
     return ids
 
 
-def _read_plain(head: list[str], lines: Iterator[str], name: str, sorter: _Sorter) -> None:
-    n = 0
+def _read_plain(
+    head: list[str], lines: Iterator[str], name: str, sorter: _Sorter, skipped: int
+) -> None:
+    n = skipped
     for seq in (head, lines):
         for line in seq:
             n += 1
@@ -277,6 +306,7 @@ def _read_csv(
     wanted: str,
     delimiter: str,
     sorter: _Sorter,
+    skipped: int,
 ) -> None:
     def all_lines() -> Iterator[str]:
         # Comment lines before the header are read as empty lines (line numbers kept);
@@ -285,6 +315,10 @@ def _read_csv(
         yield from lines
 
     reader = csv.reader(all_lines(), delimiter=delimiter, strict=True)
+
+    def line() -> int:
+        return skipped + reader.line_num
+
     try:
         header: list[str] = []
         while not header or not "".join(header).strip():
@@ -296,7 +330,7 @@ def _read_csv(
         if wanted.lower() not in lowered:
             found = ", ".join(repr(h) for h in names[:40]) + (", …" if len(names) > 40 else "")
             raise BadInput(
-                f"{name} line {reader.line_num}: the header has no column {wanted!r} "
+                f"{name} line {line()}: the header has no column {wanted!r} "
                 f"(columns found: {found}); name the column with --ids-column"
             )
         if (twins := lowered.count(wanted.lower())) > 1:
@@ -310,12 +344,12 @@ def _read_csv(
                 continue
             if len(row) <= idx:
                 raise BadInput(
-                    f"{name} line {reader.line_num}: {len(row)} field(s), no {wanted!r} "
+                    f"{name} line {line()}: {len(row)} field(s), no {wanted!r} "
                     f"(field {idx + 1} of the header)"
                 )
             text = row[idx].strip()
             if not _DIGITS.fullmatch(text) or not 1 <= (value := int(text)) <= MAX_LEAD_ID:
-                raise _bad_id(name, reader.line_num, text)
+                raise _bad_id(name, line(), text)
             sorter.add(value)
     except csv.Error as exc:
-        raise BadInput(f"{name} line {reader.line_num}: not valid CSV ({exc})") from None
+        raise BadInput(f"{name} line {line()}: not valid CSV ({exc})") from None

@@ -1,7 +1,8 @@
 """Bad input, through the CLI, on MyISAM and on InnoDB (issue 3, and the hostile-input table of
 issue 7): every case exits 2 with exactly one `Error:` line on stderr, no traceback, and changes
-no row of vicidial_list or vicidial_list_archive (nor of the checkpoint tables; the archive
-command does not even create them).
+no row of vicidial_list or vicidial_list_archive, nor of the checkpoint tables, and creates no
+table (a refusal writes nothing, DDL included; the jobs commands never create the checkpoint
+tables).
 
 Each case is data: the arguments after the global `--dsn … --log-format json`, the expected
 `Error:` message (a trailing `…` makes it a prefix), optional files and an optional set-up.
@@ -1025,7 +1026,88 @@ HOSTILE_JOBS = [
     ),
 ]
 
-CASES = ISSUE_3 + HOSTILE_ARCHIVE + HOSTILE_SCHEMA + HOSTILE_JOBS
+# Bytes that are not UTF-8 reach Python as lone surrogates ('\udcff' for 0xff): refused before
+# anything is done, the option named (the arguments count from the global `--dsn`).
+NOT_UTF8 = "is not valid UTF-8 text; give every argument as UTF-8"
+HOSTILE_BYTES = [
+    Case(
+        "archive-where-not-utf8",
+        ["archive", "--where", "first_name = '\udcff'", "--ignore-window"],
+        f"argument 7 (the value of --where) {NOT_UTF8}",
+    ),
+    Case(
+        "archive-job-name-not-utf8",
+        ["archive", "5", "--job-name", "j\udcff", "--ignore-window"],
+        f"argument 8 (the value of --job-name) {NOT_UTF8}",
+    ),
+    Case(
+        "archive-status-not-utf8",
+        ["archive", "--status=A\udcff", "--ignore-window"],
+        f"argument 6 (--status) {NOT_UTF8}",
+    ),
+    Case(
+        "archive-campaign-not-utf8",
+        ["archive", "--campaign", "C\udcff", "--dry-run", "--ignore-window"],
+        f"argument 7 (the value of --campaign) {NOT_UTF8}",
+    ),
+    Case(
+        "archive-report-path-not-utf8",
+        ["archive", "5", "--report", "{tmp}/r\udcff.csv", "--ignore-window"],
+        f"argument 8 (the value of --report) {NOT_UTF8}",
+    ),
+    Case(
+        "archive-id-not-utf8",
+        ["archive", "5\udcff", "--ignore-window"],
+        f"argument 6 {NOT_UTF8}",
+    ),
+    Case(
+        "archive-dsn-database-not-utf8",
+        ["archive", "5", "--ignore-window"],
+        f"argument 2 (the value of --dsn) {NOT_UTF8}",
+        dsn="mysql://root@127.0.0.1:3306/{db}\udcff",
+    ),
+    Case(
+        "jobs-list-env-password-not-utf8",
+        ["jobs", "list"],
+        "environment variable ARCHIVER_DB_PASSWORD is not valid UTF-8 text; give it as UTF-8",
+        env={"ARCHIVER_DB_PASSWORD": "p\udcff"},
+    ),
+    Case(
+        "jobs-cancel-env-db-name-not-utf8",
+        ["jobs", "cancel", "1"],
+        "environment variable ARCHIVER_DB_NAME is not valid UTF-8 text; give it as UTF-8",
+        env={"ARCHIVER_DB_NAME": "x\udcff"},
+        setup=_a_job("stopped"),
+    ),
+]
+
+
+def _sql(statement: str) -> Setup:
+    def setup(vdb: VDb) -> None:
+        vdb.db.write(statement)
+
+    return setup
+
+
+# --admin-log is checked before the job: the table, the columns it writes and INSERT on it.
+ADMIN_LOG = [
+    Case(
+        "archive-admin-log-no-table",
+        ["archive", "5", "--admin-log", "--ignore-window"],
+        "--admin-log: there is no table vicidial_admin_log in {db}; run without --admin-log, "
+        "or against VICIdial's database",
+        setup=_sql("DROP TABLE vicidial_admin_log"),
+    ),
+    Case(
+        "archive-admin-log-missing-column",
+        ["archive", "5", "--admin-log", "--ignore-window"],
+        "--admin-log: vicidial_admin_log cannot take the row VICIdial writes (Unknown column "
+        "'event_notes' in 'INSERT INTO'); run without --admin-log, or check the table",
+        setup=_sql("ALTER TABLE vicidial_admin_log DROP COLUMN event_notes"),
+    ),
+]
+
+CASES = ISSUE_3 + HOSTILE_ARCHIVE + HOSTILE_SCHEMA + HOSTILE_JOBS + HOSTILE_BYTES + ADMIN_LOG
 
 
 def test_case_ids_are_unique() -> None:
@@ -1128,6 +1210,45 @@ def test_bad_input_exits_2_with_one_error_line_and_changes_nothing(
     after = snapshot(vdb)
     for table, rows in before.items():
         assert after.get(table) == rows, f"{table} changed"
-    for table in set(after) - set(before):  # created by a jobs command on first use: empty
-        assert table.startswith("archiver_") and after[table] == [], table
-        assert not case.args or case.args[0] == "jobs" or "jobs" in case.args, table
+    assert set(after) == set(before), "a refusal created tables"  # no DDL either
+
+
+# --- bytes that are not UTF-8, through a real process --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (
+            [b"archive", b"--where", b"first_name = '\xff\xfe'", b"--ignore-window"],
+            f"argument 7 (the value of --where) {NOT_UTF8}",
+        ),
+        (
+            [b"archive", b"5", b"--job-name", b"j\xff", b"--ignore-window", b"--no-delete"],
+            f"argument 8 (the value of --job-name) {NOT_UTF8}",
+        ),
+        ([b"jobs", b"show", b"\xff"], f"argument 7 {NOT_UTF8}"),
+    ],
+    ids=["where", "job-name", "jobs-show"],
+)
+def test_argument_bytes_not_utf8_are_refused_before_anything(
+    vdb: VDb, args: list[bytes], error: str
+) -> None:
+    """Python decodes such bytes as surrogates, which failed later with a UnicodeEncodeError
+    traceback, some after the checkpoint tables were created."""
+    import subprocess
+
+    from tests.support.proc import BIN, child_env
+
+    seed_both_tables(vdb)
+    before = snapshot(vdb)
+    head = [BIN.encode(), b"--dsn", vdb.dsn.encode(), b"--log-format", b"json"]
+    p = subprocess.run([*head, *args], capture_output=True, env=child_env(), timeout=60)
+    stderr = p.stderr.decode("utf-8", "replace")
+    assert p.returncode == 2, stderr
+    assert "Traceback" not in stderr
+    assert [line for line in stderr.splitlines() if line.startswith("Error:")] == [
+        f"Error: {error}"
+    ], stderr
+    assert p.stdout == b""
+    assert snapshot(vdb) == before

@@ -403,7 +403,7 @@ def test_dev_zero_as_an_input_file_is_refused(vdb: VDb, option: str) -> None:
         )
     else:
         args = ["--astguiclient", "/dev/zero", "archive", "1"]
-        message = "/dev/zero is larger than 1 MiB; is it VICIdial's astguiclient.conf?"
+        message = "/dev/zero is not a regular file; give the path of VICIdial's astguiclient.conf"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVER_")}
     done = subprocess.run(
         [BIN, "--log-format", "json", *args],

@@ -222,7 +222,7 @@ def test_job_of_an_earlier_version_resumes_from_its_json_ids(vdb: VDb, tmp_path:
     the same command finds such a job by its identity and walks those ids."""
     vdb.seed(50)
     ids = [40, 5, 10, 5]
-    assert vdb.cli(["jobs", "list"]).exit_code == 0  # creates the checkpoint tables
+    assert vdb.cli(["schema", "init"]).exit_code == 0  # creates the checkpoint tables
     identity = JobSpec("archive", Selection.from_ids(ids)).identity(500)
     digest, text = checkpoint.identity_of(identity)
     vdb.db.write(

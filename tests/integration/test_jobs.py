@@ -510,6 +510,46 @@ def selected(vdb: VDb, cond: str) -> set[int]:
     return {int(r[0]) for r in vdb.db.rows(f"SELECT lead_id FROM {LIVE} WHERE {cond}")}
 
 
+def _checkpoint_tables(vdb: VDb) -> list[str]:
+    return [
+        str(r[0])
+        for r in vdb.db.rows(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()"
+            " AND TABLE_NAME LIKE 'archiver\\_%'"
+        )
+    ]
+
+
+def test_jobs_commands_create_no_tables(vdb: VDb) -> None:
+    """The jobs commands read the checkpoint tables and never create them: on a database with
+    none, a refusal writes nothing (DDL included) and the others answer that there is no job."""
+    vdb.seed(20)
+    assert _checkpoint_tables(vdb) == []
+    no_job = "Error: no job '99'; `vicidial-archiver jobs list` shows the jobs"
+    for args in (
+        ["jobs", "show", "99"],
+        ["jobs", "show", "99", "--leads", "all"],
+        ["jobs", "cancel", "99"],
+        ["jobs", "resume", "99", "--ignore-window"],
+    ):
+        result = vdb.cli(args)
+        assert result.exit_code == 2, (args, result.stdout, result.stderr)
+        assert result.stderr.strip().splitlines() == [no_job], args
+        assert _checkpoint_tables(vdb) == [], args
+    listing = vdb.cli(["jobs", "list"])
+    assert listing.exit_code == 0, listing.stderr
+    assert listing.stdout == "no jobs\n"
+    pruned = vdb.cli(["jobs", "prune", "--older-than", "1s"])
+    assert pruned.exit_code == 0, pruned.stderr
+    assert pruned.stdout == "pruned 0 job(s)\n"
+    assert _checkpoint_tables(vdb) == []
+    assert vdb.count(LIVE) == 20 and vdb.count(ARCHIVE) == 0
+    # A run creates them (after its lock); then the jobs commands read them.
+    assert vdb.cli(["archive", "3", "--ignore-window"]).exit_code == 0
+    assert len(_checkpoint_tables(vdb)) == 5
+    assert vdb.cli(["jobs", "show", "1"]).exit_code == 0
+
+
 @pytest.mark.slow
 def test_criteria_walk_is_exact_and_memory_stays_flat(vdb: VDb) -> None:
     """A criteria walk over 220,000 leads archives exactly what the same SELECT returned

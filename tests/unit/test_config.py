@@ -634,7 +634,7 @@ def test_parse_dsn_refuses(dsn: str, message: str) -> None:
     ],
 )
 def test_every_form_of_a_dsn_password_is_masked(args: list[str]) -> None:
-    from archiver.cli import masked_argv
+    from archiver.proctitle import masked_argv
 
     masked = masked_argv(["vicidial-archiver", "-v", *args, "jobs", "list"])
     shown = " ".join(masked)
@@ -711,9 +711,11 @@ def test_files_are_read_with_a_bound(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_settings(config_path=str(big), env={})
     assert str(err.value) == f"config file {big} is larger than 1 MiB; check --config"
+    big_conf = tmp_path / "big.conf"
+    big_conf.write_bytes(b"# padding\n" * 110_000)
     with pytest.raises(ConfigError) as err:
-        read_astguiclient(Path("/dev/zero"))
-    assert str(err.value) == "/dev/zero is larger than 1 MiB; is it VICIdial's astguiclient.conf?"
+        read_astguiclient(big_conf)
+    assert str(err.value) == f"{big_conf} is larger than 1 MiB; is it VICIdial's astguiclient.conf?"
     latin1 = tmp_path / "latin1.toml"
     latin1.write_bytes("[database]\nuser = 'andré'\n".encode("latin-1"))
     with pytest.raises(ConfigError) as err:
@@ -722,3 +724,49 @@ def test_files_are_read_with_a_bound(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_settings(config_path="/dev/zero", env={})
     assert str(err.value) == "config file /dev/zero is not a regular file; check --config"
+
+
+@pytest.mark.parametrize("port", ["３３０６", "3_306", "+3306", "٣٣٠٦", "3306.0"])
+def test_astguiclient_port_takes_ascii_digits_only(tmp_path: Path, port: str) -> None:
+    """int() takes fullwidth and Arabic-Indic digits, '_' and '+': VARDB_port takes 0-9 only."""
+    path = Path(write(tmp_path / "a.conf", f"VARDB_port => {port}\n"))
+    with pytest.raises(ConfigError) as err:
+        read_astguiclient(path)
+    assert str(err.value) == f"{path}: VARDB_port is not a number"
+
+
+@pytest.mark.parametrize("port", ["３３０６", "3_306", "+3306", " 3306"])
+def test_environment_port_takes_ascii_digits_only(port: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(env={"ARCHIVER_DB_PORT": port})
+    assert str(err.value) == f"ARCHIVER_DB_PORT must be a port number (1–65535), got {port!r}"
+
+
+def test_astguiclient_that_is_not_a_regular_file_is_refused_unopened(tmp_path: Path) -> None:
+    """A FIFO blocked the run for ever (open() waits for a writer); a device or a directory is
+    refused the same way, as --config refuses them."""
+    import os
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for path in (str(fifo), "/dev/zero", str(tmp_path)):
+        code = (
+            "import pathlib, sys\n"
+            "from archiver.config import read_astguiclient\n"
+            "from archiver.errors import ConfigError\n"
+            "try:\n"
+            "    read_astguiclient(pathlib.Path(sys.argv[1]))\n"
+            "except ConfigError as exc:\n"
+            "    print(exc)\n"
+        )
+        try:  # a bound for the old behaviour (blocked for ever), not a timing check
+            p = subprocess.run(
+                [sys.executable, "-c", code, path], capture_output=True, text=True, timeout=30
+            )
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"reading {path} blocked")
+        assert p.stdout.strip() == (
+            f"{path} is not a regular file; give the path of VICIdial's astguiclient.conf"
+        ), p.stderr

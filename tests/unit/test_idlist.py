@@ -198,3 +198,80 @@ def test_hash_in_csv_data_is_data() -> None:
     # In a CSV export's rows `#` is data (a comments field may begin with it).
     assert ids_of('lead_id,comments\n5,"# call back"\n6,#x\n') == [5, 6]
     assert error_of("lead_id\n5\n# six\n") == f"ids.txt line 3: '# six' is not a lead id; {RANGE}"
+
+
+# --- bounded resources -------------------------------------------------------------------------
+
+
+class _Lines(io.RawIOBase):
+    """`n` copies of `line`, then `tail`, produced as read (never held whole)."""
+
+    def __init__(self, line: bytes, n: int, tail: bytes) -> None:
+        self.line, self.left, self.tail = line, n, tail
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: bytearray) -> int:  # type: ignore[override]
+        if self.left:
+            k = min(self.left, len(buf) // len(self.line))
+            data = self.line * k
+            self.left -= k
+        else:
+            data, self.tail = self.tail, b""
+        buf[: len(data)] = data
+        return len(data)
+
+
+@pytest.mark.parametrize("line", [b"#\n", b"\n", b"  # exported\r\n"])
+def test_leading_comment_and_blank_lines_are_counted_not_kept(line: bytes) -> None:
+    import tracemalloc
+
+    n = 300_000
+    stream = io.BufferedReader(_Lines(line, n, b"5\nx\n"))
+    tracemalloc.start()
+    try:
+        with pytest.raises(BadInput) as err:
+            read_ids(stream, "ids.txt")  # type: ignore[arg-type]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(err.value) == f"ids.txt line {n + 2}: 'x' is not a lead id; {RANGE}"
+    assert peak < 1024 * 1024  # every line kept: 2.5 to 20 MB
+
+
+def test_leading_comments_before_a_csv_header_keep_line_numbers() -> None:
+    text = "# exported 2024-01-01\n\n# by admin, for audit\n" + EXPORT
+    assert ids_of(text) == [3, 7]
+    assert error_of(text + '"X","","abc","1",""\n') == (
+        f"ids.txt line 8: 'abc' is not a lead id; {RANGE}"
+    )
+
+
+def test_sorted_runs_kept_open_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One temporary file per run kept open until the end ran out of file descriptors
+    (EMFILE) past ~134M ids; runs are merged as they pile up."""
+    import tempfile
+
+    monkeypatch.setattr(idlist, "RUN", 10)
+    monkeypatch.setattr(idlist, "BLOCK", 7)
+    opened: list[io.IOBase] = []
+    most = 0
+    real = tempfile.TemporaryFile
+
+    def counting(*a: object, **k: object) -> io.IOBase:
+        nonlocal most
+        fh = real(*a, **k)  # type: ignore[call-overload]
+        opened.append(fh)
+        most = max(most, sum(not f.closed for f in opened))
+        return fh  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", counting)
+    rng = random.Random(14)
+    ids = [rng.randint(1, 50_000) for _ in range(30_000)]  # 3,000 runs, duplicates across runs
+    text = "".join(f"{i}\n" for i in ids)
+    got = read_ids(io.BytesIO(text.encode()), "ids.txt")
+    assert list(got) == sorted(set(ids))
+    assert got.digest == old_hash(ids)
+    assert len(opened) > 100
+    assert most <= 3 * getattr(idlist, "MAX_OPEN_RUNS", 64)
