@@ -292,12 +292,14 @@ def test_grants_of_the_previous_version_get_the_grant_to_add(vdb: VDb) -> None:
             f"GRANT CREATE, SELECT, INSERT, UPDATE, DELETE ON `{vdb.name}`.`archiver_job_ids` "
             f"TO '{user}'@'127.0.0.1'"
         )
-        for args in (["jobs", "list"], ["archive", "--ignore-window", "--list-id", "101"]):
-            result = as_user(who, args, verbose=False)
-            assert result.exit_code == 2, result.stderr
-            assert result.stderr.strip().splitlines()[-1].startswith("Error: ")
-            assert grant in result.stderr and "1142" not in result.stderr
-        vdb.db.write(grant)
+        # `jobs list` creates no table: it has nothing to list, and says so.
         assert as_user(who, ["jobs", "list"], verbose=False).exit_code == 0
+        archive = ["archive", "--ignore-window", "--list-id", "101"]
+        result = as_user(who, archive, verbose=False)
+        assert result.exit_code == 2, result.stderr
+        assert result.stderr.strip().splitlines()[-1].startswith("Error: ")
+        assert grant in result.stderr and "1142" not in result.stderr
+        vdb.db.write(grant)
+        assert as_user(who, archive, verbose=False).exit_code == 0
     finally:
         vdb.db.write(f"DROP USER IF EXISTS '{user}'@'127.0.0.1'")
