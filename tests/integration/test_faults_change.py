@@ -42,6 +42,7 @@ from archiver.db import Db
 from archiver.runner import CHUNK_POINTS
 from tests.support import oracle
 from tests.support import proc as hp
+from tests.support.beside import Beside
 from tests.support.db import ARCHIVE, LIVE, VDb
 
 Row = dict[str, str | None]  # column -> HEX of its bytes (None: NULL)
@@ -726,24 +727,7 @@ def test_lead_leaving_before_its_copy_is_written_stays_live(
     vdb.db.write(
         f"UPDATE {ARCHIVE} SET called_count = called_count + 5 WHERE lead_id = :l", {"l": lead}
     )
-    state: dict[str, Any] = {}
-
-    def sell() -> None:
-        db = vdb.connect()
-        try:
-            state["rows"] = db.write(
-                f"UPDATE {LIVE} SET status = 'SALE' WHERE lead_id = :l", {"l": lead}
-            )
-        finally:
-            hp.close_quietly(db)
-
-    def hook(at: str, db: Db, ids: Any) -> None:
-        if at == "after_insert" and "thread" not in state:
-            state["thread"] = threading.Thread(target=sell)
-            state["thread"].start()
-            if vdb.engine == "MyISAM":  # InnoDB: the chunk holds the row; the dialer waits
-                state["thread"].join(10)
-
+    sell = Beside(vdb, f"UPDATE {LIVE} SET status = 'SALE' WHERE lead_id = :l", {"l": lead})
     spec = JobSpec(
         direction="archive",
         selection=Selection(criteria=Criteria(statuses=("NI",))),
@@ -751,17 +735,17 @@ def test_lead_leaving_before_its_copy_is_written_stays_live(
     )
     db = Db(connect(make_engine(vdb.settings), vdb.settings))
     try:
-        summary = run_job(db, vdb.settings, spec, hook=hook)
+        summary = run_job(db, vdb.settings, spec, hook=sell.hook)
     finally:
         hp.close_quietly(db)
-    state["thread"].join(20)
+    sell.join()
     columns = oracle.columns_of(vdb.db, LIVE)
     where = oracle.placement(vdb.db, columns)
     assert where.both == set()
     if vdb.engine == "InnoDB":  # waited for the chunk, then found the lead archived
-        assert state["rows"] == 0 and lead in where.archive
+        assert sell.rows == 0 and lead in where.archive
         return
-    assert state["rows"] == 1
+    assert sell.rows == 1
     assert lead in where.live, f"lead {lead} was sold before its copy, yet archived"
     assert summary.counts["left_selection"] == 1, dict(summary.counts)
 

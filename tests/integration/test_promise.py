@@ -18,6 +18,7 @@ from archiver.runner import JobSpec, run_job
 from archiver.selection import Criteria, Selection
 from tests.support import oracle
 from tests.support import proc as hp
+from tests.support.beside import Beside
 from tests.support.db import ARCHIVE, LIVE, VDb
 
 
@@ -167,19 +168,7 @@ def test_lead_leaving_the_selection_mid_chunk_keeps_only_its_live_row(vdb: VDb) 
     vdb.seed(300)
     settings = vdb.settings
     lead = status_ids(vdb, "NI")[3]
-    state: dict[str, Any] = {}
-
-    def sell() -> None:
-        state["rows"] = dialer_update(
-            vdb, f"UPDATE {LIVE} SET status = 'SALE' WHERE lead_id = :l", {"l": lead}
-        )
-
-    def hook(at: str, db: Db, ids: Sequence[int]) -> None:
-        if at == "after_insert" and "thread" not in state:
-            state["thread"] = threading.Thread(target=sell)
-            state["thread"].start()
-            if vdb.engine == "MyISAM":  # InnoDB: the chunk holds the row; the dialer waits
-                state["thread"].join(10)
+    sell = Beside(vdb, f"UPDATE {LIVE} SET status = 'SALE' WHERE lead_id = :l", {"l": lead})
 
     spec = JobSpec(
         direction="archive",
@@ -188,17 +177,17 @@ def test_lead_leaving_the_selection_mid_chunk_keeps_only_its_live_row(vdb: VDb) 
     )
     db = Db(connect(make_engine(settings), settings))
     try:
-        first = run_job(db, settings, spec, hook=hook)
-        state["thread"].join(20)
+        first = run_job(db, settings, spec, hook=sell.hook)
+        sell.join()
         second = run_job(db, settings, spec)
     finally:
         hp.close_quietly(db)
     if vdb.engine == "MyISAM":
-        assert state["rows"] == 1
+        assert sell.rows == 1
         assert first.counts["left_selection"] == 1 and "kept_changed" not in first.counts
         assert vdb.ids(ARCHIVE).count(lead) == 0 and lead in vdb.ids(LIVE)
     else:
-        assert state["rows"] == 0  # waited for the chunk, then found the lead archived
+        assert sell.rows == 0  # waited for the chunk, then found the lead archived
         assert "left_selection" not in first.counts
     assert dict(second.counts) == {}
     both = set(vdb.ids(LIVE)) & set(vdb.ids(ARCHIVE))
@@ -240,19 +229,7 @@ def test_dearchive_dialer_touches_a_restored_lead_mid_chunk(vdb: VDb) -> None:
     assert hp.run(vdb.dsn, ["archive", "--list-id", "999", "--ignore-window"]).rc == 0
     restored = list_ids(vdb, ARCHIVE, 999)
     lead = restored[2]
-    state: dict[str, Any] = {}
-
-    def touch() -> None:
-        state["rows"] = dialer_update(
-            vdb, f"UPDATE {LIVE} SET status = 'NA' WHERE lead_id = :l", {"l": lead}
-        )
-
-    def hook(at: str, db: Db, ids: Sequence[int]) -> None:
-        if at == "after_insert" and "thread" not in state:
-            state["thread"] = threading.Thread(target=touch)
-            state["thread"].start()
-            if vdb.engine == "MyISAM":
-                state["thread"].join(10)
+    touch = Beside(vdb, f"UPDATE {LIVE} SET status = 'NA' WHERE lead_id = :l", {"l": lead})
 
     spec = JobSpec(
         direction="dearchive",
@@ -262,12 +239,12 @@ def test_dearchive_dialer_touches_a_restored_lead_mid_chunk(vdb: VDb) -> None:
     settings = vdb.settings
     db = Db(connect(make_engine(settings), settings))
     try:
-        summary = run_job(db, settings, spec, hook=hook)
-        state["thread"].join(20)
+        summary = run_job(db, settings, spec, hook=touch.hook)
+        touch.join()
     finally:
         hp.close_quietly(db)
     assert dict(summary.counts) == {"dearchived": len(restored)}
-    assert state["rows"] == 1  # MyISAM at once; InnoDB once the chunk committed
+    assert touch.rows == 1  # MyISAM at once; InnoDB once the chunk committed
     assert list_ids(vdb, ARCHIVE, 999) == []
     status = vdb.db.scalar(f"SELECT status FROM {LIVE} WHERE lead_id = :l", {"l": lead})
     assert status == "NA"
