@@ -78,6 +78,11 @@ BODIES: list[tuple[bytes, int | None, str]] = [
         413,
         "lead_ids holds 6 ids, more than the limit of 5 per request; split the list",
     ),
+    (
+        b'{"lead_ids": [1, 1, 1, 1, 1, 1, ' + b"1" * 21 + b"]}",
+        400,
+        "the body is not valid JSON: a number has more than 20 digits",
+    ),
     (b" " * (CAP + 1), 413, f"the body is larger than {CAP} bytes"),
 ]
 
