@@ -3,6 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 
 .PHONY: demo test test-fast lint bench clean
 
@@ -26,8 +27,22 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check archiver tests bench
 	$(BIN)/mypy
 
-bench: $(STAMP)
-	$(BIN)/python bench/run.py $(BENCH_ARGS)
+# The bench extra (matplotlib), and pt-archiver (Debian's percona-toolkit) and GNU time when
+# missing: as root, or through sudo.
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	@pkgs=""; command -v pt-archiver >/dev/null || pkgs="percona-toolkit"; \
+	test -x /usr/bin/time || pkgs="$$pkgs time"; \
+	if [ -n "$$pkgs" ]; then \
+	  sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
+	  echo "installing $$pkgs (apt-get) for the bench"; \
+	  $$sudo apt-get update -qq && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$pkgs; \
+	fi
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

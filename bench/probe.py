@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from common import LIVE, Server, rows
+from bench.db import LIVE, Server, rows
 
 
 @dataclass

@@ -4,9 +4,10 @@ These are NOT the tool. They are the smallest loops that keep the tool's safety 
 row is deleted only by a statement that finds a byte-equal archive row: `DELETE s FROM live s
 JOIN archive d … WHERE <every column CAST AS BINARY <=> …>`), without checkpoint tables, guards
 or classification, so that the cost of each statement shape, and what it does to the dialer
-probe, can be measured on its own. Run by bench/run.py as tools named `exp-<variant>`:
+probe, can be measured on its own. Run by the bench (`python -m bench`) as tools named
+`exp-<variant>`:
 
-    .venv/bin/python bench/run.py --engines MyISAM --tools pt-bulk,exp-plain,exp-stage+split100
+    .venv/bin/python -m bench --engines MyISAM --tools pt-bulk-500,exp-plain,exp-stage+split100
 
 A variant is a base shape plus options joined with `+`, and an optional `:N` chunk size:
 
@@ -47,7 +48,7 @@ A variant is a base shape plus options joined with `+`, and an optional `:N` chu
               pure-Python) client.
 
 Prints one JSON summary on stdout and one JSON `chunk` event per chunk on stderr (with the
-milliseconds of every statement), in the tool's log shape so run.py reads both the same way.
+milliseconds of every statement), in the tool's log shape so the bench reads both the same way.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from common import ARCHIVE, LIVE, Server, live_columns
+from bench.db import ARCHIVE, LIVE, Server, live_columns
 
 BASES = ("plain", "fetch", "load", "stage")
 OPTIONS = (
@@ -98,14 +99,6 @@ class Variant:
     dkwa: bool = False
     dkwl: bool = False
     dka: bool = False
-
-    @property
-    def label(self) -> str:
-        return self.name
-
-    @property
-    def doc(self) -> str:
-        return describe(self)
 
 
 def parse_variant(text: str) -> Variant:
@@ -164,18 +157,6 @@ def describe(v: Variant) -> str:
     if v.pipe:
         extra.append("copy of chunk N+1 overlapped with delete of chunk N (2 connections)")
     return f"{parts}, chunk {v.chunk}" + (f"; {', '.join(extra)}" if extra else "")
-
-
-class _Lazy(dict[str, Variant]):
-    """VARIANTS[name] parses any variant name (used by tools.exp_tool)."""
-
-    def __missing__(self, key: str) -> Variant:
-        value = parse_variant(key)
-        self[key] = value
-        return value
-
-
-VARIANTS: dict[str, Variant] = _Lazy()
 
 
 def _q(name: str) -> str:
@@ -354,7 +335,7 @@ class Loop:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--dsn", required=True)
     p.add_argument("--where", required=True)
     p.add_argument("--variant", required=True)
