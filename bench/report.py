@@ -121,9 +121,7 @@ def scaling_text(recs: list[dict[str, Any]]) -> str:
 
 
 def scaling_markdown(recs: list[dict[str, Any]]) -> str:
-    return _markdown(
-        SCALING_HEAD, "lrl" + "r" * 8 + "l", [_scaling_cells(r) for r in recs]
-    )
+    return _markdown(SCALING_HEAD, "lrl" + "r" * 8 + "l", [_scaling_cells(r) for r in recs])
 
 
 # --- profile ----------------------------------------------------------------------------------
