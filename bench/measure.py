@@ -125,11 +125,17 @@ PROGRESS_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\s+(\d+)\s+(\d+)$")
 
 def progress_stats(lines: list[tuple[float, str]], limit: int) -> dict[str, Any] | None:
     """pt-archiver's --progress lines (stamped on arrival) as time per `limit` rows, per
-    interval: its equivalent of this tool's per-chunk time."""
+    interval: its equivalent of this tool's per-chunk time.
+
+    In bulk mode a line is printed when the count reaches a multiple, after the chunk's SELECT
+    and before its LOAD DATA and DELETE; so every interval holds the same work (the bulk
+    writes of the chunk before the line that opens it, the SELECT of the one that closes it)
+    except the first (from the start: no bulk writes) and the last line's repeat at the end
+    (the last bulk writes alone, no new rows): both are left out."""
     points = [(t, int(m.group(2))) for t, line in lines if (m := PROGRESS_LINE.match(line))]
     per_chunk: list[float] = []
     for (t0, n0), (t1, n1) in itertools.pairwise(points):
-        if n1 > n0:
+        if n0 > 0 and n1 > n0:
             per_chunk.append((t1 - t0) * 1000 * limit / (n1 - n0))
     if not per_chunk:
         return None
@@ -140,6 +146,7 @@ def progress_stats(lines: list[tuple[float, str]], limit: int) -> dict[str, Any]
         "p99_ms": round(percentile(per_chunk, 99), 2),
         "max_ms": round(max(per_chunk), 2),
         **tenths(per_chunk),
+        "points": [(round(t - points[0][0], 3), n) for t, n in points],
     }
 
 
