@@ -18,9 +18,9 @@ from archiver import config, synthetic
 from archiver import logging as alog
 from archiver.db import Db, connect, make_engine
 from bench import log
-from tests.support.oracle import ARCHIVE, LIVE, checksum_sql
-
-__all__ = ["ARCHIVE", "LIVE"]
+from tests.support.oracle import ARCHIVE as ARCHIVE  # re-exported: the tables' names
+from tests.support.oracle import LIVE as LIVE
+from tests.support.oracle import checksum_sql
 
 RUN_DB = "va_bench_run"
 TEMPLATE_PREFIX = "va_bench_tpl_"
