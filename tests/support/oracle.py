@@ -3,7 +3,7 @@ exact bytes (`HEX(CAST(col AS BINARY))`), by lead_id over explicit columns; a di
 rows; the checks the job and fault tests share (every lead in exactly one table, byte-identical
 to its original); and the bench's order-independent table checksum. Written apart from the
 tool's own verify, so a mistake there cannot hide here. Imports nothing of tests/ and no
-pytest: bench/common.py imports it too."""
+pytest: bench/db.py imports it too."""
 
 from __future__ import annotations
 
