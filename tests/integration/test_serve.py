@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from starlette.testclient import TestClient
 from structlog.contextvars import merge_contextvars
 from structlog.testing import capture_logs
@@ -30,6 +29,7 @@ from archiver.runner import lock_name
 from archiver.selection import MAX_LEAD_ID
 from tests.support import api
 from tests.support.api import free_port
+from tests.support.bodies import bodies
 from tests.support.db import ARCHIVE, LIVE, VDb, drop_test_db, make_test_db
 
 KEY = "crm-test-key-7f3a9c"
@@ -394,43 +394,6 @@ def test_real_server_process(vdb: VDb, tmp_path: Path) -> None:
 
 
 # --- fuzz ---------------------------------------------------------------------------------
-
-json_scalars = (
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=8)
-)
-json_values = st.recursive(
-    json_scalars,
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
-    ),
-    max_leaves=12,
-)
-lead_id_like = (
-    st.integers(1, 45) | st.sampled_from([0, -1, MAX_LEAD_ID, MAX_LEAD_ID + 1, 2**64]) | json_values
-)
-near_valid = st.fixed_dictionaries(
-    {},
-    optional={
-        "insert_leads": st.booleans() | json_values,
-        "update_leads": st.booleans() | json_values,
-        "delete_leads": st.booleans() | json_values,
-        "lead_ids": st.lists(st.integers(1, 45), min_size=1, max_size=10)
-        | st.lists(lead_id_like, max_size=10)
-        | json_values,
-        "lead_id": json_values,
-    },
-)
-valid_ish = st.fixed_dictionaries(
-    {"lead_ids": st.lists(st.integers(1, 45), min_size=1, max_size=11)},
-    optional={k: st.booleans() for k in ("insert_leads", "update_leads", "delete_leads")},
-)
-bodies = st.one_of(
-    st.tuples(st.just("json"), valid_ish),
-    st.tuples(st.just("json"), near_valid),
-    st.tuples(st.just("json"), json_values),
-    st.tuples(st.just("raw"), st.binary(max_size=40)),
-)
-
 
 LONGEST_NUMBER = 20  # digits the server parses; a longer number is refused before it is read
 
