@@ -4,10 +4,13 @@ check that an answer has the shape the document gives for its route and status."
 from __future__ import annotations
 
 import decimal
+import functools
 import json
+import re
 from typing import Any
 
 import jsonschema
+from starlette.testclient import TestClient
 
 from archiver import api
 
@@ -49,10 +52,37 @@ def schema_accepts(check: jsonschema.Draft202012Validator, raw: bytes) -> bool:
 
 def assert_documented(path: str, method: str, status: int, body: Any) -> None:
     """`body`, answered with `status` to `method path`, has the shape the document gives."""
-    doc = api.openapi_document()
+    doc = _document()
     answers = doc["paths"][path][method.lower()]["responses"]
     assert str(status) in answers, f"{method} {path} answers {status}, not in the document"
     media = answers[str(status)]["content"]["application/json"]
     if "schema" in media:
         root = {**media["schema"], "components": doc["components"]}
         jsonschema.Draft202012Validator(root).validate(body)
+
+
+@functools.cache
+def _document() -> dict[str, Any]:
+    return api.openapi_document()
+
+
+def _route(method: str, path: str) -> str | None:
+    for op in api.OPERATIONS:
+        pattern = re.sub(r"\{[a-z_]+\}", "[^/]+", op.path)
+        if op.method == method and re.fullmatch(pattern, path):
+            return op.path
+    return None
+
+
+def documented(client: TestClient) -> TestClient:
+    """`client`, checking every answer to a declared route against the document: its status is
+    listed for the route and its body has the listed shape."""
+
+    def check(response: Any) -> None:
+        route = _route(response.request.method, response.request.url.path)
+        if route is not None:
+            response.read()
+            assert_documented(route, response.request.method, response.status_code, response.json())
+
+    client.event_hooks = {**client.event_hooks, "response": [check]}
+    return client
