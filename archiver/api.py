@@ -223,7 +223,7 @@ def openapi_document(id_limit: int = DEFAULT_ID_LIMIT) -> dict[str, Any]:
         for answer in op.answers.values():
             if answer.model:
                 models[answer.model] = "serialization"
-    models[Error] = "serialization"
+    models[Error] = "serialization"  # the 401 that `auth` adds
     refs, schemas = _json_schemas(list(models.items()))
     paths: dict[str, dict[str, Any]] = {}
     for op in OPERATIONS:

@@ -9,8 +9,9 @@ to 4294967295 (repeats count toward the limit; strings, floats and booleans are 
 Every input is bounded before it is decoded: its size (`body_cap`), its nesting depth and the
 digits of a number; duplicate keys and NaN/Infinity are refused while decoding. Only then is
 the decoded object validated with the model, and the model's first error, in the order a
-reader goes through the body, is told with a message that names the field. No body can cost
-more than a few milliseconds or raise anything but RequestError.
+reader goes through the body, is told with a message that names the field. No body raises
+anything but RequestError; at the default id limit none costs more than a few milliseconds
+(the cap, and so the worst case, grows with the limit).
 """
 
 from __future__ import annotations
