@@ -1,11 +1,17 @@
 """The Lead Archive API body, parsed by one function for `POST /vicidial/leads/archive` and for
 `--request PATH|-`, so both accept and refuse the same bodies with the same message.
 
-A body is a JSON object with only the known keys; the step flags are JSON booleans (default
-true); lead_ids is a non-empty array of at most `limit` JSON integers from 1 to 4294967295
-(repeats count toward the limit; strings, floats and booleans are refused). Every input is
-bounded before it is parsed: its size (`body_cap`), its nesting depth and the digits of a
-number, so no body can cost more than a few milliseconds or raise anything but RequestError.
+The body's shape is `archiver.api_models.ArchiveRequestBody` (the model the published OpenAPI
+document is generated from): a JSON object with only the known keys; the step flags are JSON
+booleans (default true); lead_ids is a non-empty array of at most `limit` JSON integers from 1
+to 4294967295 (repeats count toward the limit; strings, floats and booleans are refused).
+
+Every input is bounded before it is decoded: its size (`body_cap`), its nesting depth and the
+digits of a number; duplicate keys and NaN/Infinity are refused while decoding. Only then is
+the decoded object validated with the model, and the model's first error, in the order a
+reader goes through the body, is told with a message that names the field. No body raises
+anything but RequestError; at the default id limit none costs more than a few milliseconds
+(the cap, and so the worst case, grows with the limit).
 """
 
 from __future__ import annotations
@@ -13,14 +19,16 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from archiver.errors import BadInput
+from archiver.idlist import MAX_LEAD_ID
 from archiver.steps import Flags
 
-MAX_LEAD_ID = 4294967295  # INT UNSIGNED
-REQUEST_KEYS = frozenset({"insert_leads", "update_leads", "delete_leads", "lead_ids"})
-FLAG_KEYS = ("insert_leads", "update_leads", "delete_leads")
+if TYPE_CHECKING:
+    from pydantic.fields import FieldInfo
+    from pydantic_core import ErrorDetails
+
 MAX_DEPTH = 32  # a valid body nests 2 deep; the bound only keeps the parser's recursion small
 MAX_DIGITS = 20  # the longest lead id has 10; 2**64 has 20
 
@@ -113,39 +121,64 @@ def _decode(raw: bytes) -> Any:
 def parse(raw: bytes, limit: int) -> ArchiveRequest:
     """The request in `raw`, or RequestError: 400, or 413 for more ids than `limit`. Callers
     read at most `body_cap(limit)` bytes (`read_bounded`, serve's `read_body`)."""
+    # pydantic is imported when a body is parsed, not by every command that imports this.
+    from pydantic import ValidationError
+
+    from archiver.api_models import request_model
+
     body = _decode(raw)
-    if not isinstance(body, dict):
-        raise RequestError(
+    model = request_model(limit)
+    try:
+        req = model.model_validate(body)
+    except ValidationError as exc:
+        raise _refusal(exc.errors(include_url=False), model.model_fields) from None
+    return ArchiveRequest(
+        Flags(req.insert_leads, req.update_leads, req.delete_leads), tuple(req.lead_ids)
+    )
+
+
+def _refusal(errors: list[ErrorDetails], fields: dict[str, FieldInfo]) -> RequestError:
+    """The message for the error a reader meets first: the body's type, its keys, the flags in
+    order, lead_ids itself (missing, not an array, empty, too many), then the first bad id."""
+    flags = [name for name, f in fields.items() if f.annotation is bool]
+
+    def reading_order(error: ErrorDetails) -> tuple[int, int]:
+        loc = error["loc"]
+        if not loc:
+            return 0, 0
+        if error["type"] == "extra_forbidden":
+            return 1, 0
+        if loc[0] in flags:
+            return 2, flags.index(str(loc[0]))
+        return (3, 0) if len(loc) == 1 else (4, int(loc[1]))
+
+    error = min(errors, key=reading_order)
+    loc, value = error["loc"], error["input"]
+    if not loc:
+        return RequestError(
             'the body must be a JSON object: {"lead_ids": [1, 2], "insert_leads": true, …}'
         )
-    unknown = sorted(set(body) - REQUEST_KEYS)
-    if unknown:
+    if error["type"] == "extra_forbidden":
+        unknown = sorted(str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden")
         shown = ", ".join(_show(k, 30) for k in unknown[:5])
-        raise RequestError(f"unknown key(s) {shown}; known keys: {', '.join(sorted(REQUEST_KEYS))}")
-    flags = []
-    for key in FLAG_KEYS:
-        value = body.get(key, True)
-        if not isinstance(value, bool):
-            raise RequestError(f"{key} must be true or false, got {_show(value)}")
-        flags.append(value)
-    ids = body.get("lead_ids")
-    if not isinstance(ids, list) or not ids:
-        raise RequestError("lead_ids must be a non-empty array of lead ids")
-    if len(ids) > limit:
-        raise RequestError(
-            f"lead_ids holds {len(ids)} ids, more than the limit of {limit} per request; "
+        return RequestError(f"unknown key(s) {shown}; known keys: {', '.join(sorted(fields))}")
+    if loc[0] in flags:
+        return RequestError(f"{loc[0]} must be true or false, got {_show(value)}")
+    if len(loc) == 1 and error["type"] == "too_long":
+        limit = error.get("ctx", {})["max_length"]
+        return RequestError(
+            f"{loc[0]} holds {len(value)} ids, more than the limit of {limit} per request; "
             "split the list",
             status=413,
             code="too_many_ids",
             limit=limit,
         )
-    for n, item in enumerate(ids):
-        if type(item) is not int or not 1 <= item <= MAX_LEAD_ID:
-            raise RequestError(
-                f"lead_ids[{n}] is {_show(item)}: lead ids are "
-                f"JSON whole numbers from 1 to {MAX_LEAD_ID}"
-            )
-    return ArchiveRequest(Flags(*flags), tuple(ids))
+    if len(loc) == 1:  # missing, not an array, or empty
+        return RequestError(f"{loc[0]} must be a non-empty array of lead ids")
+    return RequestError(
+        f"{loc[0]}[{loc[1]}] is {_show(value)}: lead ids are "
+        f"JSON whole numbers from 1 to {MAX_LEAD_ID}"
+    )
 
 
 def parse_named(raw: bytes, name: str, limit: int) -> ArchiveRequest:

@@ -50,6 +50,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from archiver import __version__, checkpoint, window
+from archiver.api import ARCHIVE_PATH, JOBS_PATH, OPERATIONS, openapi_document
+from archiver.api_models import LEADS_PAGE, MAX_JOB_ID, MAX_LEAD_ID, PENDING, ArchiveRequestBody
 from archiver.config import Settings
 from archiver.db import CONNECTION_LOST, Db, connect, make_engine, mysql_errno
 from archiver.errors import (
@@ -62,29 +64,24 @@ from archiver.errors import (
     Stopped,
 )
 from archiver.logging import get_logger
-from archiver.request import (
-    FLAG_KEYS,
-    MAX_LEAD_ID,
-    REQUEST_KEYS,
-    ArchiveRequest,
-    RequestError,
-    body_cap,
-    too_large,
-)
+from archiver.request import ArchiveRequest, RequestError, body_cap, too_large
 from archiver.request import parse as parse_request
 from archiver.runner import JobSpec, job_ids, lock_name, run_job
 from archiver.selection import Selection
-from archiver.steps import ARCHIVE, OUTCOMES
+from archiver.steps import ARCHIVE
 from archiver.workers import Busy, Workers
 
-__all__ = ["REQUEST_KEYS", "ArchiveRequest", "body_cap"]
+__all__ = [
+    "ARCHIVE_PATH",
+    "JOBS_PATH",
+    "REQUEST_KEYS",
+    "ArchiveRequest",
+    "body_cap",
+    "openapi_document",
+]
 
-ARCHIVE_PATH = "/vicidial/leads/archive"
-JOBS_PATH = ARCHIVE_PATH + "/jobs"
-LEADS_PAGE = 1000  # GET of a job: leads per page (the default and the most)
-PENDING = "pending"  # a lead of an unfinished job that no chunk has reached yet
+REQUEST_KEYS = frozenset(ArchiveRequestBody.model_fields)
 ER_NO_SUCH_TABLE = 1146
-MAX_JOB_ID = 2**64 - 1
 
 # Limits and timeouts; README "Security notes" states each of them.
 WORKERS = 8  # threads, each with its own database connection while it works
@@ -741,12 +738,10 @@ def create_app(settings: Settings, keys: Sequence[ApiKey] | None = None) -> Star
         else:
             get_logger().info("stopped", reason="shutdown; every job finished")
 
+    # One Route per declared operation (archiver.api), the table openapi.json is built from.
     routes = [
-        Route(ARCHIVE_PATH, endpoint(svc, h["archive"], auth=True), methods=["POST"]),
-        Route(JOBS_PATH, endpoint(svc, h["jobs"], auth=True), methods=["GET"]),
-        Route(JOBS_PATH + "/{job_id}", endpoint(svc, h["job"], auth=True), methods=["GET"]),
-        Route("/healthz", endpoint(svc, h["healthz"], auth=False), methods=["GET"]),
-        Route("/openapi.json", endpoint(svc, h["openapi"], auth=False), methods=["GET"]),
+        Route(op.path, endpoint(svc, h[op.handler], auth=op.auth), methods=[op.method])
+        for op in OPERATIONS
     ]
     app = Starlette(
         routes=routes,
@@ -831,316 +826,3 @@ def serve(settings: Settings, listen: str) -> None:
     # On SIGTERM/SIGINT uvicorn shuts down gracefully, then re-raises the signal, so the exit
     # status is the signal's (systemd counts SIGTERM as a clean stop).
     uvicorn.Server(config).run(sockets=[sock])
-
-
-# --- the OpenAPI description -----------------------------------------------------------------
-
-
-def _error_response(text: str) -> dict[str, Any]:
-    return {
-        "description": text,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-    }
-
-
-def openapi_document(id_limit: int = 500) -> dict[str, Any]:
-    """What GET /openapi.json serves; openapi.json in the repository is this with the default
-    limit (`vicidial-archiver serve --openapi > openapi.json`)."""
-    ok_json = {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}
-    auth: list[dict[str, list[str]]] = [{"ApiKey": []}]
-    lead_ids = {
-        "type": "array",
-        "minItems": 1,
-        "maxItems": id_limit,
-        "items": {"type": "integer", "minimum": 1, "maximum": MAX_LEAD_ID},
-        "description": f"Lead ids, at most {id_limit} (archive.id_limit). JSON integers only; "
-        "repeats are allowed and count toward the limit.",
-    }
-    flag = {"type": "boolean", "default": True}
-    return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "vicidial-archiver Lead Archive API",
-            "version": __version__,
-            "description": "Archive VICIdial leads from vicidial_list into vicidial_list_archive "
-            "in verified chunks. Each request is one job with the guarantees of "
-            "`vicidial-archiver archive`; nothing is written when a request is "
-            "refused.",
-        },
-        "paths": {
-            ARCHIVE_PATH: {
-                "post": {
-                    "operationId": "archiveLeads",
-                    "summary": "Archive the listed leads (one job)",
-                    "security": auth,
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {"$ref": "#/components/schemas/ArchiveRequest"}
-                            }
-                        },
-                    },
-                    "responses": {
-                        "200": {
-                            "description": "The job ran (state `done`): each lead with "
-                            "its outcome. State `stopped`: the window closed during the job; "
-                            "leads not reached are `pending` and the same request resumes it.",
-                            "content": {
-                                "application/json": {
-                                    "schema": {"$ref": "#/components/schemas/ArchiveResult"}
-                                }
-                            },
-                        },
-                        "400": _error_response("The body is not a valid request."),
-                        "401": _error_response("Missing or wrong API key."),
-                        "408": _error_response("The body did not arrive in time."),
-                        "409": _error_response(
-                            "Another job holds the archiver lock (its `job_id` when known)."
-                        ),
-                        "413": _error_response(
-                            "More lead ids than the limit, or a body too large."
-                        ),
-                        "423": _error_response("Outside the off-hours window (named in `window`)."),
-                        "500": _error_response(
-                            "The job failed part-way (resumable: send the same "
-                            "request again) or the server is not set up."
-                        ),
-                        "503": _error_response(
-                            "The database is unreachable, or the server is busy (`busy`: "
-                            "every worker is taken and the queue is full; Retry-After)."
-                        ),
-                    },
-                }
-            },
-            JOBS_PATH: {
-                "get": {
-                    "operationId": "listJobs",
-                    "summary": "The newest jobs, without their leads",
-                    "security": auth,
-                    "parameters": [
-                        {
-                            "name": "limit",
-                            "in": "query",
-                            "required": False,
-                            "schema": {
-                                "type": "integer",
-                                "minimum": 1,
-                                "maximum": 100,
-                                "default": 20,
-                            },
-                        }
-                    ],
-                    "responses": {
-                        "200": {
-                            "description": "Newest first.",
-                            "content": {
-                                "application/json": {
-                                    "schema": {
-                                        "type": "object",
-                                        "required": ["jobs"],
-                                        "properties": {
-                                            "jobs": {
-                                                "type": "array",
-                                                "items": {"$ref": "#/components/schemas/Job"},
-                                            }
-                                        },
-                                    }
-                                }
-                            },
-                        },
-                        "400": _error_response("limit is not 1 to 100."),
-                        "401": _error_response("Missing or wrong API key."),
-                        "503": _error_response("The database is unreachable."),
-                    },
-                }
-            },
-            JOBS_PATH + "/{job_id}": {
-                "get": {
-                    "operationId": "getJob",
-                    "summary": "A job's state, counts and (for id lists) each lead's outcome, "
-                    "a page at a time",
-                    "security": auth,
-                    "parameters": [
-                        {
-                            "name": "job_id",
-                            "in": "path",
-                            "required": True,
-                            "schema": {"type": "integer", "minimum": 0, "maximum": MAX_JOB_ID},
-                        },
-                        {
-                            "name": "after",
-                            "in": "query",
-                            "required": False,
-                            "description": "The page's leads are the job's lead ids greater "
-                            "than this: 0 for the first page, then the `next` of the page "
-                            "before.",
-                            "schema": {
-                                "type": "integer",
-                                "minimum": 0,
-                                "maximum": MAX_LEAD_ID,
-                                "default": 0,
-                            },
-                        },
-                        {
-                            "name": "limit",
-                            "in": "query",
-                            "required": False,
-                            "description": "Leads per page.",
-                            "schema": {
-                                "type": "integer",
-                                "minimum": 1,
-                                "maximum": LEADS_PAGE,
-                                "default": LEADS_PAGE,
-                            },
-                        },
-                    ],
-                    "responses": {
-                        "200": {"description": "The job.", "content": ok_json},
-                        "400": _error_response("after or limit is out of range."),
-                        "401": _error_response("Missing or wrong API key."),
-                        "404": _error_response("No such job."),
-                        "500": _error_response(
-                            "The job's staged lead ids are incomplete (`job_ids_incomplete`)."
-                        ),
-                        "503": _error_response("The database is unreachable."),
-                    },
-                }
-            },
-            "/healthz": {
-                "get": {
-                    "operationId": "health",
-                    "summary": "Checks the database connection",
-                    "responses": {
-                        "200": {
-                            "description": "The database answers.",
-                            "content": {
-                                "application/json": {
-                                    "schema": {
-                                        "type": "object",
-                                        "properties": {
-                                            "status": {"const": "ok"},
-                                            "database": {"const": "reachable"},
-                                            "version": {"type": "string"},
-                                        },
-                                    }
-                                }
-                            },
-                        },
-                        "503": _error_response("The database is unreachable."),
-                    },
-                }
-            },
-            "/openapi.json": {
-                "get": {
-                    "operationId": "openapi",
-                    "summary": "This description",
-                    "responses": {
-                        "200": {
-                            "description": "OpenAPI 3.1 document.",
-                            "content": {"application/json": {}},
-                        }
-                    },
-                }
-            },
-        },
-        "components": {
-            "securitySchemes": {
-                "ApiKey": {
-                    "type": "apiKey",
-                    "in": "header",
-                    "name": "Authorization",
-                    "description": "`Authorization: Key=<api key>`; the server stores only the "
-                    "key's sha256 and logs the client's name, never the key.",
-                }
-            },
-            "schemas": {
-                "ArchiveRequest": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "required": ["lead_ids"],
-                    "properties": {
-                        "insert_leads": {**flag, "description": "Copy leads not yet archived."},
-                        "update_leads": {
-                            **flag,
-                            "description": "Refresh archive rows that differ from vicidial_list.",
-                        },
-                        "delete_leads": {
-                            **flag,
-                            "description": "Delete from vicidial_list "
-                            "only where the archive row is byte-for-byte equal.",
-                        },
-                        "lead_ids": lead_ids,
-                    },
-                },
-                "Outcome": {"type": "string", "enum": [*OUTCOMES, PENDING]},
-                "Job": {
-                    "type": "object",
-                    "required": ["job_id", "direction", "state", "flags", "counts"],
-                    "properties": {
-                        "job_id": {"type": "integer"},
-                        "name": {"type": ["string", "null"]},
-                        "direction": {"enum": ["archive", "dearchive"]},
-                        "state": {"enum": ["running", "stopped", "done", "failed", "cancelled"]},
-                        "stop_reason": {"type": ["string", "null"]},
-                        "flags": {
-                            "type": "object",
-                            "properties": {k: {"type": "boolean"} for k in FLAG_KEYS},
-                        },
-                        "counts": {
-                            "type": "object",
-                            "description": "Leads per outcome.",
-                            "additionalProperties": {"type": "integer"},
-                        },
-                        "chunks": {"type": "integer"},
-                        "started_at": {"type": ["string", "null"], "format": "date-time"},
-                        "ended_at": {"type": ["string", "null"], "format": "date-time"},
-                        "heartbeat": {"type": ["string", "null"], "format": "date-time"},
-                        "leads": {
-                            "description": "Each lead with its outcome, in lead_id order, "
-                            f"at most `limit` ({LEADS_PAGE}) from `after` (null for a job "
-                            "selected by criteria; left out of job lists). "
-                            "`pending`: no chunk has reached it yet.",
-                            "type": ["array", "null"],
-                            "items": {
-                                "type": "object",
-                                "required": ["lead_id", "outcome"],
-                                "properties": {
-                                    "lead_id": {"type": "integer"},
-                                    "outcome": {"$ref": "#/components/schemas/Outcome"},
-                                },
-                            },
-                        },
-                        "next": {
-                            "description": "The `after` of the next page of `leads`; null "
-                            "on the last page (and for a job selected by criteria).",
-                            "type": ["integer", "null"],
-                        },
-                    },
-                },
-                "ArchiveResult": {
-                    "allOf": [
-                        {"$ref": "#/components/schemas/Job"},
-                        {
-                            "type": "object",
-                            "properties": {
-                                "warnings": {"type": "array", "items": {"type": "string"}},
-                                "seconds": {"type": "number"},
-                            },
-                        },
-                    ]
-                },
-                "Error": {
-                    "type": "object",
-                    "required": ["error", "message"],
-                    "properties": {
-                        "error": {"type": "string", "description": "A stable code."},
-                        "message": {"type": "string"},
-                        "window": {"type": "string", "description": "423: the window."},
-                        "limit": {"type": "integer", "description": "413: the id limit."},
-                        "job_id": {"type": ["integer", "null"]},
-                    },
-                },
-            },
-        },
-    }

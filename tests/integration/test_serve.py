@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from starlette.testclient import TestClient
 from structlog.contextvars import merge_contextvars
 from structlog.testing import capture_logs
@@ -30,7 +29,9 @@ from archiver.runner import lock_name
 from archiver.selection import MAX_LEAD_ID
 from tests.support import api
 from tests.support.api import free_port
+from tests.support.bodies import bodies
 from tests.support.db import ARCHIVE, LIVE, VDb, drop_test_db, make_test_db
+from tests.support.schema import documented
 
 KEY = "crm-test-key-7f3a9c"
 OTHER_KEY = "erp-test-key-11b2"
@@ -44,9 +45,14 @@ def app_settings(vdb: VDb, **changes: Any) -> config.Settings:
     return replace(vdb.settings, serve=config.ServeSettings(keys=KEYS), **changes)
 
 
+def app_client(conf: config.Settings) -> TestClient:
+    """The app's test client; every answer is checked against the OpenAPI document."""
+    return documented(TestClient(serve.create_app(conf)))
+
+
 @pytest.fixture
 def client(vdb: VDb) -> Iterator[TestClient]:
-    with TestClient(serve.create_app(app_settings(vdb))) as c:
+    with app_client(app_settings(vdb)) as c:
         yield c
 
 
@@ -114,7 +120,7 @@ def test_happy_path_equals_archive_command(vdb: VDb, flags: tuple[bool, bool, bo
         }
         with (
             capture_logs(processors=[merge_contextvars]) as logs,
-            TestClient(serve.create_app(app_settings(vdb))) as c,
+            app_client(app_settings(vdb)) as c,
         ):
             r = c.post(PATH, json=body, headers=AUTH)
         assert r.status_code == 200, [e for e in logs if e["log_level"] == "error"]
@@ -200,7 +206,7 @@ def test_a_job_stopped_early_is_resumed_by_the_same_request(vdb: VDb) -> None:
     body = {"lead_ids": list(range(1, 26))}
     stopping = app_settings(vdb, chunk_size=10, max_runtime=0.001)
     answers = []
-    with TestClient(serve.create_app(stopping)) as c:
+    with app_client(stopping) as c:
         for _ in range(5):
             r = c.post(PATH, json=body, headers=AUTH)
             assert r.status_code == 200, r.text
@@ -232,14 +238,14 @@ def test_400_and_413_write_nothing(vdb: VDb) -> None:
         (json.dumps({"lead_ids": list(range(1, 502))}).encode(), 413),
     ]
     unchanged = Unchanged(vdb)
-    with TestClient(serve.create_app(app_settings(vdb))) as c:
+    with app_client(app_settings(vdb)) as c:
         for raw, status in bodies:
             r = c.post(PATH, content=raw, headers={**AUTH, "Content-Type": "application/json"})
             assert r.status_code == status, (raw[:60], r.text)
             assert r.json()["message"]
             unchanged.check()
         # The same limit from the config: 5 ids is one too many at id_limit = 4.
-        with TestClient(serve.create_app(app_settings(vdb, id_limit=4))) as c4:
+        with app_client(app_settings(vdb, id_limit=4)) as c4:
             r = c4.post(PATH, json={"lead_ids": [1, 2, 3, 4, 5]}, headers=AUTH)
             assert r.status_code == 413 and "limit of 4" in r.json()["message"]
     unchanged.check()
@@ -289,7 +295,7 @@ def test_423_outside_the_window(vdb: VDb) -> None:
     w = closed_window()
     assert not window.is_open(w)
     unchanged = Unchanged(vdb)
-    with TestClient(serve.create_app(app_settings(vdb, window=w))) as c:
+    with app_client(app_settings(vdb, window=w)) as c:
         r = c.post(PATH, json={"lead_ids": [1, 2]}, headers=AUTH)
     assert r.status_code == 423, r.text
     desc = window.describe(w)
@@ -301,7 +307,7 @@ def test_503_when_the_database_is_unreachable(vdb: VDb) -> None:
     vdb.seed(20)
     unchanged = Unchanged(vdb)
     down = app_settings(vdb, db=replace(vdb.settings.db, port=1))
-    with TestClient(serve.create_app(down)) as c:
+    with app_client(down) as c:
         r = c.post(PATH, json={"lead_ids": [1, 2]}, headers=AUTH)
         assert r.status_code == 503, r.text
         assert r.json()["error"] == "database_unavailable"
@@ -395,43 +401,6 @@ def test_real_server_process(vdb: VDb, tmp_path: Path) -> None:
 
 # --- fuzz ---------------------------------------------------------------------------------
 
-json_scalars = (
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=8)
-)
-json_values = st.recursive(
-    json_scalars,
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
-    ),
-    max_leaves=12,
-)
-lead_id_like = (
-    st.integers(1, 45) | st.sampled_from([0, -1, MAX_LEAD_ID, MAX_LEAD_ID + 1, 2**64]) | json_values
-)
-near_valid = st.fixed_dictionaries(
-    {},
-    optional={
-        "insert_leads": st.booleans() | json_values,
-        "update_leads": st.booleans() | json_values,
-        "delete_leads": st.booleans() | json_values,
-        "lead_ids": st.lists(st.integers(1, 45), min_size=1, max_size=10)
-        | st.lists(lead_id_like, max_size=10)
-        | json_values,
-        "lead_id": json_values,
-    },
-)
-valid_ish = st.fixed_dictionaries(
-    {"lead_ids": st.lists(st.integers(1, 45), min_size=1, max_size=11)},
-    optional={k: st.booleans() for k in ("insert_leads", "update_leads", "delete_leads")},
-)
-bodies = st.one_of(
-    st.tuples(st.just("json"), valid_ish),
-    st.tuples(st.just("json"), near_valid),
-    st.tuples(st.just("json"), json_values),
-    st.tuples(st.just("raw"), st.binary(max_size=40)),
-)
-
-
 LONGEST_NUMBER = 20  # digits the server parses; a longer number is refused before it is read
 
 
@@ -473,7 +442,7 @@ def fuzz(vdb: VDb, examples: int) -> None:
     vdb.seed(40)
     limit = 8
     tried: Counter[int] = Counter()
-    with TestClient(serve.create_app(app_settings(vdb, id_limit=limit))) as c:
+    with app_client(app_settings(vdb, id_limit=limit)) as c:
 
         @settings(
             max_examples=examples,

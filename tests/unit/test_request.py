@@ -84,6 +84,38 @@ BODIES: list[tuple[bytes, int | None, str]] = [
         "the body is not valid JSON: a number has more than 20 digits",
     ),
     (b" " * (CAP + 1), 413, f"the body is larger than {CAP} bytes"),
+    # The first error in reading order is told: the body's type, its keys, the flags in order,
+    # lead_ids itself (too many before any bad id), then the first bad id.
+    (
+        b'{"lead_ids": [1, "x", 1, 1, 1, 1]}',
+        413,
+        "lead_ids holds 6 ids, more than the limit of 5 per request; split the list",
+    ),
+    (
+        b'{"lead_ids": [1, 2, 3, 4, 5, 6], "delete_leads": 0}',
+        400,
+        "delete_leads must be true or false, got 0",
+    ),
+    (
+        b'{"x": 1, "update_leads": 1, "lead_ids": [true]}',
+        400,
+        'unknown key(s) "x"; known keys: delete_leads, insert_leads, lead_ids, update_leads',
+    ),
+    (
+        b'{"g": 1, "f": 1, "e": 1, "d": 1, "c": 1, "b": 1, "lead_ids": [1]}',
+        400,
+        'unknown key(s) "b", "c", "d", "e", "f"; known keys: delete_leads, insert_leads, '
+        "lead_ids, update_leads",
+    ),
+    (
+        b'{"update_leads": 1, "insert_leads": "no", "lead_ids": [0]}',
+        400,
+        'insert_leads must be true or false, got "no"',
+    ),
+    (b'{"lead_ids": null, "delete_leads": []}', 400, "delete_leads must be true or false, got []"),
+    (b'{"lead_ids": [1, 2.5, "x"]}', 400, f"lead_ids[1] is 2.5: {RANGE}"),
+    (b'{"lead_ids": [2, [1]]}', 400, f"lead_ids[1] is [1]: {RANGE}"),
+    (b"[1]", 400, 'the body must be a JSON object: {"lead_ids": [1, 2], "insert_leads": true, …}'),
 ]
 
 
