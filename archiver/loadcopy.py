@@ -85,19 +85,25 @@ def escape(value: bytes) -> bytes:
 
 
 def encode_rows(rows: Sequence[Sequence[bytes | None]]) -> bytes:
-    """Rows of exact bytes (None for NULL) as the file's contents."""
+    """Rows of exact bytes (None for NULL) as the file's contents. A row with nothing to
+    escape, most of them, is joined as it is: escaping field by field in Python costs more
+    than the load itself."""
     lines = []
     for row in rows:
-        fields = []
-        for value in row:
-            if value is None:
-                fields.append(NULL)
-            elif isinstance(value, bytes):
-                fields.append(escape(value))
-            else:  # a decoded value has lost its bytes: a bug, not data to load
-                raise TypeError(f"expected bytes or None, got {type(value).__name__}")
-        lines.append(b"\t".join(fields) + b"\n")
-    return b"".join(lines)
+        # TypeError for a decoded value (str): it has lost its bytes, a bug, not data to load.
+        line = b"\t".join([NULL if v is None else v for v in row])
+        # Nothing to escape: one backslash per NULL marker, one tab per separator, no other
+        # byte that needs it.
+        if (
+            line.count(b"\\") != row.count(None)
+            or line.count(b"\t") != len(row) - 1
+            or b"\n" in line
+            or b"\r" in line
+            or b"\0" in line
+        ):
+            line = b"\t".join([NULL if v is None else escape(v) for v in row])
+        lines.append(line)
+    return b"\n".join(lines) + b"\n" if lines else b""
 
 
 def _sql_string(text: str) -> str:
