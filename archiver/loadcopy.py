@@ -138,6 +138,8 @@ def spool(data: bytes, *, kind: str = "auto") -> Iterator[str]:
     its directory, before a byte is written and read through `/proc/self/fd/N`, so even a
     SIGKILL leaves nothing; elsewhere it is named, and removed when the `with` ends however
     it ends (only a SIGKILL during the load itself can leave it)."""
+    if kind not in ("auto", "memfd", "file"):
+        raise ValueError(f"spool kind {kind!r}: use auto, memfd or file")
     fd = _memfd() if kind in ("auto", "memfd") else None
     if kind == "memfd" and fd is None:
         raise OSError("memfd_create is not available here")

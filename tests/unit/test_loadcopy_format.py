@@ -163,6 +163,11 @@ def test_named_file_without_proc_is_removed_on_every_exit(
     assert list(private_tmp.iterdir()) == []
 
 
+def test_an_unknown_spool_kind_is_refused() -> None:
+    with pytest.raises(ValueError, match="use auto, memfd or file"), spool(b"x", kind="disk"):
+        pass
+
+
 # --- the server's answer --------------------------------------------------------------------------
 
 
