@@ -258,6 +258,8 @@ class Runner:
         hook: Hook | None = None,
         progress: Any = None,
     ) -> None:
+        if db.dry_run and not spec.dry_run:
+            raise ValueError("a Db in dry-run mode runs only a dry run: set JobSpec.dry_run")
         self.db = db
         self.s = settings
         self.spec = spec
@@ -773,6 +775,14 @@ class Runner:
         return None
 
     def run(self) -> Summary:
+        # JobSpec.dry_run decides; the connection follows it for the length of the job.
+        was, self.db.dry_run = self.db.dry_run, self.spec.dry_run
+        try:
+            return self._run()
+        finally:
+            self.db.dry_run = was
+
+    def _run(self) -> Summary:
         from archiver import selection
         from archiver.throttle import Throttle
 
