@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from archiver.errors import BadInput
-from archiver.steps import Flags
+from archiver.jobtypes import Flags
 
 MAX_LEAD_ID = 4294967295  # INT UNSIGNED
 REQUEST_KEYS = frozenset({"insert_leads", "update_leads", "delete_leads", "lead_ids"})

@@ -50,6 +50,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from archiver import __version__, checkpoint, window
+from archiver.checkpoint import lock_name
 from archiver.config import Settings
 from archiver.db import CONNECTION_LOST, Db, connect, make_engine, mysql_errno
 from archiver.errors import (
@@ -61,6 +62,7 @@ from archiver.errors import (
     SchemaDrift,
     Stopped,
 )
+from archiver.jobtypes import ARCHIVE, OUTCOMES, JobSpec
 from archiver.logging import get_logger
 from archiver.request import (
     FLAG_KEYS,
@@ -72,9 +74,8 @@ from archiver.request import (
     too_large,
 )
 from archiver.request import parse as parse_request
-from archiver.runner import JobSpec, job_ids, lock_name, run_job
+from archiver.runner import job_ids, run_job
 from archiver.selection import Selection
-from archiver.steps import ARCHIVE, OUTCOMES
 from archiver.workers import Busy, Workers
 
 __all__ = ["REQUEST_KEYS", "ArchiveRequest", "body_cap"]

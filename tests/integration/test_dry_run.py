@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from archiver.runner import JobSpec, run_job
+from archiver.jobtypes import ARCHIVE, JobSpec
+from archiver.runner import run_job
 from archiver.selection import Criteria, Selection
-from archiver.steps import ARCHIVE
 from tests.support.db import VDb
 
 
