@@ -599,6 +599,7 @@ class Runner:
             )
         return lines
 
+    # Over 60 lines: one loop and the one place each way it can end becomes a Summary.
     def _loop(self, sql: ChunkSql, job: Job | None, throttle: Any) -> Summary:
         walker = Walker(self.db, self.spec.selection, sql.src.name)
         self.cursor = job.cursor if job else 0
