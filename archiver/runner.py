@@ -165,6 +165,9 @@ def _fault(point: str, chunk_no: int) -> None:
 
 
 class Runner:
+    """One job, from its checks to its summary: `run` checks, locks, starts or resumes the job
+    and walks it chunk by chunk; the chunk strategy says what each chunk runs."""
+
     def __init__(
         self,
         db: Db,
@@ -197,7 +200,7 @@ class Runner:
 
     def tables(self) -> tuple[Table, Table]:
         live, archive = require_tables(self.db, self.s.live_table, self.s.archive_table)
-        src, dst = (live, archive) if self.spec.direction == ARCHIVE else (archive, live)
+        src, dst = (live, archive) if self.direction == ARCHIVE else (archive, live)
         check_lossless(src, dst)
         return src, dst
 
