@@ -394,7 +394,7 @@ class Runner:
             result: T = done.value
             return result
         except TablesChanged as exc:
-            raise self._schema_changed(exc) from None
+            raise self._schema_changed(exc, chunk_no, ids) from None
 
     def _execute(self, stmt: Stmt) -> Any:
         """The one place a chunk's statements run: rows back for a read, the row count for a
@@ -412,7 +412,9 @@ class Runner:
             return db.write(stmt.sql, stmt.params)
         raise ValueError(f"{stmt.name}: a {stmt.kind} statement runs only in a dry run")
 
-    def _schema_changed(self, exc: TablesChanged) -> SchemaChanged:
+    def _schema_changed(
+        self, exc: TablesChanged, chunk_no: int, ids: Sequence[int]
+    ) -> SchemaChanged:
         """The error that stops a job whose tables changed under it, naming each change."""
         changes = [
             f"{table.name}: {describe_change(table, reflect(self.db, table.name))}"
@@ -420,6 +422,7 @@ class Runner:
         ]
         if exc.then is not None:
             self._execute(exc.then)
+            self._at(exc.then.name, chunk_no, ids)
         return SchemaChanged(
             f"a table changed during the run ({'; '.join(changes)}); the statements that "
             "met the change deleted nothing. Run the same command again: it reads the "

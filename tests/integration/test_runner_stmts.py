@@ -4,15 +4,21 @@ A change here changes what a chunk costs the dialer: it must be deliberate."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 
+import pytest
+
 from archiver.db import Db
+from archiver.errors import Failed
 from archiver.jobtypes import ARCHIVE, DEARCHIVE, JobSpec
 from archiver.runner import run_job
 from archiver.selection import Criteria, Selection
 from archiver.strategies import CHUNK_POINTS
+from tests.support import oracle
+from tests.support.beside import Beside
 from tests.support.db import ARCHIVE as ARCHIVE_T
 from tests.support.db import LIVE, VDb
 
@@ -152,3 +158,55 @@ def test_a_lead_changed_after_its_copy_adds_the_proven_removal_of_the_copy(vdb: 
             "before_checkpoint",
             "checkpoint",
         ]
+
+
+def test_a_column_added_mid_chunk_stops_the_job_after_the_fingerprint_check(vdb: VDb) -> None:
+    """An ALTER lands after the copy: the delete's schema guard spares every lead, the chunk
+    reads the tables' fingerprints (`fingerprint`), names the change and fails the job,
+    resumable. MyISAM marks its pending leads as copied before an ALTER (`pending_altered`);
+    InnoDB's ALTER waits for the chunk's commit, so its next chunk meets it."""
+    vdb.seed(21)
+    columns = vdb.columns()
+    original = vdb.row_bytes(LIVE)
+    alter = Beside(vdb, f"ALTER TABLE `{LIVE}` ADD COLUMN va_extra INT NULL", {}, "after_update")
+    names: list[str] = []
+
+    def hook(point: str, db: Db, ids: Sequence[int]) -> None:
+        names.append(point)
+        if point == "after_update" and alter.thread is None:
+            alter.hook(point, db, ids)
+            if vdb.engine == "InnoDB":  # the ALTER is queued behind the chunk before it commits
+                waiting = (
+                    "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE STATE"
+                    " = 'Waiting for table metadata lock' AND INFO LIKE 'ALTER TABLE%va_extra%'"
+                )
+                deadline = time.monotonic() + 10
+                while not db.scalar(waiting) and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                assert db.scalar(waiting) == 1, "the ALTER never queued behind the chunk"
+
+    settings = replace(vdb.settings, chunk_size=10)
+    crit = Criteria(where="lead_id <= 20").resolve()
+    db = vdb.connect()
+    try:
+        with pytest.raises(Failed) as failed:
+            run_job(db, settings, JobSpec(ARCHIVE, Selection(criteria=crit)), hook=hook)
+    finally:
+        db.conn.close()
+    alter.join()
+    message = str(failed.value)
+    assert message.startswith(f"a table changed during the run ({LIVE}: column va_extra added)")
+    assert "job 1 is resumable" in message
+    assert failed.value.summary is not None and failed.value.summary.state == "failed"
+    tail = ["delete", "after_delete", "fingerprint"]
+    if vdb.engine == "MyISAM":
+        assert names[-4:] == [*tail, "pending_altered"]
+        assert names.count("checkpoint") == 0
+        altered = vdb.db.scalar("SELECT COUNT(*) FROM archiver_pending WHERE tables_at = 'altered'")
+        assert altered == 10
+    else:
+        assert names[-3:] == tail
+        assert names.count("checkpoint") == 1  # chunk 1 committed; chunk 2 met the ALTER
+    where = oracle.placement(vdb.db, columns)  # every lead intact, live or archived
+    assert where.live | where.archive == set(original)
+    assert all(where.rows[i] == original[i] for i in original)
