@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError
 
 from archiver.db import Db
 from archiver.errors import BadInput
-from archiver.runner import Summary
+from archiver.jobtypes import Summary
 
 LAST_SUCCESS = "vicidial_archiver_last_success_timestamp_seconds"
 

@@ -1,4 +1,8 @@
-"""The archiver_ checkpoint tables: create, start or resume a job, record chunks, list jobs.
+"""The archiver_ checkpoint tables and the job lock: create, lock, start or resume a job, mark a
+chunk's leads pending, record chunks, list jobs.
+
+Owns: every statement on the archiver_ tables, and the server-side named lock one job holds.
+Must not: touch the lead tables, or decide what a chunk does (strategies.py).
 
 Every write checks its row count (CheckpointError otherwise). Writes join the chunk's
 transaction when one is open (InnoDB data tables); otherwise they commit in one small
@@ -20,11 +24,12 @@ from datetime import datetime
 from importlib import resources
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from archiver import __version__
+from archiver.config import Settings
 from archiver.db import Db, mysql_errno
-from archiver.errors import BadInput, Cancelled, Failed, JobMismatch
+from archiver.errors import BadInput, Cancelled, Failed, JobMismatch, LockHeld
 
 UNFINISHED = ("running", "stopped", "failed")
 ER_TABLEACCESS_DENIED = 1142
@@ -107,6 +112,46 @@ def _upgrade_pending(db: Db) -> None:
             "archiver_pending was made by an earlier version and lacks the columns copy_hash, "
             f"prev_hash and tables_at; run `{alter}` as an administrator, then run again"
         ) from None
+
+
+def lock_name(settings: Settings) -> str:
+    return f"{settings.lock_name}:{settings.db.database}"[:64]
+
+
+def lock(db: Db, settings: Settings) -> None:
+    """Take the job lock (one job per database at a time), or raise LockHeld naming its
+    holder."""
+    name = lock_name(settings)
+    got = db.scalar("SELECT GET_LOCK(:n, 0)", {"n": name})
+    if got == 1:
+        return
+    conn_id = db.scalar("SELECT IS_USED_LOCK(:n)", {"n": name})
+    # The job whose connection holds the lock: a job left `running` by a killed process
+    # has another connection id, so it is not named by mistake.
+    try:
+        holder = db.rows(
+            "SELECT job_id, job_name, host, pid FROM archiver_jobs WHERE state = 'running'"
+            " AND connection_id = :c ORDER BY heartbeat DESC LIMIT 1",
+            {"c": conn_id},
+        )
+    except DBAPIError:  # no checkpoint tables yet: the holder is not one of our jobs
+        holder = []
+    if holder:
+        j = holder[0]
+        who = f"job {j[0]}" + (f" ({j[1]})" if j[1] else "") + f" on host {j[2]} pid {j[3]}"
+    else:
+        who = "another session"
+    raise LockHeld(
+        f"another job holds the lock {name!r}: {who} (connection {conn_id}); "
+        "wait for it to finish or stop it, then run again"
+    )
+
+
+def unlock(db: Db, settings: Settings) -> None:
+    try:
+        db.scalar("SELECT RELEASE_LOCK(:n)", {"n": lock_name(settings)})
+    except SQLAlchemyError:  # connection lost: the server released the lock with it
+        pass
 
 
 def identity_of(identity: Mapping[str, Any]) -> tuple[str, str]:
@@ -291,22 +336,20 @@ def claim(db: Db, job: Job) -> None:
     _expect(n, 1, f"claiming {job.label}")
 
 
-def set_pending(
-    db: Db,
+def pending_statement(
     job_id: int,
     ids: Sequence[int],
     hashes: Mapping[int, str] | None = None,
     tables_at: str | None = None,
-) -> None:
-    """Mark the chunk's leads pending, each with the fingerprint of the copy about to be
-    written of it (NULL: none). One statement of literals (500 bound parameters would cost
-    more to render than the insert costs the server); the fingerprints are hex digests read
-    from the server, checked here before they go into the text. A lead already pending (a
-    redo) keeps its fingerprint unless a new copy is about to be written. `tables_at`: the two
-    tables' versions (`ChunkSql.tables_at`) as read when the run began, stored with each lead:
-    an ALTER since then makes them differ, never match."""
-    if not ids:
-        return
+) -> tuple[str, str]:
+    """The statement marking the chunk's leads pending, each with the fingerprint of the copy
+    about to be written of it (NULL: none), and the short text shown for it. One statement of
+    literals (500 bound parameters would cost more to render than the insert costs the
+    server); the fingerprints are hex digests read from the server, checked here before they
+    go into the text. A lead already pending (a redo) keeps its fingerprint unless a new copy
+    is about to be written. `tables_at`: the two tables' versions (`ChunkSql.tables_at`) as
+    read when the run began, stored with each lead: an ALTER since then makes them differ,
+    never match. Run it with `Db.write_literal`; check its count with `check_pending`."""
     hashes = hashes or {}
 
     def fp(lead: int) -> str:
@@ -330,9 +373,23 @@ def set_pending(
         " copy_hash = COALESCE(VALUES(copy_hash), copy_hash),"
         " tables_at = IF(VALUES(copy_hash) IS NULL, tables_at, VALUES(tables_at))"
     )
-    n = db.write_literal(head + values + tail, f"{head}/* {len(ids)} leads */{tail}")
-    if n > 2 * len(ids):
-        _expect(n, len(ids), "marking the chunk's leads pending")
+    return head + values + tail, f"{head}/* {len(ids)} leads */{tail}"
+
+
+def check_pending(count: int, leads: int) -> None:
+    """The row count of `pending_statement` (1 per new lead, 2 per lead updated)."""
+    if count > 2 * leads:
+        _expect(count, leads, "marking the chunk's leads pending")
+
+
+# After a table changed under a MyISAM job: the leads in hand were copied before the change.
+MARK_ALTERED = "UPDATE archiver_pending SET tables_at = 'altered' WHERE job_id = :j"
+
+
+def pending_ids(db: Db, job_id: int) -> list[int]:
+    """Every lead a job has pending (a MyISAM chunk cut part-way)."""
+    rows = db.rows("SELECT lead_id FROM archiver_pending WHERE job_id = :j", {"j": job_id})
+    return [int(r[0]) for r in rows]
 
 
 def pending(db: Db, job_id: int, ids: Sequence[int]) -> set[int]:

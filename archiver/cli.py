@@ -21,13 +21,14 @@ from sqlalchemy.exc import DBAPIError
 
 from archiver import checkpoint, config, request, schema, sqlshow
 from archiver import logging as alog
+from archiver.checkpoint import lock_name
 from archiver.db import Db, connect, make_engine
 from archiver.errors import EXIT_BAD_INPUT, EXIT_FAILED, ArchiverError, BadInput, Failed
 from archiver.idlist import IdSet, parse_id, read_ids
+from archiver.jobtypes import ARCHIVE, DEARCHIVE, OUTCOMES, Flags, JobSpec, Summary
 from archiver.proctitle import hide_password_in_process_title
-from archiver.runner import JobSpec, Summary, lock_name, run_job, spec_from_job
+from archiver.runner import run_job, spec_from_job
 from archiver.selection import Criteria, Selection
-from archiver.steps import ARCHIVE, DEARCHIVE, OUTCOMES, Flags
 
 
 @dataclass
@@ -646,7 +647,7 @@ def _api_mode(kw: dict[str, Any], overrides: dict[str, Any]) -> bool:
 
 def lead_dearchive(ctx: Ctx, raw: str, user: str) -> tuple[str, int]:
     """VICIdial's lead_dearchive, line for line; the move itself is the verified chunk."""
-    from archiver.runner import api_dearchive
+    from archiver.search import api_dearchive
 
     lead = "".join(ch for ch in raw if ch in "0123456789")  # isdigit() also takes '²'
     if not 1 <= len(lead) <= 11:

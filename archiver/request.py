@@ -23,7 +23,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from archiver.errors import BadInput
 from archiver.idlist import MAX_LEAD_ID
-from archiver.steps import Flags
+from archiver.jobtypes import Flags
 
 if TYPE_CHECKING:
     from pydantic.fields import FieldInfo

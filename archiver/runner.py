@@ -1,13 +1,11 @@
-"""The job loop: chunks, guards, throttle, window, signals and checkpoint calls.
+"""The job loop: one job from its row to its summary.
 
-Guarantees by engine:
-- InnoDB (both tables): a chunk is one transaction. Its rows are locked first (FOR UPDATE in
-  lead_id order), the guards are read inside it, and insert, update, delete and the checkpoint
-  rows commit together. A deadlock or lock-wait timeout rolls the chunk back and redoes it.
-- MyISAM (either table): nothing is atomic. Each statement is idempotent and the delete carries
-  its own proof of equality, so a chunk cut anywhere leaves every lead in at least one table
-  with its data intact, and the next run re-derives each lead's state from the two tables. The
-  checkpoint is a resume hint only.
+Owns: the job row (start, resume, claim, end), the job lock, the walk's cursor and the redo of a
+cut chunk, the off-hours window, the throttle, signals, retries, the report, the progress and
+the summary; the one helper that executes (or, in a dry run, renders) every statement a chunk
+strategy yields, and fires the hook and fault points by name. Must not: hold chunk SQL (steps.py)
+or decide which statements a chunk runs (strategies.py: one transaction per chunk on InnoDB,
+autocommit idempotent statements on MyISAM, chosen once per run).
 """
 
 from __future__ import annotations
@@ -18,10 +16,10 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
-from typing import IO, Any
+from dataclasses import replace
+from typing import IO, Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
@@ -42,131 +40,52 @@ from archiver.errors import (
     Cancelled,
     Failed,
     JobMismatch,
-    LockHeld,
     SchemaChanged,
     Stopped,
 )
 from archiver.idlist import IdSet, IdSource
+from archiver.jobtypes import (
+    ARCHIVE,
+    MOVED,
+    Flags,
+    Hook,
+    JobSpec,
+    JobState,
+    Outcome,
+    Summary,
+    as_direction,
+)
 from archiver.logging import get_logger
 from archiver.schema import (
     Table,
     check_lossless,
     check_overrides,
     describe_change,
-    fingerprint,
     reflect,
     require_tables,
 )
 from archiver.selection import Criteria, JobIds, Selection, Walker
-from archiver.steps import (
-    ARCHIVE,
-    GUARDS,
-    SKIPPED_LIVE,
-    SKIPPED_NEWEST,
-    ChunkSql,
-    Flags,
-    State,
-    is_conflict,
-    outcome,
-    predict,
-    read_states,
-    state_of,
+from archiver.steps import GUARDS, ChunkSql
+from archiver.strategies import (
+    Chunk,
+    ChunkStrategy,
+    Pending,
+    Point,
+    Steps,
+    Stmt,
+    TablesChanged,
+    choose,
 )
 
 # Fault injection for tests: ARCHIVER_FAULT=<point>[:<chunk>] kills this process with SIGKILL
-# at that point of that chunk (default: the first chunk of the run). Points: after_insert,
-# after_update, after_delete, before_checkpoint. A line `FAULT <point> <chunk>` goes to stderr
-# first so a test can assert where the kill happened.
+# at that point of that chunk (default: the first chunk of the run). Points: the chunk's
+# (strategies.CHUNK_POINTS: after_insert, after_update, after_delete, before_checkpoint) and
+# the name of any of its statements, fired after it ran (scan, copy, delete, checkpoint…). A
+# line `FAULT <point> <chunk>` goes to stderr first so a test can assert where the kill happened.
 # `staging:<n>` kills after the n-th batch of a new job's ids is written (not committed yet).
-CHUNK_POINTS = ("after_insert", "after_update", "after_delete", "before_checkpoint")
-FAULT_POINTS = (*CHUNK_POINTS, "staging")
 STAGE_BATCH = 5000  # ids per INSERT into archiver_job_ids
 
-Hook = Callable[[str, Db, Sequence[int]], None]
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    direction: str
-    selection: Selection
-    flags: Flags = field(default_factory=Flags)
-    overrides: Mapping[str, Any] = field(default_factory=dict)
-    name: str | None = None
-    dry_run: bool = False
-    report: str | None = None
-    ignore_window: bool = False
-    resume_id: int | None = None
-
-    def __post_init__(self) -> None:
-        # archiver_jobs.job_name is VARCHAR(64): a longer name would be cut and never found
-        # again; an all-digit name would be read as a job id by `jobs show/resume`.
-        if self.name is not None and (not 1 <= len(self.name) <= 64 or self.name.isdigit()):
-            raise BadInput(
-                f"invalid --job-name {self.name!r}: use 1 to 64 characters, not only digits"
-            )
-
-    def identity(self, chunk_size: int) -> dict[str, Any]:
-        return {
-            "direction": self.direction,
-            "selection": self.selection.canonical(),
-            "flags": {
-                "insert": self.flags.insert,
-                "update": self.flags.update,
-                "delete": self.flags.delete,
-            },
-            "overrides": dict(sorted(self.overrides.items())),
-            "chunk_size": chunk_size,
-        }
-
-
-@dataclass
-class Summary:
-    direction: str
-    job_id: int | None
-    state: str
-    counts: Counter[str]
-    job_counts: Counter[str]
-    leads: int
-    chunks: int
-    seconds: float
-    dry_run: bool = False
-    throttle_slept_s: float = 0.0
-    stop_reason: str | None = None
-    sql: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    plan: list[str] = field(default_factory=list)
-
-    @property
-    def rate(self) -> float:
-        return self.leads / self.seconds if self.seconds > 0 else 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "direction": self.direction,
-            "job_id": self.job_id,
-            "state": self.state,
-            "dry_run": self.dry_run,
-            "counts": dict(sorted(self.counts.items())),
-            "job_counts": dict(sorted(self.job_counts.items())),
-            "leads": self.leads,
-            "chunks": self.chunks,
-            "seconds": round(self.seconds, 3),
-            "rate_per_s": round(self.rate, 1),
-            "stop_reason": self.stop_reason,
-            "throttle_slept_s": round(self.throttle_slept_s, 3),
-        }
-
-
-@dataclass
-class _Scan:
-    """What a chunk's first read found."""
-
-    ids: list[int]
-    cursor: int
-    before: dict[int, State] = field(default_factory=dict)
-    guarded: set[int] = field(default_factory=set)
-    unselected: set[int] = field(default_factory=set)
-    newest: int | None = None
+T = TypeVar("T")
 
 
 class _Report:
@@ -235,10 +154,6 @@ class _Signals:
                 signal.signal(sig, handler)
 
 
-def lock_name(settings: Settings) -> str:
-    return f"{settings.lock_name}:{settings.db.database}"[:64]
-
-
 def _fault(point: str, chunk_no: int) -> None:
     spec = os.environ.get("ARCHIVER_FAULT")
     if not spec:
@@ -250,6 +165,9 @@ def _fault(point: str, chunk_no: int) -> None:
 
 
 class Runner:
+    """One job, from its checks to its summary: `run` checks, locks, starts or resumes the job
+    and walks it chunk by chunk; the chunk strategy says what each chunk runs."""
+
     def __init__(
         self,
         db: Db,
@@ -258,28 +176,32 @@ class Runner:
         hook: Hook | None = None,
         progress: Any = None,
     ) -> None:
+        if db.dry_run and not spec.dry_run:
+            raise ValueError("a Db in dry-run mode runs only a dry run: set JobSpec.dry_run")
         self.db = db
         self.s = settings
         self.spec = spec
+        self.direction = as_direction(spec.direction)
+        # The one switch of a dry run: the statements a chunk yields are rendered, not run.
+        self.dry_run = spec.dry_run
+        self.planned: list[str] = []
         self.hook = hook
         self.progress = progress
         self.log = get_logger(direction=spec.direction)
         self.signals = _Signals()
         self.warnings: list[str] = []
         self.guard_tables: list[str] = []
-        self.pending: set[int] = set()
+        self.pending = Pending()
+        self.job: Job | None = None
         self.started = time.monotonic()
-        self.transactional = False
-        self.pending_written = False
         self.cursor = 0
 
     # --- set-up --------------------------------------------------------------------------
 
     def tables(self) -> tuple[Table, Table]:
         live, archive = require_tables(self.db, self.s.live_table, self.s.archive_table)
-        src, dst = (live, archive) if self.spec.direction == ARCHIVE else (archive, live)
+        src, dst = (live, archive) if self.direction == ARCHIVE else (archive, live)
         check_lossless(src, dst)
-        self.transactional = live.transactional and archive.transactional
         return src, dst
 
     def _check_where(self, sql: ChunkSql) -> None:
@@ -333,7 +255,7 @@ class Runner:
             ) from None
 
     def _find_guards(self) -> None:
-        if self.spec.direction != ARCHIVE:
+        if self.direction != ARCHIVE:
             return
         wanted = [(n, t) for n, t, _ in GUARDS if getattr(self.s.guards, n)]
         present = {
@@ -351,38 +273,6 @@ class Runner:
                 msg = f"guard table {table} does not exist; its guard is off for this run"
                 self.warnings.append(msg)
                 self.log.warning("guard_missing", table=table)
-
-    def _lock(self) -> None:
-        name = lock_name(self.s)
-        got = self.db.scalar("SELECT GET_LOCK(:n, 0)", {"n": name})
-        if got == 1:
-            return
-        conn_id = self.db.scalar("SELECT IS_USED_LOCK(:n)", {"n": name})
-        # The job whose connection holds the lock: a job left `running` by a killed process
-        # has another connection id, so it is not named by mistake.
-        try:
-            holder = self.db.rows(
-                "SELECT job_id, job_name, host, pid FROM archiver_jobs WHERE state = 'running'"
-                " AND connection_id = :c ORDER BY heartbeat DESC LIMIT 1",
-                {"c": conn_id},
-            )
-        except DBAPIError:  # no checkpoint tables yet: the holder is not one of our jobs
-            holder = []
-        if holder:
-            j = holder[0]
-            who = f"job {j[0]}" + (f" ({j[1]})" if j[1] else "") + f" on host {j[2]} pid {j[3]}"
-        else:
-            who = "another session"
-        raise LockHeld(
-            f"another job holds the lock {name!r}: {who} (connection {conn_id}); "
-            "wait for it to finish or stop it, then run again"
-        )
-
-    def _unlock(self) -> None:
-        try:
-            self.db.scalar("SELECT RELEASE_LOCK(:n)", {"n": lock_name(self.s)})
-        except SQLAlchemyError:  # connection lost: the server released the lock with it
-            pass
 
     def _job(self) -> Job:
         spec = self.spec
@@ -402,7 +292,8 @@ class Runner:
             if job.state not in checkpoint.UNFINISHED:
                 raise JobMismatch(f"{job.label} is {job.state}; nothing to resume")
             checkpoint.claim(self.db, job)
-            self.pending = checkpoint.pending(self.db, job.job_id, self._pending_ids(job))
+            held = checkpoint.pending_ids(self.db, job.job_id)
+            self.pending.ids = checkpoint.pending(self.db, job.job_id, held)
             self.log.info("job_resumed", job_id=job.job_id, cursor=job.cursor, chunks=job.chunks)
             return self._walk_job_ids(checkpoint.get_job(self.db, job.job_id))
         crit = spec.selection.criteria
@@ -433,12 +324,6 @@ class Runner:
             self.spec = replace(self.spec, selection=Selection(ids=job_ids(self.db, job)))
         return job
 
-    def _pending_ids(self, job: Job) -> list[int]:
-        rows = self.db.rows(
-            "SELECT lead_id FROM archiver_pending WHERE job_id = :j", {"j": job.job_id}
-        )
-        return [int(r[0]) for r in rows]
-
     # --- one chunk -----------------------------------------------------------------------
 
     def _at(self, point: str, chunk_no: int, ids: Sequence[int]) -> None:
@@ -447,284 +332,113 @@ class Runner:
         _fault(point, chunk_no)
 
     def chunk(
-        self,
-        sql: ChunkSql,
-        walker: Walker,
-        job: Job | None,
-        chunk_no: int,
-        size: int,
-    ) -> tuple[list[int], dict[int, str]]:
+        self, walker: Walker, job: Job | None, chunk_no: int, size: int
+    ) -> tuple[list[int], dict[int, Outcome]]:
         """Read and run the next chunk; returns its ids and each id's outcome (no ids: the
         walk is over). On InnoDB all of it is one transaction, from the read that locks the
         chunk's rows to the checkpoint rows."""
-        db, flags, direction = self.db, self.spec.flags, self.spec.direction
-        with db.transaction(self.transactional):
-            scan = self._scan(sql, walker, size)
-            if not scan.ids:
-                self.cursor = max(self.cursor, scan.cursor)
+        with self.db.transaction(self.strategy.atomic and not self.dry_run):
+            c = self._scan(walker, job, chunk_no, size)
+            if not c.ids:
+                self.cursor = max(self.cursor, c.cursor)
                 return [], {}
-            ours = set(self.pending)  # leads a killed attempt of this chunk had in hand
-            skipped = self._skipped(scan)
-            act = sorted(
-                i
-                for i, st in scan.before.items()
-                if st.in_src
-                and i not in skipped
-                and i not in scan.unselected
-                and not is_conflict(st, direction, ours=i in ours)
-            )
-            after = self._apply(sql, act, job, chunk_no, scan.before)
-            left, withdrawn = self._settle(sql, job, act, scan, after)
-            result = {}
-            for lead in scan.ids:
-                if lead in skipped:
-                    result[lead] = skipped[lead]
-                    continue
-                st = scan.before.get(lead)
-                if st is not None and not st.in_src and lead in ours:
-                    st = State(True, True, True)  # moved by the killed attempt of this chunk
-                result[lead] = outcome(
-                    st,
-                    after.get(lead),
-                    flags,
-                    direction,
-                    left=lead in left,
-                    ours=lead in ours,
-                    withdrawn=lead in withdrawn,
-                    overrides=bool(self.spec.overrides),
-                )
-            self._at("before_checkpoint", chunk_no, scan.ids)
-            self._record(job, chunk_no, scan.ids, result, scan.cursor)
-        self.cursor = scan.cursor
-        return scan.ids, result
+            self._at("scan", chunk_no, c.ids)
+            result = self._drive(self.strategy.steps(c), chunk_no, c.ids)
+            self._record(job, chunk_no, c.ids, result, c.cursor)
+        self.cursor = c.cursor
+        return c.ids, result
 
-    def _scan(self, sql: ChunkSql, walker: Walker, size: int) -> _Scan:
-        """The next chunk's ids, each one's state before the chunk, the ids a live-lead guard
-        holds, the newest lead, and the new cursor. One statement reads the selection (criteria
-        evaluated on the rows themselves), the target's copies with the byte-exact comparison,
-        the guards and the source's highest lead_id; on InnoDB it also locks the source rows,
-        so nothing it read can change before the chunk commits."""
-        db, archive = self.db, self.spec.direction == ARCHIVE
-        guards = self.guard_tables if archive else []
-        lock = self.transactional and not db.dry_run
-        newest = archive and self.s.guards.safe_auto_increment
-
-        def select(where: str) -> str:
-            return sql.scan(where, guards, lock=lock, newest=newest)
-
-        if self.pending:
+    def _scan(self, walker: Walker, job: Job | None, chunk_no: int, size: int) -> Chunk:
+        """The next chunk's ids and the new cursor, with what its one read found (each lead's
+        state before the chunk, the guards, the newest lead: `ChunkSql.scan`); on InnoDB that
+        read also locks the source rows, so nothing it read can change before the chunk
+        commits."""
+        select = self.strategy.scan_sql
+        if self.pending.ids:
             # A MyISAM chunk cut part-way is redone first: its leads, with every lead the
             # selection now holds among them, in chunks of the usual size (moved leads are no
             # longer in the source; one that left the selection is read below). The walk goes
             # on after the last of them.
-            top = max(self.pending)
+            top = max(self.pending.ids)
             ids, rows = walker.rows_through(self.cursor, top, select, limit=size)
             upto = ids[-1] if len(ids) >= size else top
-            ids = sorted(set(ids) | {i for i in self.pending if i <= upto})
+            ids = sorted(set(ids) | {i for i in self.pending.ids if i <= upto})
             cursor = max(upto, self.cursor)
         else:
             ids, rows, cursor = walker.next_rows(self.cursor, size, select)
-        scan = _Scan(ids, cursor)
-        wanted = set(ids)
-        for row in rows:
-            lead = int(row[0])
-            if lead in scan.before or lead not in wanted:
-                continue
-            scan.before[lead] = state_of(True, row[1])
-            if row[2]:
-                scan.guarded.add(lead)
-            if newest and row[3] is not None:
-                scan.newest = int(row[3])
-        absent = [i for i in ids if i not in scan.before]
-        if absent:
-            for lead, st in read_states(db, sql, absent).items():
-                scan.before[lead] = st
-                if st.in_src and archive:
-                    # A lead of the cut attempt that the selection no longer holds (the
-                    # dialer changed it). Dearchive redoes its own leads whatever they match:
-                    # their copies are already half made.
-                    scan.unselected.add(lead)
-        return scan
-
-    def _skipped(self, scan: _Scan) -> dict[int, str]:
-        if self.spec.direction != ARCHIVE:
-            return {}
-        skipped = dict.fromkeys(sorted(scan.guarded), SKIPPED_LIVE)
-        newest, before = scan.newest, scan.before
-        if newest in before and before[newest].in_src and newest not in scan.unselected:
-            skipped.setdefault(newest, SKIPPED_NEWEST)
-        return skipped
-
-    def _apply(
-        self,
-        sql: ChunkSql,
-        act: list[int],
-        job: Job | None,
-        chunk_no: int,
-        before: dict[int, State],
-    ) -> dict[int, State]:
-        if not act:
-            return {}
-        db, flags, direction = self.db, self.spec.flags, self.spec.direction
-        show = db.dry_run and not db.planned  # a dry run shows the SQL of its first chunk
-        if db.dry_run and not show:
-            return {i: predict(before[i], flags, direction) for i in act}
-        missing = [i for i in act if not before[i].in_dst]
-        differ = [i for i in act if before[i].in_dst and not before[i].equal]
-        literals = self._remember(sql, act, before, missing, differ, job)
-        if flags.insert and (missing or show):
-            self._insert(sql, missing or act, literals)
-        self._at("after_insert", chunk_no, act)
-        if flags.update and direction == ARCHIVE and (differ or show):
-            db.write(sql.update(), {"ids": differ or act})
-        self._at("after_update", chunk_no, act)
-        deleted = self._delete(sql, act) if flags.delete else 0
-        self._at("after_delete", chunk_no, act)
-        if db.dry_run:
-            return {i: predict(before[i], flags, direction) for i in act}
-        if flags.delete and deleted == len(act):
-            # Each deleted row had an equal copy in the target at that instant.
-            return dict.fromkeys(act, State(False, True, True))
-        if flags.delete:
-            self._check_columns(sql)
-        return read_states(db, sql, act)
-
-    def _remember(
-        self,
-        sql: ChunkSql,
-        act: list[int],
-        before: dict[int, State],
-        missing: list[int],
-        differ: list[int],
-        job: Job | None,
-    ) -> list[str] | None:
-        """MyISAM: mark the chunk's leads pending, with the fingerprint of each copy about to
-        be written or found equal, before writing any (the job tells its own copies by them,
-        in this chunk or in the redo of a cut one). The archive's copy rows are read here,
-        once, with their fingerprints: they are the values the insert writes. Returns those
-        rows as SQL tuples (None when not read here)."""
-        if job is None or self.transactional or self.db.dry_run:
-            return None
-        db, flags, direction = self.db, self.spec.flags, self.spec.direction
-        hashes: dict[int, str] = {}
-        literals: list[str] | None = None
-        copies = list(missing) if flags.insert else []
-        if direction == ARCHIVE and copies:
-            rows = db.rows(sql.fetch_literals(), {"ids": copies})
-            literals = [str(r[0]) for r in rows]
-            hashes.update((int(r[1]), str(r[2])) for r in rows)
-            copies = []
-        if direction == ARCHIVE and flags.update:
-            copies += differ
-        copies += [i for i in act if i not in hashes and before[i].in_dst and before[i].equal]
-        if copies:
-            hashes.update((int(r[0]), str(r[1])) for r in db.rows(sql.hashes(), {"ids": copies}))
-        checkpoint.set_pending(db, job.job_id, act, hashes, self.tables_at)
-        self.pending_written = True
-        # Also in memory: if this chunk is redone in this run (a lock wait while recording
-        # it), the leads it already moved still count as moved, not as found moved.
-        self.pending.update(act)
-        return literals
-
-    def _settle(
-        self, sql: ChunkSql, job: Job | None, act: list[int], scan: _Scan, after: dict[int, State]
-    ) -> tuple[set[int], set[int]]:
-        """MyISAM: leads a call changed after this job copied them (or found them equal).
-        Archive: the lead stays live and the copy goes (`delete_stale_copy`), so no stale copy
-        outlives the chunk; one still selected is kept_changed, for a later run, one that left
-        the selection is left_selection. Dearchive: a restored lead keeps its live row and the
-        archive row this job copied goes (`delete_superseded`). Each delete proves the row it
-        removes is the job's own copy and differs only in what a call changes; where it cannot,
-        both rows stay. Returns (the leads that left the selection, those whose copy went)."""
-        if job is None or self.transactional or self.db.dry_run or not self.spec.flags.delete:
-            return set(), set()
-        db, archive = self.db, self.spec.direction == ARCHIVE
-        changed = {i for i in act if (st := after.get(i)) and st.in_src and st.in_dst}
-        left = set(scan.unselected)
-        crit = self.spec.selection.criteria
-        if archive and changed and crit is not None:
-            cond, params = crit.sql()
-            ids = sorted(changed)
-            held = {int(r[0]) for r in db.rows(sql.selected(cond), {"ids": ids, **params})}
-            left |= changed - held
-        pool = (left | changed) if archive else changed
-        targets = sorted(
-            i for i in pool if (st := after.get(i) or scan.before.get(i)) and st.in_dst
+        c = Chunk(
+            no=chunk_no,
+            ids=ids,
+            cursor=cursor,
+            job_id=job.job_id if job is not None else None,
+            criteria=self.spec.selection.criteria,
+            show=self.dry_run and not self.planned,  # a dry run shows its first chunk's SQL
         )
-        if targets:
-            stmt = sql.delete_stale_copy() if archive else sql.delete_superseded()
-            if db.write(stmt, {"ids": targets, "job": job.job_id}) < len(targets):
-                self._check_columns(sql)
-            after.update(read_states(db, sql, targets))
-        for lead in left:
-            if lead not in after:
-                after[lead] = scan.before[lead]
-        withdrawn = {i for i in targets if i in after and not after[i].in_dst}
-        return left, withdrawn
+        return self.strategy.read_scan(c, rows)
 
-    def _check_columns(self, sql: ChunkSql) -> None:
-        """A delete that spared leads may have met a table changed since the run began (its
-        schema guard): stop the job, resumable, naming the change. The next run reflects the
-        tables again and checks them before it writes."""
-        now = {str(r[0]): str(r[1]) for r in self.db.rows(sql.fingerprint_now())}
-        changes = []
-        for table in (sql.src, sql.dst):
-            if now.get(table.name) == fingerprint(table):
-                continue
-            current = reflect(self.db, table.name)
-            changes.append(f"{table.name}: {describe_change(table, current)}")
-        if changes:
-            if self.job is not None and not self.transactional:
-                # The leads in hand were copied before the change: from now on a proven-copy
-                # delete of theirs accepts only differences a call makes (an ALTER may have
-                # cut values, and a later ALTER may have put the old type back).
-                self.db.write(
-                    "UPDATE archiver_pending SET tables_at = 'altered' WHERE job_id = :j",
-                    {"j": self.job.job_id},
-                )
-            raise SchemaChanged(
-                f"a table changed during the run ({'; '.join(changes)}); the statements that "
-                "met the change deleted nothing. Run the same command again: it reads the "
-                "tables again and checks them before it goes on"
-            )
+    def _drive(self, steps: Steps[T], chunk_no: int, ids: Sequence[int]) -> T:
+        """Run a strategy's steps: each statement executed (rendered in a dry run) and its
+        result sent back; the hook and fault points fired at each point and after each
+        statement, by name."""
+        reply: Any = None
+        try:
+            while True:
+                item = steps.send(reply)
+                if isinstance(item, Point):
+                    reply = None
+                    self._at(item.name, chunk_no, item.ids)
+                    continue
+                reply = self._execute(item)
+                self._at(item.name, chunk_no, item.params.get("ids", ids))
+        except StopIteration as done:
+            result: T = done.value
+            return result
+        except TablesChanged as exc:
+            raise self._schema_changed(exc, chunk_no, ids) from None
 
-    def _delete(self, sql: ChunkSql, act: list[int]) -> int:
-        """Delete-if-equal. Archiving from a MyISAM vicidial_list, the chunk's delete runs in
-        statements of at most `delete_batch` leads: a DELETE holds the table's write lock, which
-        stops every dialer read and write, for ~45 µs per lead at 1M leads (13 indexes), so
-        short statements keep the dialer's waits short. Each statement is the whole proof for
-        the leads it deletes."""
-        batch = self.s.delete_batch
-        if self.transactional or self.spec.direction != ARCHIVE or not batch:
-            batch = len(act)
-        return sum(
-            self.db.write(sql.delete(), {"ids": act[k : k + batch]})
-            for k in range(0, len(act), batch)
-        )
-
-    def _insert(self, sql: ChunkSql, ids: list[int], literals: list[str] | None) -> None:
-        """Insert-if-missing. On MyISAM, archiving reads the rows first and inserts them as
-        values: an INSERT … SELECT would hold vicidial_list's table lock, and so stall the
-        dialer's writes, for as long as the archive's indexes take to update."""
+    def _execute(self, stmt: Stmt) -> Any:
+        """The one place a chunk's statements run: rows back for a read, the row count for a
+        write. A dry run runs the reads and renders the rest into the plan."""
         db = self.db
-        if self.transactional or self.spec.direction != ARCHIVE:
-            db.write(sql.insert(), {"ids": ids, **sql.override_params()})
-            return
-        if db.dry_run:
-            db.planned.append(db.render(sql.fetch_literals(), {"ids": ids}))
-            db.planned.append(sql.insert_literals(["/* the rows read above, as literals */"]))
-            return
-        if literals is None:
-            literals = [str(r[0]) for r in db.rows(sql.fetch_literals(), {"ids": ids})]
-        if literals:
-            db.write_literal(sql.insert_literals(literals), "")
+        if self.dry_run and stmt.kind != "read":
+            shown = stmt.shown if stmt.kind == "literal" else db.render(stmt.sql, stmt.params)
+            self.planned.append(shown)
+            return 0
+        if stmt.kind == "read":
+            return db.rows(stmt.sql, stmt.params)
+        if stmt.kind == "literal":
+            return db.write_literal(stmt.sql, stmt.shown)
+        if stmt.kind == "write":
+            return db.write(stmt.sql, stmt.params)
+        raise ValueError(f"{stmt.name}: a {stmt.kind} statement runs only in a dry run")
+
+    def _schema_changed(
+        self, exc: TablesChanged, chunk_no: int, ids: Sequence[int]
+    ) -> SchemaChanged:
+        """The error that stops a job whose tables changed under it, naming each change."""
+        changes = [
+            f"{table.name}: {describe_change(table, reflect(self.db, table.name))}"
+            for table in exc.tables
+        ]
+        if exc.then is not None:
+            self._execute(exc.then)
+            self._at(exc.then.name, chunk_no, ids)
+        return SchemaChanged(
+            f"a table changed during the run ({'; '.join(changes)}); the statements that "
+            "met the change deleted nothing. Run the same command again: it reads the "
+            "tables again and checks them before it goes on"
+        )
 
     def _record(
-        self, job: Job | None, chunk_no: int, ids: list[int], result: dict[int, str], cursor: int
+        self,
+        job: Job | None,
+        chunk_no: int,
+        ids: list[int],
+        result: dict[int, Outcome],
+        cursor: int,
     ) -> None:
-        counts = Counter(result.values())
-        moved = {"archived", "dearchived"}
-        not_moved = {i: o for i, o in result.items() if o not in moved}
+        counts = Counter(str(o) for o in result.values())
+        not_moved = {i: str(o) for i, o in result.items() if o not in MOVED}
         if job is not None:
             rec = ChunkRecord(
                 chunk_no=chunk_no,
@@ -742,14 +456,15 @@ class Runner:
                     job,
                     rec,
                     self.totals + counts,
-                    clear_pending=self.pending_written or bool(self.pending),
+                    clear_pending=self.pending.written or bool(self.pending.ids),
                 )
             except Cancelled:
-                if not self.transactional:  # MyISAM: the chunk's statements did happen
+                if not self.strategy.atomic:  # MyISAM: the chunk's statements did happen
                     self.run_counts.update(counts)
                 raise
-            self.pending = {i for i in self.pending if i > cursor}
-            self.pending_written = False
+            self._at("checkpoint", chunk_no, ids)
+            self.pending.ids = {i for i in self.pending.ids if i > cursor}
+            self.pending.written = False
         # Counted (and reported) only once recorded: a chunk whose checkpoint write failed
         # with a lock wait or deadlock is redone, and must not count its leads twice.
         self.totals.update(counts)
@@ -773,8 +488,49 @@ class Runner:
         return None
 
     def run(self) -> Summary:
-        from archiver import selection
         from archiver.throttle import Throttle
+
+        sql = self._prepare()
+        self.totals: Counter[str] = Counter()
+        self.run_counts: Counter[str] = Counter()
+        self.report_writer: _Report | None = None
+        job: Job | None = None
+        # A statement that runs on (a costly --where) fails the job instead of holding the job
+        # lock for hours; the server ends it even if this process is killed.
+        set_statement_timeout(self.db, self.s.statement_timeout)
+        if not self.dry_run:  # first: a run refused by the lock writes nothing, DDL included
+            checkpoint.lock(self.db, self.s)
+        try:
+            if not self.dry_run:
+                checkpoint.ensure_tables(self.db)
+                job = self.job = self._job()
+                self.totals.update(job.counts)
+                self._resolve_criteria(job)
+            report = self.report_writer = _Report(self.spec.report)
+            try:
+                summary = self._loop(
+                    sql,
+                    job,
+                    Throttle(self.db, self.s.throttle, self.s.chunk_size, self.stop_reason),
+                )
+            except ArchiverError as exc:
+                report.close()
+                if report.error:
+                    exc.message = f"{exc.message}; {report.error}"
+                raise
+            report.close()
+            if report.error:
+                raise Failed(f"{report.error}; the job itself is {summary.state}", summary)
+            return summary
+        finally:
+            if not self.dry_run:
+                checkpoint.unlock(self.db, self.s)
+
+    def _prepare(self) -> ChunkSql:
+        """Everything checked before the lock, so a refused run writes nothing: the tables,
+        the overrides, the selection, the --where, the window, the guards, the report; then
+        the strategy for the two tables' engines and the plan."""
+        from archiver import selection
 
         src, dst = self.tables()
         check_overrides(dst, self.spec.overrides)
@@ -795,45 +551,19 @@ class Runner:
                     pass
             except OSError as exc:
                 raise BadInput(f"cannot write the report {spec.report}: {exc.strerror}") from None
+        self.strategy: ChunkStrategy = choose(src, dst)(
+            sql,
+            spec.flags,
+            guards=self.guard_tables,
+            newest=self.s.guards.safe_auto_increment,
+            overrides=bool(spec.overrides),
+            delete_batch=self.s.delete_batch,
+            dry_run=self.dry_run,
+            pending=self.pending,
+        )
         self.plan = self._plan(src, dst)
-        self.tables_at: str | None = None
-        self.job: Job | None = None
-        if not self.transactional and not spec.dry_run:
-            self.tables_at = self.db.scalar(f"SELECT {sql.tables_at()}")
-        self.totals: Counter[str] = Counter()
-        self.run_counts: Counter[str] = Counter()
-        self.report_writer: _Report | None = None
-        job: Job | None = None
-        # A statement that runs on (a costly --where) fails the job instead of holding the job
-        # lock for hours; the server ends it even if this process is killed.
-        set_statement_timeout(self.db, self.s.statement_timeout)
-        if not spec.dry_run:
-            self._lock()  # first: a run refused by the lock writes nothing, DDL included
-        try:
-            if not spec.dry_run:
-                checkpoint.ensure_tables(self.db)
-                job = self.job = self._job()
-                self.totals.update(job.counts)
-                self._resolve_criteria(job)
-            report = self.report_writer = _Report(spec.report)
-            try:
-                summary = self._loop(
-                    sql,
-                    job,
-                    Throttle(self.db, self.s.throttle, self.s.chunk_size, self.stop_reason),
-                )
-            except ArchiverError as exc:
-                report.close()
-                if report.error:
-                    exc.message = f"{exc.message}; {report.error}"
-                raise
-            report.close()
-            if report.error:
-                raise Failed(f"{report.error}; the job itself is {summary.state}", summary)
-            return summary
-        finally:
-            if not spec.dry_run:
-                self._unlock()
+        self._drive(self.strategy.begin(), 0, [])
+        return sql
 
     def _resolve_criteria(self, job: Job | None) -> dict[str, Any]:
         """Pin the date cut-offs: a job keeps those it started with, whenever it resumes; a new
@@ -860,16 +590,9 @@ class Runner:
             )
             if on
         ]
-        guarantee = (
-            "InnoDB: each chunk is one transaction (rows locked first; steps and checkpoint "
-            "commit together)"
-            if self.transactional
-            else "MyISAM: each step is one idempotent statement; the delete proves equality in the "
-            "same statement; a cut run converges when re-run"
-        )
         lines = [
             f"{spec.direction}: {src.name} ({src.engine}) → {dst.name} ({dst.engine})",
-            guarantee,
+            self.strategy.guarantee,
             f"selection: {json.dumps(spec.selection.canonical(), sort_keys=True)}",
             f"steps: {', '.join(steps) or 'none'}; chunk size {self.s.chunk_size}",
         ]
@@ -882,13 +605,15 @@ class Runner:
             )
         return lines
 
+    # Over 60 lines: one loop and the one place each way it can end becomes a Summary.
     def _loop(self, sql: ChunkSql, job: Job | None, throttle: Any) -> Summary:
         walker = Walker(self.db, self.spec.selection, sql.src.name)
         self.cursor = job.cursor if job else 0
         first_chunk = chunk_no = job.chunks if job else 0
         first_id, last_id = walker.bounds()
         leads, size = 0, self.s.chunk_size
-        state, reason = "done", None
+        state: JobState = "done"
+        reason: str | None = None
         planned: list[str] = []
         try:
             with self.signals.installed():
@@ -897,20 +622,20 @@ class Runner:
                     if last_ms is not None:  # between chunks only, never after the last one
                         throttle.pause(last_ms)
                     self.chunk_started = time.monotonic()
-                    ids, result = self._retrying(sql, walker, job, chunk_no + 1, size)
+                    ids, result = self._retrying(walker, job, chunk_no + 1, size)
                     if not ids:
                         break
                     chunk_no += 1
                     ms = self.chunk_ms()
                     leads += len(ids)
-                    if self.db.dry_run and not planned:
-                        planned = list(self.db.planned)
+                    if self.dry_run and not planned:
+                        planned = list(self.planned)
                     self._log_chunk(chunk_no, ids, result, ms, leads, first_id, last_id)
                     reason = self.stop_reason()
                     if reason:
                         state = "stopped"
                         break
-                    if walker.exhausted() and not self.pending:
+                    if walker.exhausted() and not self.pending.ids:
                         break
                     size = throttle.next_size(len(ids), ms)
                     last_ms = ms
@@ -927,7 +652,7 @@ class Runner:
         if job is not None:
             self._end(job, state, reason)
         summary = Summary(
-            direction=self.spec.direction,
+            direction=self.direction,
             job_id=job.job_id if job else None,
             state=state,
             counts=self.run_counts,
@@ -935,7 +660,7 @@ class Runner:
             leads=leads,
             chunks=chunk_no - first_chunk,
             seconds=time.monotonic() - self.started,
-            dry_run=self.db.dry_run,
+            dry_run=self.dry_run,
             stop_reason=reason,
             sql=planned,
             warnings=self.warnings,
@@ -970,12 +695,12 @@ class Runner:
             pass
 
     def _retrying(
-        self, sql: ChunkSql, walker: Walker, job: Job | None, chunk_no: int, size: int
-    ) -> tuple[list[int], dict[int, str]]:
+        self, walker: Walker, job: Job | None, chunk_no: int, size: int
+    ) -> tuple[list[int], dict[int, Outcome]]:
         attempt = 0
         while True:
             try:
-                return self.chunk(sql, walker, job, chunk_no, size)
+                return self.chunk(walker, job, chunk_no, size)
             except DBAPIError as exc:
                 errno = mysql_errno(exc)
                 if errno in RETRYABLE and attempt < self.s.deadlock_retries:
@@ -989,7 +714,7 @@ class Runner:
         self,
         chunk_no: int,
         ids: list[int],
-        result: dict[int, str],
+        result: dict[int, Outcome],
         ms: float,
         leads: int,
         first_id: int,
@@ -1006,7 +731,7 @@ class Runner:
             first_lead_id=ids[0],
             last_lead_id=ids[-1],
             leads=len(ids),
-            counts=dict(Counter(result.values())),
+            counts=dict(Counter(str(o) for o in result.values())),
             ms=round(ms, 1),
             rate_per_s=round(rate, 1),
             progress=round(done, 4),
@@ -1087,29 +812,3 @@ def spec_from_job(
         report=report,
         resume_id=job.job_id,
     )
-
-
-def api_dearchive(db: Db, settings: Settings, lead: int, user: str) -> tuple[str, int]:
-    """One lead back, answered with the line VICIdial's lead_dearchive prints for the same
-    database state. The states are read first, as VICIdial does; the move is the verified chunk
-    (explicit columns, delete only where equal), run as a job like any other."""
-    live, archive = require_tables(db, settings.live_table, settings.archive_table)
-    rows = db.rows(f"SELECT `list_id` FROM `{archive.name}` WHERE `lead_id` = :l", {"l": lead})
-    if not rows:
-        return f"ERROR: lead_dearchive ARCHIVED LEAD NOT FOUND: {user}|{lead}||", 1
-    if db.rows(f"SELECT 1 FROM `{live.name}` WHERE `lead_id` = :l", {"l": lead}):
-        return f"ERROR: lead_dearchive NON-ARCHIVED LEAD FOUND: {user}|{lead}|{rows[0][0]}", 1
-    spec = JobSpec(
-        direction="dearchive",
-        selection=Selection.from_ids([lead]),
-        flags=Flags(insert=True, update=False, delete=True),
-        ignore_window=True,
-    )
-    summary = run_job(db, settings, spec)
-    inserted = (
-        0
-        if summary.counts.get("already_live")
-        else int(sum(summary.counts[k] for k in ("dearchived", "kept_changed", "refreshed")))
-    )
-    deleted = summary.counts.get("dearchived", 0)
-    return f"SUCCESS: lead_dearchive LEAD DE-ARCHIVED: {user}|{lead}|{inserted}|{deleted}", 0

@@ -52,6 +52,7 @@ from starlette.routing import Route
 from archiver import __version__, checkpoint, window
 from archiver.api import ARCHIVE_PATH, JOBS_PATH, OPERATIONS, openapi_document
 from archiver.api_models import LEADS_PAGE, MAX_JOB_ID, MAX_LEAD_ID, PENDING, ArchiveRequestBody
+from archiver.checkpoint import lock_name
 from archiver.config import Settings
 from archiver.db import CONNECTION_LOST, Db, connect, make_engine, mysql_errno
 from archiver.errors import (
@@ -63,12 +64,12 @@ from archiver.errors import (
     SchemaDrift,
     Stopped,
 )
+from archiver.jobtypes import ARCHIVE, JobSpec
 from archiver.logging import get_logger
 from archiver.request import ArchiveRequest, RequestError, body_cap, too_large
 from archiver.request import parse as parse_request
-from archiver.runner import JobSpec, job_ids, lock_name, run_job
+from archiver.runner import job_ids, run_job
 from archiver.selection import Selection
-from archiver.steps import ARCHIVE
 from archiver.workers import Busy, Workers
 
 __all__ = [

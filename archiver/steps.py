@@ -1,4 +1,9 @@
-"""The chunk's statements, both directions. All DML of a chunk lives here.
+"""The SQL text of a chunk's statements, both directions, and what their answers mean.
+
+Owns: the text of every statement on the two lead tables (`ChunkSql`), the live-lead guards,
+a lead's state as the scan reads it (`State`), and the outcome a lead's states before and
+after a chunk make (`outcome`, `predict`). Must not: execute anything, or decide which
+statements a chunk runs, in what order or in which batches (strategies.py).
 
 Every statement is set-based over at most one chunk of ids, names its columns explicitly (taken
 from the reflected tables, never a star: the two tables' column orders drift) and backquotes every
@@ -16,7 +21,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from archiver.db import Db, q
+from archiver.db import q
+from archiver.jobtypes import ARCHIVE, DEARCHIVE, Flags, Outcome
 from archiver.schema import Column, Table, fingerprint
 
 
@@ -24,42 +30,6 @@ def _lit(value: str) -> str:
     """A string literal for SQL text built here (identifiers' names, fingerprints)."""
     return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
 
-
-ARCHIVE = "archive"
-DEARCHIVE = "dearchive"
-
-# Outcomes per lead. `moved` is the direction's success outcome.
-ARCHIVED = "archived"
-DEARCHIVED = "dearchived"
-REFRESHED = "refreshed"
-KEPT_CHANGED = "kept_changed"
-ALREADY_ARCHIVED = "already_archived"
-ALREADY_LIVE = "already_live"
-MISSING = "missing"
-NOT_COPIED = "not_copied"
-CONFLICT = "conflict"
-SKIPPED_LIVE = "skipped_live"
-SKIPPED_NEWEST = "skipped_newest"
-# In both tables and equal already; --no-delete kept the source row: nothing was written.
-ALREADY_COPIED = "already_copied"
-# Archive: the lead stopped matching the selection while the job had it in hand (the dialer
-# changed it). It stays live; the copy this job wrote of it is removed (proven to be that copy).
-LEFT_SELECTION = "left_selection"
-OUTCOMES = (
-    ARCHIVED,
-    DEARCHIVED,
-    REFRESHED,
-    KEPT_CHANGED,
-    ALREADY_ARCHIVED,
-    ALREADY_LIVE,
-    MISSING,
-    NOT_COPIED,
-    CONFLICT,
-    SKIPPED_LIVE,
-    SKIPPED_NEWEST,
-    ALREADY_COPIED,
-    LEFT_SELECTION,
-)
 
 # Types whose value is its bytes (strings, ENUM/SET labels, binary): copied as X'…' literals.
 BYTE_TYPES = {
@@ -103,13 +73,6 @@ CALL_STATE = frozenset(
         "gmt_offset_now",
     }
 )
-
-
-@dataclass(frozen=True)
-class Flags:
-    insert: bool = True
-    update: bool = True
-    delete: bool = True
 
 
 @dataclass(frozen=True)
@@ -158,8 +121,8 @@ class ChunkSql:
         self.s, self.d = q(self.src.name), q(self.dst.name)
 
     @property
-    def moved(self) -> str:
-        return ARCHIVED if self.direction == ARCHIVE else DEARCHIVED
+    def moved(self) -> Outcome:
+        return Outcome.ARCHIVED if self.direction == ARCHIVE else Outcome.DEARCHIVED
 
     def _bin(self, alias: str, col: Column, other: Column | None) -> str:
         expr = f"{alias}.{q(col.name)}"
@@ -368,6 +331,9 @@ class ChunkSql:
         """The two rows are equal on every column a call does not change (`CALL_STATE`)."""
         return self.equal_expr([c for c in self.columns if c.name.lower() not in CALL_STATE])
 
+    def read_tables_at(self) -> str:
+        return f"SELECT {self.tables_at()}"
+
     def tables_at(self) -> str:
         """The two tables' versions: their CREATE_TIME, which every ALTER of a MyISAM table
         changes (it rebuilds the table)."""
@@ -417,18 +383,6 @@ class ChunkSql:
         return {f"ov_{k.lower()}": v for k, v in self.overrides.items()}
 
 
-def read_states(db: Db, sql: ChunkSql, ids: Sequence[int]) -> dict[int, State]:
-    """Each id's state, read from the two tables (ids in neither are left out)."""
-    states: dict[int, State] = {}
-    for row in db.rows(sql.classify(), {"ids": list(ids)}):
-        states[int(row[0])] = state_of(True, row[1])
-    for row in db.rows(sql.in_dst(), {"ids": list(ids)}):
-        lead = int(row[0])
-        if lead not in states:
-            states[lead] = State(False, True, False)
-    return states
-
-
 def predict(state: State, flags: Flags, direction: str) -> State:
     """The state a lead would reach, for `--dry-run` (nothing else changes it in between)."""
     if not state.in_src:
@@ -464,28 +418,29 @@ def outcome(
     ours: bool = False,
     withdrawn: bool = False,
     overrides: bool = False,
-) -> str:
+) -> Outcome:
     """A lead's outcome from its state before the chunk and after it; `left`: the lead left
     the selection while this job had it in hand; `ours`: a cut attempt of this job's chunk
     had it in hand (its copy may be this job's); `withdrawn`: this job removed its own copy
     of a lead a call changed after the copy (it is live only, for a later run)."""
     if before is None:
-        return MISSING
+        return Outcome.MISSING
     if not before.in_src:
-        return ALREADY_ARCHIVED if direction == ARCHIVE else ALREADY_LIVE
+        return Outcome.ALREADY_ARCHIVED if direction == ARCHIVE else Outcome.ALREADY_LIVE
     if is_conflict(before, direction, ours):
-        return CONFLICT
+        return Outcome.CONFLICT
     if after is None or not after.in_src:
         if direction == DEARCHIVE and overrides and before.in_dst and not ours:
-            return ALREADY_LIVE  # exactly live already: the copy went, nothing was restored
-        return ARCHIVED if direction == ARCHIVE else DEARCHIVED
+            # Exactly live already: the copy went, nothing was restored.
+            return Outcome.ALREADY_LIVE
+        return Outcome.ARCHIVED if direction == ARCHIVE else Outcome.DEARCHIVED
     if left:
-        return LEFT_SELECTION if not after.in_dst else KEPT_CHANGED
+        return Outcome.LEFT_SELECTION if not after.in_dst else Outcome.KEPT_CHANGED
     if withdrawn and not after.in_dst:
-        return KEPT_CHANGED
+        return Outcome.KEPT_CHANGED
     if not after.in_dst:
-        return NOT_COPIED
+        return Outcome.NOT_COPIED
     if after.equal and not flags.delete:
         # Written only if the copy was missing or different before the chunk.
-        return ALREADY_COPIED if before.in_dst and before.equal else REFRESHED
-    return KEPT_CHANGED
+        return Outcome.ALREADY_COPIED if before.in_dst and before.equal else Outcome.REFRESHED
+    return Outcome.KEPT_CHANGED

@@ -24,10 +24,11 @@ from typing import Any
 
 from archiver import schema
 from archiver.db import Db
+from archiver.jobtypes import ARCHIVE
 from archiver.logging import get_logger
 from archiver.schema import Table
 from archiver.selection import Selection, Walker, check_scope
-from archiver.steps import ARCHIVE, ChunkSql
+from archiver.steps import ChunkSql
 
 BOTH_EQUAL = "both_equal"
 BOTH_DIFFERENT = "both_different"

@@ -15,8 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from archiver.checkpoint import lock_name
 from archiver.db import Db, connect, make_engine
-from archiver.runner import JobSpec, lock_name, run_job
+from archiver.jobtypes import JobSpec
+from archiver.runner import run_job
 from archiver.selection import Criteria, Selection
 from tests.support import oracle
 from tests.support import proc as hp

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from archiver.runner import CHUNK_POINTS
+from archiver.strategies import CHUNK_POINTS
 from tests.support import oracle
 from tests.support import proc as hp
 from tests.support.db import ARCHIVE, LIVE, VDb

@@ -39,7 +39,7 @@ from typing import Any
 import pytest
 
 from archiver.db import Db
-from archiver.runner import CHUNK_POINTS
+from archiver.strategies import CHUNK_POINTS
 from tests.support import oracle
 from tests.support import proc as hp
 from tests.support.beside import Beside
@@ -666,7 +666,8 @@ def test_kept_changed_lead_that_then_leaves_loses_its_stale_copy(
     kept live, `kept_changed`, the stale copy left for a later run to refresh. Then the dialer
     sold it: no later run selects it, and the stale copy stays in the archive for good."""
     from archiver.db import connect, make_engine
-    from archiver.runner import JobSpec, run_job
+    from archiver.jobtypes import JobSpec
+    from archiver.runner import run_job
     from archiver.selection import Criteria, Selection
 
     vdb.seed(300)
@@ -712,7 +713,8 @@ def test_lead_leaving_before_its_copy_is_written_stays_live(
     equal: the lead is archived (`archived`) though the selection no longer holds it. Only a
     change after the copy is checked against the selection."""
     from archiver.db import connect, make_engine
-    from archiver.runner import JobSpec, run_job
+    from archiver.jobtypes import JobSpec
+    from archiver.runner import run_job
     from archiver.selection import Criteria, Selection
 
     myisam_gap(

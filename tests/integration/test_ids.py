@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from archiver import checkpoint
-from archiver.runner import JobSpec
+from archiver.jobtypes import JobSpec
 from archiver.selection import Selection
 from tests.support import oracle
 from tests.support import proc as hp

@@ -21,6 +21,8 @@ from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError
 
 from archiver.db import Db, connect, make_engine
+from archiver.jobtypes import ARCHIVE as ARCHIVE_DIR
+from archiver.jobtypes import DEARCHIVE as DEARCHIVE_DIR
 from archiver.loadcopy import (
     CopyConnection,
     LoadCopy,
@@ -31,13 +33,20 @@ from archiver.loadcopy import (
     spool,
 )
 from archiver.schema import reflect
-from archiver.steps import ARCHIVE as ARCHIVE_DIR
-from archiver.steps import DEARCHIVE as DEARCHIVE_DIR
-from archiver.steps import ChunkSql, read_states
+from archiver.steps import ChunkSql, State, state_of
 from tests.integration.test_hostile_data import DATE_COLS, DATES, FILLS, TEXT_VALUES, insert_lead
 from tests.support import oracle
 from tests.support.db import ARCHIVE, LIVE, VDb
 from tests.support.proc import Proc, close_quietly, wait_blocked
+
+
+def read_states(db: Db, sql: ChunkSql, ids: list[int]) -> dict[int, State]:
+    """Each id's state by the chunk's own comparison (`classify`, then `in_dst`)."""
+    states = {int(r[0]): state_of(True, r[1]) for r in db.rows(sql.classify(), {"ids": ids})}
+    for r in db.rows(sql.in_dst(), {"ids": ids}):
+        states.setdefault(int(r[0]), State(False, True, False))
+    return states
+
 
 DIRECTIONS = {ARCHIVE_DIR: (LIVE, ARCHIVE), DEARCHIVE_DIR: (ARCHIVE, LIVE)}
 

@@ -14,7 +14,8 @@ import pytest
 
 from archiver.db import Db, connect, make_engine
 from archiver.errors import Failed
-from archiver.runner import JobSpec, run_job
+from archiver.jobtypes import JobSpec
+from archiver.runner import run_job
 from archiver.selection import Criteria, Selection
 from tests.support import oracle
 from tests.support import proc as hp
@@ -88,8 +89,8 @@ def test_column_added_mid_run_loses_no_value(vdb: VDb, altered: str) -> None:
 def test_delete_guard_sees_the_columns_of_the_moment(vdb: VDb) -> None:
     """The delete statement itself checks the columns: built before an ALTER, it deletes
     nothing after it."""
+    from archiver.jobtypes import ARCHIVE as TO_ARCHIVE
     from archiver.schema import reflect
-    from archiver.steps import ARCHIVE as TO_ARCHIVE
     from archiver.steps import ChunkSql
 
     vdb.seed(5)

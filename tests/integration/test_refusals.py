@@ -3,7 +3,7 @@ written data is exit 1 with the summary, never a traceback."""
 
 from __future__ import annotations
 
-from archiver.runner import lock_name
+from archiver.checkpoint import lock_name
 from tests.support import proc as hp
 from tests.support.db import ARCHIVE, LIVE, VDb
 

@@ -25,7 +25,7 @@ from structlog.contextvars import merge_contextvars
 from structlog.testing import capture_logs
 
 from archiver import config, serve, window
-from archiver.runner import lock_name
+from archiver.checkpoint import lock_name
 from archiver.selection import MAX_LEAD_ID
 from tests.support import api
 from tests.support.api import free_port

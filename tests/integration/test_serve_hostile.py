@@ -23,7 +23,7 @@ from starlette.testclient import TestClient
 from structlog.testing import capture_logs
 
 from archiver import config, serve
-from archiver.runner import lock_name
+from archiver.checkpoint import lock_name
 from tests.support import api
 from tests.support.api import free_port
 from tests.support.db import VDb

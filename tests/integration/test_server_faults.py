@@ -25,8 +25,10 @@ from structlog.testing import capture_logs
 from archiver import config, synthetic
 from archiver.db import Db, connect, make_engine
 from archiver.errors import Failed
-from archiver.runner import CHUNK_POINTS, JobSpec, run_job
+from archiver.jobtypes import JobSpec
+from archiver.runner import run_job
 from archiver.selection import Criteria, Selection
+from archiver.strategies import CHUNK_POINTS
 from tests.support import oracle
 from tests.support import proc as hp
 from tests.support.api import free_port

@@ -181,9 +181,9 @@ def test_where_check_that_runs_out_of_time_is_skipped_with_a_warning(vdb: VDb) -
 
     from structlog.testing import capture_logs
 
-    from archiver.runner import JobSpec, Runner
+    from archiver.jobtypes import ARCHIVE, JobSpec
+    from archiver.runner import Runner
     from archiver.selection import Criteria, Selection
-    from archiver.steps import ARCHIVE
 
     vdb.db.write("CREATE VIEW `big` AS SELECT seq AS lead_id FROM seq_1_to_1000000000")
     crit = Criteria(where="lead_id + 0 < 0").resolve()

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from archiver.checkpoint import lock_name
 from archiver.config import Settings
 from archiver.db import Db
-from archiver.runner import lock_name
 from tests.support.cli import json_summary
 
 BIN = str(Path(sys.executable).with_name("vicidial-archiver"))

@@ -11,7 +11,7 @@ from typing import Any, get_args
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from archiver import api, api_models, config, request, serve, steps
+from archiver import api, api_models, config, jobtypes, request, serve
 from tests.support.bodies import bodies
 from tests.support.schema import schema_accepts, validator
 from tests.unit.test_request import BODIES, LIMIT
@@ -47,8 +47,8 @@ def test_operations_with_auth_document_401_and_the_key() -> None:
 
 
 def test_answer_enums_are_the_cores() -> None:
-    assert get_args(api_models.Outcome) == (*steps.OUTCOMES, api_models.PENDING)
-    assert get_args(api_models.Direction) == (steps.ARCHIVE, steps.DEARCHIVE)
+    assert get_args(api_models.Outcome) == (*jobtypes.OUTCOMES, api_models.PENDING)
+    assert get_args(api_models.Direction) == (jobtypes.ARCHIVE, jobtypes.DEARCHIVE)
 
 
 def test_request_schema_carries_the_limit_and_the_keys() -> None:

@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 
 from archiver import config, serve
 from archiver.errors import BadInput, ConfigError
-from archiver.steps import Flags
+from archiver.jobtypes import Flags
 from tests.support.cli import invoke
 
 REPO = Path(__file__).resolve().parents[2]

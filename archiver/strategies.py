@@ -1,0 +1,442 @@
+"""The chunk strategies: which statements one chunk runs, in what order and in which batches.
+
+Owns: the choice, made once per run from the two tables' engines, between one transaction per
+chunk (InnoDB, `OneTransaction`) and autocommit idempotent statements (MyISAM, `Autocommit`:
+the archiver_pending bookkeeping, the copy sent as literals, deletes in batches, the proven
+removal of stale copies); each step of a chunk as a named statement (`Stmt`) built from what
+the steps before it returned; the named points between steps (`Point`); each lead's outcome.
+Must not: execute a statement (the runner runs each Stmt it is handed, or renders it in a dry
+run, and sends the result back), hold SQL text (steps.py and checkpoint.py do), or know of job
+rows, the lock, the window, the throttle or signals (runner.py).
+
+A strategy's steps are generators: `rows = yield Stmt("classify", …, kind="read")` hands the
+runner a statement and receives its rows (a read) or its row count (a write).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, TypeAlias, TypeVar
+
+from archiver import checkpoint
+from archiver.jobtypes import ARCHIVE, Flags, Outcome
+from archiver.schema import Table, fingerprint
+from archiver.selection import Criteria
+from archiver.steps import ChunkSql, State, is_conflict, outcome, predict, state_of
+
+# The points of a chunk where hooks and ARCHIVER_FAULT fire, besides each statement's name.
+CHUNK_POINTS = ("after_insert", "after_update", "after_delete", "before_checkpoint")
+
+Kind = Literal["read", "write", "literal", "show"]
+
+
+@dataclass(frozen=True)
+class Stmt:
+    """One statement of a chunk, by name. `kind`: `read` sends its rows back (a dry run runs
+    it too); `write` its row count (a dry run renders it); `literal` is a write whose values
+    are SQL literals already, sent as it is (`shown` stands for it in logs and a dry run);
+    `show` is what a dry run shows in place of a real run's steps, never run."""
+
+    name: str
+    sql: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    kind: Kind = "write"
+    shown: str = ""
+
+
+@dataclass(frozen=True)
+class Point:
+    """A named point between a chunk's steps, with the leads in hand there."""
+
+    name: str
+    ids: Sequence[int]
+
+
+T = TypeVar("T")
+Steps: TypeAlias = Generator[Stmt | Point, Any, T]
+
+
+class TablesChanged(Exception):
+    """A delete spared leads and a table's columns differ from those reflected at the start:
+    the runner names the change (after running `then`, when there is one) and stops the job."""
+
+    def __init__(self, tables: list[Table], then: Stmt | None) -> None:
+        super().__init__([t.name for t in tables])
+        self.tables, self.then = tables, then
+
+
+@dataclass
+class Pending:
+    """The leads marked in archiver_pending (MyISAM): a chunk cut part-way is redone first.
+    `written`: this chunk marked some, so its checkpoint clears them."""
+
+    ids: set[int] = field(default_factory=set)
+    written: bool = False
+
+
+@dataclass
+class Chunk:
+    """One chunk as its scan read it: each lead's state before the chunk, the leads a guard
+    holds, the newest lead; with what the run knows of the job."""
+
+    no: int
+    ids: list[int]
+    cursor: int
+    job_id: int | None  # None: a dry run
+    criteria: Criteria | None
+    show: bool  # a dry run builds this chunk's statements to show them
+    before: dict[int, State] = field(default_factory=dict)
+    guarded: set[int] = field(default_factory=set)
+    unselected: set[int] = field(default_factory=set)
+    newest: int | None = None
+
+
+class ChunkStrategy:
+    """What both engines' chunks share. Made once per run; `steps` yields one chunk's
+    statements between its scan and its checkpoint and returns each lead's outcome."""
+
+    atomic: ClassVar[bool]
+    guarantee: ClassVar[str]  # the dry-run plan's line
+
+    def __init__(
+        self,
+        sql: ChunkSql,
+        flags: Flags,
+        *,
+        guards: Sequence[str],
+        newest: bool,
+        overrides: bool,
+        delete_batch: int,
+        dry_run: bool,
+        pending: Pending,
+    ) -> None:
+        self.sql, self.flags, self.dry_run, self.pending = sql, flags, dry_run, pending
+        self.direction = sql.direction
+        self.archive = sql.direction == ARCHIVE
+        self.guards = list(guards) if self.archive else []
+        self.newest = newest and self.archive
+        self.overrides = overrides
+        self.updates = flags.update and self.archive
+        self.delete_batch = delete_batch
+        self.tables_at: str | None = None
+
+    # --- the run and the scan ------------------------------------------------------------
+
+    def begin(self) -> Steps[None]:
+        """Statements once per run, before the first chunk."""
+        yield from ()
+
+    def scan_sql(self, where: str) -> str:
+        """The chunk's read: its rows, each one's state and guards (`ChunkSql.scan`)."""
+        lock = self.atomic and not self.dry_run
+        return self.sql.scan(where, self.guards, lock=lock, newest=self.newest)
+
+    def read_scan(self, c: Chunk, rows: Sequence[tuple[Any, ...]]) -> Chunk:
+        """Fill `c` from the scan's rows (a lead read twice, or not in the chunk, is left)."""
+        wanted = set(c.ids)
+        for row in rows:
+            lead = int(row[0])
+            if lead in c.before or lead not in wanted:
+                continue
+            c.before[lead] = state_of(True, row[1])
+            if row[2]:
+                c.guarded.add(lead)
+            if self.newest and row[3] is not None:
+                c.newest = int(row[3])
+        return c
+
+    # --- one chunk -----------------------------------------------------------------------
+
+    def steps(self, c: Chunk) -> Steps[dict[int, Outcome]]:
+        """Every statement of a chunk after its scan, up to its checkpoint."""
+        absent = [i for i in c.ids if i not in c.before]
+        if absent:
+            for lead, st in (yield from self.states(absent)).items():
+                c.before[lead] = st
+                if st.in_src and self.archive:
+                    # A lead of the cut attempt that the selection no longer holds (the
+                    # dialer changed it). Dearchive redoes its own leads whatever they match:
+                    # their copies are already half made.
+                    c.unselected.add(lead)
+        ours = set(self.pending.ids)  # leads a killed attempt of this chunk had in hand
+        skipped = self.skipped(c)
+        act = sorted(
+            i
+            for i, st in c.before.items()
+            if st.in_src
+            and i not in skipped
+            and i not in c.unselected
+            and not is_conflict(st, self.direction, ours=i in ours)
+        )
+        after = yield from self.apply(c, act)
+        left, withdrawn = yield from self.settle(c, act, after)
+        result = self.outcomes(c, skipped, after, ours, left, withdrawn)
+        yield Point("before_checkpoint", c.ids)
+        return result
+
+    def states(self, ids: Sequence[int]) -> Steps[dict[int, State]]:
+        """Each id's state, read from the two tables (ids in neither are left out)."""
+        states: dict[int, State] = {}
+        for row in (yield Stmt("classify", self.sql.classify(), {"ids": list(ids)}, "read")):
+            states[int(row[0])] = state_of(True, row[1])
+        for row in (yield Stmt("in_dst", self.sql.in_dst(), {"ids": list(ids)}, "read")):
+            lead = int(row[0])
+            if lead not in states:
+                states[lead] = State(False, True, False)
+        return states
+
+    def skipped(self, c: Chunk) -> dict[int, Outcome]:
+        if not self.archive:
+            return {}
+        skipped = dict.fromkeys(sorted(c.guarded), Outcome.SKIPPED_LIVE)
+        newest, before = c.newest, c.before
+        if newest in before and before[newest].in_src and newest not in c.unselected:
+            skipped.setdefault(newest, Outcome.SKIPPED_NEWEST)
+        return skipped
+
+    def apply(self, c: Chunk, act: list[int]) -> Steps[dict[int, State]]:
+        """Copy, refresh and delete the leads to act on; returns their states after. A dry
+        run shows the statements of its first chunk with something to do (each one, with the
+        chunk's leads where it would have none) and predicts the states."""
+        if not act:
+            return {}
+        if self.dry_run and not c.show:
+            return self.predicted(c, act)
+        before, flags = c.before, self.flags
+        missing = [i for i in act if not before[i].in_dst]
+        differ = [i for i in act if before[i].in_dst and not before[i].equal]
+        literals = yield from self.remember(c, act, missing, differ)
+        if flags.insert and (missing or c.show):
+            yield from self.copy(missing or act, literals)
+        yield Point("after_insert", act)
+        if self.updates and (differ or c.show):
+            yield Stmt("update", self.sql.update(), {"ids": differ or act})
+        yield Point("after_update", act)
+        deleted = (yield from self.delete(act)) if flags.delete else 0
+        yield Point("after_delete", act)
+        if self.dry_run:
+            return self.predicted(c, act)
+        if flags.delete and deleted == len(act):
+            # Each deleted row had an equal copy in the target at that instant.
+            return dict.fromkeys(act, State(False, True, True))
+        if flags.delete:
+            yield from self.check_columns(c)
+        return (yield from self.states(act))
+
+    def predicted(self, c: Chunk, act: list[int]) -> dict[int, State]:
+        return {i: predict(c.before[i], self.flags, self.direction) for i in act}
+
+    def remember(
+        self, c: Chunk, act: list[int], missing: list[int], differ: list[int]
+    ) -> Steps[list[str] | None]:
+        """Bookkeeping before the chunk writes: none here."""
+        yield from ()
+        return None
+
+    def copy(self, ids: list[int], literals: list[str] | None) -> Steps[None]:
+        """Insert-if-missing, in one INSERT … SELECT."""
+        yield Stmt("copy", self.sql.insert(), {"ids": ids, **self.sql.override_params()})
+
+    def delete(self, act: list[int]) -> Steps[int]:
+        """Delete-if-equal, in one statement: the whole proof for the leads it deletes."""
+        return int((yield Stmt("delete", self.sql.delete(), {"ids": act})))
+
+    def settle(
+        self, c: Chunk, act: list[int], after: dict[int, State]
+    ) -> Steps[tuple[set[int], set[int]]]:
+        """Leads a call changed after the chunk copied them: none here (the chunk holds its
+        rows locked). Returns (the leads that left the selection, those whose copy went)."""
+        yield from ()
+        return set(), set()
+
+    def check_columns(self, c: Chunk) -> Steps[None]:
+        """A delete that spared leads may have met a table changed since the run began (its
+        schema guard): raise TablesChanged, for the runner to stop the job, resumable,
+        naming the change. The next run reflects the tables again before it writes."""
+        rows = yield Stmt("fingerprint", self.sql.fingerprint_now(), kind="read")
+        now = {str(r[0]): str(r[1]) for r in rows}
+        changed = [t for t in (self.sql.src, self.sql.dst) if now.get(t.name) != fingerprint(t)]
+        if changed:
+            raise TablesChanged(changed, self.altered(c))
+
+    def altered(self, c: Chunk) -> Stmt | None:
+        """The statement to run once a table changed under the job: none here."""
+        return None
+
+    def outcomes(
+        self,
+        c: Chunk,
+        skipped: dict[int, Outcome],
+        after: dict[int, State],
+        ours: set[int],
+        left: set[int],
+        withdrawn: set[int],
+    ) -> dict[int, Outcome]:
+        result = {}
+        for lead in c.ids:
+            if lead in skipped:
+                result[lead] = skipped[lead]
+                continue
+            st = c.before.get(lead)
+            if st is not None and not st.in_src and lead in ours:
+                st = State(True, True, True)  # moved by the killed attempt of this chunk
+            result[lead] = outcome(
+                st,
+                after.get(lead),
+                self.flags,
+                self.direction,
+                left=lead in left,
+                ours=lead in ours,
+                withdrawn=lead in withdrawn,
+                overrides=self.overrides,
+            )
+        return result
+
+
+class OneTransaction(ChunkStrategy):
+    """InnoDB (both tables): a chunk is one transaction. Its rows are locked first (FOR UPDATE
+    in lead_id order), the guards are read inside it, and insert, update, delete and the
+    checkpoint rows commit together. A deadlock or lock-wait timeout rolls the chunk back and
+    the runner redoes it."""
+
+    atomic = True
+    guarantee = (
+        "InnoDB: each chunk is one transaction (rows locked first; steps and checkpoint "
+        "commit together)"
+    )
+
+
+class Autocommit(ChunkStrategy):
+    """MyISAM (either table): nothing is atomic. Each statement is idempotent and the delete
+    carries its own proof of equality, so a chunk cut anywhere leaves every lead in at least
+    one table with its data intact, and the next run re-derives each lead's state from the
+    two tables. The checkpoint is a resume hint only; archiver_pending tells the job's own
+    copies from others'."""
+
+    atomic = False
+    guarantee = (
+        "MyISAM: each step is one idempotent statement; the delete proves equality in the "
+        "same statement; a cut run converges when re-run"
+    )
+
+    def begin(self) -> Steps[None]:
+        """The two tables' versions when the run begins, stored with each pending lead."""
+        if not self.dry_run:
+            rows = yield Stmt("tables_at", self.sql.read_tables_at(), kind="read")
+            self.tables_at = rows[0][0] if rows else None
+
+    def remember(
+        self, c: Chunk, act: list[int], missing: list[int], differ: list[int]
+    ) -> Steps[list[str] | None]:
+        """Mark the chunk's leads pending, with the fingerprint of each copy about to be
+        written or found equal, before writing any (the job tells its own copies by them, in
+        this chunk or in the redo of a cut one). The archive's copy rows are read here, once,
+        with their fingerprints: they are the values the insert writes. Returns those rows as
+        SQL tuples (None when not read here)."""
+        if c.job_id is None or self.dry_run:
+            return None
+        before = c.before
+        hashes: dict[int, str] = {}
+        literals: list[str] | None = None
+        copies = list(missing) if self.flags.insert else []
+        if self.archive and copies:
+            rows = yield Stmt("copy_rows", self.sql.fetch_literals(), {"ids": copies}, "read")
+            literals = [str(r[0]) for r in rows]
+            hashes.update((int(r[1]), str(r[2])) for r in rows)
+            copies = []
+        if self.updates:
+            copies += differ
+        copies += [i for i in act if i not in hashes and before[i].in_dst and before[i].equal]
+        if copies:
+            rows = yield Stmt("hashes", self.sql.hashes(), {"ids": copies}, "read")
+            hashes.update((int(r[0]), str(r[1])) for r in rows)
+        text, shown = checkpoint.pending_statement(c.job_id, act, hashes, self.tables_at)
+        marked = yield Stmt("pending", text, kind="literal", shown=shown)
+        checkpoint.check_pending(marked, len(act))
+        self.pending.written = True
+        # Also in memory: if this chunk is redone in this run (a lock wait while recording
+        # it), the leads it already moved still count as moved, not as found moved.
+        self.pending.ids.update(act)
+        return literals
+
+    def copy(self, ids: list[int], literals: list[str] | None) -> Steps[None]:
+        """Insert-if-missing. Archiving, the rows are read first and inserted as values: an
+        INSERT … SELECT would hold vicidial_list's table lock, and so stall the dialer's
+        writes, for as long as the archive's indexes take to update."""
+        if not self.archive:
+            yield from super().copy(ids, literals)
+            return
+        sql = self.sql
+        if self.dry_run:
+            yield Stmt("copy_rows", sql.fetch_literals(), {"ids": ids}, "show")
+            placeholder = sql.insert_literals(["/* the rows read above, as literals */"])
+            yield Stmt("copy", placeholder, kind="literal", shown=placeholder)
+            return
+        if literals is None:
+            rows = yield Stmt("copy_rows", sql.fetch_literals(), {"ids": ids}, "read")
+            literals = [str(r[0]) for r in rows]
+        if literals:
+            yield Stmt("copy", sql.insert_literals(literals), kind="literal")
+
+    def delete(self, act: list[int]) -> Steps[int]:
+        """Delete-if-equal. Archiving from a MyISAM vicidial_list, in statements of at most
+        `delete_batch` leads: a DELETE holds the table's write lock, which stops every dialer
+        read and write, for ~45 µs per lead at 1M leads (13 indexes), so short statements
+        keep the dialer's waits short. Each statement is the whole proof for its leads."""
+        batch = self.delete_batch if self.archive and self.delete_batch else len(act)
+        deleted = 0
+        for k in range(0, len(act), batch):
+            deleted += yield Stmt("delete", self.sql.delete(), {"ids": act[k : k + batch]})
+        return deleted
+
+    def settle(
+        self, c: Chunk, act: list[int], after: dict[int, State]
+    ) -> Steps[tuple[set[int], set[int]]]:
+        """Leads a call changed after this job copied them (or found them equal). Archive:
+        the lead stays live and the copy goes (`delete_stale_copy`), so no stale copy
+        outlives the chunk; one still selected is kept_changed, for a later run, one that left
+        the selection is left_selection. Dearchive: a restored lead keeps its live row and the
+        archive row this job copied goes (`delete_superseded`). Each delete proves the row it
+        removes is the job's own copy and differs only in what a call changes; where it
+        cannot, both rows stay. Returns (the leads that left the selection, those whose copy
+        went)."""
+        if c.job_id is None or self.dry_run or not self.flags.delete:
+            return set(), set()
+        changed = {i for i in act if (st := after.get(i)) and st.in_src and st.in_dst}
+        left = set(c.unselected)
+        if self.archive and changed and c.criteria is not None:
+            cond, params = c.criteria.sql()
+            ids = sorted(changed)
+            rows = yield Stmt("selected", self.sql.selected(cond), {"ids": ids, **params}, "read")
+            left |= changed - {int(r[0]) for r in rows}
+        pool = (left | changed) if self.archive else changed
+        targets = sorted(i for i in pool if (st := after.get(i) or c.before.get(i)) and st.in_dst)
+        if targets:
+            name, text = (
+                ("delete_stale_copy", self.sql.delete_stale_copy())
+                if self.archive
+                else ("delete_superseded", self.sql.delete_superseded())
+            )
+            if (yield Stmt(name, text, {"ids": targets, "job": c.job_id})) < len(targets):
+                yield from self.check_columns(c)
+            after.update((yield from self.states(targets)))
+        for lead in left:
+            if lead not in after:
+                after[lead] = c.before[lead]
+        withdrawn = {i for i in targets if i in after and not after[i].in_dst}
+        return left, withdrawn
+
+    def altered(self, c: Chunk) -> Stmt | None:
+        """The leads in hand were copied before the change: from now on a proven-copy delete
+        of theirs accepts only differences a call makes (an ALTER may have cut values, and a
+        later ALTER may have put the old type back)."""
+        if c.job_id is None:
+            return None
+        return Stmt("pending_altered", checkpoint.MARK_ALTERED, {"j": c.job_id})
+
+
+def choose(src: Table, dst: Table) -> type[ChunkStrategy]:
+    """The strategy for a run between these two tables: one transaction per chunk when both
+    are transactional (InnoDB), autocommit idempotent statements otherwise (MyISAM)."""
+    return OneTransaction if src.transactional and dst.transactional else Autocommit
