@@ -30,9 +30,9 @@ from archiver.checkpoint import ChunkRecord, Job
 from archiver.config import Settings
 from archiver.db import (
     CONNECTION_LOST,
-    ER_STATEMENT_TIMEOUT,
     RETRYABLE,
     Db,
+    classify_error,
     mysql_errno,
     set_statement_timeout,
 )
@@ -135,6 +135,7 @@ class Summary:
     sql: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     plan: list[str] = field(default_factory=list)
+    report_error: str | None = None  # the --report could not be written (the job went on)
 
     @property
     def rate(self) -> float:
@@ -828,8 +829,7 @@ class Runner:
                     exc.message = f"{exc.message}; {report.error}"
                 raise
             report.close()
-            if report.error:
-                raise Failed(f"{report.error}; the job itself is {summary.state}", summary)
+            summary.report_error = report.error
             return summary
         finally:
             if not spec.dry_run:
@@ -943,21 +943,7 @@ class Runner:
             throttle_slept_s=getattr(throttle, "slept_s", 0.0),
         )
         self.log.info("summary", **summary.as_dict())
-        if state == "cancelled":
-            raise Cancelled(f"{reason}; it stopped for good: a new run starts a new job", summary)
-        if state == "stopped":
-            raise Stopped(f"{reason}; {self._resume_hint(job)}", summary)
-        if state == "failed":
-            raise Failed(f"{reason}; {self._resume_hint(job)}", summary)
         return summary
-
-    def _resume_hint(self, job: Job | None) -> str:
-        if job is None:
-            return "nothing was written"
-        return (
-            f"job {job.job_id} is resumable: run the same command again or "
-            f"`jobs resume {job.job_id}`"
-        )
 
     def _end(self, job: Job, state: str, reason: str | None) -> None:
         try:
@@ -1017,26 +1003,17 @@ class Runner:
 
 
 def _db_failure(exc: DBAPIError) -> str:
-    errno = mysql_errno(exc)
-    if errno in CONNECTION_LOST:
-        return f"the database connection was lost (MySQL error {errno})"
-    if errno in RETRYABLE:
-        return f"lock wait timeout or deadlock persisted (MySQL error {errno})"
-    if errno == ER_STATEMENT_TIMEOUT:
-        return (
-            "a statement ran longer than archive.statement_timeout and was stopped; a costly "
-            "--where is the usual cause: make it cheaper, or raise the limit"
-        )
-    msg = str(getattr(exc, "orig", exc))
-    return f"database error: {msg[:300]}"
+    return classify_error(exc).message
 
 
 def run_job(
     db: Db, settings: Settings, spec: JobSpec, hook: Hook | None = None, progress: Any = None
 ) -> Summary:
-    """Run (or resume) one job; returns its summary or raises Stopped/Failed/LockHeld/BadInput.
-
-    Stopped and Failed carry the summary as their second argument."""
+    """Run (or resume) one job. A job that ran returns its summary, whatever its state (done,
+    stopped, failed, cancelled; `stop_reason` says why, `report_error` what the --report
+    could not write): `commands.outcome_error` maps it to an error kind. An exception
+    (LockHeld, BadInput, Stopped outside the window…) means the job was refused before it
+    wrote."""
     return Runner(db, settings, spec, hook, progress).run()
 
 
@@ -1087,29 +1064,3 @@ def spec_from_job(
         report=report,
         resume_id=job.job_id,
     )
-
-
-def api_dearchive(db: Db, settings: Settings, lead: int, user: str) -> tuple[str, int]:
-    """One lead back, answered with the line VICIdial's lead_dearchive prints for the same
-    database state. The states are read first, as VICIdial does; the move is the verified chunk
-    (explicit columns, delete only where equal), run as a job like any other."""
-    live, archive = require_tables(db, settings.live_table, settings.archive_table)
-    rows = db.rows(f"SELECT `list_id` FROM `{archive.name}` WHERE `lead_id` = :l", {"l": lead})
-    if not rows:
-        return f"ERROR: lead_dearchive ARCHIVED LEAD NOT FOUND: {user}|{lead}||", 1
-    if db.rows(f"SELECT 1 FROM `{live.name}` WHERE `lead_id` = :l", {"l": lead}):
-        return f"ERROR: lead_dearchive NON-ARCHIVED LEAD FOUND: {user}|{lead}|{rows[0][0]}", 1
-    spec = JobSpec(
-        direction="dearchive",
-        selection=Selection.from_ids([lead]),
-        flags=Flags(insert=True, update=False, delete=True),
-        ignore_window=True,
-    )
-    summary = run_job(db, settings, spec)
-    inserted = (
-        0
-        if summary.counts.get("already_live")
-        else int(sum(summary.counts[k] for k in ("dearchived", "kept_changed", "refreshed")))
-    )
-    deleted = summary.counts.get("dearchived", 0)
-    return f"SUCCESS: lead_dearchive LEAD DE-ARCHIVED: {user}|{lead}|{inserted}|{deleted}", 0
