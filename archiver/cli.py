@@ -24,7 +24,7 @@ from archiver import commands, config, sqlshow
 from archiver import logging as alog
 from archiver.checkpoint import Job
 from archiver.db import classify_error
-from archiver.errors import EXIT_BAD_INPUT, ArchiverError, BadInput, ChecksFailed
+from archiver.errors import ArchiverError, BadInput, ChecksFailed
 from archiver.options import (
     RestoreArgs,
     ResumeArgs,
@@ -100,9 +100,10 @@ class ArchiverGroup(click.Group):
     def main(self, args: Any = None, *a: Any, **kw: Any) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
         problem = not_utf8(argv, os.environ)
-        if problem:
-            click.echo(f"Error: {problem}", err=True)
-            sys.exit(EXIT_BAD_INPUT)
+        if problem:  # before click parses anything: there is no context to exit through yet
+            refused = BadInput(problem)
+            click.echo(f"Error: {refused}", err=True)
+            sys.exit(refused.exit_code)
         return super().main(argv, *a, **kw)
 
     def invoke(self, ctx: click.Context) -> Any:
