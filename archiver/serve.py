@@ -1,7 +1,7 @@
 """`vicidial-archiver serve`: the Lead Archive API over HTTP (Starlette on uvicorn).
 
-`POST /vicidial/leads/archive` runs one archive job per request through `run_job`, the same
-core as `vicidial-archiver archive`: same chunk, outcomes, checkpoint, lock and window. Every
+`POST /vicidial/leads/archive` runs one archive job per request through `commands.archive`,
+as `vicidial-archiver archive` does: same chunk, outcomes, checkpoint, lock and window. Every
 check that can refuse a request (API key, body, window) runs before the database is touched;
 the lock and the connection are the runner's, which refuse before the job row is written, so a
 refused request writes nothing.
@@ -17,8 +17,9 @@ list every timeout and limit), so a database that accepts TCP and never answers 
 API keys are configured as `name:<sha256 hex>`; a presented key is hashed and compared with
 every configured digest in constant time. Neither keys nor digests are ever logged.
 
-API answers carry a fixed message per kind of failure (and the job id when there is one);
-the details, the database server's own text included, go to the server log only.
+API answers carry a fixed message per kind of failure (and the job id when there is one),
+read from the kind itself (`api_error`, archiver.errors); the details, the database server's
+own text included, go to the server log only.
 """
 
 from __future__ import annotations
