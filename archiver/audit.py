@@ -12,8 +12,8 @@ from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.exc import DBAPIError
 
-from archiver.db import Db
-from archiver.errors import BadInput
+from archiver.db import Db, classify_error
+from archiver.errors import BadInput, NoPrivilege, NoSuchColumn, NoSuchTable
 from archiver.jobtypes import Summary
 
 LAST_SUCCESS = "vicidial_archiver_last_success_timestamp_seconds"
@@ -118,7 +118,6 @@ ADMIN_LOG_INSERT = (
     f" record_id, event_code, event_sql, event_notes) VALUES ({SERVER_NOW}, :user, :ip,"
     " :section, :type, :record, :code, :sql, :notes)"
 )
-_NO_TABLE, _BAD_FIELD, _DENIED, _COLUMN_DENIED = 1146, 1054, 1142, 1143
 
 
 def check_admin_log(db: Db) -> None:
@@ -129,22 +128,22 @@ def check_admin_log(db: Db) -> None:
     try:
         db.rows("EXPLAIN " + ADMIN_LOG_INSERT, params)
     except DBAPIError as exc:
+        kind = classify_error(exc)
         orig = getattr(exc, "orig", None)
-        code = orig.args[0] if orig is not None and orig.args else None
         text = str(orig.args[1]) if orig is not None and len(orig.args) > 1 else str(exc)
         fix = "run without --admin-log"
-        if code == _NO_TABLE:
+        if isinstance(kind, NoSuchTable):
             database = db.scalar("SELECT DATABASE()")
             raise BadInput(
                 f"--admin-log: there is no table vicidial_admin_log in {database}; {fix}, or "
                 "against VICIdial's database"
             ) from None
-        if code == _BAD_FIELD:
+        if isinstance(kind, NoSuchColumn):
             raise BadInput(
                 f"--admin-log: vicidial_admin_log cannot take the row VICIdial writes ({text}); "
                 f"{fix}, or check the table"
             ) from None
-        if code in (_DENIED, _COLUMN_DENIED):
+        if isinstance(kind, NoPrivilege):
             raise BadInput(
                 f"--admin-log: this user may not INSERT into vicidial_admin_log; grant it "
                 f"(sql/grants.sql) or {fix}"

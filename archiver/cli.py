@@ -1,34 +1,42 @@
-"""click commands: parse, load settings, call one core function, map errors to exit codes.
+"""click commands: parse into option objects, load settings, call one function of
+archiver.commands, print its result; map every error kind to its exit code in one place.
 
 No other module imports click. Every error a user can cause is an ArchiverError and ends as one
-`Error: …` line on stderr with its exit code; `--debug` re-raises with the traceback.
+`Error: …` line on stderr with its exit code (a report command's failed check ends with its
+exit code alone); `--debug` re-raises with the traceback.
 """
 
 from __future__ import annotations
 
 import getpass
-import io
 import json
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import click
 from sqlalchemy.exc import DBAPIError
 
-from archiver import checkpoint, config, request, schema, sqlshow
+from archiver import commands, config, sqlshow
 from archiver import logging as alog
-from archiver.checkpoint import lock_name
-from archiver.db import Db, connect, make_engine
-from archiver.errors import EXIT_BAD_INPUT, EXIT_FAILED, ArchiverError, BadInput, Failed
-from archiver.idlist import IdSet, parse_id, read_ids
-from archiver.jobtypes import ARCHIVE, DEARCHIVE, OUTCOMES, Flags, JobSpec, Summary
+from archiver.checkpoint import Job
+from archiver.db import classify_error
+from archiver.errors import ArchiverError, BadInput, ChecksFailed
+from archiver.jobtypes import OUTCOMES, Summary
+from archiver.options import (
+    RestoreArgs,
+    ResumeArgs,
+    RunArgs,
+    SearchArgs,
+    SelectionArgs,
+    StepsArgs,
+    TuningArgs,
+    VerifyArgs,
+)
 from archiver.proctitle import hide_password_in_process_title
-from archiver.runner import run_job, spec_from_job
-from archiver.selection import Criteria, Selection
 
 
 @dataclass
@@ -47,20 +55,6 @@ class Ctx:
             astguiclient=self.astguiclient,
             overrides={"log_format": self.log_format, **overrides},
         )
-
-
-@contextmanager
-def open_db(settings: config.Settings, *, dry_run: bool = False) -> Iterator[Db]:
-    engine = make_engine(settings)
-    conn = connect(engine, settings)
-    try:
-        yield Db(conn, dry_run=dry_run)
-    finally:
-        try:
-            conn.close()
-        except DBAPIError:
-            pass
-        engine.dispose()
 
 
 def not_utf8(argv: list[str], environ: Mapping[str, str]) -> str | None:
@@ -105,29 +99,33 @@ class ArchiverGroup(click.Group):
     def main(self, args: Any = None, *a: Any, **kw: Any) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
         problem = not_utf8(argv, os.environ)
-        if problem:
-            click.echo(f"Error: {problem}", err=True)
-            sys.exit(EXIT_BAD_INPUT)
+        if problem:  # before click parses anything: there is no context to exit through yet
+            refused = BadInput(problem)
+            click.echo(f"Error: {refused}", err=True)
+            sys.exit(refused.exit_code)
         return super().main(argv, *a, **kw)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except ArchiverError as exc:
-            self._fail(ctx, str(exc), exc.exit_code)
+            self._fail(ctx, exc, str(exc))
         except DBAPIError as exc:
-            orig = getattr(exc, "orig", exc)
+            kind = classify_error(exc)
             self._fail(
-                ctx, f"database error: {orig}; run again with --debug for details", EXIT_FAILED
+                ctx, kind, f"database error: {kind.detail}; run again with --debug for details"
             )
 
     @staticmethod
-    def _fail(ctx: click.Context, message: str, code: int) -> None:
+    def _fail(ctx: click.Context, kind: ArchiverError, message: str) -> None:
+        """The one place an error kind becomes an exit code."""
+        if kind.silent:  # the report printed says it all; --debug has no traceback to show
+            ctx.exit(kind.exit_code)
         obj = ctx.obj
         if isinstance(obj, Ctx) and obj.debug:
             raise
         click.echo(f"Error: {message}", err=True)
-        ctx.exit(code)
+        ctx.exit(kind.exit_code)
 
 
 @click.group(cls=ArchiverGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -299,27 +297,13 @@ def job_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-def _read_request(path: str, cap: int) -> tuple[bytes, str]:
-    """The bytes of a --request body, read no further than `cap` (a path to /dev/zero ends
-    at once with exit 2)."""
-    name = "stdin" if path == "-" else path
-    try:
-        if path == "-":
-            return request.read_bounded(sys.stdin.buffer, cap), name
-        with open(path, "rb") as fh:
-            return request.read_bounded(fh, cap), name
-    except OSError as exc:
-        raise BadInput(f"cannot read {path}: {exc.strerror}") from None
-    except request.RequestError as exc:
-        raise BadInput(f"{name}: {exc.message}") from None
-
-
-def build_selection(
-    settings: config.Settings, kw: dict[str, Any]
-) -> tuple[Selection, Flags | None]:
-    """The selection from arguments, file, request or criteria; the request's step flags."""
-    crit = Criteria(
-        list_ids=tuple(parse_list_id(v) for v in kw["list_ids"]),
+def _selection(kw: Mapping[str, Any]) -> SelectionArgs:
+    return SelectionArgs(
+        lead_ids=tuple(kw["lead_ids"]),
+        ids_file=kw["ids_file"],
+        ids_column=tuple(kw["ids_column"]),
+        request_path=kw["request_path"],
+        list_ids=tuple(kw["list_ids"]),
         campaigns=tuple(kw["campaigns"]),
         statuses=tuple(kw["statuses"]),
         entry_before=kw["entry_before"] or "",
@@ -327,100 +311,40 @@ def build_selection(
         modified_before=kw["modified_before"] or "",
         where=kw["where"] or "",
     )
-    sources = [bool(kw["lead_ids"]), bool(kw["ids_file"]), bool(kw["request_path"]), not crit.empty]
-    if sum(sources) == 0:
-        raise BadInput(
-            "nothing selected: give lead ids, --ids-file, --request or criteria "
-            "(--list-id, --campaign, --status, --entry-before, …)"
-        )
-    if sum(sources) > 1:
-        raise BadInput("give one kind of selection: lead ids, --ids-file, --request, or criteria")
-    limit = settings.id_limit
-    if kw["request_path"]:
-        raw, name = _read_request(kw["request_path"], request.body_cap(limit))
-        req = request.parse_named(raw, name, limit)
-        return Selection.from_ids(req.lead_ids), req.flags
-    if len(kw["ids_column"]) > 1:
-        raise BadInput(
-            f"--ids-column is given {len(kw['ids_column'])} times; name one column of lead ids"
-        )
-    if kw["ids_file"]:
-        column = kw["ids_column"][0] if kw["ids_column"] else None
-        return Selection(ids=_read_ids_file(kw["ids_file"], column)), None
-    if kw["ids_column"]:
-        raise BadInput("--ids-column names the column of an --ids-file; give --ids-file too")
-    if kw["lead_ids"]:
-        # Any number: the limit is the Lead Archive API's (--request, serve).
-        ids = (
-            parse_id(t)
-            for arg in kw["lead_ids"]
-            for t in arg.split(",")
-            if t.strip() or _bad_empty(arg)
-        )
-        return Selection.from_ids(ids), None
-    return Selection(criteria=crit.resolve()), None
 
 
-def _read_ids_file(path: str, column: str | None) -> IdSet:
-    """Every id of the file (or stdin), validated, sorted and de-duplicated in bounded memory."""
-    if path == "-":
-        stdin = getattr(sys.stdin, "buffer", None) or io.BytesIO(sys.stdin.read().encode())
-        return read_ids(stdin, "stdin", column)
-    try:
-        with open(path, "rb") as fh:
-            return read_ids(fh, path, column)
-    except OSError as exc:
-        raise BadInput(f"cannot read {path}: {exc.strerror}") from None
-
-
-def _bad_empty(arg: str) -> bool:
-    raise BadInput(f"invalid lead id list {arg!r}: lead ids are whole numbers separated by commas")
-
-
-def parse_list_id(text: str) -> int:
-    if not (text.strip().isascii() and text.strip().isdigit()):  # isdigit alone takes '²'
-        raise BadInput(f"invalid --list-id {text!r}: list ids are whole numbers")
-    return int(text)
-
-
-def job_settings(ctx: Ctx, kw: dict[str, Any]) -> config.Settings:
-    base = ctx.settings()
-    thr = base.throttle
-    throttle = config.ThrottleSettings(
-        sleep=_dur(kw["sleep"], "--sleep", thr.sleep),
-        sleep_coef=kw["sleep_coef"] if kw["sleep_coef"] is not None else thr.sleep_coef,
-        max_threads_running=_pick(kw["max_threads_running"], thr.max_threads_running),
-        max_replica_lag=_dur(kw["max_replica_lag"], "--max-replica-lag", thr.max_replica_lag),
-        max_wait=_dur(kw["max_wait"], "--max-wait", thr.max_wait),
-        chunk_time_ms=_pick(kw["chunk_time"], thr.chunk_time_ms),
-        replicas=thr.replicas,
-    )
-    guards = base.guards
-    if "safe_auto_increment" in kw and kw["safe_auto_increment"] is not None:
-        guards = replace(guards, safe_auto_increment=kw["safe_auto_increment"])
-    for name in kw.get("no_guard", ()) or ():
-        guards = replace(guards, **{name: False})
-    return config.with_overrides(
-        base,
-        chunk_size=_pick(kw["chunk_size"], base.chunk_size),
-        delete_batch=_pick(kw.get("delete_batch"), base.delete_batch),
-        max_runtime=_dur(kw["max_runtime"], "--max-runtime", base.max_runtime),
-        throttle=throttle,
-        guards=guards,
+def _tuning(kw: Mapping[str, Any]) -> TuningArgs:
+    return TuningArgs(
+        chunk_size=kw["chunk_size"],
+        delete_batch=kw["delete_batch"],
+        max_runtime=kw["max_runtime"],
+        sleep=kw["sleep"],
+        sleep_coef=kw["sleep_coef"],
+        max_threads_running=kw["max_threads_running"],
+        max_replica_lag=kw["max_replica_lag"],
+        max_wait=kw["max_wait"],
+        chunk_time=kw["chunk_time"],
+        safe_auto_increment=kw.get("safe_auto_increment"),
+        no_guard=tuple(kw.get("no_guard") or ()),
     )
 
 
-def _pick(value: Any, default: Any) -> Any:
-    return default if value is None else value
+def _run_args(kw: Mapping[str, Any]) -> RunArgs:
+    return RunArgs(
+        job_name=kw["job_name"],
+        dry_run=kw["dry_run"],
+        report=kw["report"],
+        ignore_window=kw["ignore_window"],
+        metrics_file=kw["metrics_file"],
+        admin_log=kw["admin_log"],
+        user=kw.get("user"),
+    )
 
 
-def _dur(value: str | None, what: str, default: float) -> float:
-    return default if value is None else config.parse_duration(value, what)
-
-
-def _progress(enabled: bool) -> tuple[Any, Callable[..., None] | None]:
-    if not enabled:
-        return None, None
+@contextmanager
+def _bar(keep: tuple[str, ...]) -> Iterator[commands.Progress]:
+    """A progress bar on stderr for the job's run; under it only warnings and errors are
+    logged, and the events named in `keep`."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -439,7 +363,18 @@ def _progress(enabled: bool) -> tuple[Any, Callable[..., None] | None]:
     def update(done: float, rate: float, _eta: float | None, counts: Any) -> None:
         bar.update(task, completed=done, rate=rate)
 
-    return bar, update
+    with bar, alog.through_bar(bar.console, keep):
+        yield update
+
+
+def _progress(ctx: Ctx) -> AbstractContextManager[commands.Progress] | None:
+    # The bar is for a person reading console logs; JSON logs (asked for, or under cron) and
+    # `-v` keep one event per chunk and draw no bar.
+    if not (sys.stderr.isatty() and alog.console_format() and not ctx.verbose):
+        return None
+    # Under the bar the `summary` event is logged only when stdout, where the summary is
+    # printed, is not this terminal: a person reads the summary once.
+    return _bar(() if sys.stdout.isatty() else ("summary",))
 
 
 def print_summary(summary: Summary, as_json: bool) -> None:
@@ -468,83 +403,16 @@ def print_summary(summary: Summary, as_json: bool) -> None:
             _out(stmt)
 
 
-def run_command(
-    ctx: Ctx,
-    direction: str,
-    kw: dict[str, Any],
-    flags: Flags,
-    overrides: dict[str, Any] | None = None,
-) -> Summary:
-    settings = job_settings(ctx, kw)
-    selection, req_flags = build_selection(settings, kw)
-    if req_flags is not None:  # a step runs only when both the request and the flags allow it
-        flags = Flags(
-            flags.insert and req_flags.insert,
-            flags.update and req_flags.update,
-            flags.delete and req_flags.delete,
-        )
-    spec = JobSpec(
-        direction=direction,
-        selection=selection,
-        flags=flags,
-        overrides=overrides or {},
-        name=kw["job_name"],
-        dry_run=kw["dry_run"],
-        report=kw["report"],
-        ignore_window=kw["ignore_window"],
-    )
-    if kw.get("metrics_file") and not spec.dry_run:
-        from archiver import audit
-
-        audit.check_metrics_file(kw["metrics_file"])
-    # The bar is for a person reading console logs; JSON logs (asked for, or under cron) and
-    # `-v` keep one event per chunk and draw no bar.
-    show_bar = sys.stderr.isatty() and alog.console_format() and not ctx.verbose
-    bar, update = _progress(show_bar)
-    # Under the bar only warnings and errors are logged, and the `summary` event when stdout,
-    # where the summary is printed, is not this terminal: a person reads the summary once.
-    keep = () if sys.stdout.isatty() else ("summary",)
-    with open_db(settings, dry_run=spec.dry_run) as db:
-        if kw.get("admin_log") and not spec.dry_run:
-            from archiver import audit
-
-            audit.check_admin_log(db)  # before the job: a run that cannot log it does not run
-        try:
-            if bar is not None:
-                with bar, alog.through_bar(bar.console, keep):
-                    summary = run_job(db, settings, spec, progress=update)
-            else:
-                summary = run_job(db, settings, spec)
-        except ArchiverError as exc:
-            if exc.summary is not None:
-                try:
-                    after_run(db, exc.summary, kw)
-                except Failed as late:  # the job's own error stays the one reported
-                    alog.get_logger().error("after_run_failed", error=str(late))
-            raise
-        after_run(db, summary, kw)
-    return summary
+def _job_settings(ctx: Ctx, kw: Mapping[str, Any]) -> config.Settings:
+    base = ctx.settings()
+    return _tuning(kw).apply(base)
 
 
-def after_run(db: Db, summary: Summary, kw: dict[str, Any]) -> None:
-    """Print the summary; write the metrics file and the admin log row when asked."""
-    import time
-
-    from archiver import audit
-
-    print_summary(summary, kw["as_json"])
-    if summary.dry_run:
-        return
-    if kw.get("metrics_file"):
-        try:
-            audit.write_metrics(kw["metrics_file"], summary, time.time())
-        except OSError as exc:
-            # The job has run: its work stands and the summary is printed, so this is a
-            # failure (exit 1), not bad input. Writability was checked before the job.
-            msg = f"cannot write --metrics-file {kw['metrics_file']}: {exc.strerror}"
-            raise Failed(f"{msg}; the job itself ended {summary.state}") from None
-    if kw.get("admin_log"):
-        audit.write_admin_log(db, summary, kw.get("user") or getpass.getuser())
+def _end(summary: Summary) -> None:
+    """A job that did not end done (or whose report failed) exits with its kind's code."""
+    error = commands.outcome_error(summary)
+    if error is not None:
+        raise error
 
 
 # --- archive -----------------------------------------------------------------------------
@@ -573,8 +441,18 @@ def after_run(db: Db, summary: Summary, kw: dict[str, Any]) -> None:
 @click.pass_obj
 def archive(ctx: Ctx, /, **kw: Any) -> None:
     """Move leads from vicidial_list into the archive, verified chunk by chunk."""
-    flags = Flags(kw["do_insert"], kw["do_update"], kw["do_delete"])
-    run_command(ctx, ARCHIVE, kw, flags)
+    settings = _job_settings(ctx, kw)
+    selection, request_flags = commands.build_selection(settings, _selection(kw))
+    steps = StepsArgs(kw["do_insert"], kw["do_update"], kw["do_delete"])
+    summary = commands.archive(
+        settings,
+        selection,
+        steps.allowed_by(request_flags),
+        _run_args(kw),
+        progress=_progress(ctx),
+        show=lambda done: print_summary(done, kw["as_json"]),
+    )
+    _end(summary)
 
 
 # --- dearchive ---------------------------------------------------------------------------
@@ -597,33 +475,33 @@ def dearchive(ctx: Ctx, /, **kw: Any) -> None:
     """Move leads back from the archive into vicidial_list, verified.
 
     `dearchive LEAD_ID` alone prints exactly the line VICIdial's lead_dearchive API prints."""
-    overrides = restore_overrides(kw["reset"], kw["set_status"], kw["called_count"])
-    user = kw["user"] or getpass.getuser()
-    if _api_mode(kw, overrides):
-        line, code = lead_dearchive(ctx, kw["lead_ids"][0], user)
+    restore = RestoreArgs(kw["reset"], kw["set_status"], kw["called_count"])
+    if _lead_dearchive_call(kw, restore):
+        user = kw["user"] or getpass.getuser()
+        line, code = commands.lead_dearchive(ctx.settings, kw["lead_ids"][0], user)
         _out(line)
-        raise SystemExit(code)
-    kw["lead_ids"] = tuple(kw["lead_ids"])
-    flags = Flags(kw["do_insert"], False, kw["do_delete"])
-    run_command(ctx, DEARCHIVE, kw, flags, overrides)
+        if code:
+            raise ChecksFailed(line, code)
+        return
+    settings = _job_settings(ctx, kw)
+    selection, request_flags = commands.build_selection(settings, _selection(kw))
+    steps = StepsArgs(kw["do_insert"], False, kw["do_delete"])
+    summary = commands.dearchive(
+        settings,
+        selection,
+        steps.allowed_by(request_flags),
+        _run_args(kw),
+        restore,
+        progress=_progress(ctx),
+        show=lambda done: print_summary(done, kw["as_json"]),
+    )
+    _end(summary)
 
 
-def restore_overrides(reset: bool, status: str | None, called_count: int | None) -> dict[str, Any]:
-    overrides: dict[str, Any] = {}
-    if reset:
-        overrides["called_since_last_reset"] = "N"
-    # Length, characters and range are checked against the live column itself, once the
-    # tables are reflected (schema.check_overrides), before anything is written.
-    if status is not None:
-        if not status or not status.isprintable():
-            raise BadInput(f"--status {status!r}: a VICIdial status is printable text")
-        overrides["status"] = status
-    if called_count is not None:
-        overrides["called_count"] = called_count
-    return overrides
-
-
-def _api_mode(kw: dict[str, Any], overrides: dict[str, Any]) -> bool:
+def _lead_dearchive_call(kw: Mapping[str, Any], restore: RestoreArgs) -> bool:
+    """`dearchive LEAD_ID` with nothing else that changes the job or its output: VICIdial's
+    lead_dearchive call, answered with its line (the selection's options are not checked yet,
+    so they are read as given)."""
     selection = (
         "ids_file",
         "ids_column",
@@ -639,22 +517,10 @@ def _api_mode(kw: dict[str, Any], overrides: dict[str, Any]) -> bool:
     others = ("dry_run", "report", "as_json", "job_name")
     return (
         len(kw["lead_ids"]) == 1
-        and not overrides
+        and not restore.overrides
         and not any(kw[k] for k in selection)
         and not any(kw[k] for k in others)
     )
-
-
-def lead_dearchive(ctx: Ctx, raw: str, user: str) -> tuple[str, int]:
-    """VICIdial's lead_dearchive, line for line; the move itself is the verified chunk."""
-    from archiver.search import api_dearchive
-
-    lead = "".join(ch for ch in raw if ch in "0123456789")  # isdigit() also takes '²'
-    if not 1 <= len(lead) <= 11:
-        return f"ERROR: lead_dearchive INVALID SEARCH PARAMETERS: {user}|{lead}", 2
-    settings = ctx.settings()
-    with open_db(settings) as db:
-        return api_dearchive(db, settings, int(lead), user)
 
 
 # --- schema ------------------------------------------------------------------------------
@@ -670,10 +536,8 @@ def schema_group() -> None:
 @click.pass_obj
 def schema_check(ctx: Ctx, as_json: bool) -> None:
     """Report drift between vicidial_list and the archive; exit 1 when a run would be refused."""
-    settings = ctx.settings()
-    with open_db(settings) as db:
-        live, archive_t = schema.require_tables(db, settings.live_table, settings.archive_table)
-        forward = schema.drift(live, archive_t)
+    check = commands.schema_check(ctx.settings())
+    live, archive_t, forward = check.live, check.archive, check.drift
     if as_json:
         _out(
             json.dumps(
@@ -696,7 +560,7 @@ def schema_check(ctx: Ctx, as_json: bool) -> None:
         for item in forward.warnings:
             _out(f"warning: {item}")
     if forward.blocking:
-        raise SystemExit(EXIT_FAILED)
+        raise ChecksFailed(f"{len(forward.blocking)} blocking drift(s)")
 
 
 @schema_group.command("init")
@@ -706,21 +570,12 @@ def schema_init(ctx: Ctx, print_only: bool) -> None:
     """Create the archive table (LIKE vicidial_list, lead_id without AUTO_INCREMENT) and the
     archiver_ checkpoint tables."""
     settings = ctx.settings()
-    with open_db(settings, dry_run=print_only) as db:
-        exists = schema.reflect(db, settings.archive_table) is not None
-        if schema.reflect(db, settings.live_table) is None:
-            raise BadInput(f"table {settings.live_table!r} does not exist; check --dsn")
-        statements = (
-            [] if exists else schema.init_archive_ddl(settings.live_table, settings.archive_table)
-        )
-        for stmt in statements:
-            db.write(stmt)
-        checkpoint.ensure_tables(db)
-        if print_only:
-            for stmt in db.planned:
-                _out(stmt + ";")
-            return
-    if exists:
+    done = commands.schema_init(settings, print_only=print_only)
+    if print_only:
+        for stmt in done.planned:
+            _out(stmt + ";")
+        return
+    if done.existed:
         _out(f"{settings.archive_table} already exists; `schema check` reports its drift")
     else:
         _out(f"created {settings.archive_table}")
@@ -733,19 +588,16 @@ def schema_init(ctx: Ctx, print_only: bool) -> None:
 def schema_sync(ctx: Ctx, apply: bool) -> None:
     """Print the ALTER TABLE that lets the archive hold every live column. Never drops or
     narrows anything."""
-    settings = ctx.settings()
-    with open_db(settings) as db:
-        live, archive_t = schema.require_tables(db, settings.live_table, settings.archive_table)
-        statements = schema.sync_ddl(live, archive_t)
+
+    def show(statements: list[str]) -> None:
         if not statements:
             _out("-- nothing to do: the archive holds every live column losslessly")
-            return
         for stmt in statements:
             _out(stmt + ";")
-        if apply:
-            for stmt in statements:
-                db.write(stmt)
-            _out(f"-- applied {len(statements)} statement(s)")
+
+    statements = commands.schema_sync(ctx.settings(), apply=apply, show=show)
+    if apply and statements:
+        _out(f"-- applied {len(statements)} statement(s)")
 
 
 # --- jobs --------------------------------------------------------------------------------
@@ -756,7 +608,7 @@ def jobs_group() -> None:
     """The checkpoint tables: list, show, resume, cancel, prune jobs."""
 
 
-def _job_line(job: checkpoint.Job) -> str:
+def _job_line(job: Job) -> str:
     counts = ",".join(f"{k}={v}" for k, v in sorted(job.counts.items()))
     return (
         f"{job.job_id:>6}  {(job.name or '-'):<16} {job.direction:<9} {job.state:<9} "
@@ -769,8 +621,7 @@ def _job_line(job: checkpoint.Job) -> str:
 @click.pass_obj
 def jobs_list(ctx: Ctx, limit: int) -> None:
     """The newest jobs first."""
-    with open_db(ctx.settings()) as db:
-        jobs = checkpoint.list_jobs(db, limit)
+    jobs = commands.jobs_list(ctx.settings(), limit)
     if not jobs:
         _out("no jobs")
         return
@@ -792,16 +643,12 @@ def jobs_list(ctx: Ctx, limit: int) -> None:
 @click.pass_obj
 def jobs_show(ctx: Ctx, ref: str, outcome: str | None, as_json: bool) -> None:
     """One job: state, counts, rate, last chunks, stop reason."""
-    with open_db(ctx.settings()) as db:
-        job = checkpoint.get_job(db, ref)
-        if outcome:
-            for lead, out in checkpoint.iter_leads(
-                db, job.job_id, None if outcome == "all" else outcome
-            ):
-                _out(f"{lead},{out}")
-            return
-        chunks = checkpoint.chunks_of(db, job.job_id, 5)
-    data = checkpoint.describe_job(job, chunks)
+    settings = ctx.settings()
+    if outcome:
+        for lead, out in commands.job_leads(settings, ref, None if outcome == "all" else outcome):
+            _out(f"{lead},{out}")
+        return
+    data = commands.job_details(settings, ref)
     if as_json:
         _out(json.dumps(data, default=str))
         return
@@ -839,21 +686,10 @@ def jobs_resume(
 ) -> None:
     """Resume an unfinished job with the selection and flags it was started with."""
     settings = ctx.settings()
-    if max_runtime:
-        settings = config.with_overrides(
-            settings, max_runtime=config.parse_duration(max_runtime, "--max-runtime")
-        )
-    with open_db(settings) as db:
-        job = checkpoint.get_job(db, ref)
-        spec = spec_from_job(db, job, ignore_window=ignore_window, report=report)
-        settings = config.with_overrides(settings, chunk_size=job.identity["chunk_size"])
-        try:
-            summary = run_job(db, settings, spec)
-        except ArchiverError as exc:
-            if exc.summary is not None:
-                print_summary(exc.summary, as_json)
-            raise
+    args = ResumeArgs(ref, ignore_window=ignore_window, max_runtime=max_runtime, report=report)
+    summary = commands.jobs_resume(settings, args)
     print_summary(summary, as_json)
+    _end(summary)
 
 
 @jobs_group.command("cancel")
@@ -865,15 +701,7 @@ def jobs_resume(
 def jobs_cancel(ctx: Ctx, ref: str, force: bool) -> None:
     """Mark an unfinished job cancelled (its leads stay where they are). A running job stops
     at its next chunk."""
-    settings = ctx.settings()
-    with open_db(settings) as db:
-        job = checkpoint.get_job(db, ref)
-        holder = db.scalar("SELECT IS_USED_LOCK(:n)", {"n": lock_name(settings)})
-        conn = db.scalar(
-            "SELECT connection_id FROM archiver_jobs WHERE job_id = :j", {"j": job.job_id}
-        )
-        running = job.state == "running" and holder is not None and holder == conn
-        checkpoint.cancel(db, job, running=running, force=force)
+    job = commands.jobs_cancel(ctx.settings(), ref, force=force)
     _out(f"cancelled {job.label}")
 
 
@@ -883,8 +711,7 @@ def jobs_cancel(ctx: Ctx, ref: str, force: bool) -> None:
 def jobs_prune(ctx: Ctx, older_than: str) -> None:
     """Delete finished jobs (done, cancelled) older than AGE, with their chunks and leads."""
     seconds = config.parse_duration(older_than, "--older-than")
-    with open_db(ctx.settings()) as db:
-        n = checkpoint.prune(db, seconds)
+    n = commands.jobs_prune(ctx.settings(), seconds)
     _out(f"pruned {n} job(s)")
 
 
@@ -903,7 +730,8 @@ def demo(ctx: Ctx, leads: int, engine: str, keep: bool) -> None:
     from archiver.demo import run_demo
 
     code = run_demo(ctx.settings(), _out, leads=leads, keep=keep, engine=engine)
-    raise SystemExit(code)
+    if code:
+        raise ChecksFailed("a demo step failed", code)
 
 
 # --- serve (archiver/serve.py) -----------------------------------------------------------
@@ -974,41 +802,28 @@ def serve(ctx: Ctx, listen: str, print_openapi: bool) -> None:
 )
 @click.option("--user", metavar="NAME", help="The <user> of VICIdial's lines (default: OS user).")
 @click.pass_obj
-def search(ctx: Ctx, /, **kw: Any) -> None:
+def search(
+    ctx: Ctx,
+    phones: str | None,
+    codes: str | None,
+    archived: bool,
+    list_id: str | None,
+    campaign: str | None,
+    header: bool,
+    records: int,
+    user: str | None,
+) -> None:
     """Lead ids by phone number (or --vendor-lead-code), printed exactly as VICIdial's
     lead_search API call prints them: one `<key>|<count>|<id-id-…>` line per number or code,
     highest lead_id first.
 
     Exit 0 when a key matched, 1 when none did, 2 when no number has 6–18 digits."""
-    from archiver import search as lead_search
-
-    if (kw["phones"] is None) == (kw["codes"] is None):
-        raise BadInput("give phone numbers or --vendor-lead-code CODES (one of the two)")
-    if kw["list_id"] is not None and kw["campaign"] is not None:
-        raise BadInput("give --list-id or --campaign, not both (VICIdial's one search_location)")
-    scope = None
-    if kw["list_id"] is not None:
-        scope = Criteria(list_ids=(parse_list_id(kw["list_id"]),))
-    elif kw["campaign"] is not None:
-        scope = Criteria(campaigns=(kw["campaign"],))
-    method = lead_search.PHONE_NUMBER if kw["codes"] is None else lead_search.VENDOR_LEAD_CODE
-    settings = ctx.settings()
-    table = settings.archive_table if kw["archived"] else settings.live_table
-    with open_db(settings) as db:
-        result = lead_search.search(
-            db,
-            table,
-            kw["phones"] if kw["codes"] is None else kw["codes"],
-            user=kw["user"] or getpass.getuser(),
-            records=kw["records"],
-            header=kw["header"],
-            method=method,
-            scope=scope,
-        )
+    args = SearchArgs(phones, codes, archived, list_id, campaign, header, records, user)
+    result = commands.search(ctx.settings(), args)
     for line in result.lines:
         _out(line)
     if result.exit_code:
-        raise SystemExit(result.exit_code)
+        raise ChecksFailed(result.lines[-1] if result.lines else "", result.exit_code)
 
 
 # --- verify (archiver/verify.py) ---------------------------------------------------------
@@ -1029,28 +844,18 @@ def verify(ctx: Ctx, /, as_json: bool, list_limit: int | None, **kw: Any) -> Non
     byte on every shared column), only live, only archived, in neither (explicit ids).
 
     Criteria match in either table. Reads only. Exit 1 when a lead is in both and different."""
-    from archiver import verify as verify_mod
+    from archiver.verify import report_lines
 
     settings = ctx.settings()
-    selection, _flags = build_selection(settings, kw)
-    if list_limit is None:
-        list_limit = verify_mod.LIST_LIMIT if as_json else verify_mod.HUMAN_LIST_LIMIT
-    with open_db(settings) as db:
-        report = verify_mod.verify(
-            db,
-            settings.live_table,
-            settings.archive_table,
-            selection,
-            chunk_size=settings.chunk_size,
-            list_limit=list_limit,
-        )
+    selection, _flags = commands.build_selection(settings, _selection(kw))
+    report = commands.verify(settings, selection, VerifyArgs(as_json, list_limit))
     if as_json:
         _out(json.dumps(report.as_dict()))
     else:
-        for line in verify_mod.report_lines(report):
+        for line in report_lines(report):
             _out(line)
     if report.exit_code:
-        raise SystemExit(report.exit_code)
+        raise ChecksFailed("a lead is in both tables and different", report.exit_code)
 
 
 # --- entry point -------------------------------------------------------------------------

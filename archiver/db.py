@@ -21,23 +21,43 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.elements import TextClause
 
 from archiver.config import DbSettings, Settings
-from archiver.errors import ConnectError
+from archiver.errors import (
+    AccessDenied,
+    BadDatabaseName,
+    ConnectError,
+    ConnectionLost,
+    DatabaseError,
+    DatabaseUnavailable,
+    LockContention,
+    NoPrivilege,
+    NoSuchColumn,
+    NoSuchTable,
+    StatementTimeout,
+    UnknownDatabase,
+)
 from archiver.logging import get_logger
 
 # Accepts VICIdial's zero dates whatever the server's GLOBAL sql_mode is; truncation is not an
 # error here because every copy is verified byte-for-byte before a source row is deleted.
 SESSION_SQL_MODE = "NO_ENGINE_SUBSTITUTION,ALLOW_INVALID_DATES"
 
-# MySQL error numbers the runner reacts to.
+# MySQL error numbers. classify_error turns them into kinds (archiver.errors); other modules
+# test the kind, not the number.
 ER_LOCK_WAIT_TIMEOUT = 1205
 ER_LOCK_DEADLOCK = 1213
 ER_ACCESS_DENIED = 1045
 ER_DBACCESS_DENIED = 1044
 ER_BAD_DB = 1049
 ER_WRONG_DB_NAME = 1102
+ER_NO_SUCH_TABLE = 1146
+ER_BAD_FIELD = 1054
+ER_TABLEACCESS_DENIED = 1142
+ER_COLUMNACCESS_DENIED = 1143
 RETRYABLE = {ER_LOCK_WAIT_TIMEOUT, ER_LOCK_DEADLOCK}
 ER_STATEMENT_TIMEOUT = 1969
 CONNECTION_LOST = {2006, 2013, 2014, 2055, 1927}
+UNREACHABLE = {2003, 2005}  # no server at that address, or no such host
+CANNOT_CONNECT = UNREACHABLE | {2013}  # at connect time, a lost handshake is no server either
 
 
 def q(name: str) -> str:
@@ -51,6 +71,40 @@ def mysql_errno(exc: BaseException) -> int | None:
     if args and isinstance(args[0], int):
         return args[0]
     return None
+
+
+_KINDS: tuple[tuple[frozenset[int], type[DatabaseError]], ...] = (
+    (frozenset(CONNECTION_LOST), ConnectionLost),
+    (frozenset(UNREACHABLE), DatabaseUnavailable),
+    (frozenset(RETRYABLE), LockContention),
+    (frozenset({ER_STATEMENT_TIMEOUT}), StatementTimeout),
+    (frozenset({ER_ACCESS_DENIED, ER_DBACCESS_DENIED}), AccessDenied),
+    (frozenset({ER_BAD_DB}), UnknownDatabase),
+    (frozenset({ER_WRONG_DB_NAME}), BadDatabaseName),
+    (frozenset({ER_NO_SUCH_TABLE}), NoSuchTable),
+    (frozenset({ER_BAD_FIELD}), NoSuchColumn),
+    (frozenset({ER_TABLEACCESS_DENIED, ER_COLUMNACCESS_DENIED}), NoPrivilege),
+)
+
+
+def classify_error(exc: BaseException) -> DatabaseError:
+    """The kind of a database error (a DBAPIError or PyMySQL's own), with the message a job
+    records as its stop reason. The one place that reads MySQL error numbers."""
+    errno = mysql_errno(exc)
+    detail = str(getattr(exc, "orig", exc))
+    kind = next((k for numbers, k in _KINDS if errno in numbers), DatabaseError)
+    if kind is ConnectionLost:
+        message = f"the database connection was lost (MySQL error {errno})"
+    elif kind is LockContention:
+        message = f"lock wait timeout or deadlock persisted (MySQL error {errno})"
+    elif kind is StatementTimeout:
+        message = (
+            "a statement ran longer than archive.statement_timeout and was stopped; a costly "
+            "--where is the usual cause: make it cheaper, or raise the limit"
+        )
+    else:
+        message = f"database error: {detail[:300]}"
+    return kind(message, errno, detail)
 
 
 def make_engine(settings: Settings, *, database: str | None = None) -> Engine:
@@ -116,23 +170,23 @@ def set_statement_timeout(db: Db, seconds: int) -> None:
 
 
 def describe_connect_error(exc: BaseException, db: DbSettings) -> str:
-    errno = mysql_errno(exc)
+    kind = classify_error(exc)
     where = db.safe()
-    if errno in (ER_ACCESS_DENIED, ER_DBACCESS_DENIED):
+    if isinstance(kind, AccessDenied):
         return (
             f"access denied for user {db.user!r} on {db.hostport}; check the user and "
             "password (--dsn, ARCHIVER_DB_PASSWORD or --astguiclient)"
         )
-    if errno == ER_BAD_DB:
+    if isinstance(kind, UnknownDatabase):
         return f"database {db.database!r} does not exist on {db.hostport}; check --dsn"
-    if errno == ER_WRONG_DB_NAME:
+    if isinstance(kind, BadDatabaseName):
         return f"{db.database!r} is not a valid database name; check --dsn"
-    if errno in (2003, 2005, 2013):
+    if kind.errno in CANNOT_CONNECT:
         return (
             f"cannot connect to MariaDB/MySQL at {db.hostport} ({where}); "
             "check that the server is running and the host and port are right"
         )
-    return f"cannot connect to {where}: MySQL error {errno}; check the connection settings"
+    return f"cannot connect to {where}: MySQL error {kind.errno}; check the connection settings"
 
 
 def connect(engine: Engine, settings: Settings) -> Connection:

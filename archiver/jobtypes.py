@@ -128,6 +128,7 @@ class Summary:
     sql: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     plan: list[str] = field(default_factory=list)
+    report_error: str | None = None  # the --report could not be written (the job went on)
 
     @property
     def rate(self) -> float:

@@ -28,9 +28,9 @@ from archiver.checkpoint import ChunkRecord, Job
 from archiver.config import Settings
 from archiver.db import (
     CONNECTION_LOST,
-    ER_STATEMENT_TIMEOUT,
     RETRYABLE,
     Db,
+    classify_error,
     mysql_errno,
     set_statement_timeout,
 )
@@ -519,8 +519,7 @@ class Runner:
                     exc.message = f"{exc.message}; {report.error}"
                 raise
             report.close()
-            if report.error:
-                raise Failed(f"{report.error}; the job itself is {summary.state}", summary)
+            summary.report_error = report.error
             return summary
         finally:
             if not self.dry_run:
@@ -668,21 +667,7 @@ class Runner:
             throttle_slept_s=getattr(throttle, "slept_s", 0.0),
         )
         self.log.info("summary", **summary.as_dict())
-        if state == "cancelled":
-            raise Cancelled(f"{reason}; it stopped for good: a new run starts a new job", summary)
-        if state == "stopped":
-            raise Stopped(f"{reason}; {self._resume_hint(job)}", summary)
-        if state == "failed":
-            raise Failed(f"{reason}; {self._resume_hint(job)}", summary)
         return summary
-
-    def _resume_hint(self, job: Job | None) -> str:
-        if job is None:
-            return "nothing was written"
-        return (
-            f"job {job.job_id} is resumable: run the same command again or "
-            f"`jobs resume {job.job_id}`"
-        )
 
     def _end(self, job: Job, state: str, reason: str | None) -> None:
         try:
@@ -742,26 +727,17 @@ class Runner:
 
 
 def _db_failure(exc: DBAPIError) -> str:
-    errno = mysql_errno(exc)
-    if errno in CONNECTION_LOST:
-        return f"the database connection was lost (MySQL error {errno})"
-    if errno in RETRYABLE:
-        return f"lock wait timeout or deadlock persisted (MySQL error {errno})"
-    if errno == ER_STATEMENT_TIMEOUT:
-        return (
-            "a statement ran longer than archive.statement_timeout and was stopped; a costly "
-            "--where is the usual cause: make it cheaper, or raise the limit"
-        )
-    msg = str(getattr(exc, "orig", exc))
-    return f"database error: {msg[:300]}"
+    return classify_error(exc).message
 
 
 def run_job(
     db: Db, settings: Settings, spec: JobSpec, hook: Hook | None = None, progress: Any = None
 ) -> Summary:
-    """Run (or resume) one job; returns its summary or raises Stopped/Failed/LockHeld/BadInput.
-
-    Stopped and Failed carry the summary as their second argument."""
+    """Run (or resume) one job. A job that ran returns its summary, whatever its state (done,
+    stopped, failed, cancelled; `stop_reason` says why, `report_error` what the --report
+    could not write): `commands.outcome_error` maps it to an error kind. An exception
+    (LockHeld, BadInput, Stopped outside the window…) means the job was refused before it
+    wrote."""
     return Runner(db, settings, spec, hook, progress).run()
 
 

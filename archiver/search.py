@@ -23,8 +23,8 @@ sent. Phone numbers are digits only, so two distinct ones are never equal. `sear
 VICIdial does, after its input filter: phone numbers keep only digits and commas; vendor lead
 codes lose `;`, `#` and `"`, and `+` is a space (URL decoding).
 
-`api_dearchive` answers one lead's de-archive with the line VICIdial's `lead_dearchive` prints;
-the move itself is a job like any other (runner.py).
+The other VICIdial answer, `lead_dearchive`'s line, is `commands.lead_dearchive`: a job like
+any other, answered in VICIdial's words.
 """
 
 from __future__ import annotations
@@ -33,14 +33,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from archiver.config import Settings
 from archiver.db import Db, q
 from archiver.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, BadInput, SchemaDrift
-from archiver.jobtypes import DEARCHIVE, Flags, JobSpec
 from archiver.logging import get_logger
-from archiver.runner import run_job
-from archiver.schema import require_tables
-from archiver.selection import Criteria, Selection, check_scope, column_charset, holds
+from archiver.selection import Criteria, check_scope, column_charset, holds
 
 MIN_DIGITS = 6
 MAX_DIGITS = 18
@@ -251,29 +247,3 @@ def search(
         matched=sum(1 for n in set(keys) if found.get(n)),
     )
     return result
-
-
-def api_dearchive(db: Db, settings: Settings, lead: int, user: str) -> tuple[str, int]:
-    """One lead back, answered with the line VICIdial's lead_dearchive prints for the same
-    database state. The states are read first, as VICIdial does; the move is the verified chunk
-    (explicit columns, delete only where equal), run as a job like any other."""
-    live, archive = require_tables(db, settings.live_table, settings.archive_table)
-    rows = db.rows(f"SELECT `list_id` FROM `{archive.name}` WHERE `lead_id` = :l", {"l": lead})
-    if not rows:
-        return f"ERROR: lead_dearchive ARCHIVED LEAD NOT FOUND: {user}|{lead}||", 1
-    if db.rows(f"SELECT 1 FROM `{live.name}` WHERE `lead_id` = :l", {"l": lead}):
-        return f"ERROR: lead_dearchive NON-ARCHIVED LEAD FOUND: {user}|{lead}|{rows[0][0]}", 1
-    spec = JobSpec(
-        direction=DEARCHIVE,
-        selection=Selection.from_ids([lead]),
-        flags=Flags(insert=True, update=False, delete=True),
-        ignore_window=True,
-    )
-    summary = run_job(db, settings, spec)
-    inserted = (
-        0
-        if summary.counts.get("already_live")
-        else int(sum(summary.counts[k] for k in ("dearchived", "kept_changed", "refreshed")))
-    )
-    deleted = summary.counts.get("dearchived", 0)
-    return f"SUCCESS: lead_dearchive LEAD DE-ARCHIVED: {user}|{lead}|{inserted}|{deleted}", 0

@@ -1,7 +1,7 @@
 """`vicidial-archiver serve`: the Lead Archive API over HTTP (Starlette on uvicorn).
 
-`POST /vicidial/leads/archive` runs one archive job per request through `run_job`, the same
-core as `vicidial-archiver archive`: same chunk, outcomes, checkpoint, lock and window. Every
+`POST /vicidial/leads/archive` runs one archive job per request through `commands.archive`,
+as `vicidial-archiver archive` does: same chunk, outcomes, checkpoint, lock and window. Every
 check that can refuse a request (API key, body, window) runs before the database is touched;
 the lock and the connection are the runner's, which refuse before the job row is written, so a
 refused request writes nothing.
@@ -17,8 +17,9 @@ list every timeout and limit), so a database that accepts TCP and never answers 
 API keys are configured as `name:<sha256 hex>`; a presented key is hashed and compared with
 every configured digest in constant time. Neither keys nor digests are ever logged.
 
-API answers carry a fixed message per kind of failure (and the job id when there is one);
-the details, the database server's own text included, go to the server log only.
+API answers carry a fixed message per kind of failure (and the job id when there is one),
+read from the kind itself (`api_error`, archiver.errors); the details, the database server's
+own text included, go to the server log only.
 """
 
 from __future__ import annotations
@@ -49,26 +50,26 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from archiver import __version__, checkpoint, window
+from archiver import __version__, checkpoint, commands, window
 from archiver.api import ARCHIVE_PATH, JOBS_PATH, OPERATIONS, openapi_document
 from archiver.api_models import LEADS_PAGE, MAX_JOB_ID, MAX_LEAD_ID, PENDING, ArchiveRequestBody
 from archiver.checkpoint import lock_name
 from archiver.config import Settings
-from archiver.db import CONNECTION_LOST, Db, connect, make_engine, mysql_errno
+from archiver.db import Db, classify_error, connect, make_engine
 from archiver.errors import (
+    ArchiverError,
     BadInput,
     ConfigError,
     ConnectError,
-    Failed,
     LockHeld,
-    SchemaDrift,
-    Stopped,
+    NoSuchTable,
 )
-from archiver.jobtypes import ARCHIVE, JobSpec
+from archiver.jobtypes import ARCHIVE
 from archiver.logging import get_logger
+from archiver.options import RunArgs, StepsArgs
 from archiver.request import ArchiveRequest, RequestError, body_cap, too_large
 from archiver.request import parse as parse_request
-from archiver.runner import job_ids, run_job
+from archiver.runner import job_ids
 from archiver.selection import Selection
 from archiver.workers import Busy, Workers
 
@@ -82,7 +83,6 @@ __all__ = [
 ]
 
 REQUEST_KEYS = frozenset(ArchiveRequestBody.model_fields)
-ER_NO_SUCH_TABLE = 1146
 
 # Limits and timeouts; README "Security notes" states each of them.
 WORKERS = 8  # threads, each with its own database connection while it works
@@ -331,10 +331,27 @@ def job_view(
     return view
 
 
-def _map_error(exc: Exception, settings: Settings, job_id: int | None = None) -> ApiError:
-    """The answer for each failure a job can meet before or while it runs: a fixed message
-    per kind, and the job id when there is one. The details go to the server log."""
-    api = _classify(exc, settings, job_id)
+def api_error(exc: Exception, settings: Settings, job_id: int | None = None) -> ApiError:
+    """The answer for an error kind (a database error is classified first): its status, its
+    code, and its public message filled from the server's context, with the job id when there
+    is one. The details go to the server log only. Anything else is not a kind: re-raised."""
+    if isinstance(exc, DBAPIError):
+        kind: ArchiverError = classify_error(exc)
+    elif isinstance(exc, ArchiverError):
+        kind = exc
+    else:
+        raise exc
+    context: dict[str, Any] = {
+        "host": settings.db.host,
+        "port": settings.db.port,
+        "lock": lock_name(settings),
+        "holder": f": job {job_id}" if job_id is not None else "",
+        "window": window.describe(settings.window),
+        "job_id": job_id,
+    }
+    message = str(kind) if kind.public is None else kind.public.format(**context)
+    extra = {name: context[name] for name in kind.api_fields}
+    api = ApiError(kind.http_status, kind.code, message, **extra)
     get_logger().warning(
         "request_refused" if api.status < 500 else "request_failed",
         error=api.code,
@@ -342,64 +359,6 @@ def _map_error(exc: Exception, settings: Settings, job_id: int | None = None) ->
         detail=str(getattr(exc, "orig", exc))[:500],
     )
     return api
-
-
-def _classify(exc: Exception, settings: Settings, job_id: int | None) -> ApiError:
-    if isinstance(exc, ConnectError):
-        db = settings.db
-        return ApiError(
-            503,
-            "database_unavailable",
-            f"cannot connect to MariaDB/MySQL at {db.host}:{db.port}; "
-            "the server log has the details",
-        )
-    if isinstance(exc, LockHeld):
-        holder = f": job {job_id}" if job_id is not None else ""
-        return ApiError(
-            409,
-            "locked",
-            f"another job holds the lock {lock_name(settings)!r}{holder}; "
-            "send the request again when it has finished",
-            job_id=job_id,
-        )
-    if isinstance(exc, Stopped) and exc.summary is None:  # the window closed just now
-        desc = window.describe(settings.window)
-        return ApiError(
-            423, "outside_window", f"outside the off-hours window ({desc})", window=desc
-        )
-    if isinstance(exc, SchemaDrift | ConfigError):
-        return ApiError(
-            500,
-            "server_not_ready",
-            "the server is not set up for archiving; the server log has the details",
-        )
-    if isinstance(exc, BadInput):
-        return ApiError(400, "bad_request", str(exc))
-    if isinstance(exc, Failed):
-        job_id = getattr(exc.summary, "job_id", job_id)
-        return ApiError(
-            500,
-            "job_failed",
-            "the job failed part-way and is resumable: send the same request again; "
-            "the server log has the details",
-            job_id=job_id,
-        )
-    if isinstance(exc, DBAPIError):
-        errno = mysql_errno(exc)
-        if errno in CONNECTION_LOST or errno in (2003, 2005):
-            return ApiError(
-                503,
-                "database_unavailable",
-                "the database connection was lost; the server log has the details",
-                job_id=job_id,
-            )
-        return ApiError(
-            500,
-            "database_error",
-            "a database error; the server log has the details",
-            job_id=job_id,
-        )
-    raise exc
 
 
 def _holder_job(db: Db, settings: Settings) -> int | None:
@@ -512,26 +471,24 @@ class Service:
 
     def run_archive(self, req: ArchiveRequest) -> dict[str, Any]:
         started = time.monotonic()
-        spec = JobSpec(
-            direction=ARCHIVE, selection=Selection.from_ids(req.lead_ids), flags=req.flags
-        )
+        selection, steps = Selection.from_ids(req.lead_ids), StepsArgs.of(req.flags)
         try:
             with self.db(self.job_engine) as db:
                 try:
-                    summary = run_job(db, self.settings, spec)
-                except Stopped as exc:
-                    if exc.summary is None:
-                        raise
-                    summary = exc.summary  # the window closed mid-job: report what was done
+                    summary = commands.archive(self.settings, selection, steps, RunArgs(), db=db)
                 except LockHeld as exc:
-                    raise _map_error(exc, self.settings, _holder_job(db, self.settings)) from exc
+                    raise api_error(exc, self.settings, _holder_job(db, self.settings)) from exc
+                failed = commands.outcome_error(summary)
+                if summary.state == "failed" and failed is not None:
+                    raise api_error(failed, self.settings, summary.job_id)
+                # Stopped (the window closed mid-job) or cancelled: report what was done.
                 assert summary.job_id is not None  # only a dry run has no job
-                job = checkpoint.get_job(db, summary.job_id)
+                job = commands.job(self.settings, summary.job_id, db=db)
                 answer = job_view(db, job)
         except ApiError:
             raise
         except Exception as exc:
-            raise _map_error(exc, self.settings) from exc
+            raise api_error(exc, self.settings) from exc
         answer["warnings"] = list(summary.warnings)
         answer["seconds"] = round(time.monotonic() - started, 3)
         return answer
@@ -543,10 +500,10 @@ class Service:
     def read_job(self, job_id: int, after: int = 0, limit: int = LEADS_PAGE) -> dict[str, Any]:
         try:
             with self.db() as db:
-                job = checkpoint.get_job(db, job_id)
+                job = commands.job(self.settings, job_id, db=db)
                 return job_view(db, job, after=after, limit=limit)
         except ConnectError as exc:
-            raise _map_error(exc, self.settings) from exc
+            raise api_error(exc, self.settings) from exc
         except BadInput:
             raise ApiError(404, "not_found", f"no job {job_id}") from None
         except checkpoint.CheckpointError as exc:  # its staged ids were deleted by hand
@@ -559,21 +516,21 @@ class Service:
                 job_id=job_id,
             ) from None
         except DBAPIError as exc:
-            if mysql_errno(exc) == ER_NO_SUCH_TABLE:  # no job has ever run here
+            if isinstance(classify_error(exc), NoSuchTable):  # no job has ever run here
                 raise ApiError(404, "not_found", f"no job {job_id}") from None
-            raise _map_error(exc, self.settings, job_id) from exc
+            raise api_error(exc, self.settings, job_id) from exc
 
     def list_jobs(self, limit: int) -> list[dict[str, Any]]:
         try:
             with self.db() as db:
-                jobs = checkpoint.list_jobs(db, limit)
+                jobs = commands.jobs_list(self.settings, limit, db=db)
                 return [job_view(db, j, leads=False) for j in jobs]
         except DBAPIError as exc:
-            if mysql_errno(exc) == ER_NO_SUCH_TABLE:
+            if isinstance(classify_error(exc), NoSuchTable):
                 return []
-            raise _map_error(exc, self.settings) from exc
+            raise api_error(exc, self.settings) from exc
         except ConnectError as exc:
-            raise _map_error(exc, self.settings) from exc
+            raise api_error(exc, self.settings) from exc
 
 
 # --- endpoints -----------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import pytest
 
-from archiver import cli as cli_mod
+from archiver import commands as commands_mod
 from tests.support.cli import invoke
 from tests.support.db import ARCHIVE, LIVE, VDb, db_user
 from tests.support.proc import BIN, Proc, parse_events
@@ -289,14 +289,14 @@ def test_a_metrics_file_failing_after_the_job_exits_1_with_the_summary(
     vdb.seed(20)
     folder = tmp_path / "metrics"
     folder.mkdir()
-    real_run_job = cli_mod.run_job
+    real_run_job = commands_mod.run_job
 
     def run_then_remove_the_folder(*args: Any, **kwargs: Any) -> Any:
         summary = real_run_job(*args, **kwargs)
         shutil.rmtree(folder)
         return summary
 
-    monkeypatch.setattr(cli_mod, "run_job", run_then_remove_the_folder)
+    monkeypatch.setattr(commands_mod, "run_job", run_then_remove_the_folder)
     result = vdb.cli(["archive", "11", "12", "13", "--metrics-file", str(folder / "m.prom")])
     assert result.exit_code == 1, result.stderr
     assert "Traceback" not in result.stderr

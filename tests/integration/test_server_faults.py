@@ -23,6 +23,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from archiver import config, synthetic
+from archiver.commands import outcome_error
 from archiver.db import Db, connect, make_engine
 from archiver.errors import Failed
 from archiver.jobtypes import JobSpec
@@ -96,13 +97,14 @@ def test_connection_killed_mid_chunk(vdb: VDb, point: str) -> None:
             killed.append(cid)
 
     db, settings = open_with(vdb)
-    with pytest.raises(Failed) as failed:
-        run_job(db, settings, spec(), hook=hook)
+    summary = run_job(db, settings, spec(), hook=hook)  # a job that ran returns its summary
+    failed = outcome_error(summary)
     assert killed
-    assert failed.value.exit_code == 1
-    assert str(failed.value).startswith("the database connection was lost (MySQL error 20")
-    assert "job 1 is resumable" in str(failed.value)
-    assert failed.value.summary.state == "failed"
+    assert isinstance(failed, Failed)
+    assert failed.exit_code == 1
+    assert str(failed).startswith("the database connection was lost (MySQL error 20")
+    assert "job 1 is resumable" in str(failed)
+    assert summary.state == "failed"
     assert job_state(vdb)[:2] in (("running", 1), ("failed", 1))
     where = oracle.placement(vdb.db, vdb.columns())
     if vdb.engine == "InnoDB":  # never half-applied: the chunk rolled back as a whole
@@ -157,15 +159,17 @@ def test_lock_wait_timeout_that_persists_fails_resumable(vdb: VDb) -> None:
         vdb, innodb_lock_wait_timeout=1, lock_wait_timeout=1, deadlock_retries=1
     )
     started = time.monotonic()
-    with capture_logs() as logs, pytest.raises(Failed) as failed:
-        run_job(db, settings, spec(), hook=hook)
+    with capture_logs() as logs:
+        summary = run_job(db, settings, spec(), hook=hook)
+    failed = outcome_error(summary)
     assert time.monotonic() - started < 15
-    assert str(failed.value).startswith(
+    assert isinstance(failed, Failed) and summary.state == "failed"
+    assert str(failed).startswith(
         "lock wait timeout or deadlock persisted (MySQL error 1205); job 1 is resumable"
     )
     retries = [e for e in logs if e["event"] == "chunk_retry"]
     assert [(e["chunk"], e["errno"], e["attempt"]) for e in retries] == [(2, 1205, 1)]
-    assert job_state(vdb) == ("failed", 1, str(failed.value).split("; job")[0])
+    assert job_state(vdb) == ("failed", 1, str(failed).split("; job")[0])
     other, release = blocker[0]
     other.run(release)  # first: on MyISAM the WRITE lock keeps this test from reading too
     other.conn.close()

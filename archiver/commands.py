@@ -1,0 +1,461 @@
+"""Each command as one typed function: settings and option objects in, a result out.
+
+`cli.py` parses, calls one of these and prints; `serve.py` calls the same ones for the Lead
+Archive API. A function that runs a job returns its Summary whatever the job's state, and
+`outcome_error` says which error kind that state is (Stopped, Failed, Cancelled) for the
+caller to report: the CLI as an exit code, the server as an HTTP answer. An exception means
+nothing was done (refused input, the lock held, no database) or a check failed.
+
+A function that needs the database opens one connection from the settings, unless the caller
+passes its own (`db=`): the server's connections have its own timeouts.
+"""
+
+from __future__ import annotations
+
+import getpass
+import io
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError
+
+from archiver import checkpoint, config, request, schema
+from archiver.checkpoint import lock_name
+from archiver.db import Db, connect, make_engine
+from archiver.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    ArchiverError,
+    BadInput,
+    Cancelled,
+    Failed,
+    Stopped,
+)
+from archiver.idlist import IdSet, parse_id, read_ids
+from archiver.jobtypes import ARCHIVE, DEARCHIVE, Flags, JobSpec, Summary
+from archiver.logging import get_logger
+from archiver.options import (
+    RestoreArgs,
+    ResumeArgs,
+    RunArgs,
+    SearchArgs,
+    SelectionArgs,
+    StepsArgs,
+    VerifyArgs,
+)
+from archiver.runner import run_job, spec_from_job
+from archiver.schema import Drift, Table
+from archiver.search import SearchResult
+from archiver.selection import Selection
+from archiver.verify import VerifyReport
+
+Progress = Callable[[float, float, float | None, Any], None]
+Show = Callable[[Summary], None]
+
+
+@contextmanager
+def open_db(settings: config.Settings, *, dry_run: bool = False) -> Iterator[Db]:
+    engine = make_engine(settings)
+    conn = connect(engine, settings)
+    try:
+        yield Db(conn, dry_run=dry_run)
+    finally:
+        try:
+            conn.close()
+        except DBAPIError:
+            pass
+        engine.dispose()
+
+
+def _connection(
+    settings: config.Settings, db: Db | None, dry_run: bool = False
+) -> AbstractContextManager[Db]:
+    return nullcontext(db) if db is not None else open_db(settings, dry_run=dry_run)
+
+
+# --- the job's end -----------------------------------------------------------------------
+
+
+def resume_hint(summary: Summary) -> str:
+    if summary.job_id is None:
+        return "nothing was written"
+    return (
+        f"job {summary.job_id} is resumable: run the same command again or "
+        f"`jobs resume {summary.job_id}`"
+    )
+
+
+def outcome_error(summary: Summary) -> ArchiverError | None:
+    """The error kind a job's end maps to, None for a job done (and its report written)."""
+    reason = summary.stop_reason
+    error: ArchiverError | None = None
+    if summary.state == "cancelled":
+        error = Cancelled(f"{reason}; it stopped for good: a new run starts a new job")
+    elif summary.state == "stopped":
+        error = Stopped(f"{reason}; {resume_hint(summary)}")
+    elif summary.state == "failed":
+        error = Failed(f"{reason}; {resume_hint(summary)}")
+    if summary.report_error:
+        if error is None:
+            return Failed(f"{summary.report_error}; the job itself is {summary.state}")
+        error.message = f"{error.message}; {summary.report_error}"
+    return error
+
+
+# --- selection ---------------------------------------------------------------------------
+
+
+def build_selection(
+    settings: config.Settings, args: SelectionArgs
+) -> tuple[Selection, Flags | None]:
+    """The selection from arguments, file, request or criteria; the request's step flags."""
+    limit = settings.id_limit
+    if args.request_path:
+        raw, name = _read_request(args.request_path, request.body_cap(limit))
+        req = request.parse_named(raw, name, limit)
+        return Selection.from_ids(req.lead_ids), req.flags
+    if args.ids_file:
+        return Selection(ids=_read_ids_file(args.ids_file, args.column)), None
+    if args.lead_ids:
+        # Any number: the limit is the Lead Archive API's (--request, serve).
+        ids = (
+            parse_id(t)
+            for arg in args.lead_ids
+            for t in arg.split(",")
+            if t.strip() or _bad_empty(arg)
+        )
+        return Selection.from_ids(ids), None
+    return Selection(criteria=args.criteria().resolve()), None
+
+
+def _read_request(path: str, cap: int) -> tuple[bytes, str]:
+    """The bytes of a --request body, read no further than `cap` (a path to /dev/zero ends
+    at once with exit 2)."""
+    name = "stdin" if path == "-" else path
+    try:
+        if path == "-":
+            return request.read_bounded(sys.stdin.buffer, cap), name
+        with open(path, "rb") as fh:
+            return request.read_bounded(fh, cap), name
+    except OSError as exc:
+        raise BadInput(f"cannot read {path}: {exc.strerror}") from None
+    except request.RequestError as exc:
+        raise BadInput(f"{name}: {exc.message}") from None
+
+
+def _read_ids_file(path: str, column: str | None) -> IdSet:
+    """Every id of the file (or stdin), validated, sorted and de-duplicated in bounded memory."""
+    if path == "-":
+        stdin = getattr(sys.stdin, "buffer", None) or io.BytesIO(sys.stdin.read().encode())
+        return read_ids(stdin, "stdin", column)
+    try:
+        with open(path, "rb") as fh:
+            return read_ids(fh, path, column)
+    except OSError as exc:
+        raise BadInput(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _bad_empty(arg: str) -> bool:
+    raise BadInput(f"invalid lead id list {arg!r}: lead ids are whole numbers separated by commas")
+
+
+# --- archive, dearchive ------------------------------------------------------------------
+
+
+def archive(
+    settings: config.Settings,
+    selection: Selection,
+    steps: StepsArgs,
+    run: RunArgs,
+    *,
+    db: Db | None = None,
+    progress: AbstractContextManager[Progress] | None = None,
+    show: Show | None = None,
+) -> Summary:
+    """Move the selected leads into the archive, verified chunk by chunk."""
+    spec = _spec(ARCHIVE, selection, steps.flags, run)
+    return _run(settings, spec, run, db=db, progress=progress, show=show)
+
+
+def dearchive(
+    settings: config.Settings,
+    selection: Selection,
+    steps: StepsArgs,
+    run: RunArgs,
+    restore: RestoreArgs,
+    *,
+    progress: AbstractContextManager[Progress] | None = None,
+    show: Show | None = None,
+) -> Summary:
+    """Move the selected leads back into vicidial_list (there is nothing to refresh)."""
+    flags = Flags(steps.insert, False, steps.delete)
+    spec = _spec(DEARCHIVE, selection, flags, run, restore.overrides)
+    return _run(settings, spec, run, progress=progress, show=show)
+
+
+def _spec(
+    direction: str,
+    selection: Selection,
+    flags: Flags,
+    run: RunArgs,
+    overrides: dict[str, Any] | None = None,
+) -> JobSpec:
+    return JobSpec(
+        direction=direction,
+        selection=selection,
+        flags=flags,
+        overrides=overrides or {},
+        name=run.job_name,
+        dry_run=run.dry_run,
+        report=run.report,
+        ignore_window=run.ignore_window,
+    )
+
+
+def _run(
+    settings: config.Settings,
+    spec: JobSpec,
+    run: RunArgs,
+    *,
+    db: Db | None = None,
+    progress: AbstractContextManager[Progress] | None = None,
+    show: Show | None = None,
+) -> Summary:
+    """Run the job; then `show` its summary, and write the metrics file and the admin log row
+    when asked. Both are checked before the job: a run that cannot write them does not run."""
+    from archiver import audit
+
+    if run.metrics_file and not spec.dry_run:
+        audit.check_metrics_file(run.metrics_file)
+    with _connection(settings, db, spec.dry_run) as conn:
+        if run.admin_log and not spec.dry_run:
+            audit.check_admin_log(conn)
+        if progress is not None:
+            with progress as update:
+                summary = run_job(conn, settings, spec, progress=update)
+        else:
+            summary = run_job(conn, settings, spec)
+        if show is not None:
+            show(summary)
+        try:
+            _after_run(conn, summary, run)
+        except Failed as late:
+            if outcome_error(summary) is None:
+                raise
+            # The job's own error stays the one reported.
+            get_logger().error("after_run_failed", error=str(late))
+    return summary
+
+
+def _after_run(db: Db, summary: Summary, run: RunArgs) -> None:
+    from archiver import audit
+
+    if summary.dry_run:
+        return
+    if run.metrics_file:
+        try:
+            audit.write_metrics(run.metrics_file, summary, time.time())
+        except OSError as exc:
+            # The job has run: its work stands and the summary is shown, so this is a
+            # failure (exit 1), not bad input. Writability was checked before the job.
+            msg = f"cannot write --metrics-file {run.metrics_file}: {exc.strerror}"
+            raise Failed(f"{msg}; the job itself ended {summary.state}") from None
+    if run.admin_log:
+        audit.write_admin_log(db, summary, run.user or getpass.getuser())
+
+
+def lead_dearchive(settings: Callable[[], config.Settings], raw: str, user: str) -> tuple[str, int]:
+    """VICIdial's lead_dearchive, line for line, and its exit code: one lead back. The states
+    are read first, as VICIdial does; the move is the verified chunk (explicit columns, delete
+    only where equal), run as a job like any other. `settings` is loaded only for a lead id
+    VICIdial would take."""
+    lead = "".join(ch for ch in raw if ch in "0123456789")  # isdigit() also takes '²'
+    if not 1 <= len(lead) <= 11:
+        return f"ERROR: lead_dearchive INVALID SEARCH PARAMETERS: {user}|{lead}", EXIT_BAD_INPUT
+    s = settings()
+    with open_db(s) as db:
+        return _dearchive_one(db, s, int(lead), user)
+
+
+def _dearchive_one(db: Db, settings: config.Settings, lead: int, user: str) -> tuple[str, int]:
+    live, archive_t = schema.require_tables(db, settings.live_table, settings.archive_table)
+    rows = db.rows(f"SELECT `list_id` FROM `{archive_t.name}` WHERE `lead_id` = :l", {"l": lead})
+    if not rows:
+        return f"ERROR: lead_dearchive ARCHIVED LEAD NOT FOUND: {user}|{lead}||", EXIT_FAILED
+    if db.rows(f"SELECT 1 FROM `{live.name}` WHERE `lead_id` = :l", {"l": lead}):
+        line = f"ERROR: lead_dearchive NON-ARCHIVED LEAD FOUND: {user}|{lead}|{rows[0][0]}"
+        return line, EXIT_FAILED
+    spec = JobSpec(
+        direction=DEARCHIVE,
+        selection=Selection.from_ids([lead]),
+        flags=Flags(insert=True, update=False, delete=True),
+        ignore_window=True,
+    )
+    summary = run_job(db, settings, spec)
+    error = outcome_error(summary)
+    if error is not None:
+        raise error
+    inserted = (
+        0
+        if summary.counts.get("already_live")
+        else int(sum(summary.counts[k] for k in ("dearchived", "kept_changed", "refreshed")))
+    )
+    deleted = summary.counts.get("dearchived", 0)
+    return f"SUCCESS: lead_dearchive LEAD DE-ARCHIVED: {user}|{lead}|{inserted}|{deleted}", 0
+
+
+# --- search, verify ----------------------------------------------------------------------
+
+
+def search(settings: config.Settings, args: SearchArgs) -> SearchResult:
+    """VICIdial's lead_search: the lines it prints and its exit code."""
+    from archiver import search as lead_search
+
+    method = lead_search.PHONE_NUMBER if args.codes is None else lead_search.VENDOR_LEAD_CODE
+    table = settings.archive_table if args.archived else settings.live_table
+    with open_db(settings) as db:
+        return lead_search.search(
+            db,
+            table,
+            args.text,
+            user=args.user or getpass.getuser(),
+            records=args.records,
+            header=args.header,
+            method=method,
+            scope=args.scope(),
+        )
+
+
+def verify(settings: config.Settings, selection: Selection, args: VerifyArgs) -> VerifyReport:
+    """Compare live and archive, byte for byte, for a selection. Reads only."""
+    from archiver import verify as verify_mod
+
+    with open_db(settings) as db:
+        return verify_mod.verify(
+            db,
+            settings.live_table,
+            settings.archive_table,
+            selection,
+            chunk_size=settings.chunk_size,
+            list_limit=args.limit,
+        )
+
+
+# --- schema ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SchemaCheck:
+    live: Table
+    archive: Table
+    drift: Drift
+
+
+def schema_check(settings: config.Settings) -> SchemaCheck:
+    with open_db(settings) as db:
+        live, archive_t = schema.require_tables(db, settings.live_table, settings.archive_table)
+        return SchemaCheck(live, archive_t, schema.drift(live, archive_t))
+
+
+@dataclass(frozen=True)
+class SchemaInit:
+    existed: bool
+    planned: list[str]  # the statements, when only printed
+
+
+def schema_init(settings: config.Settings, *, print_only: bool = False) -> SchemaInit:
+    """Create the archive table (LIKE the live one) and the checkpoint tables."""
+    with open_db(settings, dry_run=print_only) as db:
+        exists = schema.reflect(db, settings.archive_table) is not None
+        if schema.reflect(db, settings.live_table) is None:
+            raise BadInput(f"table {settings.live_table!r} does not exist; check --dsn")
+        statements = (
+            [] if exists else schema.init_archive_ddl(settings.live_table, settings.archive_table)
+        )
+        for stmt in statements:
+            db.write(stmt)
+        checkpoint.ensure_tables(db)
+        return SchemaInit(exists, list(db.planned))
+
+
+def schema_sync(
+    settings: config.Settings, *, apply: bool, show: Callable[[list[str]], None]
+) -> list[str]:
+    """The ALTER TABLE statements that let the archive hold every live column; `show` sees
+    them before they run (with `apply`). Never drops or narrows anything."""
+    with open_db(settings) as db:
+        live, archive_t = schema.require_tables(db, settings.live_table, settings.archive_table)
+        statements = schema.sync_ddl(live, archive_t)
+        show(statements)
+        if apply:
+            for stmt in statements:
+                db.write(stmt)
+    return statements
+
+
+# --- jobs --------------------------------------------------------------------------------
+
+
+def jobs_list(
+    settings: config.Settings, limit: int, *, db: Db | None = None
+) -> list[checkpoint.Job]:
+    """The newest jobs first (none without the checkpoint tables)."""
+    with _connection(settings, db) as conn:
+        return checkpoint.list_jobs(conn, limit)
+
+
+def job(settings: config.Settings, ref: str | int, *, db: Db | None = None) -> checkpoint.Job:
+    """One job by id or name; BadInput when there is none."""
+    with _connection(settings, db) as conn:
+        return checkpoint.get_job(conn, ref)
+
+
+def job_details(settings: config.Settings, ref: str) -> dict[str, Any]:
+    """What `jobs show` prints: state, counts, rate, the last chunks."""
+    with open_db(settings) as db:
+        found = checkpoint.get_job(db, ref)
+        chunks = checkpoint.chunks_of(db, found.job_id, 5)
+    return checkpoint.describe_job(found, chunks)
+
+
+def job_leads(
+    settings: config.Settings, ref: str, outcome: str | None
+) -> Iterator[tuple[int, str]]:
+    """Every lead of a job not moved (with `outcome`, or any), a page at a time."""
+    with open_db(settings) as db:
+        found = checkpoint.get_job(db, ref)
+        yield from checkpoint.iter_leads(db, found.job_id, outcome)
+
+
+def jobs_resume(settings: config.Settings, args: ResumeArgs) -> Summary:
+    """Resume an unfinished job with the selection and flags it was started with."""
+    if args.max_runtime_s is not None:
+        settings = config.with_overrides(settings, max_runtime=args.max_runtime_s)
+    with open_db(settings) as db:
+        found = checkpoint.get_job(db, args.ref)
+        spec = spec_from_job(db, found, ignore_window=args.ignore_window, report=args.report)
+        settings = config.with_overrides(settings, chunk_size=found.identity["chunk_size"])
+        return run_job(db, settings, spec)
+
+
+def jobs_cancel(settings: config.Settings, ref: str, *, force: bool = False) -> checkpoint.Job:
+    """Mark an unfinished job cancelled; a running job stops at its next chunk."""
+    with open_db(settings) as db:
+        found = checkpoint.get_job(db, ref)
+        holder = db.scalar("SELECT IS_USED_LOCK(:n)", {"n": lock_name(settings)})
+        conn = db.scalar(
+            "SELECT connection_id FROM archiver_jobs WHERE job_id = :j", {"j": found.job_id}
+        )
+        running = found.state == "running" and holder is not None and holder == conn
+        checkpoint.cancel(db, found, running=running, force=force)
+    return found
+
+
+def jobs_prune(settings: config.Settings, older_than_s: float) -> int:
+    """Delete finished jobs older than the cut-off, with their rows; how many."""
+    with open_db(settings) as db:
+        return checkpoint.prune(db, older_than_s)
