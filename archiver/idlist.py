@@ -38,6 +38,16 @@ RANGE = f"lead ids are whole numbers from 1 to {MAX_LEAD_ID}"
 _DIGITS = re.compile(r"[0-9]+")  # not \d, which also takes other scripts' digits ('١٢')
 
 
+def whole(text: str, maximum: int) -> int | None:
+    """The value of `text` when it is ASCII digits (int() also takes '١٢', '1_000', '+1') and
+    at most `maximum`; None otherwise. The digits are counted first: int() raises ValueError
+    for more than 4300 of them."""
+    if not _DIGITS.fullmatch(text) or len(text.lstrip("0")) > len(str(maximum)):
+        return None
+    value = int(text)
+    return value if value <= maximum else None
+
+
 class IdSource(Protocol):
     """Sorted unique lead ids a walk reads in ascending order."""
 
@@ -216,7 +226,8 @@ def _digest_of(blocks: Iterable[array[int]]) -> str:
 
 def parse_id(token: str, where: str = "lead id") -> int:
     text = token.strip()
-    if not _DIGITS.fullmatch(text) or not 1 <= (value := int(text)) <= MAX_LEAD_ID:
+    value = whole(text, MAX_LEAD_ID)
+    if not value:  # None, or 0
         raise BadInput(f"invalid {where} {token!r}: {RANGE}")
     return value
 
@@ -294,7 +305,8 @@ def _read_plain(
             text = line.strip()
             if not text or text.startswith("#"):
                 continue
-            if not _DIGITS.fullmatch(text) or not 1 <= (value := int(text)) <= MAX_LEAD_ID:
+            value = whole(text, MAX_LEAD_ID)
+            if not value:
                 raise _bad_id(name, n, text)
             sorter.add(value)
 
@@ -348,7 +360,8 @@ def _read_csv(
                     f"(field {idx + 1} of the header)"
                 )
             text = row[idx].strip()
-            if not _DIGITS.fullmatch(text) or not 1 <= (value := int(text)) <= MAX_LEAD_ID:
+            value = whole(text, MAX_LEAD_ID)
+            if not value:
                 raise _bad_id(name, line(), text)
             sorter.add(value)
     except csv.Error as exc:
