@@ -415,6 +415,9 @@ def _load_file(builder: _Builder, path: Path, base_dir: Path) -> None:
         raise ConfigError(f"config file {path} is not UTF-8 text; save it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except ValueError as exc:  # tomllib's int() past 4300 digits; the rest is Python's advice
+        reason = str(exc).split(";")[0]
+        raise ConfigError(f"config file {path} is not valid TOML: {reason}") from None
     for section, body in data.items():
         if section not in _SECTIONS:
             raise ConfigError(

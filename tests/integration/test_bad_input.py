@@ -1153,6 +1153,13 @@ LONG_NUMBERS = [
         files={"a.conf": f"VARDB_port => {LONG}\n"},
     ),
     Case(
+        "archive-config-5000-digits",
+        ["--config", "{file:c.toml}", "archive", "1"],
+        "config file {file:c.toml} is not valid TOML: Exceeds the limit (4300 digits) for "
+        "integer string conversion: value has 5000 digits",
+        files={"c.toml": f"[archive]\nchunk_size = {LONG}\n"},
+    ),
+    Case(
         "jobs-show-5000-digits",
         ["jobs", "show", LONG],
         f"no job '{LONG}'; `vicidial-archiver jobs list` shows the jobs",
