@@ -40,10 +40,14 @@ _DIGITS = re.compile(r"[0-9]+")  # not \d, which also takes other scripts' digit
 
 def whole(text: str, maximum: int) -> int | None:
     """The value of `text` when it is ASCII digits (int() also takes '١٢', '1_000', '+1') and
-    at most `maximum`; None otherwise. The digits are counted first: int() raises ValueError
-    for more than 4300 of them."""
-    if not _DIGITS.fullmatch(text) or len(text.lstrip("0")) > len(str(maximum)):
+    at most `maximum` (at most 20 digits); None otherwise. int() raises ValueError for more
+    than 4300 digits, leading zeros included: those are dropped and the rest counted first."""
+    if not _DIGITS.fullmatch(text):
         return None
+    if len(text) > 20:  # rare: a padded or a too long number
+        text = text.lstrip("0") or "0"
+        if len(text) > 20:
+            return None
     value = int(text)
     return value if value <= maximum else None
 
