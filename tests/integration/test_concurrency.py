@@ -198,7 +198,9 @@ def test_dialer_updates_during_a_job_are_never_lost(vdb: VDb) -> None:
     dialer = Dialer(vdb, columns, expected, list(targets), random.Random(f"dialer-{vdb.engine}"))
     args = ["archive", "--ignore-window", *selection, "--chunk-size", "50", "--json"]
     thread = threading.Thread(target=dialer.run)
-    with hp.Proc(hp.argv(vdb.dsn, [*args, "--sleep", "0.02"])) as proc:
+    # 60 chunks with 50 ms between them: at least 3 s of job for the dialer's updates, however
+    # fast the chunks run (at 20 ms a loaded run could end before the dialer's 200th update).
+    with hp.Proc(hp.argv(vdb.dsn, [*args, "--sleep", "0.05"])) as proc:
         proc.wait_chunk(1)
         thread.start()
         first = proc.finish(120)
