@@ -17,6 +17,7 @@ what makes a MyISAM run, where nothing is atomic, converge when it is killed and
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -119,6 +120,7 @@ class ChunkSql:
         lowered = {k.lower() for k in self.overrides}
         self.compared = [c for c in self.columns if c.name.lower() not in lowered]
         self.s, self.d = q(self.src.name), q(self.dst.name)
+        self._copier: RowCopier | None = None
 
     @property
     def moved(self) -> Outcome:
@@ -229,11 +231,14 @@ class ChunkSql:
         *,
         lock: bool = False,
         newest: bool = False,
+        copies: bool = False,
     ) -> str:
         """The chunk's source rows and, in the same statement, each one's state: column 2 is
         NULL when the target has no row, else its state code (`state_expr`); column 3 is 1 when
         a live-lead guard table holds the lead; column 4 (with `newest`) the source's highest
-        lead_id now, an index lookup read once per statement. `where` is over the source
+        lead_id now, an index lookup read once per statement; then (with `copies`) the row's
+        bytes, `copy_exprs`, from which the copy and its fingerprint are made without another
+        read of the source. `where` is over the source
         aliased `s` (its own columns unqualified: the target is only read in subqueries).
         `lock` adds FOR UPDATE: on InnoDB the source rows are locked in lead_id order, and the
         subqueries' rows (target, guard tables) are read without locks, so the dialer's own
@@ -245,6 +250,8 @@ class ChunkSql:
             if table in guards
         )
         top = f",\n  (SELECT MAX(`lead_id`) FROM {self.s}) AS `_newest`" if newest else ""
+        if copies:
+            top += ",\n  " + ", ".join(self.copy_exprs())
         return (
             f"SELECT s.`lead_id`,\n  (SELECT {self.state_expr()}\n"
             f"   FROM {self.d} AS d WHERE d.`lead_id` = s.`lead_id`) AS `_state`,\n"
@@ -270,36 +277,24 @@ class ChunkSql:
                 return f":ov_{key.lower()}"
         return f"s.{q(col.name)}"
 
-    def fetch_literals(self) -> str:
-        """Each source row as one SQL tuple literal, built by the server: strings as X'…' of
-        their bytes (in the target's character set where the two differ), other values quoted
-        in their text form: the same bytes the delete step compares."""
-        exprs = []
-        for col in self.columns:
-            other = self.dst.column(col.name)
-            expr = q(col.name)
-            if col.data_type in BYTE_TYPES:
-                differs = (
-                    other is not None
-                    and col.charset
-                    and other.charset
-                    and (col.charset != other.charset)
-                )
-                if differs and other is not None:
-                    expr = f"CONVERT({expr} USING {other.charset})"
-                literal = "CONCAT('X''', HEX(" + expr + "), '''')"
-            else:
-                literal = f"QUOTE({expr})"
-            exprs.append(f"IF({q(col.name)} IS NULL, 'NULL', {literal})")
-        return (
-            f"SELECT CONCAT('(', CONCAT_WS(',', {', '.join(exprs)}), ')'), `lead_id`,"
-            f" {self.row_hash('s', 'src')} FROM {self.s} AS s WHERE `lead_id` IN :ids"
-        )
+    def copy_exprs(self) -> list[str]:
+        """What a read of the source (aliased `s`) adds to copy and fingerprint each row with
+        no other read (`RowCopier`): every shared column's bytes as the copy writes them (in
+        the target's character set where the two differ), then, for each
+        column whose bytes the delete compares in another form (`_bin`: in utf8mb4), those."""
+        return self.copier().exprs
 
-    def hashes(self) -> str:
-        """Each source row's fingerprint (`row_hash`), by lead_id."""
-        fp = self.row_hash("s", "src")
-        return f"SELECT `lead_id`, {fp} FROM {self.s} AS s WHERE `lead_id` IN :ids"
+    def copier(self) -> RowCopier:
+        if self._copier is None:
+            self._copier = RowCopier(self)
+        return self._copier
+
+    def read_copies(self) -> str:
+        """The rows of `:ids` as `copy_exprs` reads them, lead_id first."""
+        return (
+            f"SELECT s.`lead_id`, {', '.join(self.copy_exprs())} FROM {self.s} AS s"
+            " WHERE s.`lead_id` IN :ids"
+        )
 
     def insert_literals(self, tuples: Sequence[str]) -> str:
         # IGNORE: a row already there is left as it is (insert-if-missing); a value that does
@@ -381,6 +376,75 @@ class ChunkSql:
 
     def override_params(self) -> dict[str, Any]:
         return {f"ov_{k.lower()}": v for k, v in self.overrides.items()}
+
+
+class RowCopier:
+    """A source row's copy and fingerprint, made in Python from the bytes one read returned
+    (`ChunkSql.copy_exprs`), so the source is read once per chunk and its table lock (MyISAM:
+    every dialer write waits for it) is not held while the server formats and hashes rows.
+
+    `literal` is the row as one SQL tuple for `ChunkSql.insert_literals`: strings as X'…' of
+    their bytes (in the target's character set where the two differ), other values as their
+    quoted text (X'…' where that text is not plain digits, signs and separators).
+    `fingerprint` is `ChunkSql.row_hash` ("src" side) to the byte: SHA-256 of `name:HEX` per
+    non-NULL column in name order, joined by commas. The proven-copy deletes compare it on
+    the server with the target row's, so tests hold the two equal on hostile data; a
+    difference could only spare a row, never delete one."""
+
+    # Text that goes into a quoted literal as it is (digits, dates, times, signs).
+    _PLAIN = frozenset(b"0123456789-+.: eE")
+
+    def __init__(self, sql: ChunkSql) -> None:
+        self.exprs: list[str] = []
+        self.kinds: list[bool] = []  # per shared column: a byte type (X'…' literal)
+        hash_of: dict[str, int] = {}
+        for col in sql.columns:
+            other = sql.dst.column(col.name)
+            expr = f"s.{q(col.name)}"
+            byte_type = col.data_type in BYTE_TYPES
+            if (
+                byte_type
+                and other is not None
+                and col.charset
+                and other.charset
+                and col.charset != other.charset
+            ):
+                expr = f"CONVERT({expr} USING {other.charset})"
+            self.exprs.append(f"CAST({expr} AS BINARY)")
+            self.kinds.append(byte_type)
+        width = len(self.exprs)
+        # (name:, index of the bytes the delete compares), in `row_hash`'s order.
+        self.hashed: list[tuple[str, int]] = []
+        for col in sorted(sql.columns, key=lambda c: c.name.lower()):
+            i = sql.columns.index(col)
+            compared = sql._bin("s", col, sql.dst.column(col.name))
+            if compared != self.exprs[i]:
+                if compared not in hash_of:
+                    hash_of[compared] = len(self.exprs)
+                    self.exprs.append(compared)
+                i = hash_of[compared]
+            self.hashed.append((col.name.lower() + ":", i))
+        self.width = width
+
+    def literal(self, values: Sequence[bytes | None]) -> str:
+        return self.copy(values)[0]
+
+    def fingerprint(self, values: Sequence[bytes | None]) -> str:
+        return self.copy(values)[1]
+
+    def copy(self, values: Sequence[bytes | None]) -> tuple[str, str]:
+        """(the row's SQL tuple, its fingerprint), from one pass over its bytes."""
+        hexed = [None if v is None else v.hex().upper() for v in values]
+        parts = []
+        for value, h, byte_type in zip(values[: self.width], hexed, self.kinds, strict=False):
+            if value is None:
+                parts.append("NULL")
+            elif byte_type or not self._PLAIN.issuperset(value):
+                parts.append(f"X'{h}'")
+            else:
+                parts.append(f"'{value.decode('ascii')}'")
+        text = ",".join(name + h for name, i in self.hashed if (h := hexed[i]) is not None)
+        return "(" + ",".join(parts) + ")", hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def predict(state: State, flags: Flags, direction: str) -> State:
