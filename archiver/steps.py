@@ -18,6 +18,7 @@ what makes a MyISAM run, where nothing is atomic, converge when it is killed and
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -378,73 +379,88 @@ class ChunkSql:
         return {f"ov_{k.lower()}": v for k, v in self.overrides.items()}
 
 
+# One value of a row's SQL tuple as the server builds it (`RowCopier`): NULL, X'HEX' or a
+# QUOTE()d text (backslash escapes).
+_TOKEN = re.compile(r"NULL|X'([0-9A-F]*)'|'((?:[^'\\]|\\.)*)'", re.S)
+_UNESCAPE = {"0": "\0", "Z": "\x1a"}
+
+
+def _unquote(text: str) -> str:
+    """A QUOTE()d text's value: QUOTE escapes backslash, quote, NUL (as \\0) and ^Z (\\Z)."""
+    if "\\" not in text:
+        return text
+    return re.sub(r"\\(.)", lambda m: _UNESCAPE.get(m.group(1), m.group(1)), text, flags=re.S)
+
+
+def _converts(col: Column, other: Column | None) -> bool:
+    return bool(other and col.charset and other.charset and col.charset != other.charset)
+
+
 class RowCopier:
-    """A source row's copy and fingerprint, made in Python from the bytes one read returned
-    (`ChunkSql.copy_exprs`), so the source is read once per chunk and its table lock (MyISAM:
-    every dialer write waits for it) is not held while the server formats and hashes rows.
+    """A source row's copy and fingerprint from one read of the source (`ChunkSql.copy_exprs`,
+    read by the chunk's scan), so the source is read once per chunk: on MyISAM every dialer
+    write waits for that read's table lock.
 
-    `literal` is the row as one SQL tuple for `ChunkSql.insert_literals`: strings as X'…' of
-    their bytes (in the target's character set where the two differ), other values as their
-    quoted text (X'…' where that text is not plain digits, signs and separators).
-    `fingerprint` is `ChunkSql.row_hash` ("src" side) to the byte: SHA-256 of `name:HEX` per
-    non-NULL column in name order, joined by commas. The proven-copy deletes compare it on
-    the server with the target row's, so tests hold the two equal on hostile data; a
-    difference could only spare a row, never delete one."""
-
-    # Text that goes into a quoted literal as it is (digits, dates, times, signs).
-    _PLAIN = frozenset(b"0123456789-+.: eE")
+    The server builds each row's SQL tuple for `ChunkSql.insert_literals` (strings as X'…' of
+    their bytes, in the target's character set where the two differ; other values QUOTE()d):
+    one short field per row, quick to send and to parse. The fingerprint is made here from
+    that tuple (an X'…' is the column's HEX already; a quoted text is its bytes) and is
+    `ChunkSql.row_hash` ("src" side) to the byte: SHA-256 of `name:HEX` per non-NULL column in
+    name order, joined by commas; a column whose bytes the delete compares in another form
+    (`_bin`: utf8mb4) has that HEX read beside the tuple. The proven-copy deletes compare the
+    fingerprint on the server with the target row's, so tests hold the two equal on hostile
+    data; a difference could only spare a row, never delete one. SHA2 over every column on
+    the server would hold the table lock longer."""
 
     def __init__(self, sql: ChunkSql) -> None:
-        self.exprs: list[str] = []
-        self.kinds: list[bool] = []  # per shared column: a byte type (X'…' literal)
-        hash_of: dict[str, int] = {}
+        parts = []
         for col in sql.columns:
             other = sql.dst.column(col.name)
-            expr = f"s.{q(col.name)}"
-            byte_type = col.data_type in BYTE_TYPES
-            if (
-                byte_type
-                and other is not None
-                and col.charset
-                and other.charset
-                and col.charset != other.charset
-            ):
-                expr = f"CONVERT({expr} USING {other.charset})"
-            self.exprs.append(f"CAST({expr} AS BINARY)")
-            self.kinds.append(byte_type)
-        width = len(self.exprs)
-        # (name:, index of the bytes the delete compares), in `row_hash`'s order.
-        self.hashed: list[tuple[str, int]] = []
-        for col in sorted(sql.columns, key=lambda c: c.name.lower()):
-            i = sql.columns.index(col)
-            compared = sql._bin("s", col, sql.dst.column(col.name))
-            if compared != self.exprs[i]:
-                if compared not in hash_of:
-                    hash_of[compared] = len(self.exprs)
-                    self.exprs.append(compared)
-                i = hash_of[compared]
-            self.hashed.append((col.name.lower() + ":", i))
-        self.width = width
-
-    def literal(self, values: Sequence[bytes | None]) -> str:
-        return self.copy(values)[0]
-
-    def fingerprint(self, values: Sequence[bytes | None]) -> str:
-        return self.copy(values)[1]
-
-    def copy(self, values: Sequence[bytes | None]) -> tuple[str, str]:
-        """(the row's SQL tuple, its fingerprint), from one pass over its bytes."""
-        hexed = [None if v is None else v.hex().upper() for v in values]
-        parts = []
-        for value, h, byte_type in zip(values[: self.width], hexed, self.kinds, strict=False):
-            if value is None:
-                parts.append("NULL")
-            elif byte_type or not self._PLAIN.issuperset(value):
-                parts.append(f"X'{h}'")
+            name = f"s.{q(col.name)}"
+            if col.data_type in BYTE_TYPES:
+                expr = name
+                if _converts(col, other) and other is not None:
+                    expr = f"CONVERT({name} USING {other.charset})"
+                literal = "CONCAT('X''', HEX(" + expr + "), '''')"
             else:
-                parts.append(f"'{value.decode('ascii')}'")
-        text = ",".join(name + h for name, i in self.hashed if (h := hexed[i]) is not None)
-        return "(" + ",".join(parts) + ")", hashlib.sha256(text.encode("utf-8")).hexdigest()
+                literal = f"QUOTE({name})"
+            parts.append(f"IF({name} IS NULL, 'NULL', {literal})")
+        self.exprs = [f"CONCAT('(', CONCAT_WS(',', {', '.join(parts)}), ')')"]
+        self.width = len(sql.columns)
+        # Per column in `row_hash`'s order: (name:, index, apart): its HEX is the tuple's
+        # value `index`, or (apart) the field `index` read beside the tuple.
+        self.hashed: list[tuple[str, int, bool]] = []
+        extra: dict[str, int] = {}
+        for col in sorted(sql.columns, key=lambda c: c.name.lower()):
+            compared = sql._bin("s", col, sql.dst.column(col.name))
+            if compared == f"CAST(s.{q(col.name)} AS BINARY)":
+                self.hashed.append((col.name.lower() + ":", sql.columns.index(col), False))
+                continue
+            if compared not in extra:
+                extra[compared] = len(self.exprs)
+                self.exprs.append(f"HEX({compared})")
+            self.hashed.append((col.name.lower() + ":", extra[compared], True))
+
+    def copy(self, values: Sequence[Any]) -> tuple[str, str]:
+        """(the row's SQL tuple, its fingerprint), from what `exprs` read of the row."""
+        row = str(values[0])
+        hexed: list[str | None] = []
+        for m in _TOKEN.finditer(row, 1, len(row) - 1):
+            x, quoted = m.group(1), m.group(2)
+            if x is not None:
+                hexed.append(x)
+            elif quoted is not None:
+                hexed.append(_unquote(quoted).encode("utf-8").hex().upper())
+            else:
+                hexed.append(None)
+        if len(hexed) != self.width:  # never: the server built it from `width` values
+            raise ValueError(f"a row's tuple has {len(hexed)} values, not {self.width}")
+        text = ",".join(
+            name + h
+            for name, i, apart in self.hashed
+            if (h := (values[i] if apart else hexed[i])) is not None
+        )
+        return row, hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def predict(state: State, flags: Flags, direction: str) -> State:

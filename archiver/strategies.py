@@ -387,7 +387,7 @@ class Autocommit(ChunkStrategy):
             return
         if literals is None:
             rows = yield Stmt("copy_rows", sql.read_copies(), {"ids": ids}, "read")
-            literals = [sql.copier().literal(tuple(r[1:])) for r in rows]
+            literals = [sql.copier().copy(tuple(r[1:]))[0] for r in rows]
         if literals:
             yield Stmt("copy", sql.insert_literals(literals), kind="literal")
 

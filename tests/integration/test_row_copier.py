@@ -117,12 +117,24 @@ def test_python_copy_and_fingerprint_equal_the_servers_on_hostile_data(vdb: VDb)
         _insert(vdb.db, LIVE, lead, values)
     live, archive = reflect(vdb.db, LIVE), reflect(vdb.db, ARCHIVE_T)
     forward = ChunkSql(ARCHIVE, live, archive)
-    assert len(forward.copier().exprs) > len(forward.columns)  # va_latin1 read twice
+    assert len(forward.copier().exprs) == 2  # the tuple, and va_latin1 as the delete reads it
     _check(vdb.db, forward, ids)
     # The other way: the archive's rows (utf8mb3) into a latin1 column.
     vdb.db.write(f"DELETE FROM `{LIVE}`")
     _check(vdb.db, ChunkSql(DEARCHIVE, archive, live), ids)
-    # A row no value of which is plain text gets the same fingerprint as the server's too.
-    assert forward.copier().copy((None,) * len(forward.copier().exprs))[1] == str(
-        vdb.db.scalar("SELECT SHA2('', 256)")
+    # A row of NULLs only (no such lead: lead_id is NOT NULL) hashes as the server's empty text.
+    nulls = "(" + ",".join(["NULL"] * len(forward.columns)) + ")"
+    assert forward.copier().copy((nulls, None)) == (
+        nulls,
+        str(vdb.db.scalar("SELECT SHA2('', 256)")),
     )
+
+
+def test_a_quoted_text_reads_back_as_its_value(vdb: VDb) -> None:
+    """QUOTE() escapes backslash, quote, NUL and ^Z; the tuple's parser undoes exactly that."""
+    from archiver.steps import _unquote
+
+    for text in ("plain", "a\\b'c\0d\x1ae", "\\\\0 \\Z", "'", "é😀"):
+        quoted = str(vdb.db.scalar("SELECT QUOTE(:t)", {"t": text}))
+        assert quoted[0] == quoted[-1] == "'"
+        assert _unquote(quoted[1:-1]) == text
