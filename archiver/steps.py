@@ -427,6 +427,7 @@ class RowCopier:
             parts.append(f"IF({name} IS NULL, 'NULL', {literal})")
         self.exprs = [f"CONCAT('(', CONCAT_WS(',', {', '.join(parts)}), ')')"]
         self.width = len(sql.columns)
+        self.kinds = [c.data_type in BYTE_TYPES for c in sql.columns]
         # Per column in `row_hash`'s order: (name:, index, apart): its HEX is the tuple's
         # value `index`, or (apart) the field `index` read beside the tuple.
         self.hashed: list[tuple[str, int, bool]] = []
@@ -444,6 +445,35 @@ class RowCopier:
     def copy(self, values: Sequence[Any]) -> tuple[str, str]:
         """(the row's SQL tuple, its fingerprint), from what `exprs` read of the row."""
         row = str(values[0])
+        hexed = self._split(row)
+        if hexed is None:
+            hexed = self._tokens(row)
+        text = ",".join(
+            name + h
+            for name, i, apart in self.hashed
+            if (h := (values[i] if apart else hexed[i])) is not None
+        )
+        return row, hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    def _split(self, row: str) -> list[str | None] | None:
+        """Each value's HEX, the tuple split at its commas: None when a quoted text holds a
+        comma, a quote or a backslash (then `_tokens` reads it)."""
+        parts = row[1:-1].split(",")
+        if len(parts) != self.width:
+            return None
+        hexed: list[str | None] = []
+        for part, byte_type in zip(parts, self.kinds, strict=True):
+            if part == "NULL":
+                hexed.append(None)
+            elif byte_type:
+                hexed.append(part[2:-1])  # X'…': a byte type's value, never a comma in it
+            elif "\\" in part or part.count("'") != 2:
+                return None
+            else:
+                hexed.append(part[1:-1].encode("utf-8").hex().upper())
+        return hexed
+
+    def _tokens(self, row: str) -> list[str | None]:
         hexed: list[str | None] = []
         for m in _TOKEN.finditer(row, 1, len(row) - 1):
             x, quoted = m.group(1), m.group(2)
@@ -455,12 +485,7 @@ class RowCopier:
                 hexed.append(None)
         if len(hexed) != self.width:  # never: the server built it from `width` values
             raise ValueError(f"a row's tuple has {len(hexed)} values, not {self.width}")
-        text = ",".join(
-            name + h
-            for name, i, apart in self.hashed
-            if (h := (values[i] if apart else hexed[i])) is not None
-        )
-        return row, hashlib.sha256(text.encode("utf-8")).hexdigest()
+        return hexed
 
 
 def predict(state: State, flags: Flags, direction: str) -> State:
