@@ -30,8 +30,10 @@ from archiver import __version__
 from archiver.config import Settings
 from archiver.db import Db, mysql_errno
 from archiver.errors import BadInput, Cancelled, Failed, JobMismatch, LockHeld
+from archiver.idlist import whole
 
 UNFINISHED = ("running", "stopped", "failed")
+MAX_JOB_ID = 2**64 - 1  # archiver_jobs.job_id is BIGINT UNSIGNED
 ER_TABLEACCESS_DENIED = 1142
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _TABLES_AT = re.compile(r"[0-9: /-]{1,64}")
@@ -229,7 +231,12 @@ def get_job(db: Db, ref: str | int) -> Job:
     if "archiver_jobs" not in present_tables(db):
         raise BadInput(f"no job {text!r}; `vicidial-archiver jobs list` shows the jobs")
     if text.isascii() and text.isdigit():  # isdigit alone takes '²', which int() refuses
-        rows = db.rows(f"SELECT {_JOB_COLS} FROM archiver_jobs WHERE job_id = :r", {"r": int(text)})
+        job_id = whole(text, MAX_JOB_ID)  # past BIGINT UNSIGNED: no such job
+        rows = (
+            db.rows(f"SELECT {_JOB_COLS} FROM archiver_jobs WHERE job_id = :r", {"r": job_id})
+            if job_id is not None
+            else []
+        )
     else:
         rows = db.rows(
             f"SELECT {_JOB_COLS} FROM archiver_jobs WHERE job_name = :r"

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy.engine import URL
 
 from archiver.errors import BadInput, ConfigError
+from archiver.idlist import whole
 
 DEFAULT_CONFIG_PATHS = (Path("vicidial-archiver.toml"), Path("/etc/vicidial-archiver.toml"))
 MAX_CHUNK = 500
@@ -238,9 +239,10 @@ def parse_dsn(dsn: str, what: str = "DSN") -> dict[str, Any]:
     if host:
         parts["host"] = host
     if port is not None:
-        if not 1 <= int(port) <= 65535:
-            raise ConfigError(f"{what}: port {int(port)} is not a TCP port (1–65535)")
-        parts["port"] = int(port)
+        number = whole(port, 65535)
+        if not number:  # None (past 65535), or 0
+            raise ConfigError(f"{what}: port {port.lstrip('0') or 0} is not a TCP port (1–65535)")
+        parts["port"] = number
     if at:
         user, colon, password = userinfo.partition(":")
         if user:
@@ -325,11 +327,12 @@ def read_astguiclient(path: Path) -> dict[str, Any]:
         port = parts["port"]
         if not (port.isascii() and port.isdigit()):  # int() takes '３３０６', '3_306', '+3306'
             raise ConfigError(f"{path}: VARDB_port is not a number")
-        parts["port"] = int(port)
-        if not 1 <= parts["port"] <= 65535:
+        number = whole(port, 65535)
+        if not number:  # None (past 65535), or 0
             raise ConfigError(
-                f"{path}: VARDB_port must be a TCP port (1–65535), got {parts['port']}"
+                f"{path}: VARDB_port must be a TCP port (1–65535), got {port.lstrip('0') or 0}"
             )
+        parts["port"] = number
     if parts.get("host") == "localhost":
         # PyMySQL has no socket default; localhost means this machine over TCP.
         parts["host"] = "127.0.0.1"
@@ -412,6 +415,9 @@ def _load_file(builder: _Builder, path: Path, base_dir: Path) -> None:
         raise ConfigError(f"config file {path} is not UTF-8 text; save it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except ValueError as exc:  # tomllib's int() past 4300 digits; the rest is Python's advice
+        reason = str(exc).split(";")[0]
+        raise ConfigError(f"config file {path} is not valid TOML: {reason}") from None
     for section, body in data.items():
         if section not in _SECTIONS:
             raise ConfigError(
@@ -485,7 +491,7 @@ def _load_env(builder: _Builder, env: dict[str, str]) -> None:
         if var in env and env[var] != "":
             value: Any = env[var]
             if key == "port":
-                if not (value.isascii() and value.isdigit() and 1 <= int(value) <= 65535):
+                if not whole(value, 65535):  # None (not digits, past 65535), or 0
                     raise ConfigError(f"{var} must be a port number (1–65535), got {value!r}")
                 value = int(value)
             builder.set("database", key, value)

@@ -38,6 +38,20 @@ RANGE = f"lead ids are whole numbers from 1 to {MAX_LEAD_ID}"
 _DIGITS = re.compile(r"[0-9]+")  # not \d, which also takes other scripts' digits ('١٢')
 
 
+def whole(text: str, maximum: int) -> int | None:
+    """The value of `text` when it is ASCII digits (int() also takes '١٢', '1_000', '+1') and
+    at most `maximum` (at most 20 digits); None otherwise. int() raises ValueError for more
+    than 4300 digits, leading zeros included: those are dropped and the rest counted first."""
+    if not _DIGITS.fullmatch(text):
+        return None
+    if len(text) > 20:  # rare: a padded or a too long number
+        text = text.lstrip("0") or "0"
+        if len(text) > 20:
+            return None
+    value = int(text)
+    return value if value <= maximum else None
+
+
 class IdSource(Protocol):
     """Sorted unique lead ids a walk reads in ascending order."""
 
@@ -216,7 +230,8 @@ def _digest_of(blocks: Iterable[array[int]]) -> str:
 
 def parse_id(token: str, where: str = "lead id") -> int:
     text = token.strip()
-    if not _DIGITS.fullmatch(text) or not 1 <= (value := int(text)) <= MAX_LEAD_ID:
+    value = whole(text, MAX_LEAD_ID)
+    if not value:  # None, or 0
         raise BadInput(f"invalid {where} {token!r}: {RANGE}")
     return value
 
@@ -294,7 +309,8 @@ def _read_plain(
             text = line.strip()
             if not text or text.startswith("#"):
                 continue
-            if not _DIGITS.fullmatch(text) or not 1 <= (value := int(text)) <= MAX_LEAD_ID:
+            value = whole(text, MAX_LEAD_ID)
+            if not value:
                 raise _bad_id(name, n, text)
             sorter.add(value)
 
@@ -348,7 +364,8 @@ def _read_csv(
                     f"(field {idx + 1} of the header)"
                 )
             text = row[idx].strip()
-            if not _DIGITS.fullmatch(text) or not 1 <= (value := int(text)) <= MAX_LEAD_ID:
+            value = whole(text, MAX_LEAD_ID)
+            if not value:
                 raise _bad_id(name, line(), text)
             sorter.add(value)
     except csv.Error as exc:

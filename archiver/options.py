@@ -13,14 +13,22 @@ from typing import Any
 
 from archiver import config
 from archiver.errors import BadInput
+from archiver.idlist import whole
 from archiver.jobtypes import Flags
 from archiver.selection import Criteria
+
+MAX_LIST_ID = 2**64 - 1  # vicidial_lists.list_id is BIGINT UNSIGNED
 
 
 def parse_list_id(text: str) -> int:
     if not (text.strip().isascii() and text.strip().isdigit()):  # isdigit alone takes '²'
         raise BadInput(f"invalid --list-id {text!r}: list ids are whole numbers")
-    return int(text)
+    value = whole(text.strip(), MAX_LIST_ID)
+    if value is None:
+        raise BadInput(
+            f"invalid --list-id {text!r}: list ids are whole numbers up to {MAX_LIST_ID}"
+        )
+    return value
 
 
 def _duration(value: str | None, what: str) -> float | None:

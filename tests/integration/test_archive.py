@@ -541,6 +541,7 @@ TEXTS = [
 ]
 
 
+@pytest.mark.server_global
 def test_data_round_trips_under_a_strict_global_sql_mode(vdb: VDb) -> None:
     rows: dict[int, dict[str, Any]] = {
         1: {

@@ -1107,7 +1107,87 @@ ADMIN_LOG = [
     ),
 ]
 
-CASES = ISSUE_3 + HOSTILE_ARCHIVE + HOSTILE_SCHEMA + HOSTILE_JOBS + HOSTILE_BYTES + ADMIN_LOG
+# Numbers too long for int(), which raises ValueError past 4300 digits: each one is refused as
+# the shorter bad number is, never a traceback.
+LONG = "9" * 5000
+LONG_NUMBERS = [
+    Case("archive-id-5000-digits", ["archive", LONG], f"invalid lead id '{LONG}': {RANGE}"),
+    Case(
+        "archive-id-5000-digits-in-a-list",
+        ["archive", f"1,{LONG}"],
+        f"invalid lead id '{LONG}': {RANGE}",
+    ),
+    Case(
+        "archive-ids-file-5000-digits",
+        ["archive", "--ids-file", "{file:ids.txt}"],
+        f"{{file:ids.txt}} line 2: '{LONG}' is not a lead id; {RANGE}",
+        files={"ids.txt": f"1\n{LONG}\n"},
+    ),
+    Case(
+        "archive-ids-file-csv-5000-digits",
+        ["archive", "--ids-file", "{file:ids.csv}"],
+        f"{{file:ids.csv}} line 2: '{LONG}' is not a lead id; {RANGE}",
+        files={"ids.csv": f"lead_id,phone\n{LONG},555\n"},
+    ),
+    Case(
+        "archive-list-id-5000-digits",
+        ["archive", "--list-id", LONG, "--ignore-window"],
+        f"invalid --list-id '{LONG}': list ids are whole numbers up to 18446744073709551615",
+    ),
+    Case(
+        "archive-dsn-port-5000-digits",
+        ["archive", "1"],
+        f"--dsn: port {LONG} is not a TCP port (1–65535)",
+        dsn=f"mysql://root@127.0.0.1:{LONG}/{{db}}",
+    ),
+    Case(
+        "archive-env-port-5000-digits",
+        ["archive", "1"],
+        f"ARCHIVER_DB_PORT must be a port number (1–65535), got '{LONG}'",
+        env={"ARCHIVER_DB_PORT": LONG},
+    ),
+    Case(
+        "archive-astguiclient-port-5000-digits",
+        ["--astguiclient", "{file:a.conf}", "archive", "1"],
+        f"{{file:a.conf}}: VARDB_port must be a TCP port (1–65535), got {LONG}",
+        files={"a.conf": f"VARDB_port => {LONG}\n"},
+    ),
+    Case(
+        "archive-config-5000-digits",
+        ["--config", "{file:c.toml}", "archive", "1"],
+        "config file {file:c.toml} is not valid TOML: Exceeds the limit (4300 digits) for "
+        "integer string conversion: value has 5000 digits",
+        files={"c.toml": f"[archive]\nchunk_size = {LONG}\n"},
+    ),
+    Case(
+        "jobs-show-5000-digits",
+        ["jobs", "show", LONG],
+        f"no job '{LONG}'; `vicidial-archiver jobs list` shows the jobs",
+        setup=_a_job("done"),
+    ),
+    Case(
+        "jobs-resume-5000-digits",
+        ["jobs", "resume", LONG],
+        f"no job '{LONG}'; `vicidial-archiver jobs list` shows the jobs",
+        setup=_a_job("stopped"),
+    ),
+    Case(
+        "jobs-cancel-5000-digits",
+        ["jobs", "cancel", LONG],
+        f"no job '{LONG}'; `vicidial-archiver jobs list` shows the jobs",
+        setup=_a_job("stopped"),
+    ),
+]
+
+CASES = (
+    ISSUE_3
+    + HOSTILE_ARCHIVE
+    + HOSTILE_SCHEMA
+    + HOSTILE_JOBS
+    + HOSTILE_BYTES
+    + ADMIN_LOG
+    + LONG_NUMBERS
+)
 
 
 def test_case_ids_are_unique() -> None:

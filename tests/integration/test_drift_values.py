@@ -12,6 +12,7 @@ import pymysql
 import pytest
 
 from archiver.db import Db
+from tests.support import serverlock
 from tests.support.db import ARCHIVE, LIVE, VDb, open_db, server_settings
 
 
@@ -73,6 +74,7 @@ def global_time_zone(admin: Db, zone: str) -> Iterator[None]:
     """The server's GLOBAL time_zone for the duration, restored whatever happens. The server the
     tests share runs at SYSTEM = UTC, where a UTC timestamp and the server's local time cannot
     be told apart; a named lock keeps two such tests from overlapping."""
+    serverlock.assert_alone("SET GLOBAL time_zone")
     assert admin.scalar("SELECT GET_LOCK('vicidial-archiver-tests:global-time-zone', 60)") == 1
     original = admin.scalar("SELECT @@GLOBAL.time_zone")
     admin.write("SET GLOBAL time_zone = :z", {"z": zone})
@@ -83,6 +85,7 @@ def global_time_zone(admin: Db, zone: str) -> Iterator[None]:
         admin.scalar("SELECT RELEASE_LOCK('vicidial-archiver-tests:global-time-zone')")
 
 
+@pytest.mark.server_global
 def test_admin_log_event_date_is_server_local_time(vdb: VDb) -> None:
     vdb.seed(10)
     admin = open_db(server_settings())

@@ -195,6 +195,7 @@ def ipv6_forwarder(target_port: int) -> Iterator[int]:
     listener = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
     listener.bind(("::1", 0))
     listener.listen(8)
+    listener.settimeout(0.1)  # close() does not wake accept(): the loop looks at `stop`
     stop = threading.Event()
 
     def pump(src: socket.socket, dst: socket.socket) -> None:
@@ -208,6 +209,8 @@ def ipv6_forwarder(target_port: int) -> Iterator[int]:
         while not stop.is_set():
             try:
                 client, _ = listener.accept()
+            except TimeoutError:
+                continue
             except OSError:
                 return
             upstream = socket.create_connection(("127.0.0.1", target_port))

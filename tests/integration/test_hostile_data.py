@@ -225,6 +225,7 @@ DATES = [  # (date_of_birth, entry_date, last_local_call_time, modify_date)
 DATE_COLS = ("date_of_birth", "entry_date", "last_local_call_time", "modify_date")
 
 
+@pytest.mark.server_global
 def test_zero_and_invalid_dates_survive_a_strict_global_sql_mode(vdb: VDb) -> None:
     for n, values in enumerate(DATES, 1):
         insert_lead(vdb.db, LIVE, n, **dict(zip(DATE_COLS, values, strict=True)))
@@ -244,6 +245,7 @@ def test_zero_and_invalid_dates_survive_a_strict_global_sql_mode(vdb: VDb) -> No
     assert copied == DATES
 
 
+@pytest.mark.server_global
 def test_zero_date_compared_against_null_under_a_strict_global_sql_mode(vdb: VDb) -> None:
     insert_lead(vdb.db, LIVE, 1, date_of_birth="0000-00-00")
     insert_lead(vdb.db, ARCHIVE, 1, date_of_birth=None)

@@ -303,11 +303,16 @@ class Server:
         self.data = base / "data"
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        # Its own tmpdir: a starting mariadbd deletes every #sql* file of its tmpdir, and in
+        # /tmp those are the temporary tables of the server the other tests are using.
+        self.tmp = base / "tmp"
+        self.tmp.mkdir()
         subprocess.run(
             [
                 "mariadb-install-db",
                 "--no-defaults",
                 f"--datadir={self.data}",
+                f"--tmpdir={self.tmp}",
                 "--user=root",
                 "--auth-root-authentication-method=normal",
                 "--skip-test-db",
@@ -326,6 +331,7 @@ class Server:
                 "/usr/sbin/mariadbd",
                 "--no-defaults",
                 f"--datadir={self.data}",
+                f"--tmpdir={self.tmp}",
                 f"--port={self.port}",
                 "--bind-address=127.0.0.1",
                 f"--socket={self.base}/sock",

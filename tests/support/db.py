@@ -16,7 +16,7 @@ from click.testing import Result
 
 from archiver import config, synthetic
 from archiver.db import Db, connect, make_engine
-from tests.support import oracle
+from tests.support import oracle, serverlock
 from tests.support.cli import invoke
 from tests.support.oracle import ARCHIVE, LIVE
 
@@ -116,6 +116,7 @@ def drop_test_db(tdb: VDb) -> None:
 @contextmanager
 def strict_global_sql_mode(db: Db) -> Iterator[None]:
     """The strictest GLOBAL sql_mode for the duration (new sessions, the tool's included)."""
+    serverlock.assert_alone("SET GLOBAL sql_mode")
     original = db.scalar("SELECT @@GLOBAL.sql_mode")
     db.write(
         "SET GLOBAL sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE,"

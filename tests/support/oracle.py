@@ -115,9 +115,19 @@ def assert_each_once(
 
 def snapshot(db: Db, name: str = "va_snapshot") -> str:
     """A server-side copy of vicidial_list as it is now (same column types), for comparing
-    large tables without reading them into the test."""
+    large tables without reading them into the test. Only its primary key is kept: the
+    comparisons join on lead_id, and a copy that fills ten secondary indexes takes three
+    times as long."""
     db.write(f"DROP TABLE IF EXISTS `{name}`")
     db.write(f"CREATE TABLE `{name}` LIKE `{LIVE}`")
+    indexes = db.rows(
+        "SELECT DISTINCT INDEX_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA ="
+        " DATABASE() AND TABLE_NAME = :t AND INDEX_NAME <> 'PRIMARY'",
+        {"t": name},
+    )
+    if indexes:
+        drops = ", ".join(f"DROP INDEX `{r[0]}`" for r in indexes)
+        db.write(f"ALTER TABLE `{name}` {drops}")
     db.write(f"INSERT INTO `{name}` SELECT * FROM `{LIVE}`")
     return name
 

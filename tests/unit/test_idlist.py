@@ -275,3 +275,20 @@ def test_sorted_runs_kept_open_are_bounded(monkeypatch: pytest.MonkeyPatch) -> N
     assert got.digest == old_hash(ids)
     assert len(opened) > 100
     assert most <= 3 * getattr(idlist, "MAX_OPEN_RUNS", 64)
+
+
+def test_a_number_of_any_length_is_read_or_refused_never_raised() -> None:
+    """int() raises ValueError past 4300 digits, leading zeros included: a long number is
+    refused, a zero-padded one read as its value."""
+    long_zeros = "0" * 5000
+    assert idlist.whole(long_zeros + "7", MAX_LEAD_ID) == 7
+    assert idlist.whole(long_zeros, MAX_LEAD_ID) == 0
+    assert idlist.whole("9" * 5000, MAX_LEAD_ID) is None
+    assert idlist.whole(str(MAX_LEAD_ID), MAX_LEAD_ID) == MAX_LEAD_ID
+    assert idlist.whole(str(MAX_LEAD_ID + 1), MAX_LEAD_ID) is None
+    assert idlist.whole("١٢", MAX_LEAD_ID) is None
+    assert idlist.parse_id(long_zeros + "7") == 7
+    ids = read_ids(io.BytesIO(f"lead_id\n{long_zeros}7\n3\n".encode()), "ids.csv")
+    assert list(ids) == [3, 7]
+    with pytest.raises(BadInput, match="is not a lead id"):
+        read_ids(io.BytesIO(f"{long_zeros}\n".encode()), "ids.txt")
