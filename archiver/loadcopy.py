@@ -332,7 +332,7 @@ class LoadCopy:
         other = self.dst.column(col.name)
         if other is not None and col.charset and other.charset and col.charset != other.charset:
             # The file goes in as binary: bytes of the target's character set, as
-            # `ChunkSql.fetch_literals` converts (schema checks refused a narrower target).
+            # `RowCopier` converts (schema checks refused a narrower target).
             expr = f"CONVERT({expr} USING {other.charset})"
         return f"CAST({expr} AS BINARY)"
 

@@ -17,6 +17,8 @@ what makes a MyISAM run, where nothing is atomic, converge when it is killed and
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -119,6 +121,7 @@ class ChunkSql:
         lowered = {k.lower() for k in self.overrides}
         self.compared = [c for c in self.columns if c.name.lower() not in lowered]
         self.s, self.d = q(self.src.name), q(self.dst.name)
+        self._copier: RowCopier | None = None
 
     @property
     def moved(self) -> Outcome:
@@ -229,11 +232,14 @@ class ChunkSql:
         *,
         lock: bool = False,
         newest: bool = False,
+        copies: bool = False,
     ) -> str:
         """The chunk's source rows and, in the same statement, each one's state: column 2 is
         NULL when the target has no row, else its state code (`state_expr`); column 3 is 1 when
         a live-lead guard table holds the lead; column 4 (with `newest`) the source's highest
-        lead_id now, an index lookup read once per statement. `where` is over the source
+        lead_id now, an index lookup read once per statement; then (with `copies`) the row's
+        bytes, `copy_exprs`, from which the copy and its fingerprint are made without another
+        read of the source. `where` is over the source
         aliased `s` (its own columns unqualified: the target is only read in subqueries).
         `lock` adds FOR UPDATE: on InnoDB the source rows are locked in lead_id order, and the
         subqueries' rows (target, guard tables) are read without locks, so the dialer's own
@@ -245,6 +251,8 @@ class ChunkSql:
             if table in guards
         )
         top = f",\n  (SELECT MAX(`lead_id`) FROM {self.s}) AS `_newest`" if newest else ""
+        if copies:
+            top += ",\n  " + ", ".join(self.copy_exprs())
         return (
             f"SELECT s.`lead_id`,\n  (SELECT {self.state_expr()}\n"
             f"   FROM {self.d} AS d WHERE d.`lead_id` = s.`lead_id`) AS `_state`,\n"
@@ -270,36 +278,24 @@ class ChunkSql:
                 return f":ov_{key.lower()}"
         return f"s.{q(col.name)}"
 
-    def fetch_literals(self) -> str:
-        """Each source row as one SQL tuple literal, built by the server: strings as X'…' of
-        their bytes (in the target's character set where the two differ), other values quoted
-        in their text form: the same bytes the delete step compares."""
-        exprs = []
-        for col in self.columns:
-            other = self.dst.column(col.name)
-            expr = q(col.name)
-            if col.data_type in BYTE_TYPES:
-                differs = (
-                    other is not None
-                    and col.charset
-                    and other.charset
-                    and (col.charset != other.charset)
-                )
-                if differs and other is not None:
-                    expr = f"CONVERT({expr} USING {other.charset})"
-                literal = "CONCAT('X''', HEX(" + expr + "), '''')"
-            else:
-                literal = f"QUOTE({expr})"
-            exprs.append(f"IF({q(col.name)} IS NULL, 'NULL', {literal})")
-        return (
-            f"SELECT CONCAT('(', CONCAT_WS(',', {', '.join(exprs)}), ')'), `lead_id`,"
-            f" {self.row_hash('s', 'src')} FROM {self.s} AS s WHERE `lead_id` IN :ids"
-        )
+    def copy_exprs(self) -> list[str]:
+        """What a read of the source (aliased `s`) adds to copy and fingerprint each row with
+        no other read (`RowCopier`): every shared column's bytes as the copy writes them (in
+        the target's character set where the two differ), then, for each
+        column whose bytes the delete compares in another form (`_bin`: in utf8mb4), those."""
+        return self.copier().exprs
 
-    def hashes(self) -> str:
-        """Each source row's fingerprint (`row_hash`), by lead_id."""
-        fp = self.row_hash("s", "src")
-        return f"SELECT `lead_id`, {fp} FROM {self.s} AS s WHERE `lead_id` IN :ids"
+    def copier(self) -> RowCopier:
+        if self._copier is None:
+            self._copier = RowCopier(self)
+        return self._copier
+
+    def read_copies(self) -> str:
+        """The rows of `:ids` as `copy_exprs` reads them, lead_id first."""
+        return (
+            f"SELECT s.`lead_id`, {', '.join(self.copy_exprs())} FROM {self.s} AS s"
+            " WHERE s.`lead_id` IN :ids"
+        )
 
     def insert_literals(self, tuples: Sequence[str]) -> str:
         # IGNORE: a row already there is left as it is (insert-if-missing); a value that does
@@ -381,6 +377,115 @@ class ChunkSql:
 
     def override_params(self) -> dict[str, Any]:
         return {f"ov_{k.lower()}": v for k, v in self.overrides.items()}
+
+
+# One value of a row's SQL tuple as the server builds it (`RowCopier`): NULL, X'HEX' or a
+# QUOTE()d text (backslash escapes).
+_TOKEN = re.compile(r"NULL|X'([0-9A-F]*)'|'((?:[^'\\]|\\.)*)'", re.S)
+_UNESCAPE = {"0": "\0", "Z": "\x1a"}
+
+
+def _unquote(text: str) -> str:
+    """A QUOTE()d text's value: QUOTE escapes backslash, quote, NUL (as \\0) and ^Z (\\Z)."""
+    if "\\" not in text:
+        return text
+    return re.sub(r"\\(.)", lambda m: _UNESCAPE.get(m.group(1), m.group(1)), text, flags=re.S)
+
+
+def _converts(col: Column, other: Column | None) -> bool:
+    return bool(other and col.charset and other.charset and col.charset != other.charset)
+
+
+class RowCopier:
+    """A source row's copy and fingerprint from one read of the source (`ChunkSql.copy_exprs`,
+    read by the chunk's scan), so the source is read once per chunk: on MyISAM every dialer
+    write waits for that read's table lock.
+
+    The server builds each row's SQL tuple for `ChunkSql.insert_literals` (strings as X'…' of
+    their bytes, in the target's character set where the two differ; other values QUOTE()d):
+    one short field per row, quick to send and to parse. The fingerprint is made here from
+    that tuple (an X'…' is the column's HEX already; a quoted text is its bytes) and is
+    `ChunkSql.row_hash` ("src" side) to the byte: SHA-256 of `name:HEX` per non-NULL column in
+    name order, joined by commas; a column whose bytes the delete compares in another form
+    (`_bin`: utf8mb4) has that HEX read beside the tuple. The proven-copy deletes compare the
+    fingerprint on the server with the target row's, so tests hold the two equal on hostile
+    data; a difference could only spare a row, never delete one. SHA2 over every column on
+    the server would hold the table lock longer."""
+
+    def __init__(self, sql: ChunkSql) -> None:
+        parts = []
+        for col in sql.columns:
+            other = sql.dst.column(col.name)
+            name = f"s.{q(col.name)}"
+            if col.data_type in BYTE_TYPES:
+                expr = name
+                if _converts(col, other) and other is not None:
+                    expr = f"CONVERT({name} USING {other.charset})"
+                literal = "CONCAT('X''', HEX(" + expr + "), '''')"
+            else:
+                literal = f"QUOTE({name})"
+            parts.append(f"IF({name} IS NULL, 'NULL', {literal})")
+        self.exprs = [f"CONCAT('(', CONCAT_WS(',', {', '.join(parts)}), ')')"]
+        self.width = len(sql.columns)
+        self.kinds = [c.data_type in BYTE_TYPES for c in sql.columns]
+        # Per column in `row_hash`'s order: (name:, index, apart): its HEX is the tuple's
+        # value `index`, or (apart) the field `index` read beside the tuple.
+        self.hashed: list[tuple[str, int, bool]] = []
+        extra: dict[str, int] = {}
+        for col in sorted(sql.columns, key=lambda c: c.name.lower()):
+            compared = sql._bin("s", col, sql.dst.column(col.name))
+            if compared == f"CAST(s.{q(col.name)} AS BINARY)":
+                self.hashed.append((col.name.lower() + ":", sql.columns.index(col), False))
+                continue
+            if compared not in extra:
+                extra[compared] = len(self.exprs)
+                self.exprs.append(f"HEX({compared})")
+            self.hashed.append((col.name.lower() + ":", extra[compared], True))
+
+    def copy(self, values: Sequence[Any]) -> tuple[str, str]:
+        """(the row's SQL tuple, its fingerprint), from what `exprs` read of the row."""
+        row = str(values[0])
+        hexed = self._split(row)
+        if hexed is None:
+            hexed = self._tokens(row)
+        text = ",".join(
+            name + h
+            for name, i, apart in self.hashed
+            if (h := (values[i] if apart else hexed[i])) is not None
+        )
+        return row, hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    def _split(self, row: str) -> list[str | None] | None:
+        """Each value's HEX, the tuple split at its commas: None when a quoted text holds a
+        comma, a quote or a backslash (then `_tokens` reads it)."""
+        parts = row[1:-1].split(",")
+        if len(parts) != self.width:
+            return None
+        hexed: list[str | None] = []
+        for part, byte_type in zip(parts, self.kinds, strict=True):
+            if part == "NULL":
+                hexed.append(None)
+            elif byte_type:
+                hexed.append(part[2:-1])  # X'…': a byte type's value, never a comma in it
+            elif "\\" in part or part.count("'") != 2:
+                return None
+            else:
+                hexed.append(part[1:-1].encode("utf-8").hex().upper())
+        return hexed
+
+    def _tokens(self, row: str) -> list[str | None]:
+        hexed: list[str | None] = []
+        for m in _TOKEN.finditer(row, 1, len(row) - 1):
+            x, quoted = m.group(1), m.group(2)
+            if x is not None:
+                hexed.append(x)
+            elif quoted is not None:
+                hexed.append(_unquote(quoted).encode("utf-8").hex().upper())
+            else:
+                hexed.append(None)
+        if len(hexed) != self.width:  # never: the server built it from `width` values
+            raise ValueError(f"a row's tuple has {len(hexed)} values, not {self.width}")
+        return hexed
 
 
 def predict(state: State, flags: Flags, direction: str) -> State:

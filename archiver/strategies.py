@@ -90,6 +90,8 @@ class Chunk:
     guarded: set[int] = field(default_factory=set)
     unselected: set[int] = field(default_factory=set)
     newest: int | None = None
+    # MyISAM: each source row's bytes as the scan read them (`ChunkSql.copy_exprs`).
+    copies: dict[int, tuple[bytes | None, ...]] = field(default_factory=dict)
 
 
 class ChunkStrategy:
@@ -98,6 +100,7 @@ class ChunkStrategy:
 
     atomic: ClassVar[bool]
     guarantee: ClassVar[str]  # the dry-run plan's line
+    reads_copies: ClassVar[bool] = False  # the scan reads the rows' bytes (`Chunk.copies`)
 
     def __init__(
         self,
@@ -130,11 +133,14 @@ class ChunkStrategy:
     def scan_sql(self, where: str) -> str:
         """The chunk's read: its rows, each one's state and guards (`ChunkSql.scan`)."""
         lock = self.atomic and not self.dry_run
-        return self.sql.scan(where, self.guards, lock=lock, newest=self.newest)
+        copies = self.reads_copies and not self.dry_run
+        return self.sql.scan(where, self.guards, lock=lock, newest=self.newest, copies=copies)
 
     def read_scan(self, c: Chunk, rows: Sequence[tuple[Any, ...]]) -> Chunk:
         """Fill `c` from the scan's rows (a lead read twice, or not in the chunk, is left)."""
         wanted = set(c.ids)
+        tail = 4 if self.newest else 3
+        copies = self.reads_copies and not self.dry_run
         for row in rows:
             lead = int(row[0])
             if lead in c.before or lead not in wanted:
@@ -144,6 +150,8 @@ class ChunkStrategy:
                 c.guarded.add(lead)
             if self.newest and row[3] is not None:
                 c.newest = int(row[3])
+            if copies:
+                c.copies[lead] = tuple(row[tail:])
         return c
 
     # --- one chunk -----------------------------------------------------------------------
@@ -315,6 +323,7 @@ class Autocommit(ChunkStrategy):
     copies from others'."""
 
     atomic = False
+    reads_copies = True
     guarantee = (
         "MyISAM: each step is one idempotent statement; the delete proves equality in the "
         "same statement; a cut run converges when re-run"
@@ -331,26 +340,28 @@ class Autocommit(ChunkStrategy):
     ) -> Steps[list[str] | None]:
         """Mark the chunk's leads pending, with the fingerprint of each copy about to be
         written or found equal, before writing any (the job tells its own copies by them, in
-        this chunk or in the redo of a cut one). The archive's copy rows are read here, once,
-        with their fingerprints: they are the values the insert writes. Returns those rows as
-        SQL tuples (None when not read here)."""
+        this chunk or in the redo of a cut one). The fingerprints, and the archive's copy rows,
+        are made in Python from the bytes the scan read (`RowCopier`): the rows the insert
+        writes are those fingerprinted. Returns those rows as SQL tuples (None when the
+        chunk copies nothing by literals)."""
         if c.job_id is None or self.dry_run:
             return None
         before = c.before
-        hashes: dict[int, str] = {}
-        literals: list[str] | None = None
-        copies = list(missing) if self.flags.insert else []
-        if self.archive and copies:
-            rows = yield Stmt("copy_rows", self.sql.fetch_literals(), {"ids": copies}, "read")
-            literals = [str(r[0]) for r in rows]
-            hashes.update((int(r[1]), str(r[2])) for r in rows)
-            copies = []
-        if self.updates:
-            copies += differ
-        copies += [i for i in act if i not in hashes and before[i].in_dst and before[i].equal]
-        if copies:
-            rows = yield Stmt("hashes", self.sql.hashes(), {"ids": copies}, "read")
-            hashes.update((int(r[0]), str(r[1])) for r in rows)
+        missing = list(missing) if self.flags.insert else []
+        copies = missing + (differ if self.updates else [])
+        copies += [i for i in act if before[i].in_dst and before[i].equal]
+        unread = [i for i in copies if i not in c.copies]
+        if unread:  # the scan read every lead it acts on; read any other apart
+            rows = yield Stmt("copy_rows", self.sql.read_copies(), {"ids": unread}, "read")
+            c.copies.update((int(r[0]), tuple(r[1:])) for r in rows)
+        copier = self.sql.copier()
+        # A lead gone from the source since it was read keeps no fingerprint (its copy,
+        # if one is written, is not the job's to remove).
+        made = {i: copier.copy(c.copies[i]) for i in copies if i in c.copies}
+        hashes = {i: fp for i, (_, fp) in made.items()}
+        literals = None
+        if self.archive and missing:
+            literals = [made[i][0] for i in missing if i in made]
         text, shown = checkpoint.pending_statement(c.job_id, act, hashes, self.tables_at)
         marked = yield Stmt("pending", text, kind="literal", shown=shown)
         checkpoint.check_pending(marked, len(act))
@@ -361,7 +372,7 @@ class Autocommit(ChunkStrategy):
         return literals
 
     def copy(self, ids: list[int], literals: list[str] | None) -> Steps[None]:
-        """Insert-if-missing. Archiving, the rows are read first and inserted as values: an
+        """Insert-if-missing. Archiving, the rows the scan read are inserted as values: an
         INSERT … SELECT would hold vicidial_list's table lock, and so stall the dialer's
         writes, for as long as the archive's indexes take to update."""
         if not self.archive:
@@ -369,13 +380,14 @@ class Autocommit(ChunkStrategy):
             return
         sql = self.sql
         if self.dry_run:
-            yield Stmt("copy_rows", sql.fetch_literals(), {"ids": ids}, "show")
-            placeholder = sql.insert_literals(["/* the rows read above, as literals */"])
+            named = ", ".join(str(i) for i in ids)
+            note = f"/* the rows the scan read, as literals: `lead_id` IN ({named}) */"
+            placeholder = sql.insert_literals([note])
             yield Stmt("copy", placeholder, kind="literal", shown=placeholder)
             return
         if literals is None:
-            rows = yield Stmt("copy_rows", sql.fetch_literals(), {"ids": ids}, "read")
-            literals = [str(r[0]) for r in rows]
+            rows = yield Stmt("copy_rows", sql.read_copies(), {"ids": ids}, "read")
+            literals = [sql.copier().copy(tuple(r[1:]))[0] for r in rows]
         if literals:
             yield Stmt("copy", sql.insert_literals(literals), kind="literal")
 
