@@ -21,8 +21,6 @@ from archiver.logging import get_logger
 from archiver.request import parse_named
 from archiver.where import check as check_where
 
-REQUEST_KEYS = {"insert_leads", "update_leads", "delete_leads", "lead_ids"}
-
 
 @dataclass(frozen=True)
 class Request:
