@@ -166,3 +166,38 @@ def test_random_kills_archive_then_dearchive(vdb: VDb) -> None:
     )
     assert vdb.count(ARCHIVE) == 0
     print(f"random kills ({vdb.engine}): {report}; {n} leads checked, 0 mismatches")
+
+
+# The statements of a chunk after which ARCHIVER_FAULT fires (strategies.py), per engine: a kill
+# after any of them, in either direction, must converge like a kill at the chunk's points.
+STATEMENTS = {
+    "MyISAM": ("scan", "pending", "copy", "delete", "checkpoint"),
+    "InnoDB": ("scan", "copy", "delete", "checkpoint"),
+}
+
+
+@pytest.mark.slow
+def test_kill_after_each_statement_then_resume_both_directions(vdb: VDb) -> None:
+    vdb.seed(500)
+    columns = vdb.columns()
+    original = vdb.row_bytes(LIVE)
+    for name in STATEMENTS[vdb.engine]:
+        for direction in ("archive", "dearchive"):
+            args = [direction, "--job-name", f"{direction[0]}-{name}", *ARGS]
+            killed = hp.run(vdb.dsn, args, env={"ARCHIVER_FAULT": f"{name}:2"})
+            assert killed.rc == -9, killed.describe()
+            assert [ln for ln in killed.lines if ln.startswith("FAULT")] == [f"FAULT {name} 2"]
+            assert all(row == original[i] for i, row in vdb.row_bytes(LIVE).items())
+            hp.wait_lock_free(vdb.db, vdb.settings)
+            resumed = hp.run(vdb.dsn, args)
+            assert resumed.rc == 0, (name, direction, resumed.describe())
+            assert any(e.get("event") == "job_resumed" for e in resumed.events), (name, direction)
+            counts = resumed.summary["job_counts"]
+            where = oracle.assert_each_once(vdb.db, columns, original)
+            if direction == "archive":  # every lead; the newest stays live
+                assert counts == {"archived": 499, "skipped_newest": 1}, (name, counts)
+                assert where.live == {500}
+            else:  # the 499 archived leads
+                assert counts == {"dearchived": 499}, (name, counts)
+                assert where.archive == set()
+            assert pending(vdb) == set()
