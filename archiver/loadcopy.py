@@ -41,7 +41,7 @@ from sqlalchemy.exc import DBAPIError
 from archiver.config import Settings
 from archiver.db import Db, make_engine, mysql_errno, q
 from archiver.errors import ArchiverError
-from archiver.schema import Column, Table
+from archiver.schema import Column, Table, charsets_differ
 
 # The server refuses LOCAL INFILE: MySQL 5.x / MariaDB's generic error, MySQL 8's, MariaDB's.
 ER_NOT_ALLOWED_COMMAND = 1148
@@ -330,7 +330,7 @@ class LoadCopy:
     def _read_expr(self, col: Column) -> str:
         expr = f"s.{q(col.name)}"
         other = self.dst.column(col.name)
-        if other is not None and col.charset and other.charset and col.charset != other.charset:
+        if charsets_differ(col, other) and other is not None:
             # The file goes in as binary: bytes of the target's character set, as
             # `RowCopier` converts (schema checks refused a narrower target).
             expr = f"CONVERT({expr} USING {other.charset})"

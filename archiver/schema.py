@@ -106,6 +106,11 @@ class Drift:
         return not self.blocking and not self.warnings
 
 
+def charsets_differ(col: Column, other: Column | None) -> bool:
+    """Both columns have a character set and they differ: the same text is other bytes."""
+    return bool(other and col.charset and other.charset and col.charset != other.charset)
+
+
 def reflect(db: Db, name: str) -> Table | None:
     meta = db.rows(
         "SELECT ENGINE, TABLE_COLLATION, AUTO_INCREMENT FROM information_schema.TABLES"

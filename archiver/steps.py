@@ -25,7 +25,7 @@ from typing import Any
 
 from archiver.db import q
 from archiver.jobtypes import ARCHIVE, DEARCHIVE, Flags, Outcome
-from archiver.schema import Column, Table, fingerprint
+from archiver.schema import Column, Table, charsets_differ, fingerprint
 
 
 def _lit(value: str) -> str:
@@ -129,7 +129,7 @@ class ChunkSql:
 
     def _bin(self, alias: str, col: Column, other: Column | None) -> str:
         expr = f"{alias}.{q(col.name)}"
-        if other is not None and col.charset and other.charset and col.charset != other.charset:
+        if charsets_differ(col, other):
             # Different character sets store the same text as different bytes; compare both
             # in utf8mb4 (schema checks already refused a target that cannot hold the source).
             expr = f"CONVERT({expr} USING utf8mb4)"
@@ -392,10 +392,6 @@ def _unquote(text: str) -> str:
     return re.sub(r"\\(.)", lambda m: _UNESCAPE.get(m.group(1), m.group(1)), text, flags=re.S)
 
 
-def _converts(col: Column, other: Column | None) -> bool:
-    return bool(other and col.charset and other.charset and col.charset != other.charset)
-
-
 class RowCopier:
     """A source row's copy and fingerprint from one read of the source (`ChunkSql.copy_exprs`,
     read by the chunk's scan), so the source is read once per chunk: on MyISAM every dialer
@@ -419,7 +415,7 @@ class RowCopier:
             name = f"s.{q(col.name)}"
             if col.data_type in BYTE_TYPES:
                 expr = name
-                if _converts(col, other) and other is not None:
+                if charsets_differ(col, other) and other is not None:
                     expr = f"CONVERT({name} USING {other.charset})"
                 literal = "CONCAT('X''', HEX(" + expr + "), '''')"
             else:
