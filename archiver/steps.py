@@ -166,19 +166,34 @@ class ChunkSql:
         )
 
     def row_hash(self, alias: str, table: str) -> str:
-        """SHA-256 of a row's bytes over every shared column, as the delete compares them: the
+        """SQL for the fingerprint of a row (`alias`) that `archiver_pending` records as the
         fingerprint of a copy this job writes. `table` says which side the alias is: "src" or
-        "dst". Each column enters as `name:hex` in name order and a NULL not at all (CONCAT_WS
-        skips it; '' is `name:`): a nullable column added by an ALTER after the fingerprint
-        was taken leaves the fingerprint of a copy that does not hold a value in it unchanged."""
+        "dst". Each column enters as `name:` and its field of the copy's SQL tuple
+        (`copy_field`: X'…' of its bytes in the target's character set, or QUOTE()d) in name
+        order, joined by commas, and a NULL not at all: a nullable column added by an ALTER
+        after the fingerprint was taken leaves the fingerprint of a copy that does not hold a
+        value in it unchanged. `RowCopier` makes the same text from the tuple the scan read."""
         parts = []
         for col in sorted(self.columns, key=lambda c: c.name.lower()):
-            other = self.dst.column(col.name)
-            assert other is not None
-            mine, theirs = (col, other) if table == "src" else (other, col)
             name = _lit(col.name.lower() + ":")
-            parts.append(f"CONCAT({name}, HEX({self._bin(alias, mine, theirs)}))")
+            own = col if table == "src" else self.dst.column(col.name)
+            assert own is not None
+            field = self.copy_field(alias, col, own, convert=table == "src")
+            parts.append(f"IF({alias}.{q(own.name)} IS NULL, NULL, CONCAT({name}, {field}))")
         return f"SHA2(CONCAT_WS(',', {', '.join(parts)}), 256)"
+
+    def copy_field(self, alias: str, col: Column, own: Column, *, convert: bool) -> str:
+        """One non-NULL value of `alias` as the copy's SQL tuple holds it. `col` is the source's
+        column (its type decides the form: a byte type as X'…' of its bytes, anything else
+        QUOTE()d), `own` the column under `alias`; `convert`: the source's text in the
+        target's character set, the bytes the copy writes where the two differ."""
+        name = f"{alias}.{q(own.name)}"
+        if col.data_type not in BYTE_TYPES:
+            return f"QUOTE({name})"
+        other = self.dst.column(col.name)
+        if convert and other is not None and charsets_differ(col, other):
+            name = f"CONVERT({name} USING {other.charset})"
+        return "CONCAT('X''', HEX(" + name + "), '''')"
 
     def schema_guard(self) -> str:
         """A condition true only while both tables have exactly the columns reflected at the
@@ -382,16 +397,6 @@ class ChunkSql:
 # One value of a row's SQL tuple as the server builds it (`RowCopier`): NULL, X'HEX' or a
 # QUOTE()d text (backslash escapes).
 _TOKEN = re.compile(r"NULL|X'([0-9A-F]*)'|'((?:[^'\\]|\\.)*)'", re.S)
-_UNESCAPE = {"0": "\0", "Z": "\x1a"}
-
-
-def _unquote(text: str) -> str:
-    """A QUOTE()d text's value: QUOTE escapes backslash, quote, NUL (as \\0) and ^Z (\\Z)."""
-    if "\\" not in text:
-        return text
-    return re.sub(r"\\(.)", lambda m: _UNESCAPE.get(m.group(1), m.group(1)), text, flags=re.S)
-
-
 class RowCopier:
     """A source row's copy and fingerprint from one read of the source (`ChunkSql.copy_exprs`,
     read by the chunk's scan), so the source is read once per chunk: on MyISAM every dialer
@@ -400,88 +405,40 @@ class RowCopier:
     The server builds each row's SQL tuple for `ChunkSql.insert_literals` (strings as X'…' of
     their bytes, in the target's character set where the two differ; other values QUOTE()d):
     one short field per row, quick to send and to parse. The fingerprint is made here from
-    that tuple (an X'…' is the column's HEX already; a quoted text is its bytes) and is
-    `ChunkSql.row_hash` ("src" side) to the byte: SHA-256 of `name:HEX` per non-NULL column in
-    name order, joined by commas; a column whose bytes the delete compares in another form
-    (`_bin`: utf8mb4) has that HEX read beside the tuple. The proven-copy deletes compare the
-    fingerprint on the server with the target row's, so tests hold the two equal on hostile
-    data; a difference could only spare a row, never delete one. SHA2 over every column on
-    the server would hold the table lock longer."""
+    that tuple's fields as they are, and is `ChunkSql.row_hash` ("src" side) to the byte:
+    SHA-256 of `name:field` per non-NULL column in name order, joined by commas. The
+    proven-copy deletes compare the fingerprint on the server with the target row's, so tests
+    hold the two equal on hostile data; a difference could only spare a row, never delete
+    one. SHA2 over every column on the server would hold the table lock longer."""
 
     def __init__(self, sql: ChunkSql) -> None:
         parts = []
         for col in sql.columns:
-            other = sql.dst.column(col.name)
-            name = f"s.{q(col.name)}"
-            if col.data_type in BYTE_TYPES:
-                expr = name
-                if charsets_differ(col, other) and other is not None:
-                    expr = f"CONVERT({name} USING {other.charset})"
-                literal = "CONCAT('X''', HEX(" + expr + "), '''')"
-            else:
-                literal = f"QUOTE({name})"
-            parts.append(f"IF({name} IS NULL, 'NULL', {literal})")
+            field = sql.copy_field("s", col, col, convert=True)
+            parts.append(f"IF(s.{q(col.name)} IS NULL, 'NULL', {field})")
         self.exprs = [f"CONCAT('(', CONCAT_WS(',', {', '.join(parts)}), ')')"]
         self.width = len(sql.columns)
-        self.kinds = [c.data_type in BYTE_TYPES for c in sql.columns]
-        # Per column in `row_hash`'s order: (name:, index, apart): its HEX is the tuple's
-        # value `index`, or (apart) the field `index` read beside the tuple.
-        self.hashed: list[tuple[str, int, bool]] = []
-        extra: dict[str, int] = {}
-        for col in sorted(sql.columns, key=lambda c: c.name.lower()):
-            compared = sql._bin("s", col, sql.dst.column(col.name))
-            if compared == f"CAST(s.{q(col.name)} AS BINARY)":
-                self.hashed.append((col.name.lower() + ":", sql.columns.index(col), False))
-                continue
-            if compared not in extra:
-                extra[compared] = len(self.exprs)
-                self.exprs.append(f"HEX({compared})")
-            self.hashed.append((col.name.lower() + ":", extra[compared], True))
+        # Per column in `row_hash`'s order: (name:, its index in the tuple).
+        self.hashed = [
+            (c.name.lower() + ":", sql.columns.index(c))
+            for c in sorted(sql.columns, key=lambda c: c.name.lower())
+        ]
 
     def copy(self, values: Sequence[Any]) -> tuple[str, str]:
         """(the row's SQL tuple, its fingerprint), from what `exprs` read of the row."""
         row = str(values[0])
-        hexed = self._split(row)
-        if hexed is None:
-            hexed = self._tokens(row)
-        text = ",".join(
-            name + h
-            for name, i, apart in self.hashed
-            if (h := (values[i] if apart else hexed[i])) is not None
-        )
+        fields = row[1:-1].split(",")
+        if len(fields) != self.width:  # a quoted text holds a comma
+            fields = self._tokens(row)
+        text = ",".join(name + f for name, i in self.hashed if (f := fields[i]) != "NULL")
         return row, hashlib.sha256(text.encode("utf-8")).hexdigest()
 
-    def _split(self, row: str) -> list[str | None] | None:
-        """Each value's HEX, the tuple split at its commas: None when a quoted text holds a
-        comma, a quote or a backslash (then `_tokens` reads it)."""
-        parts = row[1:-1].split(",")
-        if len(parts) != self.width:
-            return None
-        hexed: list[str | None] = []
-        for part, byte_type in zip(parts, self.kinds, strict=True):
-            if part == "NULL":
-                hexed.append(None)
-            elif byte_type:
-                hexed.append(part[2:-1])  # X'…': a byte type's value, never a comma in it
-            elif "\\" in part or part.count("'") != 2:
-                return None
-            else:
-                hexed.append(part[1:-1].encode("utf-8").hex().upper())
-        return hexed
-
-    def _tokens(self, row: str) -> list[str | None]:
-        hexed: list[str | None] = []
-        for m in _TOKEN.finditer(row, 1, len(row) - 1):
-            x, quoted = m.group(1), m.group(2)
-            if x is not None:
-                hexed.append(x)
-            elif quoted is not None:
-                hexed.append(_unquote(quoted).encode("utf-8").hex().upper())
-            else:
-                hexed.append(None)
-        if len(hexed) != self.width:  # never: the server built it from `width` values
-            raise ValueError(f"a row's tuple has {len(hexed)} values, not {self.width}")
-        return hexed
+    def _tokens(self, row: str) -> list[str]:
+        """The tuple's fields, read token by token (X'…', a QUOTE()d text, NULL)."""
+        fields = [m.group(0) for m in _TOKEN.finditer(row, 1, len(row) - 1)]
+        if len(fields) != self.width:  # never: the server built it from `width` values
+            raise ValueError(f"a row's tuple has {len(fields)} values, not {self.width}")
+        return fields
 
 
 def predict(state: State, flags: Flags, direction: str) -> State:
