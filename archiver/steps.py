@@ -397,6 +397,8 @@ class ChunkSql:
 # One value of a row's SQL tuple as the server builds it (`RowCopier`): NULL, X'HEX' or a
 # QUOTE()d text (backslash escapes).
 _TOKEN = re.compile(r"NULL|X'([0-9A-F]*)'|'((?:[^'\\]|\\.)*)'", re.S)
+
+
 class RowCopier:
     """A source row's copy and fingerprint from one read of the source (`ChunkSql.copy_exprs`,
     read by the chunk's scan), so the source is read once per chunk: on MyISAM every dialer
