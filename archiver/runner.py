@@ -595,6 +595,8 @@ class Runner:
             f"selection: {json.dumps(spec.selection.canonical(), sort_keys=True)}",
             f"steps: {', '.join(steps) or 'none'}; chunk size {self.s.chunk_size}",
         ]
+        if flags.insert:
+            lines.append(f"copy: {self.strategy.copy_path()}")
         if spec.overrides:
             lines.append(f"restored leads get: {dict(spec.overrides)}")
         if spec.direction == ARCHIVE:

@@ -124,6 +124,11 @@ class ChunkStrategy:
         self.delete_batch = delete_batch
         self.tables_at: str | None = None
 
+    def copy_path(self) -> str:
+        """How the copy is written, for the plan (the copy by LOAD DATA LOCAL INFILE,
+        `loadcopy.py`, was measured no faster than these and is not chosen)."""
+        return "INSERT … SELECT from the source, insert-if-missing, one statement per chunk"
+
     # --- the run and the scan ------------------------------------------------------------
 
     def begin(self) -> Steps[None]:
@@ -328,6 +333,14 @@ class Autocommit(ChunkStrategy):
         "MyISAM: each step is one idempotent statement; the delete proves equality in the "
         "same statement; a cut run converges when re-run"
     )
+
+    def copy_path(self) -> str:
+        if not self.archive:
+            return super().copy_path()
+        return (
+            "INSERT IGNORE … VALUES of the rows the chunk's scan read (vicidial_list is not "
+            "locked while the archive's indexes are written), one statement per chunk"
+        )
 
     def begin(self) -> Steps[None]:
         """The two tables' versions when the run begins, stored with each pending lead."""

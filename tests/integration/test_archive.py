@@ -700,6 +700,9 @@ def test_dry_run_writes_nothing_and_shows_counts_and_sql(vdb: VDb, tmp_path: Pat
         else f"INSERT INTO `vicidial_list_archive` (`lead_id`, … {more} more)"
     )
     assert copy in out
+    # The plan says which copy path runs.
+    path = "INSERT IGNORE … VALUES of the rows" if vdb.engine == "MyISAM" else "INSERT … SELECT"
+    assert re.search(rf"^plan: copy: {re.escape(path)}", out, re.M), out
     assert "UPDATE `vicidial_list_archive` AS d JOIN `vicidial_list` AS s" in out
     assert "DELETE s FROM `vicidial_list` AS s JOIN `vicidial_list_archive` AS d" in out
     assert f"CAST(s.`lead_id` AS BINARY) <=> CAST(d.`lead_id` AS BINARY) AND … {more} more)" in out
