@@ -28,6 +28,10 @@ from archiver.jobtypes import ARCHIVE, DEARCHIVE, Flags, Outcome
 from archiver.schema import Column, Table, charsets_differ, fingerprint
 
 
+def _is_float(col: Column, other: Column | None) -> bool:
+    return col.data_type == "float" or (other is not None and other.data_type == "float")
+
+
 def _lit(value: str) -> str:
     """A string literal for SQL text built here (identifiers' names, fingerprints)."""
     return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
@@ -129,11 +133,23 @@ class ChunkSql:
 
     def _bin(self, alias: str, col: Column, other: Column | None) -> str:
         expr = f"{alias}.{q(col.name)}"
+        if _is_float(col, other):
+            # A FLOAT's text has 6 significant digits (123456.7109375 reads '123457'); as a
+            # DOUBLE it reads back exactly.
+            expr = f"CAST({expr} AS DOUBLE)"
         if charsets_differ(col, other):
             # Different character sets store the same text as different bytes; compare both
             # in utf8mb4 (schema checks already refused a target that cannot hold the source).
             expr = f"CONVERT({expr} USING utf8mb4)"
         return f"CAST({expr} AS BINARY)"
+
+    def _round_trip(self, alias: str, col: Column) -> str:
+        """The column's bytes survive the trip through utf8mb4 that the comparison makes: a
+        byte its own character set does not define (0x80 in an ascii column) reads as '?',
+        as a real '?' does, so without this two different values would compare equal."""
+        expr = f"{alias}.{q(col.name)}"
+        back = f"CONVERT(CONVERT({expr} USING utf8mb4) USING {col.charset})"
+        return f"CAST({back} AS BINARY) <=> CAST({expr} AS BINARY)"
 
     def equal_expr(self, columns: Sequence[Column] | None = None) -> str:
         parts = []
@@ -141,6 +157,9 @@ class ChunkSql:
             other = self.dst.column(col.name)
             assert other is not None
             parts.append(f"{self._bin('s', col, other)} <=> {self._bin('d', other, col)}")
+            if charsets_differ(col, other):
+                parts.append(self._round_trip("s", col))
+                parts.append(self._round_trip("d", other))
         return "(" + "\n   AND ".join(parts) + ")"
 
     def same_lead_expr(self) -> str:
@@ -188,9 +207,11 @@ class ChunkSql:
         QUOTE()d), `own` the column under `alias`; `convert`: the source's text in the
         target's character set, the bytes the copy writes where the two differ."""
         name = f"{alias}.{q(own.name)}"
-        if col.data_type not in BYTE_TYPES:
-            return f"QUOTE({name})"
         other = self.dst.column(col.name)
+        if col.data_type not in BYTE_TYPES:
+            if _is_float(col, other):
+                return f"QUOTE(CAST({name} AS DOUBLE))"  # every digit: see `_bin`
+            return f"QUOTE({name})"
         if convert and other is not None and charsets_differ(col, other):
             name = f"CONVERT({name} USING {other.charset})"
         return "CONCAT('X''', HEX(" + name + "), '''')"

@@ -38,6 +38,9 @@ def test_float_column_is_archived_with_its_value(vdb: VDb) -> None:
     assert done.rc == 0, done.describe()
     lost = _lost(before, _values(vdb, LIVE, exact), _values(vdb, ARCHIVE, exact))
     assert not lost, f"leads deleted live, archived with another FLOAT (was, now): {lost}"
+    # And archived, not merely spared: the copy writes every digit (QUOTE of the DOUBLE).
+    assert done.summary["job_counts"] == {"archived": 20}, done.summary
+    assert _values(vdb, ARCHIVE, exact) == before
 
 
 def test_ascii_column_byte_outside_ascii_is_archived_with_its_byte(vdb: VDb) -> None:
@@ -57,3 +60,5 @@ def test_ascii_column_byte_outside_ascii_is_archived_with_its_byte(vdb: VDb) -> 
     assert done.rc == 0, done.describe()
     lost = _lost(before, _values(vdb, LIVE, exact), _values(vdb, ARCHIVE, exact))
     assert not lost, f"leads deleted live, archived with other bytes (was, now): {lost}"
+    # utf8mb4 cannot hold the byte: every lead stays live, as it was.
+    assert _values(vdb, LIVE, exact) == before
