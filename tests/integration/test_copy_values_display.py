@@ -1,0 +1,70 @@
+"""Columns whose text, as the delete compares it (`CAST(x AS BINARY)`) and as the MyISAM copy
+writes it (`QUOTE(x)`), is rounded to the column's display: two different stored values read
+the same, and a lead must not be deleted from its table with a copy holding another value."""
+
+from __future__ import annotations
+
+from tests.support import proc as hp
+from tests.support.db import ARCHIVE, LIVE, VDb
+
+WHERE = "lead_id <= 20"
+
+
+def _values(vdb: VDb, table: str, expr: str) -> dict[int, object]:
+    rows = vdb.db.rows(f"SELECT lead_id, {expr} FROM `{table}` WHERE {WHERE}")
+    return {int(r[0]): r[1] for r in rows}
+
+
+def _lost(
+    before: dict[int, object], live: dict[int, object], archive: dict[int, object]
+) -> dict[int, tuple[object, object]]:
+    return {
+        lead: (value, archive.get(lead))
+        for lead, value in before.items()
+        if live.get(lead, object()) != value and archive.get(lead, object()) != value
+    }
+
+
+def _double_with_display(vdb: VDb) -> None:
+    """A DOUBLE column, filled, then given a display of one decimal (DOUBLE(20,1)) in both
+    tables: the server keeps every stored value as it was (no rounding), and reads it, CAST
+    AS BINARY or QUOTE()d, rounded to one decimal: 123456.71 and 123456.69 both '123456.7'."""
+    for table in (LIVE, ARCHIVE):
+        vdb.db.write(f"ALTER TABLE `{table}` ADD COLUMN va_double DOUBLE NULL")
+    vdb.db.write(f"UPDATE `{LIVE}` SET va_double = 123456.7 + lead_id / 1000 - 0.0105")
+    for table in (LIVE, ARCHIVE):
+        vdb.db.write(f"ALTER TABLE `{table}` MODIFY va_double DOUBLE(20,1) NULL")
+
+
+EXACT = "CAST(va_double AS DOUBLE)"
+
+
+def test_double_with_display_decimals_is_archived_with_its_value(vdb: VDb) -> None:
+    vdb.seed(21)
+    _double_with_display(vdb)
+    before = _values(vdb, LIVE, EXACT)
+    assert len(set(before.values())) == 20, before  # twenty different values
+    done = hp.run(vdb.dsn, ["archive", "--where", WHERE, "--ignore-window", "--json"])
+    assert done.rc == 0, done.describe()
+    lost = _lost(before, _values(vdb, LIVE, EXACT), _values(vdb, ARCHIVE, EXACT))
+    assert not lost, f"leads deleted live, archived with another DOUBLE (was, now): {lost}"
+
+
+def test_double_with_display_decimals_changed_after_an_earlier_copy_stays_live(
+    vdb: VDb,
+) -> None:
+    """A run copied the leads and was killed before its deletes; the dialer then wrote
+    va_double (a write rounds to the display: 123456.7, where the copy holds 123456.6905; both
+    read '123456.7'). The run that converges must not delete a live row whose archive row
+    holds another value."""
+    vdb.seed(21)
+    _double_with_display(vdb)
+    vdb.db.write(f"INSERT INTO `{ARCHIVE}` SELECT * FROM `{LIVE}` WHERE {WHERE}")
+    vdb.db.write(f"UPDATE `{LIVE}` SET va_double = 123456.7 WHERE {WHERE}")
+    before = _values(vdb, LIVE, EXACT)
+    copies = _values(vdb, ARCHIVE, EXACT)
+    assert all(before[lead] != copies[lead] for lead in before), (before, copies)
+    done = hp.run(vdb.dsn, ["archive", "--where", WHERE, "--ignore-window", "--json"])
+    assert done.rc == 0, done.describe()
+    lost = _lost(before, _values(vdb, LIVE, EXACT), _values(vdb, ARCHIVE, EXACT))
+    assert not lost, f"leads deleted live, their archive row another DOUBLE (was, now): {lost}"
