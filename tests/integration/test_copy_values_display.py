@@ -4,6 +4,8 @@ the same, and a lead must not be deleted from its table with a copy holding anot
 
 from __future__ import annotations
 
+import json
+
 from tests.support import proc as hp
 from tests.support.db import ARCHIVE, LIVE, VDb
 
@@ -68,3 +70,18 @@ def test_double_with_display_decimals_changed_after_an_earlier_copy_stays_live(
     assert done.rc == 0, done.describe()
     lost = _lost(before, _values(vdb, LIVE, EXACT), _values(vdb, ARCHIVE, EXACT))
     assert not lost, f"leads deleted live, their archive row another DOUBLE (was, now): {lost}"
+
+
+def test_verify_tells_a_double_with_display_decimals_that_differs(vdb: VDb) -> None:
+    """`verify` compares as the delete does: a lead in both tables whose DOUBLE(20,1) values
+    differ (123456.6905 and 123456.7, both read '123456.7') is in both with different data."""
+    vdb.seed(3)
+    _double_with_display(vdb)
+    vdb.db.write(f"INSERT INTO `{ARCHIVE}` SELECT * FROM `{LIVE}` WHERE lead_id <= 2")
+    vdb.db.write(f"UPDATE `{LIVE}` SET va_double = 123456.7 WHERE lead_id <= 2")
+    assert _values(vdb, LIVE, EXACT)[1] != _values(vdb, ARCHIVE, EXACT)[1]
+    result = vdb.cli(["verify", "--json", "1,2"])
+    data = json.loads(result.stdout)
+    assert data["counts"]["both_different"] == 2, data
+    assert result.exit_code == 1, result.stdout
+
