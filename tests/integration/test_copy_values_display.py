@@ -84,4 +84,3 @@ def test_verify_tells_a_double_with_display_decimals_that_differs(vdb: VDb) -> N
     data = json.loads(result.stdout)
     assert data["counts"]["both_different"] == 2, data
     assert result.exit_code == 1, result.stdout
-

@@ -39,9 +39,7 @@ def test_ascii_archive_byte_outside_ascii_is_not_lost_by_a_restore(vdb: VDb) -> 
     must hold its bytes live."""
     vdb.seed(21)
     vdb.db.write(f"ALTER TABLE `{LIVE}` ADD COLUMN va_code VARCHAR(10) CHARACTER SET utf8mb4 NULL")
-    vdb.db.write(
-        f"ALTER TABLE `{ARCHIVE}` ADD COLUMN va_code VARCHAR(10) CHARACTER SET ascii NULL"
-    )
+    vdb.db.write(f"ALTER TABLE `{ARCHIVE}` ADD COLUMN va_code VARCHAR(10) CHARACTER SET ascii NULL")
     _archive_all(vdb)
     vdb.db.write(f"UPDATE `{ARCHIVE}` SET va_code = X'41808142' WHERE {WHERE}")
     exact = "HEX(va_code)"
