@@ -194,6 +194,9 @@ def lossless_problem(src: Column, dst: Column) -> str | None:
                 return f"lacks {s.upper()} value(s) {vals} in the target"
         elif d in STRING_TYPES:
             longest = max((len(v) for v in src.enum_values), default=0)
+            if s == "set":  # a SET value is every label at once, joined by commas
+                labels = src.enum_values
+                longest = sum(len(v) for v in labels) + max(len(labels) - 1, 0)
             if (dst.char_len or 0) < longest:
                 return f"is {src.column_type} in the source but {dst.column_type} in the target"
         else:

@@ -29,7 +29,12 @@ from archiver.schema import Column, Table, charsets_differ, fingerprint
 
 
 def _is_float(col: Column, other: Column | None) -> bool:
-    return col.data_type == "float" or (other is not None and other.data_type == "float")
+    """A floating-point column on either side: its text is rounded to its (M,D) display, or
+    for a FLOAT to 6 significant digits; as a DOUBLE it reads back exactly."""
+    return col.data_type in FLOATS or (other is not None and other.data_type in FLOATS)
+
+
+FLOATS = frozenset({"float", "double"})
 
 
 def _lit(value: str) -> str:
@@ -134,8 +139,8 @@ class ChunkSql:
     def _bin(self, alias: str, col: Column, other: Column | None) -> str:
         expr = f"{alias}.{q(col.name)}"
         if _is_float(col, other):
-            # A FLOAT's text has 6 significant digits (123456.7109375 reads '123457'); as a
-            # DOUBLE it reads back exactly.
+            # A FLOAT's text has 6 significant digits (123456.7109375 reads '123457'), a
+            # DOUBLE(M,D)'s D decimals; as a plain DOUBLE either reads back exactly.
             expr = f"CAST({expr} AS DOUBLE)"
         if charsets_differ(col, other):
             # Different character sets store the same text as different bytes; compare both
@@ -396,19 +401,43 @@ class ChunkSql:
             f"  AND {self.schema_guard()}"
         )
 
+    def copy_held(self) -> str:
+        """The live row (`d`) holds what the archive row (`s`) held in every column whose copy
+        can come out different without anyone changing it: where the two character sets differ
+        (a byte outside the source's character set becomes '?') and FLOAT/DOUBLE columns (a
+        value beyond the column's display is cut): those compared (`equal_expr`, which also
+        proves the bytes survive the trip through utf8mb4), except what a call changes, where
+        only the archive row's bytes must survive that trip. Every other column is copied
+        exactly by INSERT … SELECT, so a difference there is an edit. "1" when no column is
+        such (the stock tables)."""
+        prone, called = [], []
+        for col in self.columns:
+            other = self.dst.column(col.name)
+            if not (charsets_differ(col, other) or _is_float(col, other)):
+                continue
+            if col.name.lower() not in CALL_STATE:
+                prone.append(col)
+            elif charsets_differ(col, other):
+                called.append(self._round_trip("s", col))
+        parts = ([self.equal_expr(prone)] if prone else []) + called
+        return "(" + "\n   AND ".join(parts) + ")" if parts else "1"
+
     def delete_superseded(self) -> str:
         """Dearchive, MyISAM: a lead this job restored and the dialer or an agent has since
         changed in the live table. The restored row is the lead; the archive row goes, only
         where the statement proves it is exactly the row this job copied (its fingerprint,
-        recorded before the copy), the same lead, and that no ALTER since can have cut a value
-        of the live row (`unaltered_or_settled`)."""
+        recorded before the copy), the same lead, that no ALTER since can have cut a value
+        of the live row (`unaltered_or_settled`), and that the copy held every value a copy
+        can lose (`copy_held`): a restore whose copy could not hold a value looks like a
+        changed lead, and must keep its archive row."""
         return (
             f"DELETE s FROM {self.s} AS s JOIN {self.d} AS d ON d.`lead_id` = s.`lead_id`\n"
             "JOIN `archiver_pending` AS p ON p.`job_id` = :job AND p.`lead_id` = s.`lead_id`\n"
             f"WHERE s.`lead_id` IN :ids\n"
             f"  AND {self.row_hash('s', 'src')} IN (p.`copy_hash`, p.`prev_hash`)\n"
             f"  AND {self.same_lead_expr()}\n  AND {self.unaltered_or_settled()}\n"
-            f"  AND {self.schema_guard()}"
+            + ("" if (held := self.copy_held()) == "1" else f"  AND {held}\n")
+            + f"  AND {self.schema_guard()}"
         )
 
     def override_params(self) -> dict[str, Any]:

@@ -210,6 +210,15 @@ def test_enum_into_narrow_string_or_other_type_is_refused(dst: str) -> None:
     assert dst in problem
 
 
+@pytest.mark.parametrize(
+    ("dst", "ok"),
+    [("varchar(2)", False), ("varchar(4)", False), ("varchar(5)", True), ("text", True)],
+)
+def test_set_into_string_needs_room_for_every_label_at_once(dst: str, ok: bool) -> None:
+    # 'aa,bb' is one value of SET('aa','bb'): 5 characters, not 2.
+    assert (check("set('aa','bb')", dst) is None) == ok
+
+
 def test_enum_into_enum_of_a_narrower_charset_is_refused() -> None:
     problem = check("enum('a','b')", "enum('a','b')", src_charset="utf8mb4", dst_charset="utf8mb3")
     assert problem is not None and "character set utf8mb4" in problem
