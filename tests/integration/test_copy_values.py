@@ -4,25 +4,12 @@ still hold the source's value before the source row is deleted."""
 
 from __future__ import annotations
 
+from tests.support import oracle
 from tests.support import proc as hp
 from tests.support.db import ARCHIVE, LIVE, VDb
 
-ARGS = ["archive", "--where", "lead_id <= 20", "--ignore-window", "--json"]
-
-
-def _values(vdb: VDb, table: str, expr: str) -> dict[int, object]:
-    rows = vdb.db.rows(f"SELECT lead_id, {expr} FROM `{table}` WHERE lead_id <= 20")
-    return {int(r[0]): r[1] for r in rows}
-
-
-def _lost(
-    before: dict[int, object], live: dict[int, object], archive: dict[int, object]
-) -> dict[int, tuple[object, object]]:
-    return {
-        lead: (value, archive.get(lead))
-        for lead, value in before.items()
-        if live.get(lead, object()) != value and archive.get(lead, object()) != value
-    }
+WHERE = "lead_id <= 20"
+ARGS = ["archive", "--where", WHERE, "--ignore-window", "--json"]
 
 
 def test_float_column_is_archived_with_its_value(vdb: VDb) -> None:
@@ -33,14 +20,18 @@ def test_float_column_is_archived_with_its_value(vdb: VDb) -> None:
         vdb.db.write(f"ALTER TABLE `{table}` ADD COLUMN va_float FLOAT NULL")
     vdb.db.write(f"UPDATE `{LIVE}` SET va_float = 123456.7 + lead_id / 100")
     exact = "CAST(va_float AS DOUBLE)"
-    before = _values(vdb, LIVE, exact)
+    before = oracle.values_of(vdb.db, LIVE, exact, WHERE)
     done = hp.run(vdb.dsn, ARGS)
     assert done.rc == 0, done.describe()
-    lost = _lost(before, _values(vdb, LIVE, exact), _values(vdb, ARCHIVE, exact))
+    lost = oracle.lost_values(
+        before,
+        oracle.values_of(vdb.db, LIVE, exact, WHERE),
+        oracle.values_of(vdb.db, ARCHIVE, exact, WHERE),
+    )
     assert not lost, f"leads deleted live, archived with another FLOAT (was, now): {lost}"
     # And archived, not merely spared: the copy writes every digit (QUOTE of the DOUBLE).
     assert done.summary["job_counts"] == {"archived": 20}, done.summary
-    assert _values(vdb, ARCHIVE, exact) == before
+    assert oracle.values_of(vdb.db, ARCHIVE, exact, WHERE) == before
 
 
 def test_ascii_column_byte_outside_ascii_is_archived_with_its_byte(vdb: VDb) -> None:
@@ -54,11 +45,15 @@ def test_ascii_column_byte_outside_ascii_is_archived_with_its_byte(vdb: VDb) -> 
     )
     vdb.db.write(f"UPDATE `{LIVE}` SET va_code = X'41808142'")
     exact = "HEX(va_code)"
-    before = _values(vdb, LIVE, exact)
+    before = oracle.values_of(vdb.db, LIVE, exact, WHERE)
     assert set(before.values()) == {"41808142"}
     done = hp.run(vdb.dsn, ARGS)
     assert done.rc == 0, done.describe()
-    lost = _lost(before, _values(vdb, LIVE, exact), _values(vdb, ARCHIVE, exact))
+    lost = oracle.lost_values(
+        before,
+        oracle.values_of(vdb.db, LIVE, exact, WHERE),
+        oracle.values_of(vdb.db, ARCHIVE, exact, WHERE),
+    )
     assert not lost, f"leads deleted live, archived with other bytes (was, now): {lost}"
     # utf8mb4 cannot hold the byte: every lead stays live, as it was.
-    assert _values(vdb, LIVE, exact) == before
+    assert oracle.values_of(vdb.db, LIVE, exact, WHERE) == before

@@ -6,25 +6,11 @@ from __future__ import annotations
 
 import json
 
+from tests.support import oracle
 from tests.support import proc as hp
 from tests.support.db import ARCHIVE, LIVE, VDb
 
 WHERE = "lead_id <= 20"
-
-
-def _values(vdb: VDb, table: str, expr: str) -> dict[int, object]:
-    rows = vdb.db.rows(f"SELECT lead_id, {expr} FROM `{table}` WHERE {WHERE}")
-    return {int(r[0]): r[1] for r in rows}
-
-
-def _lost(
-    before: dict[int, object], live: dict[int, object], archive: dict[int, object]
-) -> dict[int, tuple[object, object]]:
-    return {
-        lead: (value, archive.get(lead))
-        for lead, value in before.items()
-        if live.get(lead, object()) != value and archive.get(lead, object()) != value
-    }
 
 
 def _double_with_display(vdb: VDb) -> None:
@@ -44,11 +30,15 @@ EXACT = "CAST(va_double AS DOUBLE)"
 def test_double_with_display_decimals_is_archived_with_its_value(vdb: VDb) -> None:
     vdb.seed(21)
     _double_with_display(vdb)
-    before = _values(vdb, LIVE, EXACT)
+    before = oracle.values_of(vdb.db, LIVE, EXACT, WHERE)
     assert len(set(before.values())) == 20, before  # twenty different values
     done = hp.run(vdb.dsn, ["archive", "--where", WHERE, "--ignore-window", "--json"])
     assert done.rc == 0, done.describe()
-    lost = _lost(before, _values(vdb, LIVE, EXACT), _values(vdb, ARCHIVE, EXACT))
+    lost = oracle.lost_values(
+        before,
+        oracle.values_of(vdb.db, LIVE, EXACT, WHERE),
+        oracle.values_of(vdb.db, ARCHIVE, EXACT, WHERE),
+    )
     assert not lost, f"leads deleted live, archived with another DOUBLE (was, now): {lost}"
 
 
@@ -63,12 +53,16 @@ def test_double_with_display_decimals_changed_after_an_earlier_copy_stays_live(
     _double_with_display(vdb)
     vdb.db.write(f"INSERT INTO `{ARCHIVE}` SELECT * FROM `{LIVE}` WHERE {WHERE}")
     vdb.db.write(f"UPDATE `{LIVE}` SET va_double = 123456.7 WHERE {WHERE}")
-    before = _values(vdb, LIVE, EXACT)
-    copies = _values(vdb, ARCHIVE, EXACT)
+    before = oracle.values_of(vdb.db, LIVE, EXACT, WHERE)
+    copies = oracle.values_of(vdb.db, ARCHIVE, EXACT, WHERE)
     assert all(before[lead] != copies[lead] for lead in before), (before, copies)
     done = hp.run(vdb.dsn, ["archive", "--where", WHERE, "--ignore-window", "--json"])
     assert done.rc == 0, done.describe()
-    lost = _lost(before, _values(vdb, LIVE, EXACT), _values(vdb, ARCHIVE, EXACT))
+    lost = oracle.lost_values(
+        before,
+        oracle.values_of(vdb.db, LIVE, EXACT, WHERE),
+        oracle.values_of(vdb.db, ARCHIVE, EXACT, WHERE),
+    )
     assert not lost, f"leads deleted live, their archive row another DOUBLE (was, now): {lost}"
 
 
@@ -79,7 +73,10 @@ def test_verify_tells_a_double_with_display_decimals_that_differs(vdb: VDb) -> N
     _double_with_display(vdb)
     vdb.db.write(f"INSERT INTO `{ARCHIVE}` SELECT * FROM `{LIVE}` WHERE lead_id <= 2")
     vdb.db.write(f"UPDATE `{LIVE}` SET va_double = 123456.7 WHERE lead_id <= 2")
-    assert _values(vdb, LIVE, EXACT)[1] != _values(vdb, ARCHIVE, EXACT)[1]
+    assert (
+        oracle.values_of(vdb.db, LIVE, EXACT, WHERE)[1]
+        != oracle.values_of(vdb.db, ARCHIVE, EXACT, WHERE)[1]
+    )
     result = vdb.cli(["verify", "--json", "1,2"])
     data = json.loads(result.stdout)
     assert data["counts"]["both_different"] == 2, data

@@ -5,6 +5,7 @@ call changed since, and its archive row must stay."""
 
 from __future__ import annotations
 
+from tests.support import oracle
 from tests.support import proc as hp
 from tests.support.db import ARCHIVE, LIVE, VDb
 
@@ -12,25 +13,10 @@ WHERE = "lead_id <= 20"
 ARGS = ["dearchive", "--where", WHERE, "--json"]
 
 
-def _values(vdb: VDb, table: str, expr: str) -> dict[int, object]:
-    rows = vdb.db.rows(f"SELECT lead_id, {expr} FROM `{table}` WHERE {WHERE}")
-    return {int(r[0]): r[1] for r in rows}
-
-
 def _archive_all(vdb: VDb) -> None:
     """Every selected lead archived as it is (one INSERT … SELECT of whole rows)."""
     vdb.db.write(f"INSERT INTO `{ARCHIVE}` SELECT * FROM `{LIVE}` WHERE {WHERE}")
     vdb.db.write(f"DELETE FROM `{LIVE}` WHERE {WHERE}")
-
-
-def _lost(
-    before: dict[int, object], archive: dict[int, object], live: dict[int, object]
-) -> dict[int, tuple[object, object]]:
-    return {
-        lead: (value, live.get(lead))
-        for lead, value in before.items()
-        if archive.get(lead, object()) != value and live.get(lead, object()) != value
-    }
 
 
 def test_ascii_archive_byte_outside_ascii_is_not_lost_by_a_restore(vdb: VDb) -> None:
@@ -43,11 +29,15 @@ def test_ascii_archive_byte_outside_ascii_is_not_lost_by_a_restore(vdb: VDb) -> 
     _archive_all(vdb)
     vdb.db.write(f"UPDATE `{ARCHIVE}` SET va_code = X'41808142' WHERE {WHERE}")
     exact = "HEX(va_code)"
-    before = _values(vdb, ARCHIVE, exact)
+    before = oracle.values_of(vdb.db, ARCHIVE, exact, WHERE)
     assert set(before.values()) == {"41808142"}
     done = hp.run(vdb.dsn, ARGS)
     assert done.rc == 0, done.describe()
-    lost = _lost(before, _values(vdb, ARCHIVE, exact), _values(vdb, LIVE, exact))
+    lost = oracle.lost_values(
+        before,
+        oracle.values_of(vdb.db, ARCHIVE, exact, WHERE),
+        oracle.values_of(vdb.db, LIVE, exact, WHERE),
+    )
     assert not lost, f"leads deleted from the archive, restored with other bytes: {lost}"
 
 
@@ -64,11 +54,15 @@ def test_float_archive_value_beyond_the_display_is_not_lost_by_a_restore(vdb: VD
     for table in (LIVE, ARCHIVE):
         vdb.db.write(f"ALTER TABLE `{table}` MODIFY va_float FLOAT(20,1) NULL")
     exact = "CAST(va_float AS DOUBLE)"
-    before = _values(vdb, ARCHIVE, exact)
+    before = oracle.values_of(vdb.db, ARCHIVE, exact, WHERE)
     assert len(set(before.values())) == 20, before
     done = hp.run(vdb.dsn, ARGS)
     assert done.rc == 0, done.describe()
-    lost = _lost(before, _values(vdb, ARCHIVE, exact), _values(vdb, LIVE, exact))
+    lost = oracle.lost_values(
+        before,
+        oracle.values_of(vdb.db, ARCHIVE, exact, WHERE),
+        oracle.values_of(vdb.db, LIVE, exact, WHERE),
+    )
     assert not lost, f"leads deleted from the archive, restored with another FLOAT: {lost}"
 
 
@@ -84,9 +78,13 @@ def test_set_archive_value_longer_than_the_live_column_is_not_lost_by_a_restore(
     _archive_all(vdb)
     vdb.db.write(f"UPDATE `{ARCHIVE}` SET va_tags = 'aa,bb' WHERE {WHERE}")
     exact = "CAST(va_tags AS CHAR)"
-    before = _values(vdb, ARCHIVE, exact)
+    before = oracle.values_of(vdb.db, ARCHIVE, exact, WHERE)
     assert set(before.values()) == {"aa,bb"}
     done = hp.run(vdb.dsn, ARGS)
     assert done.rc in (0, 2), done.describe()  # refused by the schema check, or run
-    lost = _lost(before, _values(vdb, ARCHIVE, exact), _values(vdb, LIVE, exact))
+    lost = oracle.lost_values(
+        before,
+        oracle.values_of(vdb.db, ARCHIVE, exact, WHERE),
+        oracle.values_of(vdb.db, LIVE, exact, WHERE),
+    )
     assert not lost, f"leads deleted from the archive, restored as {lost}"

@@ -54,6 +54,25 @@ def table_rows(db: Db, table: str, columns: Sequence[str]) -> list[tuple[Any, ..
     return sorted(tuple(r) for r in db.rows(f"SELECT {exprs} FROM `{table}`"))
 
 
+def values_of(db: Db, table: str, expr: str, where: str) -> dict[int, object]:
+    """One SQL expression per lead (e.g. a column read exactly: `HEX(col)`), by lead_id."""
+    return {
+        int(r[0]): r[1] for r in db.rows(f"SELECT lead_id, {expr} FROM `{table}` WHERE {where}")
+    }
+
+
+def lost_values(
+    before: Mapping[int, object], source: Mapping[int, object], target: Mapping[int, object]
+) -> dict[int, tuple[object, object]]:
+    """The leads whose value (`before`, read from the source before a run) neither table holds
+    after it, each with (its value, what the target holds instead)."""
+    return {
+        lead: (value, target.get(lead))
+        for lead, value in before.items()
+        if source.get(lead, object()) != value and target.get(lead, object()) != value
+    }
+
+
 def ids_of(db: Db, table: str) -> set[int]:
     return {int(r[0]) for r in db.rows(f"SELECT lead_id FROM `{table}`")}
 
