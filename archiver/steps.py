@@ -27,14 +27,13 @@ from archiver.db import q
 from archiver.jobtypes import ARCHIVE, DEARCHIVE, Flags, Outcome
 from archiver.schema import Column, Table, charsets_differ, fingerprint
 
+FLOATS = frozenset({"float", "double"})
+
 
 def _is_float(col: Column, other: Column | None) -> bool:
     """A floating-point column on either side: its text is rounded to its (M,D) display, or
     for a FLOAT to 6 significant digits; as a DOUBLE it reads back exactly."""
     return col.data_type in FLOATS or (other is not None and other.data_type in FLOATS)
-
-
-FLOATS = frozenset({"float", "double"})
 
 
 def _lit(value: str) -> str:
@@ -446,7 +445,7 @@ class ChunkSql:
 
 # One value of a row's SQL tuple as the server builds it (`RowCopier`): NULL, X'HEX' or a
 # QUOTE()d text (backslash escapes).
-_TOKEN = re.compile(r"NULL|X'([0-9A-F]*)'|'((?:[^'\\]|\\.)*)'", re.S)
+_TOKEN = re.compile(r"NULL|X'[0-9A-F]*'|'(?:[^'\\]|\\.)*'", re.S)
 
 
 class RowCopier:
