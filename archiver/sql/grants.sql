@@ -1,4 +1,5 @@
 -- Least-privilege account for vicidial-archiver (archive, dearchive, verify, search, jobs).
+-- Runs before or after `vicidial-archiver schema init`: every table it names may not exist yet.
 --
 -- Replace `asterisk` with the VICIdial database name, the host and the password, then run as an
 -- administrator: mysql -uroot < grants.sql. tests/integration/test_privileges.py runs one job
@@ -18,9 +19,12 @@ CREATE USER IF NOT EXISTS 'vicidial_archiver'@'127.0.0.1' IDENTIFIED BY 'CHANGE_
 -- The two lead tables. Each chunk reads both (INSERT … SELECT … LEFT JOIN, UPDATE … JOIN,
 -- DELETE … JOIN: the table read needs SELECT), locks rows with SELECT … FOR UPDATE on InnoDB,
 -- and writes both: archive inserts/updates the archive and deletes live rows; dearchive inserts
--- live rows and deletes archive rows. ALTER and DROP are not granted.
+-- live rows and deletes archive rows. ALTER and DROP are not granted. CREATE on the archive
+-- table lets this grant be given before the table exists (a table-level grant without CREATE
+-- on a missing table fails, and the mysql client stops there); it allows creating that one
+-- table, nothing else (`schema init` also needs ALTER, below, or an administrator).
 GRANT SELECT, INSERT, UPDATE, DELETE ON `asterisk`.`vicidial_list` TO 'vicidial_archiver'@'127.0.0.1';
-GRANT SELECT, INSERT, UPDATE, DELETE ON `asterisk`.`vicidial_list_archive` TO 'vicidial_archiver'@'127.0.0.1';
+GRANT CREATE, SELECT, INSERT, UPDATE, DELETE ON `asterisk`.`vicidial_list_archive` TO 'vicidial_archiver'@'127.0.0.1';
 
 -- Read only: the live-lead guards (a lead queued, in a call, with an agent or with an
 -- ACTIVE/LIVE callback is skipped) and the campaigns' lists (--campaign).
