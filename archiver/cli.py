@@ -24,6 +24,7 @@ from archiver import commands, config, sqlshow
 from archiver import logging as alog
 from archiver.checkpoint import Job
 from archiver.db import classify_error
+from archiver.doctor import Report as DoctorReport
 from archiver.errors import ArchiverError, BadInput, ChecksFailed
 from archiver.jobtypes import OUTCOMES, Summary
 from archiver.options import (
@@ -856,6 +857,88 @@ def verify(ctx: Ctx, /, as_json: bool, list_limit: int | None, **kw: Any) -> Non
             _out(line)
     if report.exit_code:
         raise ChecksFailed("a lead is in both tables and different", report.exit_code)
+
+
+# --- doctor ------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@click.pass_obj
+def doctor(ctx: Ctx, as_json: bool) -> None:
+    """Print the settings in force and where each came from, then check what a nightly run
+    needs: the connection, both tables and their drift, every grant each command needs (with
+    the GRANT statements to run), the checkpoint tables, the job lock, the window. Writes
+    nothing. Exit 0 when a nightly archive would start, 1 when a check failed.
+
+    \b
+    Examples:
+      vicidial-archiver --config /etc/vicidial-archiver.toml doctor
+      vicidial-archiver --astguiclient /etc/astguiclient.conf doctor --json
+    """
+    root = click.get_current_context().find_root()
+    from_env = root.get_parameter_source("dsn") is click.core.ParameterSource.ENVIRONMENT
+    origins: dict[str, str] = {}
+    settings = config.load_settings(
+        config_path=ctx.config_path,
+        dsn=None if from_env else ctx.dsn,  # config reads ARCHIVER_DSN itself, and says so
+        astguiclient=ctx.astguiclient,
+        overrides={"log_format": ctx.log_format},
+        origins=origins,
+    )
+    report = commands.doctor(settings, origins)
+    if as_json:
+        _out(
+            json.dumps(
+                {
+                    "ready": report.ready,
+                    "settings": [{"key": k, "value": v, "from": o} for k, v, o in report.settings],
+                    "checks": [
+                        {
+                            "name": c.name,
+                            "ok": c.ok,
+                            "warning": c.warning and not c.ok,
+                            "detail": c.detail,
+                            "fix": c.fix,
+                        }
+                        for c in report.checks
+                    ],
+                }
+            )
+        )
+    else:
+        _doctor_lines(report)
+    if not report.ready:
+        raise ChecksFailed("a check failed")
+
+
+def _doctor_lines(report: DoctorReport) -> None:
+    width = max(len(k) for k, _, _ in report.settings)
+    vwidth = min(40, max(len(v) for _, v, _ in report.settings))
+    _out("Settings in force (secrets masked):")
+    for key, value, origin in report.settings:
+        _out(f"  {key:<{width}}  {value:<{vwidth}}  {origin}")
+    _out("")
+    _out("Checks:")
+    for c in report.checks:
+        mark = "ok  " if c.ok and not (c.warning and c.fix) else ("warn" if c.warning else "FAIL")
+        _out(f"  {mark}  {c.name}: {c.detail}")
+        if c.fix:
+            _out(
+                "        run as an administrator:"
+                if c.fix[0].startswith("GRANT")
+                else "        fix:"
+            )
+            for line in c.fix:
+                _out(f"          {line}")
+    _out("")
+    failed = [c for c in report.checks if not c.ok and not c.warning]
+    if failed:
+        names = ", ".join(c.name for c in failed)
+        plural = "s" if len(failed) > 1 else ""
+        _out(f"Not ready: {len(failed)} check{plural} failed ({names}).")
+    else:
+        _out("Ready: a nightly archive would start.")
 
 
 # --- entry point -------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 
 from archiver import checkpoint, config, request, schema
+from archiver import doctor as doctor_checks
 from archiver.checkpoint import lock_name
 from archiver.db import Db, connect, make_engine
 from archiver.errors import (
@@ -395,6 +396,20 @@ def schema_sync(
             for stmt in statements:
                 db.write(stmt)
     return statements
+
+
+# --- doctor ------------------------------------------------------------------------------
+
+
+def doctor(settings: config.Settings, origins: dict[str, str]) -> doctor_checks.Report:
+    """The settings in force with their origins, then each check a nightly run meets."""
+    report = doctor_checks.Report(doctor_checks.settings_lines(settings, origins))
+    try:
+        with open_db(settings) as db:
+            doctor_checks.examine(db, settings, report)
+    except ArchiverError as exc:  # cannot connect: the one check that says why
+        report.checks.append(doctor_checks.Check("connect", False, str(exc)))
+    return report
 
 
 # --- jobs --------------------------------------------------------------------------------

@@ -379,12 +379,17 @@ class _Builder:
 
     def __init__(self) -> None:
         self.values: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
+        # `section.key` → where its value came from (a key not here keeps its default).
+        self.origin: dict[str, str] = {}
+        self.source = "default"
 
     def set(self, section: str, key: str, value: Any) -> None:
         self.values[section][key] = value
+        self.origin[f"{section}.{key}"] = self.source
 
     def apply_db_parts(self, parts: dict[str, Any]) -> None:
-        self.values["database"].update(parts)
+        for key, value in parts.items():
+            self.set("database", key, value)
 
     def build(self) -> Settings:
         top = self.values["archive"]
@@ -448,7 +453,9 @@ def _load_section(
             builder.apply_db_parts(parse_dsn(_check_type(full, value, ""), f"{full}"))
         elif key == "astguiclient":
             conf = Path(_check_type(full, value, ""))
+            source, builder.source = builder.source, f"{base_dir / conf} (database.astguiclient)"
             builder.apply_db_parts(read_astguiclient(base_dir / conf))
+            builder.source = source
         else:
             builder.set(section, key, _check_range(full, _check_type(full, value, defaults[key])))
 
@@ -484,10 +491,13 @@ _ENV_DB = {
 
 def _load_env(builder: _Builder, env: dict[str, str]) -> None:
     if env.get("ARCHIVER_ASTGUICLIENT"):
+        builder.source = f"{env['ARCHIVER_ASTGUICLIENT']} (ARCHIVER_ASTGUICLIENT)"
         builder.apply_db_parts(read_astguiclient(Path(env["ARCHIVER_ASTGUICLIENT"])))
     if env.get("ARCHIVER_DSN"):
+        builder.source = "environment ARCHIVER_DSN"
         builder.apply_db_parts(parse_dsn(env["ARCHIVER_DSN"], "ARCHIVER_DSN"))
     for var, key in _ENV_DB.items():
+        builder.source = f"environment {var}"
         if var in env and env[var] != "":
             value: Any = env[var]
             if key == "port":
@@ -496,6 +506,7 @@ def _load_env(builder: _Builder, env: dict[str, str]) -> None:
                 value = int(value)
             builder.set("database", key, value)
     if env.get("ARCHIVER_API_KEYS"):  # adds to the file's keys (an entry in both counts once)
+        builder.source = "environment ARCHIVER_API_KEYS"
         keys = builder.values["serve"].get("keys", ())
         extra = env["ARCHIVER_API_KEYS"].replace(",", " ").split()
         builder.set("serve", "keys", tuple(dict.fromkeys((*keys, *extra))))
@@ -522,24 +533,33 @@ def load_settings(
     astguiclient: str | None = None,
     overrides: dict[str, Any] | None = None,
     env: dict[str, str] | None = None,
+    origins: dict[str, str] | None = None,
 ) -> Settings:
     """Build Settings from every source in order. `overrides` maps `section.key` (or a top-level
-    key) to a value from a flag; None values are ignored so unset flags keep lower layers."""
+    key) to a value from a flag; None values are ignored so unset flags keep lower layers.
+    `origins`, when given, is filled with where each setting not left at its default came
+    from (`section.key` → a file, an environment variable or a flag)."""
     env = dict(os.environ) if env is None else env
     builder = _Builder()
     path = find_config(config_path or env.get("ARCHIVER_CONFIG"))
     if path is not None:
+        builder.source = f"{path.resolve()}"
         _load_file(builder, path, path.parent)
     _load_env(builder, env)
     if astguiclient:
+        builder.source = f"{astguiclient} (--astguiclient)"
         builder.apply_db_parts(read_astguiclient(Path(astguiclient)))
     if dsn:
+        builder.source = "--dsn"
         builder.apply_db_parts(parse_dsn(dsn, "--dsn"))
+    builder.source = "a flag"
     for key, value in (overrides or {}).items():
         if value is None:
             continue
         section, _, name = key.rpartition(".")
         builder.set(section or "archive", name, value)
+    if origins is not None:
+        origins.update(builder.origin)
     try:
         settings = builder.build()
     except TypeError as exc:  # a flag name that does not exist: a bug, not user input

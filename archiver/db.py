@@ -172,6 +172,14 @@ def set_statement_timeout(db: Db, seconds: int) -> None:
 def describe_connect_error(exc: BaseException, db: DbSettings) -> str:
     kind = classify_error(exc)
     where = db.safe()
+    if isinstance(kind, AccessDenied) and kind.errno == ER_DBACCESS_DENIED:
+        # The password was right: the server knows the user but not this database for it
+        # (MariaDB answers the same for a database that does not exist).
+        return (
+            f"user {db.user!r} has no access to database {db.database!r} on {db.hostport} "
+            "(the password is right); check the database name (--dsn, VARDB_database in "
+            "astguiclient.conf, [database] database) or grant the account access to it"
+        )
     if isinstance(kind, AccessDenied):
         return (
             f"access denied for user {db.user!r} on {db.hostport}; check the user and "
