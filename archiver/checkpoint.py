@@ -485,10 +485,6 @@ def _state_of(db: Db, job_id: int) -> str | None:
     return str(rows[0][0]) if rows else None
 
 
-def heartbeat(db: Db, job_id: int) -> None:
-    db.write("UPDATE archiver_jobs SET heartbeat = NOW(3) WHERE job_id = :j", {"j": job_id})
-
-
 def finish(db: Db, job_id: int, state: str, reason: str | None) -> None:
     """End a running job. A job cancelled meanwhile stays cancelled: a cancel is final."""
     n = db.write(
