@@ -20,7 +20,7 @@ import socket
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
@@ -522,7 +522,7 @@ def chunks_of(db: Db, job_id: int, limit: int = 20) -> list[dict[str, Any]]:
             "leads": int(r[3]),
             "counts": json.loads(r[4]),
             "ms": int(r[5]),
-            "done_at": str(r[6]),
+            "done_at": _iso(r[6]),
         }
         for r in reversed(rows)
     ]
@@ -614,28 +614,55 @@ def prune(db: Db, older_than_s: float) -> int:
         return db.write(f"DELETE j FROM archiver_jobs AS j WHERE {cond}", params)
 
 
-def describe_job(job: Job, chunks: list[dict[str, Any]]) -> dict[str, Any]:
-    """What `jobs show` prints, in order."""
+def holds_lock(db: Db, settings: Settings, job: Job) -> bool:
+    """The job's own connection holds the job lock now: its process is alive and connected
+    (wherever it runs). A `running` job whose connection does not hold it was cut off."""
+    holder = db.scalar("SELECT IS_USED_LOCK(:n)", {"n": lock_name(settings)})
+    if holder is None:
+        return False
+    conn = db.scalar("SELECT connection_id FROM archiver_jobs WHERE job_id = :j", {"j": job.job_id})
+    return conn is not None and int(conn) == int(holder)
+
+
+def _iso(when: datetime | None) -> str | None:
+    """A stored time (UTC, the session's time zone) as ISO 8601 with its offset."""
+    return None if when is None else when.replace(tzinfo=UTC).isoformat()
+
+
+def describe_job(
+    job: Job, chunks: list[dict[str, Any]], *, alive: bool | None = None
+) -> dict[str, Any]:
+    """What `jobs show` prints, in order, typed (numbers as numbers, times as ISO 8601 with
+    their offset, the selection as an object). `alive`: whether a `running` job's connection
+    holds the job lock (`holds_lock`); `process` is then "running" or "gone"."""
     leads = sum(job.counts.values())
-    rate = leads / (job.active_ms / 1000) if job.active_ms else 0.0
+    seconds = job.active_ms / 1000
+    process = None
+    if job.state == "running" and alive is not None:
+        process = "running" if alive else "gone"
     return {
         "job": job.job_id,
-        "name": job.name or "-",
+        "name": job.name,
         "direction": job.direction,
         "state": job.state,
-        "selection": json.dumps(job.identity.get("selection"), sort_keys=True),
-        "flags": ",".join(k for k, v in job.identity.get("flags", {}).items() if v) or "-",
+        "process": process,
+        "selection": job.identity.get("selection"),
+        "flags": sorted(k for k, v in job.identity.get("flags", {}).items() if v),
         "chunk_size": job.identity.get("chunk_size"),
         "cursor": job.cursor,
         "chunks": job.chunks,
         "runs": job.runs,
         "leads": leads,
-        "rate": f"{rate:.0f} leads/s over {job.active_ms / 1000:.1f}s of chunk time",
-        "started": job.started_at,
-        "ended": job.ended_at or "-",
-        "heartbeat": job.heartbeat or "-",
-        "host": f"{job.host} pid {job.pid}",
-        "stop_reason": job.stop_reason or "-",
+        "rate": {
+            "leads_per_second": round(leads / seconds, 1) if seconds else None,
+            "chunk_seconds": round(seconds, 3),
+        },
+        "started": _iso(job.started_at),
+        "ended": _iso(job.ended_at),
+        "heartbeat": _iso(job.heartbeat),
+        "host": job.host,
+        "pid": job.pid,
+        "stop_reason": job.stop_reason,
         "version": job.version,
         "counts": dict(sorted(job.counts.items())),
         "last_chunks": chunks,

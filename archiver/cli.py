@@ -15,14 +15,15 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import click
 from sqlalchemy.exc import DBAPIError
 
 from archiver import commands, config, sqlshow
 from archiver import logging as alog
-from archiver.checkpoint import Job
 from archiver.db import classify_error
 from archiver.doctor import Report as DoctorReport
 from archiver.errors import ArchiverError, BadInput, ChecksFailed
@@ -609,26 +610,68 @@ def jobs_group() -> None:
     """The checkpoint tables: list, show, resume, cancel, prune jobs."""
 
 
-def _job_line(job: Job) -> str:
-    counts = ",".join(f"{k}={v}" for k, v in sorted(job.counts.items()))
+def _count(n: int, noun: str) -> str:
+    """`1 run`, `2 runs`, `14,285 leads`."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def _when(iso: str | None, zone: str) -> str:
+    """An ISO time shown in `zone` (the window's), with the zone named."""
+    if iso is None:
+        return "-"
+    local = datetime.fromisoformat(iso).astimezone(ZoneInfo(zone))
+    return local.strftime("%Y-%m-%d %H:%M:%S ") + (local.tzname() or zone)
+
+
+def _state(job: Mapping[str, Any]) -> str:
+    if job["process"] == "gone":
+        return "running, but its process is gone (no connection holds the job lock)"
+    return str(job["state"])
+
+
+def _selection_text(selection: Any) -> str:
+    """A job's selection as a person reads it: `list_ids=101,102, statuses=NI` or `3 lead ids`."""
+    if not isinstance(selection, dict):
+        return str(selection)
+    if "ids_count" in selection:
+        return _count(int(selection["ids_count"]), "lead id")
+    parts = []
+    for key, value in selection.get("criteria", selection).items():
+        if isinstance(value, list):
+            value = ",".join(str(v) for v in value)
+        parts.append(f"{key}={value}")
+    return ", ".join(parts) or "-"
+
+
+def _job_line(job: Mapping[str, Any], zone: str) -> str:
+    counts = ",".join(f"{k}={v:,}" for k, v in job["counts"].items())
+    state = "running!" if job["process"] == "gone" else job["state"]
     return (
-        f"{job.job_id:>6}  {(job.name or '-'):<16} {job.direction:<9} {job.state:<9} "
-        f"chunks={job.chunks:<6} {job.started_at:%Y-%m-%d %H:%M:%S}  {counts}"
+        f"{job['job']:>6}  {(job['name'] or '-'):<16} {job['direction']:<9} {state:<9} "
+        f"{job['chunks']:>7,}  {_when(job['started'], zone)}  {counts}"
     )
 
 
 @jobs_group.command("list")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON array, each job typed.")
 @click.pass_obj
-def jobs_list(ctx: Ctx, limit: int) -> None:
-    """The newest jobs first."""
-    jobs = commands.jobs_list(ctx.settings(), limit)
+def jobs_list(ctx: Ctx, limit: int, as_json: bool) -> None:
+    """The newest jobs first. A `running!` job's process is gone: resume or cancel it."""
+    settings = ctx.settings()
+    jobs = commands.jobs_overview(settings, limit)
+    if as_json:
+        _out(json.dumps(jobs))
+        return
     if not jobs:
         _out("no jobs")
         return
-    _out(f"{'job':>6}  {'name':<16} {'direction':<9} {'state':<9} {'chunks':<13} started")
+    zone = settings.window.timezone
+    _out(f"{'job':>6}  {'name':<16} {'direction':<9} {'state':<9} {'chunks':>7}  started")
     for job in jobs:
-        _out(_job_line(job))
+        _out(_job_line(job, zone))
+    if any(j["process"] == "gone" for j in jobs):
+        _out("running! = left running by a process that is gone: `jobs resume` or `jobs cancel` it")
 
 
 @jobs_group.command("show")
@@ -651,23 +694,50 @@ def jobs_show(ctx: Ctx, ref: str, outcome: str | None, as_json: bool) -> None:
         return
     data = commands.job_details(settings, ref)
     if as_json:
-        _out(json.dumps(data, default=str))
+        _out(json.dumps(data))
         return
-    for key, value in data.items():
-        if key == "last_chunks":
-            _out("last chunks:")
-            for c in value:
-                _out(
-                    f"  #{c['chunk']} leads {c['first_lead_id']}–{c['last_lead_id']} "
-                    f"({c['leads']}) {c['ms']} ms "
-                    + " ".join(f"{k}={v}" for k, v in sorted(c["counts"].items()))
-                )
-        elif key == "counts":
-            _out("counts:")
-            for name, count in value.items():
-                _out(f"  {name:<18} {count}")
-        else:
-            _out(f"{key + ':':<14}{value}")
+    for line in _job_lines(data, settings.window.timezone):
+        _out(line)
+
+
+def _job_lines(data: Mapping[str, Any], zone: str) -> list[str]:
+    rate = data["rate"]
+    per_s = rate["leads_per_second"]
+    lines = [
+        f"{'job:':<14}{data['job']}",
+        f"{'name:':<14}{data['name'] or '-'}",
+        f"{'direction:':<14}{data['direction']}",
+        f"{'state:':<14}{_state(data)}",
+        f"{'selection:':<14}{_selection_text(data['selection'])}",
+        f"{'flags:':<14}{', '.join(data['flags']) or '-'}",
+        f"{'chunk size:':<14}{data['chunk_size']}",
+        f"{'cursor:':<14}lead {data['cursor']:,}",
+        f"{'chunks:':<14}{data['chunks']:,} in {_count(data['runs'], 'run')}",
+        f"{'leads:':<14}{data['leads']:,}",
+        f"{'rate:':<14}"
+        + (
+            f"{per_s:,.0f} leads/s over {rate['chunk_seconds']:,.1f} s of chunk time"
+            if per_s
+            else "-"
+        ),
+        f"{'started:':<14}{_when(data['started'], zone)}",
+        f"{'ended:':<14}{_when(data['ended'], zone)}",
+        f"{'heartbeat:':<14}{_when(data['heartbeat'], zone)}",
+        f"{'host:':<14}{data['host']} pid {data['pid']}",
+        f"{'stop reason:':<14}{data['stop_reason'] or '-'}",
+        f"{'version:':<14}{data['version']}",
+        "counts:",
+        *(f"  {name:<18} {count:>9,}" for name, count in data["counts"].items()),
+    ]
+    if data["last_chunks"]:
+        lines.append("last chunks:")
+    for c in data["last_chunks"]:
+        counts = " ".join(f"{k}={v:,}" for k, v in sorted(c["counts"].items()))
+        lines.append(
+            f"  #{c['chunk']} leads {c['first_lead_id']}–{c['last_lead_id']} "
+            f"({c['leads']:,}) {c['ms']:,} ms {counts}"
+        )
+    return lines
 
 
 @jobs_group.command("resume")

@@ -423,6 +423,16 @@ def jobs_list(
         return checkpoint.list_jobs(conn, limit)
 
 
+def jobs_overview(settings: config.Settings, limit: int) -> list[dict[str, Any]]:
+    """The newest jobs first, each as `jobs show` describes it (without its chunks); a
+    `running` job says whether its process still holds the job lock."""
+    with open_db(settings) as db:
+        return [
+            checkpoint.describe_job(j, [], alive=checkpoint.holds_lock(db, settings, j))
+            for j in checkpoint.list_jobs(db, limit)
+        ]
+
+
 def job(settings: config.Settings, ref: str | int, *, db: Db | None = None) -> checkpoint.Job:
     """One job by id or name; BadInput when there is none."""
     with _connection(settings, db) as conn:
@@ -434,7 +444,8 @@ def job_details(settings: config.Settings, ref: str) -> dict[str, Any]:
     with open_db(settings) as db:
         found = checkpoint.get_job(db, ref)
         chunks = checkpoint.chunks_of(db, found.job_id, 5)
-    return checkpoint.describe_job(found, chunks)
+        alive = checkpoint.holds_lock(db, settings, found)
+    return checkpoint.describe_job(found, chunks, alive=alive)
 
 
 def job_leads(

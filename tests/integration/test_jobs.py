@@ -296,10 +296,14 @@ def test_job_whose_holder_was_killed_is_resumable(vdb: VDb) -> None:
     listing = vdb.cli(["jobs", "list"])
     assert listing.exit_code == 0
     line = listing.stdout.splitlines()[1]
-    assert re.match(r"\s*1\s+-\s+archive\s+running\s+chunks=2\s", line), line
+    # Left `running` by a process that is gone: flagged in the list and in show.
+    assert re.match(r"\s*1\s+-\s+archive\s+running!\s+2\s", line), line
+    assert "running! = left running by a process that is gone" in listing.stdout
     show = json.loads(vdb.cli(["jobs", "show", "1", "--json"]).stdout)
-    assert show["state"] == "running"
-    assert show["host"] == f"{socket.gethostname()} pid {killed.pid}"
+    assert (show["state"], show["process"]) == ("running", "gone")
+    assert (show["host"], show["pid"]) == (socket.gethostname(), killed.pid)
+    text = vdb.cli(["jobs", "show", "1"]).stdout
+    assert "state:        running, but its process is gone" in text
     hp.wait_lock_free(vdb.db, vdb.settings)
     resumed = vdb.cli(["jobs", "resume", "1", "--json"])
     assert resumed.exit_code == 0, resumed.stderr
@@ -375,12 +379,12 @@ def test_jobs_list_show_cancel_prune(vdb: VDb) -> None:
     assert listing[0].split() == ["job", "name", "direction", "state", "chunks", "started"]
     assert [int(ln.split()[0]) for ln in listing[1:]] == [j3, j2, j1]
     assert re.match(
-        rf"\s*{j1}\s+first\s+archive\s+done\s+chunks=8\s+\S+ \S+\s+"
+        rf"\s*{j1}\s+first\s+archive\s+done\s+8\s+\S+ \S+ UTC\s+"
         r"archived=797,skipped_live=2,skipped_newest=1$",
         listing[3],
     ), listing[3]
     assert re.match(
-        rf"\s*{j2}\s+second\s+archive\s+stopped\s+chunks={s2['chunks']}\s", listing[2]
+        rf"\s*{j2}\s+second\s+archive\s+stopped\s+{s2['chunks']}\s", listing[2]
     ), listing[2]
     assert re.match(rf"\s*{j3}\s+-\s+archive\s+stopped\s", listing[1]), listing[1]
 
@@ -393,19 +397,26 @@ def test_jobs_list_show_cancel_prune(vdb: VDb) -> None:
         f"job:          {j1}",
         "name:         first",
         "state:        done",
-        "chunks:       8",
+        "chunks:       8 in 1 run",
         "leads:        800",
-        "stop_reason:  -",
-        "  archived           797",
-        "  skipped_live       2",
-        "  skipped_newest     1",
+        "stop reason:  -",
+        "  archived                 797",
+        "  skipped_live               2",
+        "  skipped_newest             1",
         "last chunks:",
     ):
         assert line in text.splitlines(), f"{line!r} not in:\n{text}"
-    assert re.search(r"^rate:\s+\d+ leads/s over \d+\.\d+s of chunk time$", text, re.M), text
+    assert re.search(r"^rate:\s+[\d,]+ leads/s over \d+\.\d s of chunk time$", text, re.M), text
+    assert re.search(r"^started:\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$", text, re.M), text
+    doc = json.loads(vdb.cli(["jobs", "show", "first", "--json"]).stdout)
+    assert doc["selection"] == {"criteria": {"list_ids": [101, 102]}}
+    assert isinstance(doc["rate"]["leads_per_second"], float) and doc["leads"] == 800
+    assert doc["started"].endswith("+00:00") and doc["process"] is None
+    listed = json.loads(vdb.cli(["jobs", "list", "--json"]).stdout)
+    assert [j["job"] for j in listed] == [j3, j2, j1] and listed[2]["counts"] == doc["counts"]
     assert re.findall(r"^  #(\d+) leads ", text, re.M) == ["4", "5", "6", "7", "8"]
     shown2 = vdb.cli(["jobs", "show", "second"]).stdout
-    assert f"stop_reason:  {s2['stop_reason']}" in shown2.splitlines()
+    assert f"stop reason:  {s2['stop_reason']}" in shown2.splitlines()
     assert s2["stop_reason"] == "--max-runtime of 0.1s reached"
 
     leads = vdb.cli(["jobs", "show", "first", "--leads", "skipped_live"])
