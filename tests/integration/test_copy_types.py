@@ -102,3 +102,55 @@ def test_every_column_type_killed_mid_chunk_then_resumed(
     assert (where.live if target == LIVE else where.archive) == set(original)
     assert _exact(vdb, target) == exact
     assert not {int(r[0]) for r in vdb.db.rows("SELECT lead_id FROM archiver_pending")}
+
+
+def test_archive_column_wider_than_the_live_one_archived_byte_exact(vdb: VDb) -> None:
+    """Archive columns of other types that hold every live value with the same bytes
+    (coltypes.WIDER): archived byte-exact; the way back, narrower, is refused before writing."""
+    vdb.seed(LEADS)
+    coltypes.add_wider(vdb.db, 5)
+    columns = vdb.columns()
+    original = vdb.row_bytes(LIVE)
+    done = hp.run(vdb.dsn, ARCHIVE_ALL)
+    assert done.rc == 0, done.describe()
+    assert done.summary["job_counts"] == {"archived": LEADS}, done.summary
+    where = oracle.assert_each_once(vdb.db, columns, original)
+    assert where.archive == set(original)
+
+    back = hp.run(vdb.dsn, DEARCHIVE_ALL)
+    assert back.rc == 2, back.describe()
+    assert back.error.startswith("Error: column 'va_int' is bigint(20) in the source but int(11)")
+    assert oracle.assert_each_once(vdb.db, columns, original).archive == set(original)
+
+
+@pytest.mark.parametrize(
+    ("live", "archive", "problem"),
+    [
+        # BIT(16) holds every BIT(8) value, but as two bytes: never the bytes of the source.
+        ("BIT(8)", "BIT(16)", "is bit(8) in the source but bit(16) in the target"),
+        # 'x,y' in SET('y','x') is stored 'y,x': never the bytes of the source.
+        (
+            "SET('x','y')",
+            "SET('y','x','z')",
+            "is set('x','y') in the source but set('y','x','z') in the target, which lists a "
+            "value's labels in another order",
+        ),
+    ],
+)
+def test_archive_column_that_stores_other_bytes_is_refused(
+    vdb: VDb, live: str, archive: str, problem: str
+) -> None:
+    vdb.seed(3)
+    vdb.db.write(f"ALTER TABLE `{LIVE}` ADD COLUMN va_col {live} NULL")
+    vdb.db.write(f"ALTER TABLE `{ARCHIVE}` ADD COLUMN va_col {archive} NULL")
+    value = "b'1'" if live.startswith("BIT") else "'x,y'"
+    vdb.db.write(f"UPDATE `{LIVE}` SET va_col = {value}")
+    before = vdb.checksum()
+    done = hp.run(vdb.dsn, ARCHIVE_ALL)
+    assert done.rc == 2, done.describe()
+    assert done.error == (
+        f"Error: column 'va_col' {problem} (vicidial_list → vicidial_list_archive); run "
+        "`vicidial-archiver schema sync` to see the ALTER TABLE that fixes it"
+    )
+    assert vdb.checksum() == before
+    assert vdb.ids(LIVE) == [1, 2, 3] and vdb.ids(ARCHIVE) == []

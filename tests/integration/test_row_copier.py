@@ -173,3 +173,17 @@ def test_python_copy_and_fingerprint_equal_the_servers_on_every_column_type(vdb:
     _check(vdb.db, forward, ids)
     vdb.db.write(f"DELETE FROM `{LIVE}`")
     _check(vdb.db, ChunkSql(DEARCHIVE, archive, live), ids)
+
+
+def test_python_fingerprint_equals_the_servers_where_the_archive_type_differs(
+    vdb: VDb,
+) -> None:
+    """An archive column wider than the live one (BIGINT for INT, DECIMAL(12,2) for (8,2), an
+    ENUM's labels in a VARCHAR, a SET with more labels, JSON in LONGTEXT): the archive row's
+    fingerprint, read with the archive's own types, is the copy's."""
+    ids = [1, 2, 3]
+    for lead in ids:
+        _insert(vdb.db, LIVE, lead, {})
+    coltypes.add_wider(vdb.db, 2)
+    live, archive = reflect(vdb.db, LIVE), reflect(vdb.db, ARCHIVE_T)
+    _check(vdb.db, ChunkSql(ARCHIVE, live, archive), ids)

@@ -558,3 +558,23 @@ def test_overrides_the_column_cannot_hold_are_refused(
 def test_override_char_column_drops_trailing_spaces() -> None:
     with pytest.raises(BadInput, match="drops trailing spaces"):
         check_overrides(live_table(status="char(6)"), {"status": "NEW "})
+
+
+@pytest.mark.parametrize(
+    ("dst", "ok"),
+    [
+        ("set('x','y','z')", True),
+        ("set('w','x','y','z')", True),  # labels added anywhere, the order kept
+        ("set('x','w','y','z','v')", True),
+        ("set('y','x','z')", False),  # 'x,y' would be stored 'y,x'
+        ("set('z','y','x')", False),
+    ],
+)
+def test_set_into_set_keeps_its_labels_order(dst: str, ok: bool) -> None:
+    problem = check("set('x','y','z')", dst)
+    assert (problem is None) == ok, problem
+    if not ok:
+        assert problem == (
+            f"is set('x','y','z') in the source but {dst} in the target, which lists a "
+            "value's labels in another order"
+        )
