@@ -4,14 +4,21 @@ DOUBLE, unsigned and ZEROFILL integers, DATETIME(6)) archived and dearchived thr
 and through a kill in the middle of a chunk and the run that resumes it: each lead ends in one
 table, every column's bytes (and each FLOAT and DOUBLE exactly) those it had. On MyISAM the copy
 is sent as SQL tuples the server builds, fingerprinted in Python; a BIT column made the tuple
-binary and every archive run failed."""
+binary and every archive run failed. Also: a lead the dialer calls between its copy and its
+delete (its copy proven by fingerprint and removed), archive columns of a wider type than the
+live ones as far as schema.check_lossless allows, and the differences it refuses."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
+from archiver.db import Db, connect, make_engine
+from archiver.jobtypes import JobSpec
+from archiver.runner import run_job
+from archiver.selection import Criteria, Selection
 from tests.support import coltypes, oracle
 from tests.support import proc as hp
 from tests.support.db import ARCHIVE, LIVE, VDb
@@ -154,3 +161,49 @@ def test_archive_column_that_stores_other_bytes_is_refused(
     )
     assert vdb.checksum() == before
     assert vdb.ids(LIVE) == [1, 2, 3] and vdb.ids(ARCHIVE) == []
+
+
+def test_every_column_type_lead_called_after_its_copy_leaves_no_stale_copy(vdb: VDb) -> None:
+    """MyISAM: the dialer calls lead 2 between the chunk's copy and its delete. The lead stays
+    live (`kept_changed`) and the copy this job wrote goes, proven to be it by the archive
+    row's fingerprint (`ChunkSql.row_hash`) equal to the copy's (`RowCopier`) over every
+    column type; the next run archives the lead as the dialer left it. InnoDB holds the rows
+    locked for the chunk: nothing changes in between."""
+    columns, original, exact = _setup(vdb)
+    called: dict[str, bool] = {}
+
+    def hook(at: str, db: Db, ids: Any) -> None:
+        if at == "after_insert" and vdb.engine == "MyISAM" and not called:
+            dialer = vdb.connect()
+            try:
+                rows = dialer.write(
+                    f"UPDATE `{LIVE}` SET status = 'NA', called_count = called_count + 1"
+                    " WHERE lead_id = 2"
+                )
+                called["done"] = rows == 1
+            finally:
+                hp.close_quietly(dialer)
+
+    spec = JobSpec(
+        direction="archive",
+        selection=Selection(criteria=Criteria(where="lead_id > 0")),
+        ignore_window=True,
+    )
+    settings = replace(vdb.settings, guards=replace(vdb.settings.guards, safe_auto_increment=False))
+    db = Db(connect(make_engine(settings), settings))
+    try:
+        first = run_job(db, settings, spec, hook=hook)
+    finally:
+        hp.close_quietly(db)
+    where = oracle.placement(vdb.db, columns)
+    if vdb.engine == "MyISAM":
+        assert called == {"done": True}
+        assert dict(first.counts) == {"archived": LEADS - 1, "kept_changed": 1}
+        assert (where.live, where.both) == ({2}, set()), where
+        original[2] = vdb.row_bytes(LIVE, [2])[2]
+        again = hp.run(vdb.dsn, ARCHIVE_ALL)
+        assert again.rc == 0, again.describe()
+        assert again.summary["job_counts"] == {"archived": 1}, again.summary
+    else:
+        assert dict(first.counts) == {"archived": LEADS}
+    _assert_all_in(vdb, ARCHIVE, columns, original, exact)
