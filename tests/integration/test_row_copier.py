@@ -179,7 +179,8 @@ def test_python_fingerprint_equals_the_servers_where_the_archive_type_differs(
     vdb: VDb,
 ) -> None:
     """An archive column wider than the live one (BIGINT for INT, DECIMAL(12,2) for (8,2), an
-    ENUM's labels in a VARCHAR, a SET with more labels, JSON in LONGTEXT): the archive row's
+    ENUM's labels in a VARCHAR, a SET with more labels, JSON in LONGTEXT, a longer VARBINARY
+    or BLOB): the archive row's
     fingerprint, read with the archive's own types, is the copy's."""
     ids = [1, 2, 3]
     for lead in ids:

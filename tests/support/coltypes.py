@@ -146,6 +146,9 @@ WIDER = (
         "LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL",
         '\'{"a": [1, "é"]}\'',
     ),
+    ("va_vbin", "VARBINARY(8) NULL", "VARBINARY(40) NULL", "X'6100000000'"),
+    ("va_blob", "BLOB NULL", "MEDIUMBLOB NULL", "X'00FF0000'"),
+    ("va_vblob", "VARBINARY(10) NULL", "BLOB NULL", "X'0000'"),
     ("va_bit", "BIT(12) NULL", "BIT(12) NULL", "b'101000000001'"),
 )
 
