@@ -20,6 +20,14 @@ from archiver.errors import BadInput, SchemaDrift
 INT_RANK = {"tinyint": 1, "smallint": 2, "mediumint": 3, "int": 4, "bigint": 5}
 TEXT_LEN = {"tinytext": 255, "text": 65535, "mediumtext": 16777215, "longtext": 4294967295}
 STRING_TYPES = {"char", "varchar", *TEXT_LEN}
+# Byte strings without padding, and the most bytes each holds (VARBINARY: its declared length).
+VAR_BYTES = {
+    "varbinary": 0,
+    "tinyblob": 255,
+    "blob": 65535,
+    "mediumblob": 16777215,
+    "longblob": 4294967295,
+}
 # Character sets whose every character utf8mb4 can hold with the same code point.
 UNICODE_SUPERSETS = {"utf8mb4": {"utf8mb3", "utf8", "ascii", "latin1", "utf8mb4"}}
 # Bytes per character at most; the UTF-8 family stores a character with the same bytes.
@@ -192,6 +200,12 @@ def lossless_problem(src: Column, dst: Column) -> str | None:
             if missing:
                 vals = ", ".join(repr(v) for v in missing)
                 return f"lacks {s.upper()} value(s) {vals} in the target"
+            if s == "set" and [v for v in dst.enum_values if v in src.enum_values] != (
+                src.enum_values
+            ):
+                # A SET value lists its labels in the column's order: 'x,y' in SET('x','y')
+                # is stored 'y,x' in SET('y','x'), other bytes, never proven a copy.
+                return f"{_type_msg(src, dst)}, which lists a value's labels in another order"
         elif d in STRING_TYPES:
             longest = max((len(v) for v in src.enum_values), default=0)
             if s == "set":  # a SET value is every label at once, joined by commas
@@ -216,6 +230,12 @@ def lossless_problem(src: Column, dst: Column) -> str | None:
         if (s == "char") != (d == "char"):
             return f"is {src.column_type} in the source but {dst.column_type} in the target"
         return None if _charset_ok(src, dst) else _charset_msg(src, dst)
+    if s in VAR_BYTES:
+        # A VARBINARY or BLOB value is its bytes, stored as they are in any longer one (a
+        # BINARY pads to its width, a BIT to its bytes: those must match exactly, below).
+        if d not in VAR_BYTES or _byte_len(dst) < _byte_len(src):
+            return _type_msg(src, dst)
+        return None
     if s in ("date", "datetime", "timestamp", "time", "year"):
         if {s, d} == {"timestamp", "datetime"}:
             # A TIMESTAMP is converted from and to the session's time zone, a DATETIME is not:
@@ -243,6 +263,10 @@ def _zerofill_problem(
         f"{_type_msg(src, dst)}: ZEROFILL pads the digits to the column's width, so the copy's "
         "bytes would never equal the source's"
     )
+
+
+def _byte_len(col: Column) -> int:
+    return (col.char_len or 0) if col.data_type == "varbinary" else VAR_BYTES[col.data_type]
 
 
 def _type_msg(src: Column, dst: Column) -> str:

@@ -59,6 +59,29 @@ BYTE_TYPES = {
     "longblob",
 }
 
+# Types whose QUOTE() is plain text that the target reads back as the same value: numbers,
+# dates and times. Every other type is copied as X'…' of its bytes: a byte type as they are
+# (`BYTE_TYPES`), any other (BIT, INET6, UUID, geometry) as `CAST(x AS BINARY)`, the bytes the
+# delete compares. (QUOTE() of a BIT is its raw bytes, a binary string that makes the whole
+# tuple binary; and a quoted number written to a BIT column is stored as its characters.)
+QUOTED_TYPES = frozenset(
+    {
+        "tinyint",
+        "smallint",
+        "mediumint",
+        "int",
+        "bigint",
+        "decimal",
+        "float",
+        "double",
+        "date",
+        "datetime",
+        "timestamp",
+        "time",
+        "year",
+    }
+)
+
 # The live-lead guard tables: (config name, table, extra condition).
 GUARDS = (
     ("hopper", "vicidial_hopper", ""),
@@ -192,7 +215,8 @@ class ChunkSql:
         """SQL for the fingerprint of a row (`alias`) that `archiver_pending` records as the
         fingerprint of a copy this job writes. `table` says which side the alias is: "src" or
         "dst". Each column enters as `name:` and its field of the copy's SQL tuple
-        (`copy_field`: X'…' of its bytes in the target's character set, or QUOTE()d) in name
+        (`copy_field`: X'…' of its bytes, a text's in the target's character set, or a
+        number's, date's or time's QUOTE()d text) in name
         order, joined by commas, and a NULL not at all: a nullable column added by an ALTER
         after the fingerprint was taken leaves the fingerprint of a copy that does not hold a
         value in it unchanged. `RowCopier` makes the same text from the tuple the scan read."""
@@ -206,16 +230,19 @@ class ChunkSql:
         return f"SHA2(CONCAT_WS(',', {', '.join(parts)}), 256)"
 
     def copy_field(self, alias: str, col: Column, own: Column, *, convert: bool) -> str:
-        """One non-NULL value of `alias` as the copy's SQL tuple holds it. `col` is the source's
-        column (its type decides the form: a byte type as X'…' of its bytes, anything else
-        QUOTE()d), `own` the column under `alias`; `convert`: the source's text in the
-        target's character set, the bytes the copy writes where the two differ."""
+        """One non-NULL value of `alias` as the copy's SQL tuple holds it, always text. `col`
+        is the source's column (its type decides the form: a number, date or time QUOTE()d,
+        anything else as X'…' of its bytes), `own` the column under `alias`; `convert`: the
+        source's text in the target's character set, the bytes the copy writes where the two
+        differ."""
         name = f"{alias}.{q(own.name)}"
         other = self.dst.column(col.name)
-        if col.data_type not in BYTE_TYPES:
+        if col.data_type in QUOTED_TYPES:
             if _is_float(col, other):
                 return f"QUOTE(CAST({name} AS DOUBLE))"  # every digit: see `_bin`
             return f"QUOTE({name})"
+        if col.data_type not in BYTE_TYPES:
+            return "CONCAT('X''', HEX(CAST(" + name + " AS BINARY)), '''')"
         if convert and other is not None and charsets_differ(col, other):
             name = f"CONVERT({name} USING {other.charset})"
         return "CONCAT('X''', HEX(" + name + "), '''')"
@@ -454,7 +481,8 @@ class RowCopier:
     write waits for that read's table lock.
 
     The server builds each row's SQL tuple for `ChunkSql.insert_literals` (strings as X'…' of
-    their bytes, in the target's character set where the two differ; other values QUOTE()d):
+    their bytes, in the target's character set where the two differ; numbers, dates and times
+    QUOTE()d; any other value, a BIT, as X'…' of its bytes: the tuple is always text):
     one short field per row, quick to send and to parse. The fingerprint is made here from
     that tuple's fields as they are, and is `ChunkSql.row_hash` ("src" side) to the byte:
     SHA-256 of `name:field` per non-NULL column in name order, joined by commas. The

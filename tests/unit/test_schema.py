@@ -558,3 +558,54 @@ def test_overrides_the_column_cannot_hold_are_refused(
 def test_override_char_column_drops_trailing_spaces() -> None:
     with pytest.raises(BadInput, match="drops trailing spaces"):
         check_overrides(live_table(status="char(6)"), {"status": "NEW "})
+
+
+@pytest.mark.parametrize(
+    ("dst", "ok"),
+    [
+        ("set('x','y','z')", True),
+        ("set('w','x','y','z')", True),  # labels added anywhere, the order kept
+        ("set('x','w','y','z','v')", True),
+        ("set('y','x','z')", False),  # 'x,y' would be stored 'y,x'
+        ("set('z','y','x')", False),
+    ],
+)
+def test_set_into_set_keeps_its_labels_order(dst: str, ok: bool) -> None:
+    problem = check("set('x','y','z')", dst)
+    assert (problem is None) == ok, problem
+    if not ok:
+        assert problem == (
+            f"is set('x','y','z') in the source but {dst} in the target, which lists a "
+            "value's labels in another order"
+        )
+
+
+def _bytes_col(column_type: str) -> Column:
+    m = re.search(r"\((\d+)\)", column_type)
+    return col(column_type, char_len=int(m.group(1)) if m else None)
+
+
+@pytest.mark.parametrize(
+    ("src", "dst", "ok"),
+    [
+        ("varbinary(20)", "varbinary(40)", True),  # no padding: the same bytes
+        ("varbinary(20)", "varbinary(20)", True),
+        ("varbinary(40)", "varbinary(20)", False),
+        ("varbinary(255)", "tinyblob", True),
+        ("varbinary(256)", "tinyblob", False),
+        ("blob", "mediumblob", True),
+        ("blob", "longblob", True),
+        ("mediumblob", "blob", False),
+        ("blob", "varbinary(65535)", True),
+        ("varbinary(8)", "binary(8)", False),  # BINARY pads with zero bytes
+        ("binary(8)", "varbinary(8)", False),
+        ("binary(8)", "binary(16)", False),
+        ("varbinary(8)", "varchar(8)", False),
+        ("bit(8)", "bit(16)", False),  # two bytes, not one
+    ],
+)
+def test_byte_strings_widen_only_without_padding(src: str, dst: str, ok: bool) -> None:
+    problem = lossless_problem(_bytes_col(src), _bytes_col(dst))
+    assert (problem is None) == ok, problem
+    if not ok:
+        assert problem == f"is {src} in the source but {dst} in the target"
