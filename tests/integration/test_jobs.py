@@ -628,3 +628,26 @@ def test_jobs_show_leads_reads_a_page_at_a_time(vdb: VDb, monkeypatch: pytest.Mo
     assert pages == [5, 5, 5, 5, 3, 0]
     page = checkpoint.leads_of(vdb.db, 1, "missing", after=504, limit=5)
     assert page == [(i, "missing") for i in range(505, 510)]
+
+
+def test_a_dry_run_outside_the_window_plans_the_whole_selection(
+    vdb: VDb, tmp_path: Path
+) -> None:
+    """A dry run writes nothing, so the window does not stop it: it used to plan one chunk
+    and stop with exit 3."""
+    vdb.seed(1000)
+    before = vdb.checksum()
+    tz = "America/New_York"
+    conf = window_config(tmp_path / "shut.toml", tz, timedelta(hours=1), timedelta(hours=2))
+    done = vdb.cli(
+        ["--config", conf, "archive", *LISTS, "--chunk-size", "100", "--dry-run", "--json"]
+    )
+    assert done.exit_code == 0, done.stderr
+    summary = summary_of(done)
+    assert (summary["state"], summary["chunks"]) == ("done", 10)
+    assert summary["counts"] == {"archived": 999, "skipped_newest": 1}
+    assert vdb.checksum() == before
+    # A real run in the same window is still refused before anything is written.
+    refused = vdb.cli(["--config", conf, "archive", *LISTS, "--chunk-size", "100"])
+    assert refused.exit_code == 3 and "Error: outside the off-hours window" in refused.stderr
+    assert vdb.checksum() == before
