@@ -838,16 +838,38 @@ def search(
     metavar="N",
     help="List at most N lead ids per category (default 1000 with --json, else 20).",
 )
+@click.option(
+    "--all", "every_lead", is_flag=True, help="Every lead of both tables (no other selection)."
+)
 @click.pass_obj
-def verify(ctx: Ctx, /, as_json: bool, list_limit: int | None, **kw: Any) -> None:
+def verify(
+    ctx: Ctx, /, as_json: bool, list_limit: int | None, every_lead: bool, **kw: Any
+) -> None:
     """Compare live and archive for a selection: leads in both (equal or different, byte for
     byte on every shared column), only live, only archived, in neither (explicit ids).
 
-    Criteria match in either table. Reads only. Exit 1 when a lead is in both and different."""
+    Criteria match in either table; --all checks every lead. Reads only. Exit 1 when a lead
+    is in both and different."""
     from archiver.verify import report_lines
 
+    # Every other option of this command is a selection option (--ids-column only names a
+    # column of --ids-file).
+    selected = any(v for k, v in kw.items() if k != "ids_column")
+    if every_lead and selected:
+        raise BadInput(
+            "--all checks every lead; give it alone, without lead ids, --ids-file, --request "
+            "or criteria"
+        )
+    if not every_lead and not selected:
+        raise BadInput(
+            "nothing selected: give lead ids, --ids-file, --request or criteria (--list-id, "
+            "--campaign, --status, --entry-before, …), or --all to check every lead"
+        )
     settings = ctx.settings()
-    selection, _flags = commands.build_selection(settings, _selection(kw))
+    if every_lead:
+        selection = commands.every_lead()
+    else:
+        selection, _flags = commands.build_selection(settings, _selection(kw))
     report = commands.verify(settings, selection, VerifyArgs(as_json, list_limit))
     if as_json:
         _out(json.dumps(report.as_dict()))

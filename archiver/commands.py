@@ -330,6 +330,13 @@ def search(settings: config.Settings, args: SearchArgs) -> SearchResult:
         )
 
 
+def every_lead() -> Selection:
+    """`verify --all`: no condition, every lead of both tables."""
+    from archiver.selection import Criteria
+
+    return Selection(criteria=Criteria())
+
+
 def verify(settings: config.Settings, selection: Selection, args: VerifyArgs) -> VerifyReport:
     """Compare live and archive, byte for byte, for a selection. Reads only."""
     from archiver import verify as verify_mod
