@@ -707,12 +707,42 @@ def jobs_cancel(ctx: Ctx, ref: str, force: bool) -> None:
 
 @jobs_group.command("prune")
 @click.option("--older-than", default="30d", show_default=True, metavar="AGE")
+@click.option(
+    "--dry-run", is_flag=True, help="List the job records that would be deleted; delete nothing."
+)
+@click.option("--yes", is_flag=True, help="Do not ask first (the question is asked on a TTY only).")
 @click.pass_obj
-def jobs_prune(ctx: Ctx, older_than: str) -> None:
-    """Delete finished jobs (done, cancelled) older than AGE, with their chunks and leads."""
+def jobs_prune(ctx: Ctx, older_than: str, dry_run: bool, yes: bool) -> None:
+    """Delete finished jobs (done, cancelled) older than AGE, with their chunks and leads.
+
+    On a terminal it first asks, naming how many job records go (--yes: do not ask); without
+    a terminal (cron) it does not ask."""
     seconds = config.parse_duration(older_than, "--older-than")
-    n = commands.jobs_prune(ctx.settings(), seconds)
-    _out(f"pruned {n} job(s)")
+    settings = ctx.settings()
+    ask = not (dry_run or yes) and sys.stdin.isatty()
+    if not (dry_run or ask):
+        _out(f"pruned {commands.jobs_prune(settings, seconds)} job(s)")
+        return
+    cutoff, jobs = commands.jobs_prunable(settings, seconds)
+    ended = f"ended before {cutoff:%Y-%m-%d %H:%M:%S} UTC"
+    what = f"{len(jobs)} job record(s) (done or cancelled, {ended})"
+    if dry_run:
+        _out(f"DRY RUN — nothing deleted. jobs prune would delete {what}")
+        if jobs:
+            _out(f"{'job':>6}  {'name':<16} {'direction':<9} {'state':<9} {'chunks':<13} started")
+        for job in jobs:
+            _out(_job_line(job))
+        return
+    if not jobs:
+        _out("pruned 0 job(s)")
+        return
+    ids = [job.job_id for job in jobs]
+    span = f"job {ids[0]}" if len(ids) == 1 else f"jobs {ids[0]}–{ids[-1]}"
+    question = f"Delete {what}, {span}, with their chunks and leads?"
+    if not click.confirm(question, default=False, err=True):
+        _out("nothing pruned")
+        return
+    _out(f"pruned {commands.jobs_prune(settings, seconds, ids)} job(s)")
 
 
 # --- demo --------------------------------------------------------------------------------
@@ -842,9 +872,7 @@ def search(
     "--all", "every_lead", is_flag=True, help="Every lead of both tables (no other selection)."
 )
 @click.pass_obj
-def verify(
-    ctx: Ctx, /, as_json: bool, list_limit: int | None, every_lead: bool, **kw: Any
-) -> None:
+def verify(ctx: Ctx, /, as_json: bool, list_limit: int | None, every_lead: bool, **kw: Any) -> None:
     """Compare live and archive for a selection: leads in both (equal or different, byte for
     byte on every shared column), only live, only archived, in neither (explicit ids).
 

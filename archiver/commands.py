@@ -462,7 +462,18 @@ def jobs_cancel(settings: config.Settings, ref: str, *, force: bool = False) -> 
     return found
 
 
-def jobs_prune(settings: config.Settings, older_than_s: float) -> int:
-    """Delete finished jobs older than the cut-off, with their rows; how many."""
+def jobs_prunable(
+    settings: config.Settings, older_than_s: float
+) -> tuple[Any, list[checkpoint.Job]]:
+    """The cut-off and the finished jobs `jobs_prune` would delete; reads only."""
     with open_db(settings) as db:
-        return checkpoint.prune(db, older_than_s)
+        return checkpoint.prunable(db, older_than_s)
+
+
+def jobs_prune(
+    settings: config.Settings, older_than_s: float, job_ids: list[int] | None = None
+) -> int:
+    """Delete finished jobs older than the cut-off (only `job_ids` of them, when given), with
+    their rows; how many."""
+    with open_db(settings) as db:
+        return checkpoint.prune(db, older_than_s, job_ids)
