@@ -813,7 +813,8 @@ def serve(ctx: Ctx, listen: str, print_openapi: bool) -> None:
 @click.option(
     "--archived",
     is_flag=True,
-    help="Search the archive table instead of vicidial_list (archived_lead=Y).",
+    help="Search the archive table only (archived_lead=Y); default: both tables (with "
+    "--vicidial: vicidial_list only).",
 )
 @click.option("--list-id", metavar="ID", help="Only leads of this list (search_location=LIST).")
 @click.option(
@@ -821,7 +822,6 @@ def serve(ctx: Ctx, listen: str, print_openapi: bool) -> None:
     metavar="ID",
     help="Only leads of this campaign's lists (search_location=CAMPAIGN).",
 )
-@click.option("--header", is_flag=True, help="First print search_key|records_found|lead_ids.")
 @click.option(
     "--records",
     type=click.IntRange(min=1),
@@ -830,7 +830,24 @@ def serve(ctx: Ctx, listen: str, print_openapi: bool) -> None:
     metavar="N",
     help="At most N lead ids per number (VICIdial: over the whole query).",
 )
-@click.option("--user", metavar="NAME", help="The <user> of VICIdial's lines (default: OS user).")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print where each lead is as one JSON object."
+)
+@click.option(
+    "--vicidial",
+    is_flag=True,
+    help="Print VICIdial's lead_search lines instead, byte for byte (one table).",
+)
+@click.option(
+    "--header",
+    is_flag=True,
+    help="VICIdial's lines, first search_key|records_found|lead_ids (implies --vicidial).",
+)
+@click.option(
+    "--user",
+    metavar="NAME",
+    help="The <user> of VICIdial's lines (default: OS user; implies --vicidial).",
+)
 @click.pass_obj
 def search(
     ctx: Ctx,
@@ -839,16 +856,34 @@ def search(
     archived: bool,
     list_id: str | None,
     campaign: str | None,
-    header: bool,
     records: int,
+    as_json: bool,
+    vicidial: bool,
+    header: bool,
     user: str | None,
 ) -> None:
-    """Lead ids by phone number (or --vendor-lead-code), printed exactly as VICIdial's
-    lead_search API call prints them: one `<key>|<count>|<id-id-…>` line per number or code,
-    highest lead_id first.
+    """Leads by phone number (or --vendor-lead-code) in vicidial_list and the archive at once:
+    one line per lead, highest lead_id first, saying where it is (live, archived, or both)
+    with its list, campaign, status and last call.
+
+    --vicidial (or --user, or --header) prints instead exactly what VICIdial's lead_search API
+    call prints, from vicidial_list (or the archive with --archived): one
+    `<key>|<count>|<id-id-…>` line per number or code.
 
     Exit 0 when a key matched, 1 when none did, 2 when no number has 6–18 digits."""
-    args = SearchArgs(phones, codes, archived, list_id, campaign, header, records, user)
+    args = SearchArgs(
+        phones, codes, archived, list_id, campaign, header, records, user, vicidial, as_json
+    )
+    if not args.vicidial_form:
+        located = commands.locate(ctx.settings(), args)
+        if as_json:
+            _out(json.dumps(located.as_dict()))
+        else:
+            for line in located.lines():
+                _out(line)
+        if located.exit_code:
+            raise ChecksFailed("no lead found", located.exit_code)
+        return
     result = commands.search(ctx.settings(), args)
     for line in result.lines:
         _out(line)

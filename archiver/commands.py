@@ -49,7 +49,7 @@ from archiver.options import (
 )
 from archiver.runner import run_job, spec_from_job
 from archiver.schema import Drift, Table
-from archiver.search import SearchResult
+from archiver.search import Located, SearchResult
 from archiver.selection import Selection
 from archiver.verify import VerifyReport
 
@@ -335,6 +335,25 @@ def every_lead() -> Selection:
     from archiver.selection import Criteria
 
     return Selection(criteria=Criteria())
+
+
+def locate(settings: config.Settings, args: SearchArgs) -> Located:
+    """The leads of each phone number or code in both tables (or the archive alone), and
+    where each one is."""
+    from archiver import search as lead_search
+
+    method = lead_search.PHONE_NUMBER if args.codes is None else lead_search.VENDOR_LEAD_CODE
+    with open_db(settings) as db:
+        return lead_search.locate(
+            db,
+            settings.live_table,
+            settings.archive_table,
+            args.text,
+            archived_only=args.archived,
+            records=args.records,
+            method=method,
+            scope=args.scope(),
+        )
 
 
 def verify(settings: config.Settings, selection: Selection, args: VerifyArgs) -> VerifyReport:
