@@ -737,7 +737,8 @@ def jobs_prune(ctx: Ctx, older_than: str, dry_run: bool, yes: bool) -> None:
         _out("pruned 0 job(s)")
         return
     ids = [job.job_id for job in jobs]
-    span = f"job {ids[0]}" if len(ids) == 1 else f"jobs {ids[0]}–{ids[-1]}"
+    shown = ", ".join(map(str, ids[:10])) + (", …" if len(ids) > 10 else "")
+    span = f"job {shown}" if len(ids) == 1 else f"jobs {shown}"
     question = f"Delete {what}, {span}, with their chunks and leads?"
     if not click.confirm(question, default=False, err=True):
         _out("nothing pruned")

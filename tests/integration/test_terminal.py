@@ -209,7 +209,7 @@ def _jobs(vdb: VDb) -> int:
 
 
 QUESTION = re.compile(
-    r"Delete 3 job record\(s\) \(done or cancelled, ended before \S+ \S+ UTC\), jobs 1–3, with "
+    r"Delete 3 job record\(s\) \(done or cancelled, ended before \S+ \S+ UTC\), jobs 1, 2, 3, with "
     r"their chunks and leads\? \[y/N\]: "
 )
 
