@@ -595,10 +595,32 @@ def cancel(db: Db, job: Job, *, running: bool = False, force: bool = False) -> N
     _expect(n, 1, f"cancelling {job.label}")
 
 
-def prune(db: Db, older_than_s: float) -> int:
-    """Delete finished jobs (done, cancelled) that ended before the cut-off, with their rows."""
+_PRUNABLE = "j.state IN ('done', 'cancelled') AND j.ended_at < NOW(3) - INTERVAL :s SECOND"
+
+
+def prunable(db: Db, older_than_s: float) -> tuple[datetime, list[Job]]:
+    """The cut-off (the server's clock, in the session's UTC) and the finished jobs that ended
+    before it, oldest first: what `prune` would delete. Reads only."""
     params = {"s": int(older_than_s)}
-    cond = "j.state IN ('done', 'cancelled') AND j.ended_at < NOW(3) - INTERVAL :s SECOND"
+    cutoff = db.scalar("SELECT NOW() - INTERVAL :s SECOND", params)
+    if "archiver_jobs" not in present_tables(db):
+        return cutoff, []
+    rows = db.rows(
+        f"SELECT {_JOB_COLS} FROM archiver_jobs AS j WHERE {_PRUNABLE} ORDER BY j.job_id", params
+    )
+    return cutoff, [_job(r) for r in rows]
+
+
+def prune(db: Db, older_than_s: float, job_ids: Sequence[int] | None = None) -> int:
+    """Delete finished jobs (done, cancelled) that ended before the cut-off, with their rows;
+    with `job_ids`, only those of them (the jobs a person was asked about)."""
+    params: dict[str, Any] = {"s": int(older_than_s)}
+    cond = _PRUNABLE
+    if job_ids is not None:
+        if not job_ids:
+            return 0
+        cond += " AND j.job_id IN :ids"
+        params["ids"] = sorted(job_ids)
     present = present_tables(db)
     if "archiver_jobs" not in present:
         return 0

@@ -778,12 +778,43 @@ def jobs_cancel(ctx: Ctx, ref: str, force: bool) -> None:
 
 @jobs_group.command("prune")
 @click.option("--older-than", default="30d", show_default=True, metavar="AGE")
+@click.option(
+    "--dry-run", is_flag=True, help="List the job records that would be deleted; delete nothing."
+)
+@click.option("--yes", is_flag=True, help="Do not ask first (the question is asked on a TTY only).")
 @click.pass_obj
-def jobs_prune(ctx: Ctx, older_than: str) -> None:
-    """Delete finished jobs (done, cancelled) older than AGE, with their chunks and leads."""
+def jobs_prune(ctx: Ctx, older_than: str, dry_run: bool, yes: bool) -> None:
+    """Delete finished jobs (done, cancelled) older than AGE, with their chunks and leads.
+
+    On a terminal it first asks, naming how many job records go (--yes: do not ask); without
+    a terminal (cron) it does not ask."""
     seconds = config.parse_duration(older_than, "--older-than")
-    n = commands.jobs_prune(ctx.settings(), seconds)
-    _out(f"pruned {n} job(s)")
+    settings = ctx.settings()
+    ask = not (dry_run or yes) and sys.stdin.isatty()
+    if not (dry_run or ask):
+        _out(f"pruned {commands.jobs_prune(settings, seconds)} job(s)")
+        return
+    cutoff, jobs = commands.jobs_prunable(settings, seconds)
+    ended = f"ended before {cutoff:%Y-%m-%d %H:%M:%S} UTC"
+    what = f"{len(jobs)} job record(s) (done or cancelled, {ended})"
+    if dry_run:
+        _out(f"DRY RUN — nothing deleted. jobs prune would delete {what}")
+        if jobs:
+            _out(f"{'job':>6}  {'name':<16} {'direction':<9} {'state':<9} {'chunks':<13} started")
+        for job in jobs:
+            _out(_job_line(job))
+        return
+    if not jobs:
+        _out("pruned 0 job(s)")
+        return
+    ids = [job.job_id for job in jobs]
+    shown = ", ".join(map(str, ids[:10])) + (", …" if len(ids) > 10 else "")
+    span = f"job {shown}" if len(ids) == 1 else f"jobs {shown}"
+    question = f"Delete {what}, {span}, with their chunks and leads?"
+    if not click.confirm(question, default=False, err=True):
+        _out("nothing pruned")
+        return
+    _out(f"pruned {commands.jobs_prune(settings, seconds, ids)} job(s)")
 
 
 # --- demo --------------------------------------------------------------------------------
@@ -854,7 +885,8 @@ def serve(ctx: Ctx, listen: str, print_openapi: bool) -> None:
 @click.option(
     "--archived",
     is_flag=True,
-    help="Search the archive table instead of vicidial_list (archived_lead=Y).",
+    help="Search the archive table only (archived_lead=Y); default: both tables (with "
+    "--vicidial: vicidial_list only).",
 )
 @click.option("--list-id", metavar="ID", help="Only leads of this list (search_location=LIST).")
 @click.option(
@@ -862,7 +894,6 @@ def serve(ctx: Ctx, listen: str, print_openapi: bool) -> None:
     metavar="ID",
     help="Only leads of this campaign's lists (search_location=CAMPAIGN).",
 )
-@click.option("--header", is_flag=True, help="First print search_key|records_found|lead_ids.")
 @click.option(
     "--records",
     type=click.IntRange(min=1),
@@ -871,7 +902,24 @@ def serve(ctx: Ctx, listen: str, print_openapi: bool) -> None:
     metavar="N",
     help="At most N lead ids per number (VICIdial: over the whole query).",
 )
-@click.option("--user", metavar="NAME", help="The <user> of VICIdial's lines (default: OS user).")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print where each lead is as one JSON object."
+)
+@click.option(
+    "--vicidial",
+    is_flag=True,
+    help="Print VICIdial's lead_search lines instead, byte for byte (one table).",
+)
+@click.option(
+    "--header",
+    is_flag=True,
+    help="VICIdial's lines, first search_key|records_found|lead_ids (implies --vicidial).",
+)
+@click.option(
+    "--user",
+    metavar="NAME",
+    help="The <user> of VICIdial's lines (default: OS user; implies --vicidial).",
+)
 @click.pass_obj
 def search(
     ctx: Ctx,
@@ -880,16 +928,34 @@ def search(
     archived: bool,
     list_id: str | None,
     campaign: str | None,
-    header: bool,
     records: int,
+    as_json: bool,
+    vicidial: bool,
+    header: bool,
     user: str | None,
 ) -> None:
-    """Lead ids by phone number (or --vendor-lead-code), printed exactly as VICIdial's
-    lead_search API call prints them: one `<key>|<count>|<id-id-…>` line per number or code,
-    highest lead_id first.
+    """Leads by phone number (or --vendor-lead-code) in vicidial_list and the archive at once:
+    one line per lead, highest lead_id first, saying where it is (live, archived, or both)
+    with its list, campaign, status and last call.
+
+    --vicidial (or --user, or --header) prints instead exactly what VICIdial's lead_search API
+    call prints, from vicidial_list (or the archive with --archived): one
+    `<key>|<count>|<id-id-…>` line per number or code.
 
     Exit 0 when a key matched, 1 when none did, 2 when no number has 6–18 digits."""
-    args = SearchArgs(phones, codes, archived, list_id, campaign, header, records, user)
+    args = SearchArgs(
+        phones, codes, archived, list_id, campaign, header, records, user, vicidial, as_json
+    )
+    if not args.vicidial_form:
+        located = commands.locate(ctx.settings(), args)
+        if as_json:
+            _out(json.dumps(located.as_dict()))
+        else:
+            for line in located.lines():
+                _out(line)
+        if located.exit_code:
+            raise ChecksFailed("no lead found", located.exit_code)
+        return
     result = commands.search(ctx.settings(), args)
     for line in result.lines:
         _out(line)
@@ -909,16 +975,36 @@ def search(
     metavar="N",
     help="List at most N lead ids per category (default 1000 with --json, else 20).",
 )
+@click.option(
+    "--all", "every_lead", is_flag=True, help="Every lead of both tables (no other selection)."
+)
 @click.pass_obj
-def verify(ctx: Ctx, /, as_json: bool, list_limit: int | None, **kw: Any) -> None:
+def verify(ctx: Ctx, /, as_json: bool, list_limit: int | None, every_lead: bool, **kw: Any) -> None:
     """Compare live and archive for a selection: leads in both (equal or different, byte for
     byte on every shared column), only live, only archived, in neither (explicit ids).
 
-    Criteria match in either table. Reads only. Exit 1 when a lead is in both and different."""
+    Criteria match in either table; --all checks every lead. Reads only. Exit 1 when a lead
+    is in both and different."""
     from archiver.verify import report_lines
 
+    # Every other option of this command is a selection option (--ids-column only names a
+    # column of --ids-file).
+    selected = any(v for k, v in kw.items() if k != "ids_column")
+    if every_lead and selected:
+        raise BadInput(
+            "--all checks every lead; give it alone, without lead ids, --ids-file, --request "
+            "or criteria"
+        )
+    if not every_lead and not selected:
+        raise BadInput(
+            "nothing selected: give lead ids, --ids-file, --request or criteria (--list-id, "
+            "--campaign, --status, --entry-before, …), or --all to check every lead"
+        )
     settings = ctx.settings()
-    selection, _flags = commands.build_selection(settings, _selection(kw))
+    if every_lead:
+        selection = commands.every_lead()
+    else:
+        selection, _flags = commands.build_selection(settings, _selection(kw))
     report = commands.verify(settings, selection, VerifyArgs(as_json, list_limit))
     if as_json:
         _out(json.dumps(report.as_dict()))

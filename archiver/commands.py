@@ -50,7 +50,7 @@ from archiver.options import (
 )
 from archiver.runner import run_job, spec_from_job
 from archiver.schema import Drift, Table
-from archiver.search import SearchResult
+from archiver.search import Located, SearchResult
 from archiver.selection import Selection
 from archiver.verify import VerifyReport
 
@@ -331,6 +331,32 @@ def search(settings: config.Settings, args: SearchArgs) -> SearchResult:
         )
 
 
+def every_lead() -> Selection:
+    """`verify --all`: no condition, every lead of both tables."""
+    from archiver.selection import Criteria
+
+    return Selection(criteria=Criteria())
+
+
+def locate(settings: config.Settings, args: SearchArgs) -> Located:
+    """The leads of each phone number or code in both tables (or the archive alone), and
+    where each one is."""
+    from archiver import search as lead_search
+
+    method = lead_search.PHONE_NUMBER if args.codes is None else lead_search.VENDOR_LEAD_CODE
+    with open_db(settings) as db:
+        return lead_search.locate(
+            db,
+            settings.live_table,
+            settings.archive_table,
+            args.text,
+            archived_only=args.archived,
+            records=args.records,
+            method=method,
+            scope=args.scope(),
+        )
+
+
 def verify(settings: config.Settings, selection: Selection, args: VerifyArgs) -> VerifyReport:
     """Compare live and archive, byte for byte, for a selection. Reads only."""
     from archiver import verify as verify_mod
@@ -481,7 +507,18 @@ def jobs_cancel(settings: config.Settings, ref: str, *, force: bool = False) -> 
     return found
 
 
-def jobs_prune(settings: config.Settings, older_than_s: float) -> int:
-    """Delete finished jobs older than the cut-off, with their rows; how many."""
+def jobs_prunable(
+    settings: config.Settings, older_than_s: float
+) -> tuple[Any, list[checkpoint.Job]]:
+    """The cut-off and the finished jobs `jobs_prune` would delete; reads only."""
     with open_db(settings) as db:
-        return checkpoint.prune(db, older_than_s)
+        return checkpoint.prunable(db, older_than_s)
+
+
+def jobs_prune(
+    settings: config.Settings, older_than_s: float, job_ids: list[int] | None = None
+) -> int:
+    """Delete finished jobs older than the cut-off (only `job_ids` of them, when given), with
+    their rows; how many."""
+    with open_db(settings) as db:
+        return checkpoint.prune(db, older_than_s, job_ids)

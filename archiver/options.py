@@ -240,8 +240,8 @@ class VerifyArgs:
 
 @dataclass(frozen=True)
 class SearchArgs:
-    """VICIdial's lead_search: phone numbers or vendor lead codes, in one table, list or
-    campaign."""
+    """Phone numbers or vendor lead codes, in a list or campaign or everywhere: in both tables
+    (or the archive alone), or as VICIdial's lead_search in one table (`vicidial_form`)."""
 
     phones: str | None = None
     codes: str | None = None
@@ -251,10 +251,17 @@ class SearchArgs:
     header: bool = False
     records: int = 1000
     user: str | None = None  # named in the lines printed (default: the OS user)
+    vicidial: bool = False
+    as_json: bool = False
 
     def __post_init__(self) -> None:
         if (self.phones is None) == (self.codes is None):
             raise BadInput("give phone numbers or --vendor-lead-code CODES (one of the two)")
+        if self.as_json and self.vicidial_form:
+            raise BadInput(
+                "--json prints where each lead is; --vicidial, --user and --header print "
+                "VICIdial's lead_search lines: give one or the other"
+            )
         if self.list_id is not None and self.campaign is not None:
             raise BadInput(
                 "give --list-id or --campaign, not both (VICIdial's one search_location)"
@@ -267,6 +274,11 @@ class SearchArgs:
         if self.campaign is not None:
             return Criteria(campaigns=(self.campaign,))
         return None
+
+    @property
+    def vicidial_form(self) -> bool:
+        """VICIdial's lines: asked for, or implied by the options only they have."""
+        return self.vicidial or self.user is not None or self.header
 
     @property
     def text(self) -> str:

@@ -483,7 +483,8 @@ class Runner:
             return self.signals.reason
         if self.s.max_runtime and time.monotonic() - self.started >= self.s.max_runtime:
             return f"--max-runtime of {self.s.max_runtime:g}s reached"
-        if not self.spec.ignore_window and not window.is_open(self.s.window):
+        # A dry run writes nothing: it plans the whole selection whatever the time.
+        if not (self.spec.ignore_window or self.dry_run) and not window.is_open(self.s.window):
             return f"the off-hours window ({window.describe(self.s.window)}) closed"
         return None
 

@@ -47,7 +47,7 @@ class VerifyReport:
 
     live_table: str
     archive_table: str
-    selection: str  # "ids" or "criteria"
+    selection: str  # "ids", "criteria" or "all"
     columns: int
     list_limit: int = LIST_LIMIT
     counts: dict[str, int] = field(default_factory=dict)
@@ -103,7 +103,10 @@ class VerifyReport:
 
 def report_lines(report: VerifyReport) -> list[str]:
     """The human report: counts, then the ids of each non-empty category."""
-    what = "lead ids" if report.selection == "ids" else "criteria, matched in either table"
+    what = {
+        "ids": "lead ids",
+        "all": "every lead, in either table",
+    }.get(report.selection, "criteria, matched in either table")
     lines = [
         f"verify {report.live_table} / {report.archive_table}: {report.leads} leads "
         f"({what}), {report.columns} shared columns compared byte-exactly"
@@ -197,6 +200,12 @@ def _warnings(live: Table, archive: Table) -> list[str]:
     return out
 
 
+def _kind(selection: Selection) -> str:
+    if selection.ids is not None:
+        return "ids"
+    return "all" if selection.criteria is None or selection.criteria.empty else "criteria"
+
+
 def verify(
     db: Db,
     live_table: str,
@@ -214,7 +223,7 @@ def verify(
     report = VerifyReport(
         live.name,
         archive.name,
-        "ids" if selection.ids is not None else "criteria",
+        _kind(selection),
         len(sql.compared),
         list_limit,
         warnings=_warnings(live, archive) + scope_warnings,

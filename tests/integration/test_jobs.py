@@ -639,3 +639,71 @@ def test_jobs_show_leads_reads_a_page_at_a_time(vdb: VDb, monkeypatch: pytest.Mo
     assert pages == [5, 5, 5, 5, 3, 0]
     page = checkpoint.leads_of(vdb.db, 1, "missing", after=504, limit=5)
     assert page == [(i, "missing") for i in range(505, 510)]
+
+
+def test_a_dry_run_outside_the_window_plans_the_whole_selection(vdb: VDb, tmp_path: Path) -> None:
+    """A dry run writes nothing, so the window does not stop it: it used to plan one chunk
+    and stop with exit 3."""
+    vdb.seed(1000)
+    before = vdb.checksum()
+    tz = "America/New_York"
+    conf = window_config(tmp_path / "shut.toml", tz, timedelta(hours=1), timedelta(hours=2))
+    done = vdb.cli(
+        ["--config", conf, "archive", *LISTS, "--chunk-size", "100", "--dry-run", "--json"]
+    )
+    assert done.exit_code == 0, done.stderr
+    summary = summary_of(done)
+    assert (summary["state"], summary["chunks"]) == ("done", 10)
+    assert summary["counts"] == {"archived": 999, "skipped_newest": 1}
+    assert vdb.checksum() == before
+    # A real run in the same window is still refused before anything is written.
+    refused = vdb.cli(["--config", conf, "archive", *LISTS, "--chunk-size", "100"])
+    assert refused.exit_code == 3 and "Error: outside the off-hours window" in refused.stderr
+    assert vdb.checksum() == before
+
+
+def finished_jobs(vdb: VDb, n: int) -> list[int]:
+    """n done jobs, one lead archived by each."""
+    vdb.seed(n + 1)
+    ids = []
+    for lead in range(1, n + 1):
+        done = vdb.cli(["archive", str(lead), "--ignore-window", "--json"])
+        assert done.exit_code == 0, done.stderr
+        ids.append(summary_of(done)["job_id"])
+    return ids
+
+
+def job_ids(vdb: VDb) -> list[int]:
+    return [int(r[0]) for r in vdb.db.rows("SELECT job_id FROM archiver_jobs ORDER BY job_id")]
+
+
+def job_rows(vdb: VDb) -> list[int]:
+    tables = ("archiver_jobs", "archiver_chunks", "archiver_leads", "archiver_job_ids")
+    return [int(vdb.db.scalar(f"SELECT COUNT(*) FROM {t}")) for t in tables]
+
+
+def test_prune_dry_run_lists_the_job_records_and_deletes_nothing(vdb: VDb) -> None:
+    """`jobs prune --dry-run`: how many job records and which would go; nothing deleted.
+    Without a terminal (cron) the prune itself asks nothing, as before."""
+    ids = finished_jobs(vdb, 3)
+    time.sleep(0.01)
+    rows = job_rows(vdb)
+    dry = vdb.cli(["jobs", "prune", "--older-than", "0d", "--dry-run"])
+    assert dry.exit_code == 0, dry.stderr
+    lines = dry.stdout.splitlines()
+    assert re.fullmatch(
+        r"DRY RUN — nothing deleted\. jobs prune would delete 3 job record\(s\) \(done or "
+        r"cancelled, ended before \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\)",
+        lines[0],
+    ), lines[0]
+    assert lines[1].split() == ["job", "name", "direction", "state", "chunks", "started"]
+    assert [int(line.split()[0]) for line in lines[2:]] == ids
+    assert all(" archive " in line and " done " in line for line in lines[2:])
+    assert job_ids(vdb) == ids
+    assert job_rows(vdb) == rows
+    none = vdb.cli(["jobs", "prune", "--older-than", "1d", "--dry-run"])
+    assert none.stdout.startswith("DRY RUN — nothing deleted. jobs prune would delete 0 job")
+    assert len(none.stdout.splitlines()) == 1
+    pruned = vdb.cli(["jobs", "prune", "--older-than", "0d"])
+    assert (pruned.exit_code, pruned.stdout) == (0, "pruned 3 job(s)\n")
+    assert job_ids(vdb) == []

@@ -1,7 +1,10 @@
-"""search: VICIdial's lead_search lines, byte for byte, on both engines."""
+"""search: VICIdial's lead_search lines, byte for byte (`--vicidial`, `--user`, `--header`);
+the leads of a number in both tables, where each one is (the default, and `--json`). Both
+engines."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -133,7 +136,7 @@ def test_matches_as_the_column_collation_does(sdb: VDb) -> None:
 
 def test_user_defaults_to_the_os_user(sdb: VDb, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("getpass.getuser", lambda: "osuser")
-    result = sdb.cli(["search", "9995550000"])
+    result = sdb.cli(["search", "--vicidial", "9995550000"])
     assert (result.exit_code, result.stdout) == (
         1,
         "ERROR: lead_search NO MATCHES FOUND IN THE SYSTEM: |osuser|||9995550000\n",
@@ -439,3 +442,236 @@ def test_a_character_the_column_cannot_hold_matches_nothing(crm: VDb) -> None:
         assert result.exit_code == 2, (cmd, result.stderr)
         assert "Traceback" not in result.stderr and "1267" not in result.stderr
         assert "campaign SALES\U0001f600 has no list in vicidial_lists" in result.stderr
+
+
+# --- issue 22: one search for both tables --------------------------------------------------
+
+# (lead_id, phone_number, list_id, status, last_local_call_time)
+LIVE_ROWS = [
+    (3, "7275551111", 101, "NEW", None),
+    (7, "7275551111", 201, "SALE", "2026-11-30 14:05:00"),
+    (40, "8135552222", 102, "CALLBK", "2026-12-01 09:00:00"),
+]
+ARCHIVE_ROWS = [
+    (30, "7275551111", 999, "DNC", "2025-01-02 09:00:00"),
+    (20, "8130000175", 104, "NI", "2024-06-30 18:30:00"),  # list 104: no vicidial_lists row
+]
+HEAD = "phone_number  lead_id  where     list_id  campaign  status  last_call\n"
+
+
+@pytest.fixture
+def two(vdb: VDb) -> VDb:
+    """Leads in the live table, in the archive, and lead 40 in both."""
+    for table, rows in ((LIVE, LIVE_ROWS), (ARCHIVE, ARCHIVE_ROWS)):
+        for row in rows:
+            vdb.db.write(
+                f"INSERT INTO `{table}` (lead_id, phone_number, list_id, status,"
+                " last_local_call_time) VALUES (:i, :p, :l, :s, :t)",
+                dict(zip("iplst", row, strict=True)),
+            )
+    vdb.db.write(f"INSERT INTO `{ARCHIVE}` SELECT * FROM `{LIVE}` WHERE lead_id = 40")
+    return vdb
+
+
+def test_an_archived_phone_is_found_without_archived(two: VDb) -> None:
+    """The admin no longer has to guess --archived: `search 8130000175` used to answer
+    `NO MATCHES FOUND IN THE SYSTEM` for an archived lead."""
+    result = two.cli(["search", "8130000175"])
+    assert (result.exit_code, result.stdout) == (
+        0,
+        HEAD + "8130000175    20       archived  104      -         NI      2024-06-30 18:30:00\n",
+    )
+
+
+def test_each_lead_says_where_it_is(two: VDb) -> None:
+    result = two.cli(["search", "727-555-1111,9995550000,8135552222,7275551111"])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == (
+        "phone_number  lead_id  where     list_id  campaign  status  last_call\n"
+        "7275551111    30       archived  999      OLDLEADS  DNC     2025-01-02 09:00:00\n"
+        "7275551111    7        live      201      SURVEY    SALE    2026-11-30 14:05:00\n"
+        "7275551111    3        live      101      SALESA    NEW     -\n"
+        "8135552222    40       both      102      SALESA    CALLBK  2026-12-01 09:00:00\n"
+        "not found in vicidial_list or vicidial_list_archive: 9995550000\n"
+        "in both tables: lead(s) 40; `verify 40` says whether the two copies are equal\n"
+    )
+    none = two.cli(["search", "9995550000,1112223333"])
+    assert (none.exit_code, none.stdout) == (
+        1,
+        "not found in vicidial_list or vicidial_list_archive: 9995550000, 1112223333\n",
+    )
+
+
+def test_json_has_typed_fields(two: VDb) -> None:
+    result = two.cli(["search", "--json", "8135552222,9995550000,8130000175"])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.count("\n") == 1
+    assert json.loads(result.stdout) == {
+        "search": "phone_number",
+        "tables": [LIVE, ARCHIVE],
+        "keys": [
+            {
+                "key": "8135552222",
+                "leads": [
+                    {
+                        "lead_id": 40,
+                        "where": "both",
+                        "list_id": 102,
+                        "campaign_id": "SALESA",
+                        "status": "CALLBK",
+                        "last_local_call_time": "2026-12-01 09:00:00",
+                    }
+                ],
+            },
+            {"key": "9995550000", "leads": []},
+            {
+                "key": "8130000175",
+                "leads": [
+                    {
+                        "lead_id": 20,
+                        "where": "archived",
+                        "list_id": 104,
+                        "campaign_id": None,
+                        "status": "NI",
+                        "last_local_call_time": "2024-06-30 18:30:00",
+                    }
+                ],
+            },
+        ],
+        "found": 2,
+        "not_found": ["9995550000"],
+        "warnings": [],
+    }
+    none = two.cli(["search", "--json", "9995550000"])
+    assert none.exit_code == 1
+    assert json.loads(none.stdout)["not_found"] == ["9995550000"]
+
+
+def test_archived_searches_the_archive_alone_and_still_says_both(two: VDb) -> None:
+    result = two.cli(["search", "--archived", "--json", "7275551111,8135552222"])
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["tables"] == [ARCHIVE]
+    assert [[(x["lead_id"], x["where"]) for x in k["leads"]] for k in data["keys"]] == [
+        [(30, "archived")],
+        [(40, "both")],
+    ]
+    scoped = two.cli(["search", "--campaign", "SALESA", "7275551111"])
+    assert scoped.stdout == HEAD + (
+        "7275551111    3        live      101      SALESA    NEW     -\n"
+    )
+    records = json.loads(two.cli(["search", "--json", "--records", "2", "7275551111"]).stdout)
+    assert [x["lead_id"] for x in records["keys"][0]["leads"]] == [30, 7]
+
+
+def test_vicidial_keeps_the_lead_search_lines(two: VDb, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--vicidial, --user and --header keep VICIdial's lines (vicidial_list, or the archive
+    with --archived), byte for byte."""
+    monkeypatch.setattr("getpass.getuser", lambda: "osuser")
+    cases = [
+        (["7275551111,9995550000"], 0, "7275551111|2|7-3\n9995550000|0|\n"),
+        (
+            ["8130000175"],
+            1,
+            "ERROR: lead_search NO MATCHES FOUND IN THE SYSTEM: |osuser|||8130000175\n",
+        ),
+        (["--archived", "8130000175"], 0, "8130000175|1|20\n"),
+        (
+            ["12345"],
+            2,
+            "ERROR: lead_search NO VALID SEARCH METHOD - osuser|PHONE_NUMBER|(0)|(0)|12345(0)\n",
+        ),
+    ]
+    for args, code, out in cases:
+        for form in (["--vicidial"], ["--user", "osuser"], ["--vicidial", "--user", "osuser"]):
+            result = two.cli(["search", *form, *args])
+            assert (result.exit_code, result.stdout) == (code, out), (form, args)
+    header = two.cli(["search", "--header", "8130000175,7275551111"])
+    assert (header.exit_code, header.stdout) == (
+        0,
+        "search_key|records_found|lead_ids\n8130000175|0|\n7275551111|2|7-3\n",
+    )
+
+
+def test_search_bad_input_in_the_new_form(two: VDb) -> None:
+    cases = [
+        (["12345,abc"], "no phone number of 6 to 18 digits in '12345,abc'; give phone numbers"),
+        (["--json", "--vicidial", "7275551111"], "--json prints where each lead is;"),
+        (["--json", "--user", "x", "7275551111"], "--json prints where each lead is;"),
+        (["--vendor-lead-code", ";#"], "--vendor-lead-code ';#' names no code"),
+    ]
+    for args, message in cases:
+        result = two.cli(["search", *args])
+        assert result.exit_code == 2, args
+        assert result.stdout == ""
+        errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+        assert len(errors) == 1 and errors[0].startswith(f"Error: {message}"), result.stderr
+
+
+def test_without_the_archive_table_the_live_table_is_searched(two: VDb) -> None:
+    two.db.write(f"DROP TABLE `{ARCHIVE}`")
+    result = two.cli(["search", "7275551111,8130000175"])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == HEAD + (
+        "7275551111    7        live      201      SURVEY    SALE    2026-11-30 14:05:00\n"
+        "7275551111    3        live      101      SALESA    NEW     -\n"
+        "not found in vicidial_list: 8130000175\n"
+        "warning: table vicidial_list_archive does not exist (no `schema init`): searched "
+        "vicidial_list only\n"
+    )
+    refused = two.cli(["search", "--archived", "7275551111"])
+    assert refused.exit_code == 2
+    assert "Error: table 'vicidial_list_archive' does not exist" in refused.stderr
+
+
+def test_vendor_lead_codes_in_both_tables(crm: VDb) -> None:
+    result = crm.cli(["search", "--list-id", "102", "--vendor-lead-code", "CRM7,NOPE"])
+    assert (result.exit_code, result.stdout) == (
+        0,
+        "vendor_lead_code  lead_id  where     list_id  campaign  status  last_call\n"
+        "CRM7              257      live      102      SALESA    -       -\n"
+        "CRM7              157      live      102      SALESA    -       -\n"
+        "CRM7              57       archived  102      SALESA    -       -\n"
+        "not found in vicidial_list or vicidial_list_archive: NOPE\n",
+    )
+
+
+def test_both_tables_in_one_statement_per_batch(vdb: VDb) -> None:
+    """Each batch of 500 numbers is one statement over both tables (a lead moved between
+    them meanwhile is seen in one of them), and each batch of ids one statement too."""
+    vdb.seed(1200)
+    vdb.db.write(f"INSERT INTO `{ARCHIVE}` SELECT * FROM `{LIVE}` WHERE lead_id > 600")
+    vdb.db.write(f"DELETE FROM `{LIVE}` WHERE lead_id > 600")
+    phones = [
+        str(r[0])
+        for t in (LIVE, ARCHIVE)
+        for r in vdb.db.rows(f"SELECT phone_number FROM `{t}` ORDER BY lead_id")
+    ]
+    db = CountingDb(vdb.db)
+    found = search.locate(db, LIVE, ARCHIVE, ",".join(phones))
+    assert found.missing == []
+    leads = {lead.lead_id: lead.where for v in found.leads.values() for lead in v}
+    assert leads == {i: "live" if i <= 600 else "archived" for i in range(1, 1201)}
+    lookups = [s for s in db.statements if "phone_number` IN" in s]
+    distinct = len(set(phones))
+    assert len(lookups) == -(-distinct // 500)
+    assert all(f"`{LIVE}`" in s and f"`{ARCHIVE}`" in s for s in lookups)
+    details = [s for s in db.statements if "`lead_id` IN" in s and "phone_number` IN" not in s]
+    assert details and all(f"`{LIVE}`" in s and f"`{ARCHIVE}`" in s for s in details)
+    cli = vdb.cli(["search", "--json", ",".join(phones)])
+    assert cli.exit_code == 0 and json.loads(cli.stdout)["found"] == distinct
+    # Codes are scanned (no index): one statement per table, never the live table's lock
+    # held through a scan of the archive.
+    db = CountingDb(vdb.db)
+    codes = search.locate(db, LIVE, ARCHIVE, "VL1,VL700,NOPE", method=search.VENDOR_LEAD_CODE)
+    assert {k: [(x.lead_id, x.where) for x in v] for k, v in codes.leads.items()} == {
+        "VL1": [(1, "live")],
+        "VL700": [(700, "archived")],
+        "NOPE": [],
+    }
+    scans = [s for s in db.statements if "vendor_lead_code` IN" in s]
+    assert len(scans) == 2
+    assert [(f"`{LIVE}`" in s, f"`{ARCHIVE}`" in s) for s in scans] == [
+        (True, False),
+        (False, True),
+    ]

@@ -9,9 +9,11 @@ import fcntl
 import os
 import pty
 import re
+import select
 import struct
 import subprocess
 import termios
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -159,3 +161,80 @@ def test_tty_at_verbose_logs_every_chunk_without_a_bar(vdb: VDb) -> None:
     assert not any(BAR_FRAME.search(s) for s in segments)
     chunks = [int(m.group(1)) for s in segments if (m := re.search(r"\bchunk=(\d+)", s))]
     assert sorted(set(chunks)) == list(range(1, 11))
+
+
+# --- questions: `jobs prune` asks on a terminal ---------------------------------------------
+
+
+def answering(args: Sequence[str], answer: bytes | None, timeout: float = 60) -> Screen:
+    """Run the CLI with stdin, stdout and stderr on a new pseudo-terminal; when a `[y/N]`
+    question is drawn, type `answer`."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLS, 0, 0))
+    env = child_env({"TERM": "xterm-256color"})
+    proc = subprocess.Popen(
+        [BIN, *args], stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True
+    )
+    os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.5)
+        if not ready:
+            continue
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: every writer of the terminal has closed it
+            break
+        if not data:
+            break
+        seen += data
+        if answer is not None and seen.endswith(b"[y/N]: "):
+            os.write(master, answer)
+            answer = None
+    os.close(master)
+    rc = proc.wait(timeout=timeout)
+    return Screen(rc, seen.decode(errors="replace"), "")
+
+
+def _finished_jobs(vdb: VDb, n: int) -> None:
+    vdb.seed(n + 1)
+    for lead in range(1, n + 1):
+        assert vdb.cli(["archive", str(lead), "--ignore-window"]).exit_code == 0
+    time.sleep(0.01)
+
+
+def _jobs(vdb: VDb) -> int:
+    return int(vdb.db.scalar("SELECT COUNT(*) FROM archiver_jobs"))
+
+
+QUESTION = re.compile(
+    r"Delete 3 job record\(s\) \(done or cancelled, ended before \S+ \S+ UTC\), jobs 1, 2, 3, with "
+    r"their chunks and leads\? \[y/N\]: "
+)
+
+
+def test_prune_on_a_terminal_asks_naming_how_many_job_records_go(vdb: VDb) -> None:
+    """On a TTY `jobs prune` asks first, naming how many job records go (it used to delete
+    them without a word); no deletes; yes deletes; --yes does not ask."""
+    _finished_jobs(vdb, 3)
+    prune = ["--dsn", vdb.dsn, "--log-format", "json", "jobs", "prune", "--older-than", "0d"]
+    no = answering(prune, b"n\n")
+    assert no.rc == 0, no.raw
+    assert QUESTION.search(no.raw), no.raw
+    assert no.segments[-1] == "nothing pruned"
+    assert _jobs(vdb) == 3
+    enter = answering(prune, b"\n")  # Enter alone: the default, no
+    assert enter.rc == 0 and enter.segments[-1] == "nothing pruned" and _jobs(vdb) == 3
+    yes = answering(prune, b"y\n")
+    assert yes.rc == 0, yes.raw
+    assert QUESTION.search(yes.raw) and yes.segments[-1] == "pruned 3 job(s)"
+    assert _jobs(vdb) == 0
+    _finished_jobs_again = [
+        vdb.cli(["archive", str(lead), "--ignore-window"]).exit_code for lead in (4, 5)
+    ]
+    assert _finished_jobs_again == [0, 0]
+    time.sleep(0.01)
+    skip = answering([*prune, "--yes"], None)
+    assert skip.rc == 0 and "[y/N]" not in skip.raw
+    assert skip.segments[-1] == "pruned 2 job(s)" and _jobs(vdb) == 0

@@ -181,6 +181,48 @@ def test_bad_selection_is_exit_2(states: VDb) -> None:
     assert states.cli(["verify", "1,x"]).exit_code == 2
 
 
+def test_all_checks_every_lead_of_both_tables(states: VDb) -> None:
+    """`verify --all`: every lead, live or archived (it used to need `--where "1=1"`)."""
+    result = states.cli(["verify", "--all", "--json"])
+    assert result.exit_code == 1, result.stderr
+    data = json.loads(result.stdout)
+    assert data["selection"] == "all"
+    assert data["lead_ids"] == {
+        "both_equal": [1],
+        "both_different": [2, 3, 4, 5],
+        "only_live": list(range(9, 21)),
+        "only_archived": [6, 7, 8],
+    }
+    human = states.cli(["verify", "--all"])
+    assert human.exit_code == 1
+    assert human.stdout.startswith(
+        "verify vicidial_list / vicidial_list_archive: 20 leads (every lead, in either table),"
+    )
+    where = json.loads(states.cli(["verify", "--json", "--where", "1=1"]).stdout)
+    assert where["lead_ids"] == data["lead_ids"]
+
+
+def test_no_selection_names_all_and_all_goes_alone(states: VDb) -> None:
+    before = states.checksum()
+    for args in ([], ["--json"], ["--entry-before", ""]):
+        result = states.cli(["verify", *args])
+        assert result.exit_code == 2, args
+        assert result.stdout == ""
+        assert result.stderr == (
+            "Error: nothing selected: give lead ids, --ids-file, --request or criteria "
+            "(--list-id, --campaign, --status, --entry-before, …), or --all to check every "
+            "lead\n"
+        )
+    for args in (["1"], ["--list-id", "101"], ["--ids-file", "-"]):
+        result = states.cli(["verify", "--all", *args], input="1\n")
+        assert result.exit_code == 2, args
+        assert result.stderr == (
+            "Error: --all checks every lead; give it alone, without lead ids, --ids-file, "
+            "--request or criteria\n"
+        )
+    assert states.checksum() == before
+
+
 def test_verify_writes_nothing(states: VDb) -> None:
     before = states.checksum()
     states.cli(["verify", IDS])
