@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError
 
 from archiver import commands, config, sqlshow
 from archiver import logging as alog
+from archiver.checkpoint import describe_job
 from archiver.db import classify_error
 from archiver.doctor import Report as DoctorReport
 from archiver.errors import ArchiverError, BadInput, ChecksFailed
@@ -800,9 +801,9 @@ def jobs_prune(ctx: Ctx, older_than: str, dry_run: bool, yes: bool) -> None:
     if dry_run:
         _out(f"DRY RUN — nothing deleted. jobs prune would delete {what}")
         if jobs:
-            _out(f"{'job':>6}  {'name':<16} {'direction':<9} {'state':<9} {'chunks':<13} started")
+            _out(f"{'job':>6}  {'name':<16} {'direction':<9} {'state':<9} {'chunks':>7}  started")
         for job in jobs:
-            _out(_job_line(job))
+            _out(_job_line(describe_job(job, []), settings.window.timezone))
         return
     if not jobs:
         _out("pruned 0 job(s)")

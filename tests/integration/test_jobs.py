@@ -383,9 +383,9 @@ def test_jobs_list_show_cancel_prune(vdb: VDb) -> None:
         r"archived=797,skipped_live=2,skipped_newest=1$",
         listing[3],
     ), listing[3]
-    assert re.match(
-        rf"\s*{j2}\s+second\s+archive\s+stopped\s+{s2['chunks']}\s", listing[2]
-    ), listing[2]
+    assert re.match(rf"\s*{j2}\s+second\s+archive\s+stopped\s+{s2['chunks']}\s", listing[2]), (
+        listing[2]
+    )
     assert re.match(rf"\s*{j3}\s+-\s+archive\s+stopped\s", listing[1]), listing[1]
 
     by_id = vdb.cli(["jobs", "show", str(j1)])
