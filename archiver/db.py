@@ -60,6 +60,9 @@ UNREACHABLE = {2003, 2005}  # no server at that address, or no such host
 CANNOT_CONNECT = UNREACHABLE | {2013}  # at connect time, a lost handshake is no server either
 
 
+TAG = "vicidial-archiver"
+
+
 def q(name: str) -> str:
     """Backquote an identifier (`rank` is reserved in MySQL 8)."""
     return "`" + name.replace("`", "``") + "`"
@@ -217,6 +220,19 @@ class Db:
         self.planned: list[str] = []
         self.log = get_logger()
         self.in_tx = False
+        # Leads every statement sent, so SHOW PROCESSLIST and the slow log name this tool
+        # (and the job and chunk) as the holder of a lock: `tag_job`.
+        self.tag = f"/* {TAG} */ "
+
+    def tag_job(self, job_id: int | None, chunk_no: int | None = None) -> None:
+        """Name the job (and its chunk) in the tag of the statements sent from now on. Only
+        numbers enter the comment: no user text can end it."""
+        parts = [TAG]
+        if job_id is not None:
+            parts.append(f"job {int(job_id)}")
+        if chunk_no is not None:
+            parts.append(f"chunk {int(chunk_no)}")
+        self.tag = "/* " + " ".join(parts) + " */ "
 
     def _clause(self, sql: str, params: Mapping[str, Any]) -> TextClause:
         clause = text(sql)
@@ -248,7 +264,7 @@ class Db:
             self.planned.append(self.render(sql, params))
             return None
         started = time.perf_counter()
-        result = self.conn.execute(self._clause(sql, params), params)
+        result = self.conn.execute(self._clause(self.tag + sql, params), params)
         ms = (time.perf_counter() - started) * 1000
         self.log.debug(
             "sql",
@@ -282,7 +298,7 @@ class Db:
         started = time.perf_counter()
         cursor = self.conn.connection.cursor()
         try:
-            cursor.execute(sql)
+            cursor.execute(self.tag + sql)
             count = int(cursor.rowcount)
         except pymysql.err.Error as exc:
             # The raw cursor bypasses SQLAlchemy: wrap its error as `run` would, so callers

@@ -337,6 +337,7 @@ class Runner:
         """Read and run the next chunk; returns its ids and each id's outcome (no ids: the
         walk is over). On InnoDB all of it is one transaction, from the read that locks the
         chunk's rows to the checkpoint rows."""
+        self.db.tag_job(job.job_id if job is not None else None, chunk_no)
         with self.db.transaction(self.strategy.atomic and not self.dry_run):
             c = self._scan(walker, job, chunk_no, size)
             if not c.ids:

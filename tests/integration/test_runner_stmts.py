@@ -177,7 +177,7 @@ def test_a_column_added_mid_chunk_stops_the_job_after_the_fingerprint_check(vdb:
             if vdb.engine == "InnoDB":  # the ALTER is queued behind the chunk before it commits
                 waiting = (
                     "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE STATE"
-                    " = 'Waiting for table metadata lock' AND INFO LIKE 'ALTER TABLE%va_extra%'"
+                    " = 'Waiting for table metadata lock' AND INFO LIKE '%ALTER TABLE%va_extra%'"
                 )
                 deadline = time.monotonic() + 10
                 while not db.scalar(waiting) and time.monotonic() < deadline:

@@ -57,7 +57,7 @@ class AlterBeside:
             return
         waiting = (
             "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE STATE"
-            " = 'Waiting for table metadata lock' AND INFO LIKE 'ALTER TABLE%'"
+            " = 'Waiting for table metadata lock' AND INFO LIKE '%ALTER TABLE%'"
         )
         deadline = time.monotonic() + 10
         while not db.scalar(waiting) and time.monotonic() < deadline:
