@@ -423,9 +423,11 @@ class ChunkRecord:
 
 def record_chunk(
     db: Db, job: Job, rec: ChunkRecord, totals: Counter[str], *, clear_pending: bool = True
-) -> None:
+) -> bool:
     """The chunk, its leads not moved and the job's new cursor and counts, in one transaction
-    (the chunk's own on InnoDB)."""
+    (the chunk's own on InnoDB). A chunk that ran is recorded even when `jobs cancel` ended
+    the job meanwhile (its leads did move): True then, and the job stops without another
+    chunk."""
     with db.transaction(not db.in_tx):
         n = db.write(
             "INSERT INTO archiver_chunks (job_id, chunk_no, first_lead_id, last_lead_id,"
@@ -462,22 +464,32 @@ def record_chunk(
                 "DELETE FROM archiver_pending WHERE job_id = :j AND lead_id <= :cursor",
                 {"j": job.job_id, "cursor": rec.cursor},
             )
-        n = db.write(
+        advance = (
             "UPDATE archiver_jobs SET cursor_lead_id = :cursor, counts_json = :counts,"
             " chunks = :no, heartbeat = NOW(3), active_ms = active_ms + :ms"
-            " WHERE job_id = :j AND chunks = :prev AND state = 'running'",
-            {
-                "cursor": rec.cursor,
-                "counts": json.dumps(dict(totals), sort_keys=True),
-                "no": rec.chunk_no,
-                "ms": rec.ms,
-                "j": job.job_id,
-                "prev": rec.chunk_no - 1,
-            },
+            " WHERE job_id = :j AND chunks = :prev AND state = :state"
         )
-        if n == 0 and _state_of(db, job.job_id) == "cancelled":
-            raise Cancelled(f"{job.label} was cancelled (`jobs cancel`)")
+        params = {
+            "cursor": rec.cursor,
+            "counts": json.dumps(dict(totals), sort_keys=True),
+            "no": rec.chunk_no,
+            "ms": rec.ms,
+            "j": job.job_id,
+            "prev": rec.chunk_no - 1,
+        }
+        n = db.write(advance, {**params, "state": "running"})
+        cancelled = n == 0 and _state_of(db, job.job_id) == "cancelled"
+        if cancelled:  # the chunk's leads moved: its record stays with the cancelled job
+            n = db.write(advance, {**params, "state": "cancelled"})
         _expect(n, 1, f"advancing {job.label}")
+        return cancelled
+
+
+def cancelled_meanwhile(db: Db, job: Job) -> Cancelled | None:
+    """The stop of a job that `jobs cancel` ended while it ran (None: not cancelled)."""
+    if _state_of(db, job.job_id) == "cancelled":
+        return Cancelled(f"{job.label} was cancelled (`jobs cancel`)")
+    return None
 
 
 def _state_of(db: Db, job_id: int) -> str | None:

@@ -193,6 +193,8 @@ class Runner:
         self.guard_tables: list[str] = []
         self.pending = Pending()
         self.job: Job | None = None
+        # Set when the chunk just recorded found the job cancelled by `jobs cancel`.
+        self.cancelled: Cancelled | None = None
         self.started = time.monotonic()
         self.cursor = 0
 
@@ -450,18 +452,16 @@ class Runner:
                 not_moved=not_moved,
                 ms=int(self.chunk_ms()),
             )
-            try:
-                checkpoint.record_chunk(
-                    self.db,
-                    job,
-                    rec,
-                    self.totals + counts,
-                    clear_pending=self.pending.written or bool(self.pending.ids),
-                )
-            except Cancelled:
-                if not self.strategy.atomic:  # MyISAM: the chunk's statements did happen
-                    self.run_counts.update(counts)
-                raise
+            # Recorded even when `jobs cancel` ended the job meanwhile: the chunk ran, its
+            # leads moved, and every count shown must say so; the job stops after it.
+            if checkpoint.record_chunk(
+                self.db,
+                job,
+                rec,
+                self.totals + counts,
+                clear_pending=self.pending.written or bool(self.pending.ids),
+            ):
+                self.cancelled = Cancelled(f"{job.label} was cancelled (`jobs cancel`)")
             self._at("checkpoint", chunk_no, ids)
             self.pending.ids = {i for i in self.pending.ids if i > cursor}
             self.pending.written = False
@@ -622,6 +622,10 @@ class Runner:
                 while True:
                     if last_ms is not None:  # between chunks only, never after the last one
                         throttle.pause(last_ms)
+                    if job is not None:  # no chunk starts once the job is cancelled
+                        cancelled = checkpoint.cancelled_meanwhile(self.db, job)
+                        if cancelled is not None:
+                            raise cancelled
                     self.chunk_started = time.monotonic()
                     ids, result = self._retrying(walker, job, chunk_no + 1, size)
                     if not ids:
@@ -632,6 +636,8 @@ class Runner:
                     if self.dry_run and not planned:
                         planned = list(self.planned)
                     self._log_chunk(chunk_no, ids, result, ms, leads, first_id, last_id)
+                    if self.cancelled is not None:
+                        raise self.cancelled
                     reason = self.stop_reason()
                     if reason:
                         state = "stopped"

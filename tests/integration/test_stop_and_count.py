@@ -1,0 +1,132 @@
+"""Stops and counts: a cancelled job runs no further chunk and records every chunk that ran;
+the admin-log row counts only the copies written. Every count a user sees (the summary,
+archiver_jobs, archiver_chunks, `jobs show`, vicidial_admin_log) equals what a query of the two
+tables shows. Every test runs on MyISAM and on InnoDB."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tests.support import proc as hp
+from tests.support.db import ARCHIVE, LIVE, VDb
+
+LIST_999 = ["archive", "--list-id", "999", "--chunk-size", "50", "--ignore-window", "--json"]
+
+
+def archived_999(vdb: VDb) -> int:
+    return int(vdb.db.scalar(f"SELECT COUNT(*) FROM {ARCHIVE} WHERE list_id = 999"))
+
+
+def recorded(vdb: VDb, job_id: int) -> dict[str, Any]:
+    """What the checkpoint says job `job_id` did, each way a user can read it."""
+    counts_json, chunks = vdb.db.rows(
+        "SELECT counts_json, chunks FROM archiver_jobs WHERE job_id = :j", {"j": job_id}
+    )[0]
+    per_chunk = [
+        json.loads(r[0]).get("archived", 0)
+        for r in vdb.db.rows(
+            "SELECT counts_json FROM archiver_chunks WHERE job_id = :j", {"j": job_id}
+        )
+    ]
+    show = vdb.cli(["jobs", "show", str(job_id), "--json"])
+    assert show.exit_code == 0, show.output
+    return {
+        "counts_json": json.loads(counts_json).get("archived", 0),
+        "chunks": int(chunks),
+        "archiver_chunks": sum(per_chunk),
+        "archiver_chunks_rows": len(per_chunk),
+        "jobs_show": json.loads(show.stdout)["counts"].get("archived", 0),
+    }
+
+
+def test_cancel_while_the_job_sleeps_starts_no_chunk(vdb: VDb) -> None:
+    """`jobs cancel` between two chunks: the job looks at its state before the next chunk and
+    stops there; what it moved and what it recorded are the same leads."""
+    vdb.seed(1000)
+    with hp.Proc(hp.argv(vdb.dsn, [*LIST_999, "--sleep", "2"])) as proc:
+        proc.wait_chunk(1)
+        cancel = vdb.cli(["jobs", "cancel", "1"])
+        assert cancel.exit_code == 0, cancel.output
+        done = proc.finish(60)
+    assert done.rc == 3, done.describe()
+    assert done.summary["state"] == "cancelled"
+    assert [c["chunk"] for c in done.chunks()] == [1], "a chunk ran after the cancel"
+    moved = archived_999(vdb)
+    assert moved == 50
+    assert done.summary["counts"] == done.summary["job_counts"] == {"archived": moved}
+    assert recorded(vdb, 1) == {
+        "counts_json": moved,
+        "chunks": 1,
+        "archiver_chunks": moved,
+        "archiver_chunks_rows": 1,
+        "jobs_show": moved,
+    }
+
+
+def _block_chunk(vdb: VDb) -> Any:
+    """Another session that makes the job's first chunk wait part-way: a row lock on its first
+    lead (InnoDB: the chunk's locking read waits) or a READ lock on the archive (MyISAM: its
+    copy waits)."""
+    first = int(vdb.db.scalar(f"SELECT MIN(lead_id) FROM {LIVE} WHERE list_id = 999"))
+    blocker = vdb.connect()
+    if vdb.engine == "InnoDB":
+        blocker.run("START TRANSACTION")
+        blocker.rows(f"SELECT lead_id FROM {LIVE} WHERE lead_id = :l FOR UPDATE", {"l": first})
+    else:
+        blocker.run(f"LOCK TABLES {ARCHIVE} READ")
+    return blocker
+
+
+def test_cancel_during_a_chunk_records_the_chunk_that_ran(vdb: VDb) -> None:
+    """`jobs cancel` while a chunk is running: the chunk finishes, its leads move, and its
+    checkpoint is recorded with the cancelled job (not rolled back); no other chunk runs."""
+    vdb.seed(1000)
+    blocker = _block_chunk(vdb)
+    try:
+        with hp.Proc(hp.argv(vdb.dsn, LIST_999)) as proc:
+            hp.wait_blocked(vdb.db, vdb.name)
+            cancel = vdb.cli(["jobs", "cancel", "1"])
+            assert cancel.exit_code == 0, cancel.output
+            blocker.run("ROLLBACK" if vdb.engine == "InnoDB" else "UNLOCK TABLES")
+            done = proc.finish(60)
+    finally:
+        blocker.conn.close()
+    assert done.rc == 3, done.describe()
+    assert done.summary["state"] == "cancelled"
+    assert "cancelled" in done.error
+    moved = archived_999(vdb)
+    assert moved == 50, "the chunk in hand did not finish, or another one ran"
+    assert done.summary["counts"] == done.summary["job_counts"] == {"archived": moved}
+    assert (done.summary["chunks"], done.summary["leads"]) == (1, moved)
+    assert recorded(vdb, 1) == {
+        "counts_json": moved,
+        "chunks": 1,
+        "archiver_chunks": moved,
+        "archiver_chunks_rows": 1,
+        "jobs_show": moved,
+    }
+    assert vdb.db.scalar("SELECT state FROM archiver_jobs WHERE job_id = 1") == "cancelled"
+
+
+def test_admin_log_counts_only_the_copies_written(vdb: VDb) -> None:
+    """--no-update leaves a differing archive row as it was (`kept_changed`): the admin-log
+    row VICIdial shows counts the one lead archived, not the two whose copies were not
+    written."""
+    vdb.seed(20)
+    vdb.db.write(f"INSERT INTO {ARCHIVE} SELECT * FROM {LIVE} WHERE lead_id IN (3, 4)")
+    vdb.db.write(
+        f"UPDATE {LIVE} SET comments = 'newer', modify_date = modify_date WHERE lead_id IN (3, 4)"
+    )
+    before = vdb.row_bytes(ARCHIVE)
+    r = vdb.cli(
+        ["archive", "2", "3", "4", "--no-update", "--ignore-window", "--json", "--admin-log"]
+    )
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["counts"] == {"archived": 1, "kept_changed": 2}
+    after = vdb.row_bytes(ARCHIVE)
+    written = sorted(lead for lead, row in after.items() if before.get(lead) != row)
+    assert written == [2]
+    assert vdb.ids(LIVE).count(2) == 0
+    notes = vdb.db.scalar("SELECT event_notes FROM vicidial_admin_log")
+    assert notes == "1 vicidial_list leads archived|1 vicidial_list leads deleted|"
