@@ -116,8 +116,19 @@ def _upgrade_pending(db: Db) -> None:
         ) from None
 
 
+LOCK_NAME_MAX = 64  # the server's limit on a GET_LOCK name
+
+
 def lock_name(settings: Settings) -> str:
-    return f"{settings.lock_name}:{settings.db.database}"[:64]
+    """The job lock of this database: `<lock_name>:<database>`, as it always was when that fits
+    the server's 64 characters; longer, a readable prefix and a digest of the whole name, so
+    two databases whose names share their first characters never share a lock. Every reader
+    of the lock (GET_LOCK, IS_USED_LOCK, RELEASE_LOCK, serve, `jobs cancel`) takes it here."""
+    full = f"{settings.lock_name}:{settings.db.database}"
+    if len(full) <= LOCK_NAME_MAX:
+        return full
+    digest = hashlib.sha256(full.encode()).hexdigest()[:20]
+    return f"{full[: LOCK_NAME_MAX - len(digest) - 1]}~{digest}"
 
 
 def lock(db: Db, settings: Settings) -> None:

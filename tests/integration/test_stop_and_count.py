@@ -1,15 +1,23 @@
 """Stops and counts: a cancelled job runs no further chunk and records every chunk that ran;
-the admin-log row counts only the copies written. Every count a user sees (the summary,
-archiver_jobs, archiver_chunks, `jobs show`, vicidial_admin_log) equals what a query of the two
-tables shows. Every test runs on MyISAM and on InnoDB."""
+the admin-log row counts only the copies written; each database has a job lock of its own; a
+stop request wakes every wait between chunks and no chunk starts after it. Every count a user
+sees (the summary, archiver_jobs, archiver_chunks, `jobs show`, vicidial_admin_log) equals what
+a query of the two tables shows. Every test runs on MyISAM and on InnoDB."""
 
 from __future__ import annotations
 
 import json
+import signal
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from typing import Any
 
+from archiver import synthetic
+from archiver.checkpoint import lock_name
 from tests.support import proc as hp
-from tests.support.db import ARCHIVE, LIVE, VDb
+from tests.support.db import ARCHIVE, LIVE, VDb, drop_test_db, open_db, server_settings
 
 LIST_999 = ["archive", "--list-id", "999", "--chunk-size", "50", "--ignore-window", "--json"]
 
@@ -130,3 +138,41 @@ def test_admin_log_counts_only_the_copies_written(vdb: VDb) -> None:
     assert vdb.ids(LIVE).count(2) == 0
     notes = vdb.db.scalar("SELECT event_notes FROM vicidial_admin_log")
     assert notes == "1 vicidial_list leads archived|1 vicidial_list leads deleted|"
+
+
+@contextmanager
+def named_db(engine: str, name: str, seed: int) -> Iterator[VDb]:
+    """A throwaway VICIdial database of a chosen name (make_test_db names its own)."""
+    server = server_settings()
+    admin = open_db(server)
+    synthetic.create_database(admin, name)
+    admin.conn.close()
+    settings = replace(server, db=replace(server.db, database=name))
+    tdb = VDb(name, engine, settings, open_db(settings))
+    try:
+        synthetic.create_tables(tdb.db, engine)
+        tdb.seed(seed)
+        yield tdb
+    finally:
+        drop_test_db(tdb)
+
+
+def test_databases_with_long_shared_prefix_have_a_lock_each(engine: str) -> None:
+    """Two databases whose 64-character names differ only at the end: a job in one does not
+    lock the other out, and the lock still names the job that holds it."""
+    stem = f"va_test_{uuid.uuid4().hex[:12]}_".ljust(60, "x")
+    a, b = stem + "aaaa", stem + "bbbb"
+    with ExitStack() as stack:
+        da = stack.enter_context(named_db(engine, a, 300))
+        db_ = stack.enter_context(named_db(engine, b, 300))
+        assert lock_name(da.settings) != lock_name(db_.settings)
+        slow = ["archive", "--list-id", "999", "--chunk-size", "10", "--sleep", "5"]
+        with hp.Proc(hp.argv(da.dsn, [*slow, "--ignore-window", "--json"])) as proc:
+            proc.wait_chunk(1)
+            other = db_.cli(["archive", "--list-id", "999", "--ignore-window", "--json"])
+            assert other.exit_code == 0, other.output
+            same = da.cli(["archive", "--list-id", "999", "--ignore-window", "--json"])
+            assert same.exit_code == 4, same.output
+            assert f"another job holds the lock {lock_name(da.settings)!r}: job 1 " in same.output
+            proc.signal(signal.SIGTERM)
+            assert proc.finish(30).rc == 3
