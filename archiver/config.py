@@ -25,6 +25,10 @@ from archiver.idlist import whole
 DEFAULT_CONFIG_PATHS = (Path("vicidial-archiver.toml"), Path("/etc/vicidial-archiver.toml"))
 MAX_CHUNK = 500
 MAX_DURATION = 100 * 365 * 86400.0
+# The between-chunk sleep: at most an hour (--sleep) and 100 × the last chunk's time
+# (--sleep-coef), an hour in all; the job holds its lock meanwhile.
+MAX_SLEEP = 3600.0
+MAX_SLEEP_COEF = 100.0
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # Config and astguiclient.conf files are read up to this size: past it (or from a device such
 # as /dev/zero) they are refused instead of read until memory runs out.
@@ -591,8 +595,16 @@ def validate(s: Settings) -> Settings:
         _validate_db(replica_settings(replica))
     if t.chunk_time_ms < 0 or t.max_threads_running < 0 or t.sleep_coef < 0:
         raise BadInput("throttle values must not be negative")
-    if not t.sleep_coef <= 1000:  # also NaN and inf, which would overflow time.sleep()
-        raise BadInput(f"the sleep coefficient must be at most 1000, got {t.sleep_coef}")
+    # The job lock is held while it sleeps: a sleep of hours locks every other run out.
+    if not t.sleep <= MAX_SLEEP:
+        raise BadInput(
+            f"--sleep (throttle.sleep) must be at most {MAX_SLEEP:g} seconds (1h), got {t.sleep:g}"
+        )
+    if not t.sleep_coef <= MAX_SLEEP_COEF:  # also NaN and inf, which would overflow time.sleep()
+        raise BadInput(
+            f"--sleep-coef (throttle.sleep_coef) must be at most {MAX_SLEEP_COEF:g}, "
+            f"got {t.sleep_coef}"
+        )
     return s
 
 

@@ -195,7 +195,7 @@ class Runner:
         self.job: Job | None = None
         # Set when the chunk just recorded found the job cancelled by `jobs cancel`.
         self.cancelled: Cancelled | None = None
-        self.started = time.monotonic()
+        self.started = self.state_read = time.monotonic()
         self.cursor = 0
 
     # --- set-up --------------------------------------------------------------------------
@@ -478,6 +478,21 @@ class Runner:
 
     # --- the loop ------------------------------------------------------------------------
 
+    def stop_waiting(self) -> str | None:
+        """Asked between the slices of every wait between chunks: the stop reason, if any;
+        raises Cancelled once `jobs cancel` ended the job (its state read at most once a
+        second)."""
+        reason = self.stop_reason()
+        if reason or self.job is None:
+            return reason
+        now = time.monotonic()
+        if now - self.state_read >= 1.0:
+            self.state_read = now
+            cancelled = checkpoint.cancelled_meanwhile(self.db, self.job)
+            if cancelled is not None:
+                raise cancelled
+        return None
+
     def stop_reason(self) -> str | None:
         if self.signals.reason:
             return self.signals.reason
@@ -511,7 +526,7 @@ class Runner:
                 summary = self._loop(
                     sql,
                     job,
-                    Throttle(self.db, self.s.throttle, self.s.chunk_size, self.stop_reason),
+                    Throttle(self.db, self.s.throttle, self.s.chunk_size, self.stop_waiting),
                 )
             except ArchiverError as exc:
                 report.close()
@@ -620,8 +635,16 @@ class Runner:
             with self.signals.installed():
                 last_ms: float | None = None
                 while True:
+                    # No chunk starts after a stop request: a signal before the first one, any
+                    # stop (the pause wakes for it) between chunks.
                     if last_ms is not None:  # between chunks only, never after the last one
                         throttle.pause(last_ms)
+                        reason = self.stop_reason()
+                    else:
+                        reason = self.signals.reason
+                    if reason:
+                        state = "stopped"
+                        break
                     if job is not None:  # no chunk starts once the job is cancelled
                         cancelled = checkpoint.cancelled_meanwhile(self.db, job)
                         if cancelled is not None:

@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
 
 from archiver import synthetic
 from archiver.checkpoint import lock_name
@@ -176,3 +182,84 @@ def test_databases_with_long_shared_prefix_have_a_lock_each(engine: str) -> None
             assert f"another job holds the lock {lock_name(da.settings)!r}: job 1 " in same.output
             proc.signal(signal.SIGTERM)
             assert proc.finish(30).rc == 3
+
+
+# --- a stop request wakes every wait ----------------------------------------------------------
+
+SLEEPY = ["archive", "3", "4", "5", "--chunk-size", "1", "--ignore-window", "--json"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_during_the_sleep_stops_within_a_second(vdb: VDb, sig: signal.Signals) -> None:
+    """A stop request while the job sleeps between chunks (--sleep 30) ends the sleep at once
+    and no chunk starts after it (the sleep used to run out, then one more chunk ran)."""
+    vdb.seed(10)
+    with hp.Proc(hp.argv(vdb.dsn, [*SLEEPY, "--sleep", "30"])) as proc:
+        proc.wait_chunk(1)
+        proc.wait_for('"event": "throttle_sleep"')
+        time.sleep(0.5)
+        asked = time.monotonic()
+        proc.signal(sig)
+        done = proc.finish(60)
+        took = time.monotonic() - asked
+    assert done.rc == 3, done.describe()
+    assert took < 1.5, f"stopped {took:.1f}s after {sig.name}"
+    assert [c["chunk"] for c in done.chunks()] == [1]
+    assert done.summary["state"] == "stopped"
+    assert done.summary["stop_reason"] == f"stopped by {sig.name}"
+    assert vdb.ids(ARCHIVE) == [3]
+    assert done.summary["counts"] == done.summary["job_counts"] == {"archived": 1}
+
+
+def test_max_runtime_ends_the_sleep(vdb: VDb) -> None:
+    """--max-runtime reached during a sleep between chunks: the job stops then, not when the
+    sleep would have ended, and runs no further chunk."""
+    vdb.seed(10)
+    started = time.monotonic()
+    r = vdb.cli([*SLEEPY, "--sleep", "30", "--max-runtime", "2"])
+    took = time.monotonic() - started
+    assert r.exit_code == 3, r.output
+    assert took < 6, f"the run took {took:.1f}s with --max-runtime 2 and --sleep 30"
+    summary = json.loads(r.stdout)
+    assert summary["stop_reason"] == "--max-runtime of 2s reached"
+    assert (summary["chunks"], summary["counts"]) == (1, {"archived": 1})
+    assert vdb.ids(ARCHIVE) == [3]
+
+
+def test_the_window_closing_ends_the_sleep(vdb: VDb, tmp_path: Path) -> None:
+    """The off-hours window closes while the job sleeps between chunks: it stops then."""
+    vdb.seed(10)
+    now = datetime.now(ZoneInfo("UTC"))
+    conf = tmp_path / "closing.toml"
+    conf.write_text(
+        f'[window]\nstart = "{(now - timedelta(minutes=5)).strftime("%H:%M:%S")}"\n'
+        f'end = "{(now + timedelta(seconds=3)).strftime("%H:%M:%S")}"\ntimezone = "UTC"\n'
+    )
+    args = ["--config", str(conf), "archive", "3", "4", "5", "--chunk-size", "1", "--json"]
+    started = time.monotonic()
+    r = vdb.cli([*args, "--sleep", "30"])
+    took = time.monotonic() - started
+    assert r.exit_code == 3, r.output
+    assert took < 7, f"the run took {took:.1f}s with the window closing after 3s"
+    summary = json.loads(r.stdout)
+    assert summary["stop_reason"].startswith("the off-hours window ("), summary
+    assert (summary["chunks"], summary["counts"]) == (1, {"archived": 1})
+
+
+def test_cancel_ends_the_sleep(vdb: VDb) -> None:
+    """`jobs cancel` while the job sleeps (--sleep 30): the job reads its state while it
+    waits and stops within a couple of seconds, its lock released."""
+    vdb.seed(10)
+    with hp.Proc(hp.argv(vdb.dsn, [*SLEEPY, "--sleep", "30"])) as proc:
+        proc.wait_for('"event": "throttle_sleep"')
+        asked = time.monotonic()
+        cancel = vdb.cli(["jobs", "cancel", "1"])
+        assert cancel.exit_code == 0, cancel.output
+        done = proc.finish(60)
+        took = time.monotonic() - asked
+    assert done.rc == 3, done.describe()
+    assert took < 3, f"stopped {took:.1f}s after the cancel"
+    assert done.summary["state"] == "cancelled"
+    assert [c["chunk"] for c in done.chunks()] == [1]
+    assert vdb.ids(ARCHIVE) == [3]
+    assert recorded(vdb, 1)["counts_json"] == 1
