@@ -21,6 +21,7 @@ from sqlalchemy.engine import URL
 
 from archiver.errors import BadInput, ConfigError
 from archiver.idlist import whole
+from archiver.logging import get_logger
 
 DEFAULT_CONFIG_PATHS = (Path("vicidial-archiver.toml"), Path("/etc/vicidial-archiver.toml"))
 MAX_CHUNK = 500
@@ -296,6 +297,41 @@ def read_capped(path: Path) -> bytes:
             os.close(fd)
 
 
+def warn_if_others_may_read(path: Path) -> None:
+    """A file holding a password that every user of the machine may read is warned about (as
+    ssh and libpq's .pgpass are), naming it and its mode, on stderr; it is read all the same.
+    Group access is left alone: a config shared with a service's group is a choice."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return
+    if mode & stat.S_IROTH:
+        get_logger().warning(
+            "password_file_readable_by_others",
+            file=str(path),
+            mode=f"{mode:04o}",
+            advice=f"it holds a database password; chmod o-r {path} (e.g. 0600 or 0640)",
+        )
+
+
+def _holds_password(data: dict[str, Any]) -> bool:
+    """Whether a parsed config file holds a password: database.password, or one in the DSN or
+    a replica's DSN."""
+    db, throttle = data.get("database", {}), data.get("throttle", {})
+    if db.get("password"):
+        return True
+    dsns = [db.get("dsn"), *(throttle.get("replicas") or ())]
+    for dsn in dsns:
+        if not isinstance(dsn, str):
+            continue
+        try:
+            if parse_dsn(dsn).get("password"):
+                return True
+        except BadInput:
+            continue
+    return False
+
+
 def read_astguiclient(path: Path) -> dict[str, Any]:
     """VARDB_* settings from VICIdial's /etc/astguiclient.conf, read the way VICIdial reads it:
     spaces, tabs and `>` removed, everything from `#` or `;` dropped, value after the last `=`."""
@@ -340,6 +376,8 @@ def read_astguiclient(path: Path) -> dict[str, Any]:
     if parts.get("host") == "localhost":
         # PyMySQL has no socket default; localhost means this machine over TCP.
         parts["host"] = "127.0.0.1"
+    if parts.get("password"):
+        warn_if_others_may_read(path)
     return parts
 
 
@@ -431,6 +469,8 @@ def _load_file(builder: _Builder, path: Path, base_dir: Path) -> None:
         if not isinstance(body, dict):
             raise ConfigError(f"config key {section!r} in {path} must be a [section]")
         _load_section(builder, path, section, body, base_dir)
+    if _holds_password(data):
+        warn_if_others_may_read(path)
 
 
 def _load_section(
