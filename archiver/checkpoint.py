@@ -200,6 +200,12 @@ class Job:
         return "ids_hash" in self.identity.get("selection", {})
 
     @property
+    def client(self) -> str | None:
+        """The API key that started the job (serve); None for a CLI job."""
+        client = self.params.get("client")
+        return client if isinstance(client, str) else None
+
+    @property
     def label(self) -> str:
         return f"job {self.job_id}" + (f" ({self.name})" if self.name else "")
 
@@ -524,11 +530,14 @@ def finish(db: Db, job_id: int, state: str, reason: str | None) -> None:
     _expect(n, 1, f"ending job {job_id}")
 
 
-def list_jobs(db: Db, limit: int = 50) -> list[Job]:
+def list_jobs(db: Db, limit: int = 50, *, client: str | None = None) -> list[Job]:
+    """The newest jobs first; with `client`, only the jobs that API key started."""
     if "archiver_jobs" not in present_tables(db):
         return []
+    mine = " WHERE JSON_UNQUOTE(JSON_EXTRACT(params_json, '$.client')) = :c" if client else ""
     rows = db.rows(
-        f"SELECT {_JOB_COLS} FROM archiver_jobs ORDER BY job_id DESC LIMIT :n", {"n": limit}
+        f"SELECT {_JOB_COLS} FROM archiver_jobs{mine} ORDER BY job_id DESC LIMIT :n",
+        {"n": limit, "c": client},
     )
     return [_job(r) for r in rows]
 

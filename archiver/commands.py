@@ -213,6 +213,7 @@ def _spec(
         dry_run=run.dry_run,
         report=run.report,
         ignore_window=run.ignore_window,
+        client=run.client,
     )
 
 
@@ -401,11 +402,12 @@ def schema_sync(
 
 
 def jobs_list(
-    settings: config.Settings, limit: int, *, db: Db | None = None
+    settings: config.Settings, limit: int, *, db: Db | None = None, client: str | None = None
 ) -> list[checkpoint.Job]:
-    """The newest jobs first (none without the checkpoint tables)."""
+    """The newest jobs first (none without the checkpoint tables); with `client`, only the
+    jobs that API key started."""
     with _connection(settings, db) as conn:
-        return checkpoint.list_jobs(conn, limit)
+        return checkpoint.list_jobs(conn, limit, client=client)
 
 
 def job(settings: config.Settings, ref: str | int, *, db: Db | None = None) -> checkpoint.Job:

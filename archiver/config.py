@@ -108,6 +108,9 @@ class ThrottleSettings:
 class ServeSettings:
     # `name:<sha256 hex of the key>` entries; parsed and checked by archiver.serve.
     keys: tuple[str, ...] = field(default=(), repr=False)
+    # Names of keys (from `keys`) that see every job, CLI jobs included; any other key sees
+    # only the jobs it started.
+    admin_keys: tuple[str, ...] = ()
     # Addresses (or networks) of reverse proxies whose X-Forwarded-For is believed.
     trusted_proxies: tuple[str, ...] = ()
     # Seconds a database read or write may take: `read_timeout` for /healthz, the jobs
@@ -630,6 +633,13 @@ def validate(s: Settings) -> Settings:
         ZoneInfo(w.timezone)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"window.timezone: unknown time zone {w.timezone!r}") from None
+    key_names = {entry.rpartition(":")[0] for entry in s.serve.keys}
+    unknown = [name for name in s.serve.admin_keys if name not in key_names]
+    if unknown:
+        raise ConfigError(
+            f"serve.admin_keys: {', '.join(map(repr, unknown))} is not the name of a key in "
+            "[serve] keys or ARCHIVER_API_KEYS; name the keys that may see every job"
+        )
     t = s.throttle
     for replica in t.replicas:  # checked now, not between two chunks of a running job
         _validate_db(replica_settings(replica))

@@ -299,7 +299,9 @@ class Runner:
             self.log.info("job_resumed", job_id=job.job_id, cursor=job.cursor, chunks=job.chunks)
             return self._walk_job_ids(checkpoint.get_job(self.db, job.job_id))
         crit = spec.selection.criteria
-        params = {"criteria": crit.resolved} if crit is not None else {}
+        params: dict[str, Any] = {"criteria": crit.resolved} if crit is not None else {}
+        if spec.client is not None:  # the API key that asked for it: who may see the job
+            params["client"] = spec.client
         ids = spec.selection.ids
         # The checkpoint tables are InnoDB whatever the lead tables are: the job row and all of
         # its ids commit together, so a run killed while staging leaves neither, and the next
