@@ -83,9 +83,12 @@ def _previous_success(path: str, direction: str) -> float | None:
 
 
 def admin_log_row(summary: Summary, user: str) -> dict[str, str]:
-    """The row VICIdial's own archive script writes, so its admin screens show the run."""
+    """The row VICIdial's own archive script writes, so its admin screens show the run. Its
+    counts are the rows this run wrote: copies written (leads moved, and with --no-delete the
+    copies refreshed) and source rows deleted. A `kept_changed` lead is not one: its copy was
+    never written, or was withdrawn, or differs and was left as it was (--no-update)."""
     moved = summary.counts.get("archived" if summary.direction == "archive" else "dearchived", 0)
-    copied = moved + summary.counts.get("refreshed", 0) + summary.counts.get("kept_changed", 0)
+    copied = moved + summary.counts.get("refreshed", 0)
     if summary.direction == "archive":
         code = "CAMPAIGN LEAD ARCHIVING"
         notes = f"{copied} vicidial_list leads archived|{moved} vicidial_list leads deleted|"

@@ -116,8 +116,19 @@ def _upgrade_pending(db: Db) -> None:
         ) from None
 
 
+LOCK_NAME_MAX = 64  # the server's limit on a GET_LOCK name
+
+
 def lock_name(settings: Settings) -> str:
-    return f"{settings.lock_name}:{settings.db.database}"[:64]
+    """The job lock of this database: `<lock_name>:<database>`, as it always was when that fits
+    the server's 64 characters; longer, a readable prefix and a digest of the whole name, so
+    two databases whose names share their first characters never share a lock. Every reader
+    of the lock (GET_LOCK, IS_USED_LOCK, RELEASE_LOCK, serve, `jobs cancel`) takes it here."""
+    full = f"{settings.lock_name}:{settings.db.database}"
+    if len(full) <= LOCK_NAME_MAX:
+        return full
+    digest = hashlib.sha256(full.encode()).hexdigest()[:20]
+    return f"{full[: LOCK_NAME_MAX - len(digest) - 1]}~{digest}"
 
 
 def lock(db: Db, settings: Settings) -> None:
@@ -187,6 +198,12 @@ class Job:
     def explicit(self) -> bool:
         """A job of explicit ids (its ids in archiver_job_ids, or in ids_json if older)."""
         return "ids_hash" in self.identity.get("selection", {})
+
+    @property
+    def client(self) -> str | None:
+        """The API key that started the job (serve); None for a CLI job."""
+        client = self.params.get("client")
+        return client if isinstance(client, str) else None
 
     @property
     def label(self) -> str:
@@ -423,9 +440,11 @@ class ChunkRecord:
 
 def record_chunk(
     db: Db, job: Job, rec: ChunkRecord, totals: Counter[str], *, clear_pending: bool = True
-) -> None:
+) -> bool:
     """The chunk, its leads not moved and the job's new cursor and counts, in one transaction
-    (the chunk's own on InnoDB)."""
+    (the chunk's own on InnoDB). A chunk that ran is recorded even when `jobs cancel` ended
+    the job meanwhile (its leads did move): True then, and the job stops without another
+    chunk."""
     with db.transaction(not db.in_tx):
         n = db.write(
             "INSERT INTO archiver_chunks (job_id, chunk_no, first_lead_id, last_lead_id,"
@@ -462,22 +481,32 @@ def record_chunk(
                 "DELETE FROM archiver_pending WHERE job_id = :j AND lead_id <= :cursor",
                 {"j": job.job_id, "cursor": rec.cursor},
             )
-        n = db.write(
+        advance = (
             "UPDATE archiver_jobs SET cursor_lead_id = :cursor, counts_json = :counts,"
             " chunks = :no, heartbeat = NOW(3), active_ms = active_ms + :ms"
-            " WHERE job_id = :j AND chunks = :prev AND state = 'running'",
-            {
-                "cursor": rec.cursor,
-                "counts": json.dumps(dict(totals), sort_keys=True),
-                "no": rec.chunk_no,
-                "ms": rec.ms,
-                "j": job.job_id,
-                "prev": rec.chunk_no - 1,
-            },
+            " WHERE job_id = :j AND chunks = :prev AND state = :state"
         )
-        if n == 0 and _state_of(db, job.job_id) == "cancelled":
-            raise Cancelled(f"{job.label} was cancelled (`jobs cancel`)")
+        params = {
+            "cursor": rec.cursor,
+            "counts": json.dumps(dict(totals), sort_keys=True),
+            "no": rec.chunk_no,
+            "ms": rec.ms,
+            "j": job.job_id,
+            "prev": rec.chunk_no - 1,
+        }
+        n = db.write(advance, {**params, "state": "running"})
+        cancelled = n == 0 and _state_of(db, job.job_id) == "cancelled"
+        if cancelled:  # the chunk's leads moved: its record stays with the cancelled job
+            n = db.write(advance, {**params, "state": "cancelled"})
         _expect(n, 1, f"advancing {job.label}")
+        return cancelled
+
+
+def cancelled_meanwhile(db: Db, job: Job) -> Cancelled | None:
+    """The stop of a job that `jobs cancel` ended while it ran (None: not cancelled)."""
+    if _state_of(db, job.job_id) == "cancelled":
+        return Cancelled(f"{job.label} was cancelled (`jobs cancel`)")
+    return None
 
 
 def _state_of(db: Db, job_id: int) -> str | None:
@@ -497,11 +526,14 @@ def finish(db: Db, job_id: int, state: str, reason: str | None) -> None:
     _expect(n, 1, f"ending job {job_id}")
 
 
-def list_jobs(db: Db, limit: int = 50) -> list[Job]:
+def list_jobs(db: Db, limit: int = 50, *, client: str | None = None) -> list[Job]:
+    """The newest jobs first; with `client`, only the jobs that API key started."""
     if "archiver_jobs" not in present_tables(db):
         return []
+    mine = " WHERE JSON_UNQUOTE(JSON_EXTRACT(params_json, '$.client')) = :c" if client else ""
     rows = db.rows(
-        f"SELECT {_JOB_COLS} FROM archiver_jobs ORDER BY job_id DESC LIMIT :n", {"n": limit}
+        f"SELECT {_JOB_COLS} FROM archiver_jobs{mine} ORDER BY job_id DESC LIMIT :n",
+        {"n": limit, "c": client},
     )
     return [_job(r) for r in rows]
 

@@ -268,8 +268,12 @@ def job_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--job-name", metavar="NAME", help="Resume the unfinished job of this name."),
         click.option("--ignore-window", is_flag=True, help="Run outside the off-hours window."),
         click.option("--max-runtime", metavar="DURATION", help="Stop cleanly after e.g. 2h."),
-        click.option("--sleep", metavar="S", help="Seconds to sleep between chunks."),
-        click.option("--sleep-coef", type=float, metavar="C", help="Sleep C × last chunk time."),
+        click.option(
+            "--sleep", metavar="S", help="Seconds to sleep between chunks (at most 3600)."
+        ),
+        click.option(
+            "--sleep-coef", type=float, metavar="C", help="Sleep C × last chunk time (C ≤ 100)."
+        ),
         click.option(
             "--max-threads-running",
             type=int,

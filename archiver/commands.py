@@ -214,6 +214,7 @@ def _spec(
         dry_run=run.dry_run,
         report=run.report,
         ignore_window=run.ignore_window,
+        client=run.client,
     )
 
 
@@ -442,11 +443,12 @@ def doctor(settings: config.Settings, origins: dict[str, str]) -> doctor_checks.
 
 
 def jobs_list(
-    settings: config.Settings, limit: int, *, db: Db | None = None
+    settings: config.Settings, limit: int, *, db: Db | None = None, client: str | None = None
 ) -> list[checkpoint.Job]:
-    """The newest jobs first (none without the checkpoint tables)."""
+    """The newest jobs first (none without the checkpoint tables); with `client`, only the
+    jobs that API key started."""
     with _connection(settings, db) as conn:
-        return checkpoint.list_jobs(conn, limit)
+        return checkpoint.list_jobs(conn, limit, client=client)
 
 
 def jobs_overview(settings: config.Settings, limit: int) -> list[dict[str, Any]]:

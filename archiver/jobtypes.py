@@ -88,6 +88,8 @@ class JobSpec:
     report: str | None = None
     ignore_window: bool = False
     resume_id: int | None = None
+    # The API key that asked for the job (serve), kept with the job: it decides who sees it.
+    client: str | None = None
 
     def __post_init__(self) -> None:
         as_direction(self.direction)

@@ -156,6 +156,7 @@ class RunArgs:
     metrics_file: str | None = None
     admin_log: bool = False
     user: str | None = None  # named in the admin log row (default: the OS user)
+    client: str | None = None  # the API key that asked for the job (serve)
 
 
 @dataclass(frozen=True)

@@ -193,7 +193,9 @@ class Runner:
         self.guard_tables: list[str] = []
         self.pending = Pending()
         self.job: Job | None = None
-        self.started = time.monotonic()
+        # Set when the chunk just recorded found the job cancelled by `jobs cancel`.
+        self.cancelled: Cancelled | None = None
+        self.started = self.state_read = time.monotonic()
         self.cursor = 0
 
     # --- set-up --------------------------------------------------------------------------
@@ -297,7 +299,9 @@ class Runner:
             self.log.info("job_resumed", job_id=job.job_id, cursor=job.cursor, chunks=job.chunks)
             return self._walk_job_ids(checkpoint.get_job(self.db, job.job_id))
         crit = spec.selection.criteria
-        params = {"criteria": crit.resolved} if crit is not None else {}
+        params: dict[str, Any] = {"criteria": crit.resolved} if crit is not None else {}
+        if spec.client is not None:  # the API key that asked for it: who may see the job
+            params["client"] = spec.client
         ids = spec.selection.ids
         # The checkpoint tables are InnoDB whatever the lead tables are: the job row and all of
         # its ids commit together, so a run killed while staging leaves neither, and the next
@@ -451,18 +455,16 @@ class Runner:
                 not_moved=not_moved,
                 ms=int(self.chunk_ms()),
             )
-            try:
-                checkpoint.record_chunk(
-                    self.db,
-                    job,
-                    rec,
-                    self.totals + counts,
-                    clear_pending=self.pending.written or bool(self.pending.ids),
-                )
-            except Cancelled:
-                if not self.strategy.atomic:  # MyISAM: the chunk's statements did happen
-                    self.run_counts.update(counts)
-                raise
+            # Recorded even when `jobs cancel` ended the job meanwhile: the chunk ran, its
+            # leads moved, and every count shown must say so; the job stops after it.
+            if checkpoint.record_chunk(
+                self.db,
+                job,
+                rec,
+                self.totals + counts,
+                clear_pending=self.pending.written or bool(self.pending.ids),
+            ):
+                self.cancelled = Cancelled(f"{job.label} was cancelled (`jobs cancel`)")
             self._at("checkpoint", chunk_no, ids)
             self.pending.ids = {i for i in self.pending.ids if i > cursor}
             self.pending.written = False
@@ -478,6 +480,21 @@ class Runner:
         return (time.monotonic() - self.chunk_started) * 1000
 
     # --- the loop ------------------------------------------------------------------------
+
+    def stop_waiting(self) -> str | None:
+        """Asked between the slices of every wait between chunks: the stop reason, if any;
+        raises Cancelled once `jobs cancel` ended the job (its state read at most once a
+        second)."""
+        reason = self.stop_reason()
+        if reason or self.job is None:
+            return reason
+        now = time.monotonic()
+        if now - self.state_read >= 1.0:
+            self.state_read = now
+            cancelled = checkpoint.cancelled_meanwhile(self.db, self.job)
+            if cancelled is not None:
+                raise cancelled
+        return None
 
     def stop_reason(self) -> str | None:
         if self.signals.reason:
@@ -513,7 +530,7 @@ class Runner:
                 summary = self._loop(
                     sql,
                     job,
-                    Throttle(self.db, self.s.throttle, self.s.chunk_size, self.stop_reason),
+                    Throttle(self.db, self.s.throttle, self.s.chunk_size, self.stop_waiting),
                 )
             except ArchiverError as exc:
                 report.close()
@@ -622,8 +639,20 @@ class Runner:
             with self.signals.installed():
                 last_ms: float | None = None
                 while True:
+                    # No chunk starts after a stop request: a signal before the first one, any
+                    # stop (the pause wakes for it) between chunks.
                     if last_ms is not None:  # between chunks only, never after the last one
                         throttle.pause(last_ms)
+                        reason = self.stop_reason()
+                    else:
+                        reason = self.signals.reason
+                    if reason:
+                        state = "stopped"
+                        break
+                    if job is not None:  # no chunk starts once the job is cancelled
+                        cancelled = checkpoint.cancelled_meanwhile(self.db, job)
+                        if cancelled is not None:
+                            raise cancelled
                     self.chunk_started = time.monotonic()
                     ids, result = self._retrying(walker, job, chunk_no + 1, size)
                     if not ids:
@@ -634,6 +663,8 @@ class Runner:
                     if self.dry_run and not planned:
                         planned = list(self.planned)
                     self._log_chunk(chunk_no, ids, result, ms, leads, first_id, last_id)
+                    if self.cancelled is not None:
+                        raise self.cancelled
                     reason = self.stop_reason()
                     if reason:
                         state = "stopped"

@@ -469,13 +469,14 @@ class Service:
             with suppress(DBAPIError):
                 conn.close()
 
-    def run_archive(self, req: ArchiveRequest) -> dict[str, Any]:
+    def run_archive(self, req: ArchiveRequest, client: str | None = None) -> dict[str, Any]:
         started = time.monotonic()
         selection, steps = Selection.from_ids(req.lead_ids), StepsArgs.of(req.flags)
+        run = RunArgs(client=client)
         try:
             with self.db(self.job_engine) as db:
                 try:
-                    summary = commands.archive(self.settings, selection, steps, RunArgs(), db=db)
+                    summary = commands.archive(self.settings, selection, steps, run, db=db)
                 except LockHeld as exc:
                     raise api_error(exc, self.settings, _holder_job(db, self.settings)) from exc
                 failed = commands.outcome_error(summary)
@@ -497,10 +498,20 @@ class Service:
         with self.db() as db:
             db.scalar("SELECT 1")
 
-    def read_job(self, job_id: int, after: int = 0, limit: int = LEADS_PAGE) -> dict[str, Any]:
+    def sees_all(self, client: str | None) -> bool:
+        """Whether an API key sees every job (CLI jobs included): a key named in
+        [serve] admin_keys, or no key (a library caller). Any other key sees only the jobs
+        it started; another job is answered as if it did not exist."""
+        return client is None or client in self.settings.serve.admin_keys
+
+    def read_job(
+        self, job_id: int, after: int = 0, limit: int = LEADS_PAGE, client: str | None = None
+    ) -> dict[str, Any]:
         try:
             with self.db() as db:
                 job = commands.job(self.settings, job_id, db=db)
+                if not self.sees_all(client) and job.client != client:
+                    raise BadInput(f"job {job_id} was started by another API key")
                 return job_view(db, job, after=after, limit=limit)
         except ConnectError as exc:
             raise api_error(exc, self.settings) from exc
@@ -520,10 +531,11 @@ class Service:
                 raise ApiError(404, "not_found", f"no job {job_id}") from None
             raise api_error(exc, self.settings, job_id) from exc
 
-    def list_jobs(self, limit: int) -> list[dict[str, Any]]:
+    def list_jobs(self, limit: int, client: str | None = None) -> list[dict[str, Any]]:
+        mine = None if self.sees_all(client) else client
         try:
             with self.db() as db:
-                jobs = commands.jobs_list(self.settings, limit, db=db)
+                jobs = commands.jobs_list(self.settings, limit, db=db, client=mine)
                 return [job_view(db, j, leads=False) for j in jobs]
         except DBAPIError as exc:
             if isinstance(classify_error(exc), NoSuchTable):
@@ -617,7 +629,7 @@ def make_handlers(svc: Service) -> dict[str, Handler]:
                 "archiving runs only inside it, send the request again then",
                 window=desc,
             )
-        answer = await svc.in_thread(request, svc.run_archive, req)
+        answer = await svc.in_thread(request, svc.run_archive, req, rec["client"])
         rec.update(job_id=answer["job_id"], state=answer["state"], counts=answer["counts"])
         return JSONResponse(answer)
 
@@ -636,14 +648,17 @@ def make_handlers(svc: Service) -> dict[str, Handler]:
             raise ApiError(
                 400, "bad_request", f"limit must be a whole number from 1 to {LEADS_PAGE}"
             )
-        answer = await svc.in_thread(request, svc.read_job, job_id, int(after), int(limit))
+        answer = await svc.in_thread(
+            request, svc.read_job, job_id, int(after), int(limit), rec["client"]
+        )
         return JSONResponse(answer)
 
     async def jobs(request: Request, rec: dict[str, Any]) -> Response:
         raw = request.query_params.get("limit", "20")
         if not re.fullmatch(r"[0-9]{1,3}", raw) or not 1 <= int(raw) <= 100:
             raise ApiError(400, "bad_request", "limit must be a whole number from 1 to 100")
-        return JSONResponse({"jobs": await svc.in_thread(request, svc.list_jobs, int(raw))})
+        listed = await svc.in_thread(request, svc.list_jobs, int(raw), rec["client"])
+        return JSONResponse({"jobs": listed})
 
     async def healthz(request: Request, rec: dict[str, Any]) -> Response:
         try:

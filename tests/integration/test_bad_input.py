@@ -358,6 +358,16 @@ HOSTILE_ARCHIVE = [
         "--sleep: '300000d' is too long (at most 100 years)",
     ),
     Case(
+        "archive-sleep-over-an-hour",
+        ["archive", "--sleep", "2h", "1"],
+        "--sleep (throttle.sleep) must be at most 3600 seconds (1h), got 7200",
+    ),
+    Case(
+        "archive-sleep-coef-over-100",
+        ["archive", "--sleep-coef", "101", "1"],
+        "--sleep-coef (throttle.sleep_coef) must be at most 100, got 101.0",
+    ),
+    Case(
         "archive-max-runtime-endless",
         ["archive", "--max-runtime", "99999999999999999999d", "1"],
         "--max-runtime: '99999999999999999999d' is too long (at most 100 years)",
@@ -365,12 +375,12 @@ HOSTILE_ARCHIVE = [
     Case(
         "archive-sleep-coef-infinite",
         ["archive", "--sleep-coef", "inf", "1"],
-        "the sleep coefficient must be at most 1000, got inf",
+        "--sleep-coef (throttle.sleep_coef) must be at most 100, got inf",
     ),
     Case(
         "archive-sleep-coef-nan",
         ["archive", "--sleep-coef", "nan", "1"],
-        "the sleep coefficient must be at most 1000, got nan",
+        "--sleep-coef (throttle.sleep_coef) must be at most 100, got nan",
     ),
     Case(
         "archive-sleep-coef-negative",

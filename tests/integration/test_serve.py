@@ -42,7 +42,9 @@ FUZZ_EXAMPLES = int(os.environ.get("ARCHIVER_FUZZ_EXAMPLES", "150"))
 
 
 def app_settings(vdb: VDb, **changes: Any) -> config.Settings:
-    return replace(vdb.settings, serve=config.ServeSettings(keys=KEYS), **changes)
+    # crm may read every job (CLI jobs too); erp only those it started.
+    serve_settings = config.ServeSettings(keys=KEYS, admin_keys=("crm",))
+    return replace(vdb.settings, serve=serve_settings, **changes)
 
 
 def app_client(conf: config.Settings) -> TestClient:
@@ -180,6 +182,8 @@ def test_job_endpoints(vdb: VDb, client: TestClient) -> None:
     r = client.get(
         f"{serve.JOBS_PATH}/{posted['job_id']}", headers={"Authorization": f"Key={OTHER_KEY}"}
     )
+    assert r.status_code == 404  # another key's job (test_secrets_visibility has the rule)
+    r = client.get(f"{serve.JOBS_PATH}/{posted['job_id']}", headers=AUTH)
     assert r.status_code == 200
     got = r.json()
     assert got == {k: v for k, v in posted.items() if k not in ("warnings", "seconds")}
