@@ -7,12 +7,14 @@ statement is rendered and kept for display instead of being executed.
 from __future__ import annotations
 
 import re
+import socket
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 import pymysql
+from pymysql.constants import CR
 from pymysql.converters import escape_item
 from sqlalchemy import bindparam, create_engine, event, text
 from sqlalchemy.engine import Connection, CursorResult, Engine
@@ -110,17 +112,30 @@ def classify_error(exc: BaseException) -> DatabaseError:
     return kind(message, errno, detail)
 
 
-def make_engine(settings: Settings, *, database: str | None = None) -> Engine:
+Connect = Callable[..., Any]  # a PyMySQL Connection class, or a factory of one
+
+
+def make_engine(
+    settings: Settings,
+    *,
+    database: str | None = None,
+    handshake_timeout: float | None = None,
+    connection: Connect = pymysql.connections.Connection,
+) -> Engine:
+    """An engine whose connections are made by `connection` with the session settings below.
+    A connection attempt takes at most [database] connect_timeout for TCP, then at most
+    `handshake_timeout` (connect_timeout by default) in all for the handshake, the login and
+    the session settings, however slowly the server answers (`bound_connections`)."""
     s = settings
+    handshake = s.db.connect_timeout if handshake_timeout is None else handshake_timeout
     engine = create_engine(
         s.db.url(database=database),
         poolclass=NullPool,
         connect_args={
             "connect_timeout": s.db.connect_timeout,
-            # The handshake's reads too: a server that accepts TCP and never answers is given
-            # up after connect_timeout, not waited for (PyMySQL's read_timeout bounds them).
-            "read_timeout": s.db.connect_timeout,
-            "write_timeout": s.db.connect_timeout,
+            # Each read and write of the handshake too; bound_connections bounds their sum.
+            "read_timeout": handshake,
+            "write_timeout": handshake,
             "autocommit": True,
             "binary_prefix": True,
             **password_arg(s.db.password),
@@ -135,6 +150,7 @@ def make_engine(settings: Settings, *, database: str | None = None) -> Engine:
     def _session(dbapi_conn: Any, _record: Any) -> None:
         # Connected: from now on a statement may run long (a chunk, an ALTER of `schema
         # sync`); PyMySQL reads these before every read and write and has no public setter.
+        # The session settings below are still bounded by the attempt's deadline.
         dbapi_conn._read_timeout = None
         dbapi_conn._write_timeout = None
         with dbapi_conn.cursor() as cur:
@@ -151,7 +167,94 @@ def make_engine(settings: Settings, *, database: str | None = None) -> Engine:
                 # (about 2 ms per 500-lead chunk). MySQL has no such cache, nor the flag.
                 cur.execute("SET SESSION optimizer_switch = 'subquery_cache=off'")
 
+    # Registered after `_session`: the deadline ends once the session settings are made.
+    bound_connections(engine, handshake, connection)
     return engine
+
+
+class DeadlineSocket(socket.socket):
+    """A TCP socket whose every read and write ends by `deadline` (time.monotonic()) while one
+    is set. PyMySQL's timeouts bound each read, not the handshake: a server that sends its
+    greeting a byte a second would keep a connection attempt going for ever."""
+
+    deadline: float | None = None
+    _asked: float | None = None  # the timeout PyMySQL last set
+
+    def settimeout(self, value: float | None) -> None:
+        self._asked = value
+        super().settimeout(value)
+
+    def clear_deadline(self) -> None:
+        self.deadline = None
+        super().settimeout(self._asked)
+
+    def _bound(self) -> None:
+        if self.deadline is None:
+            return
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the connection attempt ran out of time")
+        super().settimeout(left if self._asked is None else min(left, self._asked))
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        self._bound()
+        return super().recv_into(buffer, nbytes, flags)
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        self._bound()
+        return super().recv(bufsize, flags)
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        self._bound()
+        super().sendall(data, flags)
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        self._bound()
+        return super().send(data, flags)
+
+
+def open_connection(
+    connection: Connect, cargs: Any, cparams: dict[str, Any], seconds: float
+) -> Any:
+    """A PyMySQL connection over a DeadlineSocket: TCP within its connect_timeout, then the
+    handshake and login within `seconds` in all. A server too slow is PyMySQL's usual error
+    for a lost handshake (2013), or 2003 when TCP fails, as without the deadline."""
+    conn = connection(*cargs, **{**cparams, "defer_connect": True})
+    try:
+        tcp = socket.create_connection((conn.host, conn.port), conn.connect_timeout)
+    except OSError as exc:
+        raise pymysql.err.OperationalError(
+            CR.CR_CONN_HOST_ERROR, f"Can't connect to MySQL server on {conn.host!r} ({exc})"
+        ) from None
+    tcp.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    tcp.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    sock = DeadlineSocket(fileno=tcp.detach())
+    sock.deadline = time.monotonic() + seconds
+    conn.connect(sock)  # closes the socket if it fails
+    conn.host_info = f"socket {conn.host}:{conn.port}"
+    return conn
+
+
+def end_deadline(dbapi_conn: Any) -> None:
+    sock = getattr(dbapi_conn, "_sock", None)
+    if isinstance(sock, DeadlineSocket):
+        sock.clear_deadline()
+
+
+def bound_connections(
+    engine: Engine, seconds: float, connection: Connect = pymysql.connections.Connection
+) -> None:
+    """Make every connection of `engine` by `open_connection`: the handshake, the login and
+    the engine's `connect` listeners registered before this call end within `seconds` of the
+    TCP connection, whatever pace the server sends its bytes at."""
+
+    @event.listens_for(engine, "do_connect")
+    def _open(_dialect: Any, _rec: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+        return open_connection(connection, cargs, cparams, seconds)
+
+    @event.listens_for(engine, "connect")
+    def _connected(dbapi_conn: Any, _rec: Any) -> None:
+        end_deadline(dbapi_conn)
 
 
 def password_arg(password: str) -> dict[str, Any]:

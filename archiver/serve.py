@@ -383,22 +383,16 @@ def _holder_job(db: Db, settings: Settings) -> int | None:
 
 def timed_engine(settings: Settings, read_timeout: int, statement_timeout: int) -> Engine:
     """An engine whose connections time out: the TCP connect after [database] connect_timeout,
-    the handshake and every read and write after `read_timeout` (PyMySQL's read_timeout bounds
-    the handshake too), and, once connected, a statement's answer after `statement_timeout`."""
-    engine = make_engine(settings)
+    the handshake, login and session settings after `read_timeout` in all, and, once
+    connected, a statement's answer after `statement_timeout`."""
+    engine = make_engine(settings, handshake_timeout=read_timeout)
 
-    @event.listens_for(engine, "do_connect")
-    def _timeouts(_dialect: Any, _rec: Any, _cargs: Any, cparams: dict[str, Any]) -> None:
-        cparams["read_timeout"] = read_timeout
-        cparams["write_timeout"] = read_timeout
-
-    if statement_timeout != read_timeout:
-
-        @event.listens_for(engine, "connect")
-        def _statements(dbapi_conn: Any, _rec: Any) -> None:
-            # After the handshake and the session settings. PyMySQL reads this attribute
-            # before every read; it has no public setter.
-            dbapi_conn._read_timeout = statement_timeout
+    @event.listens_for(engine, "connect")
+    def _statements(dbapi_conn: Any, _rec: Any) -> None:
+        # After the handshake and the session settings (which leave no read timeout).
+        # PyMySQL reads these attributes before every read and write; no public setter.
+        dbapi_conn._read_timeout = statement_timeout
+        dbapi_conn._write_timeout = statement_timeout
 
     return engine
 
