@@ -10,9 +10,11 @@ Work runs in a fixed set of worker threads (`WORKERS`) fed by a bounded queue (`
 request that finds the queue full is answered 503 at once, and a request whose client hangs up
 before its work starts is dropped. A job that has started is shielded from its client: it
 finishes its chunks and can be read back through `GET /vicidial/leads/archive/jobs/{id}`.
-Every database connection has a connect, read and write timeout (the README's security notes
-list every timeout and limit), so a database that accepts TCP and never answers costs a worker
-`read_timeout` seconds, not forever.
+Every database connection has a connect, read and write timeout, and its handshake a deadline
+(the README's security notes list every timeout and limit), so a database that accepts TCP and
+never answers, or answers a byte at a time, costs a worker `read_timeout` seconds, not forever.
+`GET /healthz`, which needs no key, never runs on the workers: it is answered from one shared
+probe on a thread of its own, made at most every HEALTH_EVERY seconds (`Health`).
 
 API keys are configured as `name:<sha256 hex>`; a presented key is hashed and compared with
 every configured digest in constant time. Neither keys nor digests are ever logged.
@@ -25,13 +27,16 @@ own text included, go to the server log only.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import functools
 import hashlib
 import hmac
 import ipaddress
+import math
 import re
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -51,7 +56,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from archiver import __version__, checkpoint, commands, window
-from archiver.api import ARCHIVE_PATH, JOBS_PATH, OPERATIONS, openapi_document
+from archiver.api import ARCHIVE_PATH, HEALTH_EVERY, JOBS_PATH, OPERATIONS, openapi_document
 from archiver.api_models import LEADS_PAGE, MAX_JOB_ID, MAX_LEAD_ID, PENDING, ArchiveRequestBody
 from archiver.checkpoint import lock_name
 from archiver.config import Settings
@@ -397,6 +402,60 @@ def timed_engine(settings: Settings, read_timeout: int, statement_timeout: int) 
     return engine
 
 
+class Health:
+    """The answer of `/healthz`, which needs no key: one database probe (connect, SELECT 1) at
+    a time, on a thread of its own, never on the job workers; its result is every caller's
+    answer for `every` seconds, so anonymous callers cost the database one connection per
+    `every` seconds whatever their number. A caller waits for a running probe at most `wait`
+    seconds (then: unreachable); a probe that hangs on does not start another."""
+
+    def __init__(self, probe: Callable[[], None], every: float, wait: float) -> None:
+        self._probe, self._every, self._wait = probe, every, wait
+        self._lock = threading.Lock()
+        self._ok = False
+        self._done_at = -math.inf
+        self._running: concurrent.futures.Future[bool] | None = None
+
+    def _current(self) -> concurrent.futures.Future[bool] | bool:
+        with self._lock:
+            if self._running is not None:
+                return self._running
+            if time.monotonic() - self._done_at < self._every:
+                return self._ok
+            future: concurrent.futures.Future[bool] = concurrent.futures.Future()
+            self._running = future
+        ctx = contextvars.copy_context()
+        threading.Thread(
+            target=ctx.run, args=(self._run, future), name="archiver-health", daemon=True
+        ).start()
+        return future
+
+    def _run(self, future: concurrent.futures.Future[bool]) -> None:
+        ok = False
+        try:
+            self._probe()
+            ok = True
+        except (ArchiverError, DBAPIError) as exc:
+            get_logger().warning("healthz_failed", reason=str(exc)[:300])
+        except Exception:
+            get_logger().exception("healthz_failed")
+        finally:
+            with self._lock:
+                self._ok, self._done_at, self._running = ok, time.monotonic(), None
+            future.set_result(ok)
+
+    async def ok(self) -> bool:
+        """Whether the database answered the latest probe (made now if the last is stale)."""
+        current = self._current()
+        if isinstance(current, bool):
+            return current
+        try:
+            async with asyncio.timeout(self._wait):
+                return await asyncio.shield(asyncio.wrap_future(current))
+        except TimeoutError:
+            return False
+
+
 class ClientGone(Exception):
     """The client hung up before its work started: the work was dropped."""
 
@@ -419,6 +478,9 @@ class Service:
         self.job_engine = timed_engine(settings, short, long)  # jobs
         self.cap = body_cap(settings.id_limit)
         self.workers = Workers(WORKERS, QUEUED, "archiver-job")
+        # The probe: TCP, then the handshake and SELECT 1 within read_timeout each.
+        wait = settings.db.connect_timeout + 2 * short
+        self.health_check = Health(self.health, HEALTH_EVERY, wait)
 
     def close(self, timeout: float) -> int:
         """Withdraws queued work, waits up to `timeout` s for running work; returns how many
@@ -655,11 +717,8 @@ def make_handlers(svc: Service) -> dict[str, Handler]:
         return JSONResponse({"jobs": listed})
 
     async def healthz(request: Request, rec: dict[str, Any]) -> Response:
-        try:
-            await svc.in_thread(request, svc.health)
-        except (ConnectError, DBAPIError) as exc:
-            get_logger().warning("healthz_failed", reason=str(exc)[:300])
-            raise ApiError(503, "database_unavailable", "the database is unreachable") from None
+        if not await svc.health_check.ok():
+            raise ApiError(503, "database_unavailable", "the database is unreachable")
         return JSONResponse({"status": "ok", "database": "reachable", "version": __version__})
 
     async def openapi(request: Request, rec: dict[str, Any]) -> Response:
