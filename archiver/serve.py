@@ -68,6 +68,7 @@ from archiver.errors import (
     ConnectError,
     LockHeld,
     NoSuchTable,
+    NotSetUp,
 )
 from archiver.jobtypes import ARCHIVE
 from archiver.logging import get_logger
@@ -366,6 +367,16 @@ def api_error(exc: Exception, settings: Settings, job_id: int | None = None) -> 
     return api
 
 
+def server_side(exc: Exception) -> Exception:
+    """An error raised by a job the server started for a request. The request was checked
+    before the job (its body, the window): a refusal that would show its own message (it
+    speaks of the input it was given) speaks of the server's config, account or tables, so it
+    is a set-up problem, answered with a fixed message; its own goes to the server log."""
+    if isinstance(exc, ArchiverError) and exc.public is None:
+        return NotSetUp(exc.message)
+    return exc
+
+
 def _holder_job(db: Db, settings: Settings) -> int | None:
     """The job whose connection holds the lock, if the checkpoint names one. Reads only: with
     no checkpoint table there is no job to name."""
@@ -545,7 +556,7 @@ class Service:
         except ApiError:
             raise
         except Exception as exc:
-            raise api_error(exc, self.settings) from exc
+            raise api_error(server_side(exc), self.settings) from exc
         answer["warnings"] = list(summary.warnings)
         answer["seconds"] = round(time.monotonic() - started, 3)
         return answer

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -26,9 +27,10 @@ from structlog.testing import capture_logs
 
 from archiver import config, serve
 from archiver.checkpoint import lock_name
+from tests.integration.test_privileges import GRANTS_USER, grants_sql, statements
 from tests.support import api
 from tests.support.api import free_port
-from tests.support.db import VDb
+from tests.support.db import ARCHIVE, VDb
 from tests.support.silent import DrippingDb, SilentDb
 
 KEY = "hostile-key-5c1e"
@@ -411,3 +413,35 @@ def test_refused_post_creates_no_tables(vdb: VDb) -> None:
         holder.conn.close()
     assert r.status_code == 409 and r.json()["job_id"] is None, r.text
     assert archiver_tables(vdb) == []
+
+
+def test_a_missing_grant_is_server_not_ready_and_names_no_account(vdb: VDb) -> None:
+    """An account made by the grants.sql of the version before archiver_job_ids: the refusal
+    is a set-up problem of the server (500 server_not_ready, its fixed message); the account,
+    its host, the schema and the GRANT to run go to the server log only."""
+    vdb.seed(5)
+    user = f"va_old_{uuid.uuid4().hex[:8]}"
+    text = (
+        grants_sql()
+        .replace("`asterisk`.", f"`{vdb.name}`.")
+        .replace(GRANTS_USER, f"'{user}'@'127.0.0.1'")
+        .replace("'CHANGE_ME'", "'pw'")
+    )
+    settings = app_settings(vdb)
+    settings = replace(settings, db=replace(settings.db, user=user, password="pw"))
+    try:
+        for stmt in statements(text):
+            if "archiver_job_ids" not in stmt:
+                vdb.db.write(stmt)
+        with capture_logs() as logs, TestClient(serve.create_app(settings)) as c:
+            r = c.post(serve.ARCHIVE_PATH, json={"lead_ids": [1, 2]}, headers=AUTH)
+    finally:
+        vdb.db.write(f"DROP USER IF EXISTS '{user}'@'127.0.0.1'")
+    assert r.status_code == 500, r.text
+    assert r.json() == {
+        "error": "server_not_ready",
+        "message": "the server is not set up for archiving; the server log has the details",
+    }
+    failed = repr([e for e in logs if e["event"] == "request_failed"])
+    assert f"`{vdb.name}`.`archiver_job_ids` TO '{user}'@'127.0.0.1'" in failed
+    assert vdb.count(ARCHIVE) == 0
