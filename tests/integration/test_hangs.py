@@ -4,10 +4,12 @@ allow-list accepts but that runs for ever, and passwords outside ASCII."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from archiver.db import Db, connect, make_engine
 from tests.support import proc as hp
 from tests.support.cli import invoke
 from tests.support.db import ARCHIVE, VDb, db_user
@@ -57,6 +59,20 @@ def test_cli_gives_up_on_a_database_that_drips_its_handshake(tmp_path: Path) -> 
     assert "Traceback" not in done.stderr
     assert dripping.accepted == 1
     assert took < 30, took  # unbounded, the greeting alone takes 90 s
+
+
+def test_the_deadline_ends_with_the_connection_attempt(vdb: VDb) -> None:
+    """The handshake's deadline bounds the attempt only: a statement of the connection made
+    may run longer than connect_timeout (a chunk, an ALTER of `schema sync`)."""
+    settings = replace(vdb.settings, db=replace(vdb.settings.db, connect_timeout=1))
+    engine = make_engine(settings)
+    db = Db(connect(engine, settings))
+    try:
+        assert db.scalar("SELECT SLEEP(2)") == 0
+        assert db.scalar("SELECT @@session.time_zone") == "+00:00"
+    finally:
+        db.conn.close()
+        engine.dispose()
 
 
 def test_where_that_runs_on_is_stopped_by_the_statement_timeout(vdb: VDb, tmp_path: Path) -> None:
