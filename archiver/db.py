@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import socket
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -112,17 +112,13 @@ def classify_error(exc: BaseException) -> DatabaseError:
     return kind(message, errno, detail)
 
 
-Connect = Callable[..., Any]  # a PyMySQL Connection class, or a factory of one
-
-
 def make_engine(
     settings: Settings,
     *,
     database: str | None = None,
     handshake_timeout: float | None = None,
-    connection: Connect = pymysql.connections.Connection,
 ) -> Engine:
-    """An engine whose connections are made by `connection` with the session settings below.
+    """An engine whose connections have the session settings below.
     A connection attempt takes at most [database] connect_timeout for TCP, then at most
     `handshake_timeout` (connect_timeout by default) in all for the handshake, the login and
     the session settings, however slowly the server answers (`bound_connections`)."""
@@ -168,7 +164,7 @@ def make_engine(
                 cur.execute("SET SESSION optimizer_switch = 'subquery_cache=off'")
 
     # Registered after `_session`: the deadline ends once the session settings are made.
-    bound_connections(engine, handshake, connection)
+    bound_connections(engine, handshake)
     return engine
 
 
@@ -213,13 +209,11 @@ class DeadlineSocket(socket.socket):
         return super().send(data, flags)
 
 
-def open_connection(
-    connection: Connect, cargs: Any, cparams: dict[str, Any], seconds: float
-) -> Any:
+def open_connection(cargs: Any, cparams: dict[str, Any], seconds: float) -> Any:
     """A PyMySQL connection over a DeadlineSocket: TCP within its connect_timeout, then the
     handshake and login within `seconds` in all. A server too slow is PyMySQL's usual error
     for a lost handshake (2013), or 2003 when TCP fails, as without the deadline."""
-    conn = connection(*cargs, **{**cparams, "defer_connect": True})
+    conn = pymysql.connections.Connection(*cargs, **{**cparams, "defer_connect": True})
     try:
         tcp = socket.create_connection((conn.host, conn.port), conn.connect_timeout)
     except OSError as exc:
@@ -241,16 +235,14 @@ def end_deadline(dbapi_conn: Any) -> None:
         sock.clear_deadline()
 
 
-def bound_connections(
-    engine: Engine, seconds: float, connection: Connect = pymysql.connections.Connection
-) -> None:
+def bound_connections(engine: Engine, seconds: float) -> None:
     """Make every connection of `engine` by `open_connection`: the handshake, the login and
     the engine's `connect` listeners registered before this call end within `seconds` of the
     TCP connection, whatever pace the server sends its bytes at."""
 
     @event.listens_for(engine, "do_connect")
     def _open(_dialect: Any, _rec: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
-        return open_connection(connection, cargs, cparams, seconds)
+        return open_connection(cargs, cparams, seconds)
 
     @event.listens_for(engine, "connect")
     def _connected(dbapi_conn: Any, _rec: Any) -> None:
