@@ -28,6 +28,7 @@ from archiver.checkpoint import ChunkRecord, Job
 from archiver.config import Settings
 from archiver.db import (
     CONNECTION_LOST,
+    ER_STATEMENT_TIMEOUT,
     RETRYABLE,
     Db,
     classify_error,
@@ -229,8 +230,14 @@ class Runner:
         except DBAPIError as exc:
             if mysql_errno(exc) in CONNECTION_LOST:
                 raise
+            if mysql_errno(exc) == ER_STATEMENT_TIMEOUT:
+                raise BadInput(
+                    "--where took longer than archive.statement_timeout "
+                    f"({self.s.statement_timeout}s) to plan (EXPLAIN); make it cheaper"
+                ) from None
             raise BadInput(f"--where is not a valid condition: {complaint(exc)}") from None
-        seconds = 5
+        # The session's statement timeout, when shorter, bounds the evaluation too.
+        seconds = min(5, self.s.statement_timeout or 5)
         probe = f"SELECT 1 FROM {sql.s} AS s WHERE {cond} LIMIT 1"
         if "mariadb" in str(self.db.scalar("SELECT VERSION()")).lower():
             probe = f"SET STATEMENT max_statement_time = {seconds} FOR {probe}"
@@ -531,6 +538,9 @@ class Runner:
         the strategy for the two tables' engines and the plan."""
         from archiver import selection
 
+        # First: the --where checks below run it (EXPLAIN included), and every statement that
+        # carries it must be bounded.
+        set_statement_timeout(self.db, self.s.statement_timeout)
         src, dst = self.tables()
         check_overrides(dst, self.spec.overrides)
         self._resolve_criteria(None)
