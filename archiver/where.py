@@ -19,9 +19,10 @@ string; no NO_BACKSLASH_ESCAPES, so `\\'` escapes a quote in a string), and when
   go, which neither max_statement_time nor KILL interrupts, and some of them (REGEXP_REPLACE,
   REPLACE, LOCATE, LIKE…) cost the product of their strings' lengths. So REPEAT and SPACE
   (a string of any length from one number) are refused, LPAD and RPAD take a length of at most
-  `MAX_PAD` written as a number, and each call's result, bounded from its arguments (a column
-  counts as one column value, a literal as its length), may hold at most `MAX_COLUMNS` column
-  values and `MAX_CHARS` characters more, `TOTAL_CHARS` characters over the whole condition.
+  `MAX_PAD` written as a number, a literal holds at most `MAX_CHARS` characters, and each
+  call's result, bounded from its arguments (a column counts as one column value, a literal as
+  its length), may hold at most `MAX_COLUMNS` column values and `MAX_CHARS` characters more;
+  all calls together may read or build at most `TOTAL_CHARS` characters.
 
 This is an allow-list on purpose: a list of forbidden words loses to every name nobody thought of.
 """
@@ -152,9 +153,9 @@ UNBOUNDED = {
     "SPACE": "it builds a string of any length from one number",
 }
 MAX_PAD = 255  # the largest LPAD/RPAD length, written as a number
-MAX_COLUMNS = 4  # column values a built string may hold
+MAX_COLUMNS = 8  # column values a built string may hold
 MAX_CHARS = 4096  # characters a built string (or a literal) may hold besides those
-TOTAL_CHARS = 32768  # characters all literals and calls together may build
+TOTAL_CHARS = 32768  # characters all calls together may build
 
 ALLOWED = (
     "a condition reads columns and calls side-effect-free functions only "
@@ -417,11 +418,32 @@ class _Len:
     def times(self, n: int) -> _Len:
         return _Len(self.columns * n, self.chars * n)
 
+    def most(self, other: _Len) -> _Len:
+        return _Len(max(self.columns, other.columns), max(self.chars, other.chars))
+
 
 _NONE = _Len(0, 0)
 _COLUMN = _Len(1, 0)
 _CALL_EXTRA = 64  # what a call adds on its own: a number or a date written out
-_FACTOR = {"HEX": 2, "QUOTE": 2, "DATE_FORMAT": 5, "TIME_FORMAT": 5}  # %W: "Wednesday"
+_FACTOR = {"HEX": 2, "QUOTE": 2}
+_FORMATS = {"DATE_FORMAT", "TIME_FORMAT"}  # each 2-character %W may write "Wednesday"
+# Calls whose result is a number, a date or a time, however long their arguments.
+_NUMERIC = frozenset(
+    {
+        "ABS", "ACOS", "ASCII", "ASIN", "ATAN", "ATAN2", "AVG", "BIT_LENGTH", "CEIL", "CEILING",
+        "CHAR_LENGTH", "CHARACTER_LENGTH", "COS", "COT", "COUNT", "CRC32", "CURDATE",
+        "CURRENT_DATE", "CURRENT_TIME", "CURRENT_TIMESTAMP", "CURTIME", "DATE", "DATEDIFF",
+        "DAY", "DAYOFMONTH", "DAYOFWEEK", "DAYOFYEAR", "DEGREES", "EXP", "EXTRACT", "FIELD",
+        "FIND_IN_SET", "FLOOR", "HOUR", "INSTR", "INTERVAL", "ISNULL", "LENGTH", "LN", "LOCATE",
+        "LOG", "LOG10", "LOG2", "MICROSECOND", "MINUTE", "MOD", "MONTH", "OCTET_LENGTH", "ORD",
+        "PERIOD_ADD", "PERIOD_DIFF", "PI", "POSITION", "POW", "POWER", "QUARTER", "RADIANS",
+        "REGEXP_INSTR", "ROUND", "SECOND", "SIGN", "SIN", "SQRT", "STRCMP", "SUM", "TAN",
+        "TIME_TO_SEC", "TIMESTAMPDIFF", "TO_DAYS", "TO_SECONDS", "TRUNCATE", "UNIX_TIMESTAMP",
+        "WEEK", "WEEKDAY", "WEEKOFYEAR", "YEAR", "YEARWEEK",
+    }
+)  # fmt: skip
+# Calls whose result is one of their arguments (which ones: from the first index given).
+_PICK = {"COALESCE": 0, "GREATEST": 0, "LEAST": 0, "IFNULL": 0, "NULLIF": 0, "IF": 1, "ELT": 1}
 
 
 @dataclass
@@ -488,7 +510,6 @@ class _Cost:
                 raise BadInput(
                     f"--where holds a string of {size} characters; at most {MAX_CHARS} are allowed"
                 )
-            self._add(size, "a string")
             return _Len(0, size), i + 1
         if tok.kind == "number":
             return _Len(0, len(tok.text)), i + 1
@@ -529,6 +550,14 @@ class _Cost:
             result = _times(subject, replacement, step, name == "REGEXP_REPLACE")
             if result is not None:
                 result = result + search
+        elif name in _NUMERIC:
+            result = _NONE
+        elif name in _PICK:
+            result = _NONE
+            for arg in args[_PICK[name] :]:
+                result = result.most(arg.length)
+        elif name in _FORMATS:
+            result = args[-1].length.times(5)
         elif name in _FACTOR:
             result = total.times(_FACTOR[name])
         elif name == "CONCAT_WS" and args:
@@ -544,7 +573,9 @@ class _Cost:
                 "cannot stop one evaluation of a function once it has started; build shorter "
                 "strings"
             )
-        self._add(result.chars, f"{name}()")
+        # What the call reads counts as much as what it builds: LOCATE of two long strings
+        # costs their product and returns a number.
+        self._add(max(result.chars, total.chars), f"{name}()")
         return result
 
 

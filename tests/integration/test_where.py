@@ -163,6 +163,10 @@ def test_every_word_the_server_reserves_is_known_as_reserved(vdb: VDb) -> None:
         "NOT EXISTS (SELECT 1 FROM vicidial_hopper h WHERE h.lead_id = s.lead_id)",
         "lead_id = (SELECT MAX(lead_id) FROM vicidial_list WHERE list_id = 101)",
         "CAST(called_count AS DECIMAL(10, 2)) >= 0 AND EXTRACT(YEAR FROM entry_date) > 1999",
+        # string functions whose result stays short (issue 21, finding 11)
+        "LPAD(phone_number, 10, '0') <> '' AND REPLACE(REPLACE(phone_number, '-', ''), ' ', '')"
+        " <> 'x' AND LENGTH(REGEXP_REPLACE(phone_number, '[^0-9]', '')) >= 0",
+        "DATE_FORMAT(entry_date, '%Y-%m') <> '' AND CONCAT(first_name, ' ', last_name) <> 'x'",
     ],
 )
 def test_where_conditions_on_the_allow_list_run(vdb: VDb, condition: str) -> None:
