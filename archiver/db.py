@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import socket
+import struct
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -57,7 +58,8 @@ ER_TABLEACCESS_DENIED = 1142
 ER_COLUMNACCESS_DENIED = 1143
 RETRYABLE = {ER_LOCK_WAIT_TIMEOUT, ER_LOCK_DEADLOCK}
 ER_STATEMENT_TIMEOUT = 1969
-CONNECTION_LOST = {2006, 2013, 2014, 2055, 1927}
+CR_MALFORMED_PACKET = 2027  # what `Db.run` makes of an answer no MariaDB/MySQL server sends
+CONNECTION_LOST = {2006, 2013, 2014, 2055, 1927, CR_MALFORMED_PACKET}
 UNREACHABLE = {2003, 2005}  # no server at that address, or no such host
 CANNOT_CONNECT = UNREACHABLE | {2013}  # at connect time, a lost handshake is no server either
 
@@ -98,7 +100,12 @@ def classify_error(exc: BaseException) -> DatabaseError:
     errno = mysql_errno(exc)
     detail = str(getattr(exc, "orig", exc))
     kind = next((k for numbers, k in _KINDS if errno in numbers), DatabaseError)
-    if kind is ConnectionLost:
+    if errno == CR_MALFORMED_PACKET:
+        message = (
+            f"the database server sent an answer MariaDB/MySQL never sends ({detail[:200]}); "
+            "the connection was given up"
+        )
+    elif kind is ConnectionLost:
         message = f"the database connection was lost (MySQL error {errno})"
     elif kind is LockContention:
         message = f"lock wait timeout or deadlock persisted (MySQL error {errno})"
@@ -295,11 +302,52 @@ def describe_connect_error(exc: BaseException, db: DbSettings) -> str:
     return f"cannot connect to {where}: MySQL error {kind.errno}; check the connection settings"
 
 
+# What PyMySQL and SQLAlchemy raise, besides DB-API errors, on an answer a MariaDB/MySQL server
+# never sends: a LOAD DATA LOCAL request the client did not ask for (RuntimeError), a bare OK
+# to `SELECT VERSION()` (TypeError), a truncated or garbled packet (struct.error, IndexError,
+# ValueError, UnicodeDecodeError, KeyError for an unknown charset id, AssertionError).
+PROTOCOL_ERRORS: tuple[type[BaseException], ...] = (
+    RuntimeError,
+    TypeError,
+    ValueError,
+    IndexError,
+    KeyError,
+    AttributeError,
+    AssertionError,
+    struct.error,
+)
+
+
+def protocol_error(sql: str, exc: BaseException) -> DBAPIError:
+    """`exc`, raised while reading the server's answer, as the DB-API error of a malformed
+    packet: every caller that handles database errors handles it (a job fails resumable)."""
+    why = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+    orig = pymysql.err.OperationalError(CR_MALFORMED_PACKET, f"malformed answer: {why}")
+    error: DBAPIError = DBAPIError.instance(sql, None, orig, pymysql.err.Error)
+    return error
+
+
+def _read_from_the_server(exc: BaseException) -> bool:
+    """`exc` was raised by PyMySQL reading a packet (not by this tool or a parameter's
+    conversion): the innermost frame of its traceback is PyMySQL's protocol code."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    module = str(tb.tb_frame.f_globals.get("__name__", "")) if tb is not None else ""
+    return module in ("pymysql.connections", "pymysql.protocol", "pymysql.charset")
+
+
 def connect(engine: Engine, settings: Settings) -> Connection:
     try:
         return engine.connect()
     except (DBAPIError, pymysql.err.MySQLError) as exc:
         raise ConnectError(describe_connect_error(exc, settings.db)) from None
+    except PROTOCOL_ERRORS as exc:  # the server's answer, not this tool: exit 2, one line
+        why = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+        raise ConnectError(
+            f"the server at {settings.db.hostport} ({settings.db.safe()}) answered the "
+            f"connection as no MariaDB/MySQL server does ({why}); check the host and port"
+        ) from None
 
 
 class Db:
@@ -359,7 +407,14 @@ class Db:
             self.planned.append(self.render(sql, params))
             return None
         started = time.perf_counter()
-        result = self.conn.execute(self._clause(self.tag + sql, params), params)
+        try:
+            result = self.conn.execute(self._clause(self.tag + sql, params), params)
+        except SQLAlchemyError:
+            raise
+        except PROTOCOL_ERRORS as exc:
+            if not _read_from_the_server(exc):
+                raise
+            raise protocol_error(sql, exc) from exc
         ms = (time.perf_counter() - started) * 1000
         self.log.debug(
             "sql",
@@ -399,6 +454,10 @@ class Db:
             # The raw cursor bypasses SQLAlchemy: wrap its error as `run` would, so callers
             # that handle DBAPIError (retry, fail resumable) see this one too.
             raise DBAPIError.instance(shown, None, exc, pymysql.err.Error) from exc
+        except PROTOCOL_ERRORS as exc:
+            if not _read_from_the_server(exc):
+                raise
+            raise protocol_error(shown, exc) from exc
         finally:
             cursor.close()
         ms = round((time.perf_counter() - started) * 1000, 2)

@@ -13,12 +13,15 @@ from __future__ import annotations
 import csv
 import json
 import os
+import secrets
 import signal
+import stat
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
+from errno import EISDIR
 from typing import IO, Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -28,6 +31,7 @@ from archiver.checkpoint import ChunkRecord, Job
 from archiver.config import Settings
 from archiver.db import (
     CONNECTION_LOST,
+    ER_STATEMENT_TIMEOUT,
     RETRYABLE,
     Db,
     classify_error,
@@ -91,17 +95,36 @@ T = TypeVar("T")
 class _Report:
     """The --report CSV, one line per lead not moved. A write that fails (a full disk, EIO)
     does not stop the job, which goes on writing data: the first error is kept and reported
-    once the job has ended, with its summary."""
+    once the job has ended, with its summary.
+
+    The lines go to a hidden temporary file beside the report (`.NAME.<pid>.<random>.tmp`),
+    renamed over it when the job ends: until then the report of the last run stays as it was,
+    whatever refuses or kills this one (a report that could not be written in full is left
+    out, the old one kept). A report that is not a regular file (/dev/stdout, a FIFO) is
+    written directly."""
 
     def __init__(self, path: str | None) -> None:
         self.path = path
         self.error: str | None = None
         self.fh: IO[str] | None = None
+        self.tmp: str | None = None
+        self.target = ""
         if path:
             self._try(lambda: self._open(path))
 
     def _open(self, path: str) -> None:
-        self.fh = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115
+        if _in_place(path):
+            self.fh = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115
+        else:
+            self.target = os.path.realpath(path)  # a symlink stays one: its target is replaced
+            fd, self.tmp = _temp_beside(self.target)
+            try:
+                if os.path.exists(self.target):
+                    os.fchmod(fd, stat.S_IMODE(os.stat(self.target).st_mode))
+                self.fh = os.fdopen(fd, "w", newline="", encoding="utf-8")
+            except OSError:
+                os.close(fd)
+                raise
         self.writer = csv.writer(self.fh)
         self.writer.writerow(["lead_id", "outcome"])
 
@@ -126,6 +149,40 @@ class _Report:
                     fh.close()
                 except OSError:  # already reported
                     pass
+        if self.tmp is not None:
+            tmp, self.tmp = self.tmp, None
+            if self.error is None:
+                self._try(lambda: os.replace(tmp, self.target))
+            if self.error is not None:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+
+
+def _in_place(path: str) -> bool:
+    """The report is written in place: it is not a regular file (a device, a FIFO), or it is
+    one this user may write in a directory where no file can be made beside it."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    if stat.S_ISDIR(mode):
+        return False
+    if not stat.S_ISREG(mode):
+        return True
+    folder = os.path.dirname(os.path.realpath(path))
+    return not os.access(folder, os.W_OK | os.X_OK) and os.access(path, os.W_OK)
+
+
+def _temp_beside(target: str) -> tuple[int, str]:
+    """A new file (mode 0666 less the umask) in the directory of `target`, for a rename over
+    it: its descriptor and its path."""
+    if os.path.isdir(target):
+        raise IsADirectoryError(EISDIR, os.strerror(EISDIR), target)
+    folder, name = os.path.split(target)
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
 
 
 class _Signals:
@@ -231,8 +288,14 @@ class Runner:
         except DBAPIError as exc:
             if mysql_errno(exc) in CONNECTION_LOST:
                 raise
+            if mysql_errno(exc) == ER_STATEMENT_TIMEOUT:
+                raise BadInput(
+                    "--where took longer than archive.statement_timeout "
+                    f"({self.s.statement_timeout}s) to plan (EXPLAIN); make it cheaper"
+                ) from None
             raise BadInput(f"--where is not a valid condition: {complaint(exc)}") from None
-        seconds = 5
+        # The session's statement timeout, when shorter, bounds the evaluation too.
+        seconds = min(5, self.s.statement_timeout or 5)
         probe = f"SELECT 1 FROM {sql.s} AS s WHERE {cond} LIMIT 1"
         if "mariadb" in str(self.db.scalar("SELECT VERSION()")).lower():
             probe = f"SET STATEMENT max_statement_time = {seconds} FOR {probe}"
@@ -550,6 +613,9 @@ class Runner:
         the strategy for the two tables' engines and the plan."""
         from archiver import selection
 
+        # First: the --where checks below run it (EXPLAIN included), and every statement that
+        # carries it must be bounded.
+        set_statement_timeout(self.db, self.s.statement_timeout)
         src, dst = self.tables()
         check_overrides(dst, self.spec.overrides)
         self._resolve_criteria(None)
@@ -564,11 +630,7 @@ class Runner:
             )
         self._find_guards()
         if spec.report:  # an unwritable report is bad input: refuse it before any write
-            try:
-                with open(spec.report, "w", encoding="utf-8"):
-                    pass
-            except OSError as exc:
-                raise BadInput(f"cannot write the report {spec.report}: {exc.strerror}") from None
+            _check_report(spec.report)
         self.strategy: ChunkStrategy = choose(src, dst)(
             sql,
             spec.flags,
@@ -759,6 +821,21 @@ class Runner:
         )
         if self.progress is not None:
             self.progress(done, rate, eta, Counter(self.run_counts))
+
+
+def _check_report(path: str) -> None:
+    """BadInput unless the report can be written when the job starts, found without touching
+    it (a run refused later, by the lock or the window, leaves the last report as it was): a
+    file is made and removed where the report's temporary file will be."""
+    try:
+        if _in_place(path):
+            os.close(os.open(path, os.O_WRONLY))  # no O_TRUNC: the file stays as it is
+            return
+        fd, tmp = _temp_beside(os.path.realpath(path))
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise BadInput(f"cannot write the report {path}: {exc.strerror}") from None
 
 
 def _db_failure(exc: DBAPIError) -> str:
