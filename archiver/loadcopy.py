@@ -306,10 +306,10 @@ class Rows:
 @dataclass
 class LoadCopy:
     """The copy of one direction, built once per run from the reflected tables: `src` rows
-    into `dst`, every shared column; the `overrides` (a restore's --status, --reset,
-    --called-count) are set by the load itself. A strategy reads a chunk (`read`, on any
-    connection of the run, in the same time zone as the load's) and loads it (`load`, on a
-    connection of `make_copy_engine`), or does both at once (`copy`)."""
+    into `dst`, every shared column; the `overrides` (a restore's --set-status,
+    --reset-called, --set-called-count) are set by the load itself. A strategy reads a chunk
+    (`read`, on any connection of the run, in the same time zone as the load's) and loads it
+    (`load`, on a connection of `make_copy_engine`), or does both at once (`copy`)."""
 
     src: Table
     dst: Table

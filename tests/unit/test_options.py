@@ -106,7 +106,7 @@ def test_restore_overrides() -> None:
 def test_restore_refuses_a_status_that_is_not_printable(status: str) -> None:
     with pytest.raises(BadInput) as refused:
         RestoreArgs(status=status)
-    assert str(refused.value) == f"--status {status!r}: a VICIdial status is printable text"
+    assert str(refused.value) == f"--set-status {status!r}: a VICIdial status is printable text"
 
 
 # --- RunArgs -------------------------------------------------------------------------------
