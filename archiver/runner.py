@@ -590,12 +590,22 @@ class Runner:
         its zone, and how many leads the selection holds now (as VICIdial's
         ADMIN_archive_leads.pl prints `CALL DATE OVERRIDE` and `Leads to be archived`)."""
         from archiver import selection
+        from archiver.errors import StatementTimeout
 
         crit = self.spec.selection.criteria
         self.cutoffs = selection.cutoffs(self.db, crit)
-        self.selected = selection.count_selected(self.db, self.spec.selection, sql.src.name)
         self.selection_lines = [c.line for c in self.cutoffs]
-        self.selection_lines.append(f"leads selected now in {sql.src.name}: {self.selected}")
+        self.selected: int | None = None
+        try:
+            self.selected = selection.count_selected(self.db, self.spec.selection, sql.src.name)
+            shown = str(self.selected)
+        except DBAPIError as exc:
+            if not isinstance(classify_error(exc), StatementTimeout):
+                raise
+            # A costly --where: the first chunk, which reads the same condition, says so.
+            shown = "not counted (a statement ran longer than archive.statement_timeout)"
+            self.log.warning("selection_not_counted", table=sql.src.name, reason=shown)
+        self.selection_lines.append(f"leads selected now in {sql.src.name}: {shown}")
         self.plan += self.selection_lines
         self.log.info(
             "selection",

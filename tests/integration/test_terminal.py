@@ -109,6 +109,7 @@ def test_tty_shows_the_bar_and_no_chunk_events(vdb: VDb) -> None:
     assert not [s for s in segments if re.search(r"\bsummary\b.*\bstate=", s)]
     tail = segments[heads[0] :]
     assert tail[1:] == [
+        f"  leads selected now in {LIVE}: {LEADS}",
         "  archived           19999",
         "  skipped_newest     1",
         "  warning: guard table vicidial_callbacks does not exist; its guard is off for this run",
