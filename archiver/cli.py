@@ -410,8 +410,9 @@ def _progress(ctx: Ctx) -> AbstractContextManager[commands.Progress] | None:
     if not (sys.stderr.isatty() and alog.console_format() and not ctx.verbose):
         return None
     # Under the bar the `summary` event is logged only when stdout, where the summary is
-    # printed, is not this terminal: a person reads the summary once.
-    return _bar(() if sys.stdout.isatty() else ("summary",))
+    # printed, is not this terminal: a person reads the summary once. The `selection` event
+    # (the cut-offs resolved, the leads selected) is shown before anything is written.
+    return _bar(("selection",) if sys.stdout.isatty() else ("selection", "summary"))
 
 
 def print_summary(summary: Summary, as_json: bool) -> None:
