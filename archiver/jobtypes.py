@@ -131,6 +131,11 @@ class Summary:
     warnings: list[str] = field(default_factory=list)
     plan: list[str] = field(default_factory=list)
     report_error: str | None = None  # the --report could not be written (the job went on)
+    # Before anything was written: each cut-off resolved (ISO-8601 with its offset), the leads
+    # the selection held, and both as lines for a person.
+    cutoffs: dict[str, str] = field(default_factory=dict)
+    selected: int | None = None
+    selection_lines: list[str] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
@@ -150,4 +155,6 @@ class Summary:
             "rate_per_s": round(self.rate, 1),
             "stop_reason": self.stop_reason,
             "throttle_slept_s": round(self.throttle_slept_s, 3),
+            "cutoffs": dict(self.cutoffs),
+            "selected": self.selected,
         }

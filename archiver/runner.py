@@ -588,6 +588,7 @@ class Runner:
                 job = self.job = self._job()
                 self.totals.update(job.counts)
                 self._resolve_criteria(job)
+            self._announce(sql)
             report = self.report_writer = _Report(self.spec.report)
             try:
                 summary = self._loop(
@@ -602,6 +603,9 @@ class Runner:
                 raise
             report.close()
             summary.report_error = report.error
+            summary.cutoffs = {c.key: c.iso for c in self.cutoffs}
+            summary.selected = self.selected
+            summary.selection_lines = list(self.selection_lines)
             return summary
         finally:
             if not self.dry_run:
@@ -619,7 +623,10 @@ class Runner:
         src, dst = self.tables()
         check_overrides(dst, self.spec.overrides)
         self._resolve_criteria(None)
-        self.warnings += selection.check_scope(self.db, self.spec.selection.criteria)
+        # A value is known when either lead table holds it: a status the nightly job has
+        # archived every lead of is still a status.
+        both = (src.name, dst.name) if self.direction == ARCHIVE else (dst.name, src.name)
+        self.warnings += selection.check_scope(self.db, self.spec.selection.criteria, both)
         spec = self.spec
         sql = ChunkSql(spec.direction, src, dst, spec.overrides)
         self._check_where(sql)
@@ -658,6 +665,35 @@ class Runner:
             crit = crit.resolve(now)
         self.spec = replace(self.spec, selection=Selection(criteria=crit))
         return crit.sql()[1]
+
+    def _announce(self, sql: ChunkSql) -> None:
+        """Before any lead is written: every cut-off as the date and time it resolved to, with
+        its zone, and how many leads the selection holds now (as VICIdial's
+        ADMIN_archive_leads.pl prints `CALL DATE OVERRIDE` and `Leads to be archived`)."""
+        from archiver import selection
+        from archiver.errors import StatementTimeout
+
+        crit = self.spec.selection.criteria
+        self.cutoffs = selection.cutoffs(self.db, crit)
+        self.selection_lines = [c.line for c in self.cutoffs]
+        self.selected: int | None = None
+        try:
+            self.selected = selection.count_selected(self.db, self.spec.selection, sql.src.name)
+            shown = str(self.selected)
+        except DBAPIError as exc:
+            if not isinstance(classify_error(exc), StatementTimeout):
+                raise
+            # A costly --where: the first chunk, which reads the same condition, says so.
+            shown = "not counted (a statement ran longer than archive.statement_timeout)"
+            self.log.warning("selection_not_counted", table=sql.src.name, reason=shown)
+        self.selection_lines.append(f"leads selected now in {sql.src.name}: {shown}")
+        self.plan += self.selection_lines
+        self.log.info(
+            "selection",
+            cutoffs={c.key: c.iso for c in self.cutoffs},
+            selected=self.selected,
+            table=sql.src.name,
+        )
 
     def _plan(self, src: Table, dst: Table) -> list[str]:
         spec, flags = self.spec, self.spec.flags

@@ -349,9 +349,9 @@ def check_lossless(src: Table, dst: Table) -> None:
 
 # The option that sets each column, for the error line.
 OVERRIDE_OPTIONS = {
-    "status": "--status",
-    "called_count": "--called-count",
-    "called_since_last_reset": "--reset",
+    "status": "--set-status",
+    "called_count": "--set-called-count",
+    "called_since_last_reset": "--reset-called",
 }
 # MySQL's latin1 is cp1252 plus the five bytes cp1252 leaves undefined, kept as C1 controls.
 _LATIN1_EXTRA = {"\x81", "\x8d", "\x8f", "\x90", "\x9d"}
@@ -366,8 +366,8 @@ def check_overrides(target: Table, overrides: Mapping[str, Any]) -> None:
     for name, value in overrides.items():
         option = OVERRIDE_OPTIONS.get(name.lower(), f"--{name}")
         shown = f"{option} {value!r}"
-        if option == "--reset":
-            shown = f"--reset (sets {name} to {value!r})"
+        if option == "--reset-called":
+            shown = f"--reset-called (sets {name} to {value!r})"
         col = target.column(name)
         if col is None:
             raise BadInput(f"{shown}: {target.name} has no column {name!r}")

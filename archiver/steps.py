@@ -537,7 +537,7 @@ def predict(state: State, flags: Flags, direction: str) -> State:
 def is_conflict(state: State, direction: str, ours: bool = False) -> bool:
     """In both tables and not to be touched: another lead under the same id (archive), or a
     live row that is not exactly the archived one and was not restored by this job (dearchive:
-    --status/--reset/--called-count never widen what counts as equal)."""
+    --set-status/--reset-called/--set-called-count never widen what counts as equal)."""
     if not (state.in_src and state.in_dst):
         return False
     if direction == ARCHIVE:
