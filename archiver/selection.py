@@ -20,34 +20,7 @@ from archiver.errors import BadInput
 from archiver.idlist import MAX_LEAD_ID as MAX_LEAD_ID  # re-exported
 from archiver.idlist import IdSet, IdSource
 from archiver.logging import get_logger
-from archiver.request import parse_named
 from archiver.where import check as check_where
-
-
-@dataclass(frozen=True)
-class Request:
-    """The Lead Archive API body: the three step booleans and the ids."""
-
-    insert: bool
-    update: bool
-    delete: bool
-    lead_ids: tuple[int, ...]
-
-
-def parse_request(text: str, name: str, limit: int) -> Request:
-    """The Lead Archive API body, by the one parser `serve` uses (archiver.request)."""
-    req = parse_named(text.encode("utf-8"), name, limit)
-    flags = req.flags
-    return Request(flags.insert, flags.update, flags.delete, req.lead_ids)
-
-
-def check_limit(ids: Sequence[int], limit: int, source: str) -> None:
-    if len(set(ids)) > limit:
-        raise BadInput(
-            f"{source} gives {len(set(ids))} lead ids, more than the Lead Archive API's limit of "
-            f"{limit}; split the request, raise archive.id_limit in the config, or give the ids "
-            "with --ids-file, which takes any number"
-        )
 
 
 def validate_where(where: str) -> str:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 
 import pytest
@@ -15,9 +14,7 @@ from archiver.selection import (
     Criteria,
     Cutoff,
     Selection,
-    check_limit,
     parse_cutoff,
-    parse_request,
 )
 
 RANGE = "lead ids are whole numbers from 1 to 4294967295"
@@ -77,43 +74,6 @@ def test_parse_id_refuses_anything_else(token: str) -> None:
 def test_parse_id_names_where_the_id_came_from() -> None:
     with pytest.raises(BadInput, match=r"^invalid lead id on line 3 of ids.txt 'x': "):
         parse_id("x", "lead id on line 3 of ids.txt")
-
-
-# --- check_limit (the Lead Archive API's limit: --request and serve) -------------------------
-
-
-def test_check_limit_counts_distinct_ids() -> None:
-    check_limit([1] * 1000 + list(range(2, 501)), 500, "x")  # 500 distinct ids: fine
-    with pytest.raises(BadInput) as err:
-        check_limit(list(range(1, 502)), 500, "req.json")
-    assert str(err.value).startswith(
-        "req.json gives 501 lead ids, more than the Lead Archive API's limit of 500; split the "
-        "request, raise archive.id_limit in the config, or give the ids with --ids-file"
-    )
-
-
-# --- parse_request -----------------------------------------------------------------------------
-# The body's rules are archiver.request's, shared with serve: tests/unit/test_request.py.
-
-
-def test_parse_request_reads_the_api_body() -> None:
-    body = {
-        "insert_leads": True,
-        "update_leads": False,
-        "delete_leads": True,
-        "lead_ids": [3, 1, 2],
-    }
-    req = parse_request(json.dumps(body), "req.json", 500)
-    assert (req.insert, req.update, req.delete) == (True, False, True)
-    assert req.lead_ids == (3, 1, 2)
-
-
-def test_parse_request_refuses_as_serve_does() -> None:
-    with pytest.raises(BadInput) as err:
-        parse_request('{"lead_ids": ["12", 13]}', "r", 500)
-    assert str(err.value) == (
-        'r: lead_ids[0] is "12": lead ids are JSON whole numbers from 1 to 4294967295'
-    )
 
 
 # --- Criteria and Selection ------------------------------------------------------------------
