@@ -4,6 +4,7 @@ kills of either job and a dialer writing meanwhile."""
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -209,3 +210,23 @@ def test_small_jobs_beside_the_big_one_killed_at_random_with_a_dialer(vdb: VDb) 
     assert not where.both, sorted(where.both)[:10]
     assert killed["big"] + killed["small"] >= ROUNDS // 3
     print(f"claims ({vdb.engine}): {ROUNDS} rounds, killed {killed}, {dialer.applied} updates")
+
+
+def test_jobs_show_tells_a_running_small_job_from_one_whose_process_is_gone(vdb: VDb) -> None:
+    vdb.seed(20)
+    blocker = vdb.connect()
+    if vdb.engine == "InnoDB":
+        blocker.run("START TRANSACTION")
+        blocker.rows(f"SELECT lead_id FROM {LIVE} WHERE lead_id = 3 FOR UPDATE")
+    else:
+        blocker.run(f"LOCK TABLES {ARCHIVE} READ")
+    with hp.Proc(hp.argv(vdb.dsn, ["archive", "--ignore-window", "3", "4", "--json"])) as job:
+        hp.wait_blocked(vdb.db, vdb.name)
+        shown = json.loads(vdb.cli(["jobs", "show", "1", "--json"]).stdout)
+        assert (shown["state"], shown["process"]) == ("running", "running")
+        job.kill()
+        job.finish(30)
+    blocker.run("ROLLBACK" if vdb.engine == "InnoDB" else "UNLOCK TABLES")
+    blocker.conn.close()
+    shown = json.loads(vdb.cli(["jobs", "show", "1", "--json"]).stdout)
+    assert (shown["state"], shown["process"]) == ("running", "gone")
