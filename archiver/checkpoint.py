@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from archiver import __version__
+from archiver import __version__, claims
 from archiver.config import Settings
 from archiver.db import Db, mysql_errno, q
 from archiver.errors import BadInput, Cancelled, Failed, JobMismatch, LockHeld
@@ -697,7 +697,11 @@ def prune(db: Db, older_than_s: float, job_ids: Sequence[int] | None = None) -> 
 def holds_lock(db: Db, settings: Settings, job: Job) -> bool:
     """The job's own connection holds the job lock now: its process is alive and connected
     (wherever it runs). A `running` job whose connection does not hold it was cut off."""
-    holder = db.scalar("SELECT IS_USED_LOCK(:n)", {"n": lock_name(settings)})
+    sel = job.identity.get("selection", {})
+    name = lock_name(settings)
+    if claims.small(sel.get("ids_count"), settings):  # it ran beside the big job, on its own lock
+        name = claims.job_lock_name(settings, identity_of(job.identity)[0])
+    holder = db.scalar("SELECT IS_USED_LOCK(:n)", {"n": name})
     if holder is None:
         return False
     conn = db.scalar("SELECT connection_id FROM archiver_jobs WHERE job_id = :j", {"j": job.job_id})

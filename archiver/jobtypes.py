@@ -50,6 +50,9 @@ class Outcome(StrEnum):
     # dialer changed it). It stays live; the copy this job wrote of it is removed (proven to
     # be that copy).
     LEFT_SELECTION = "left_selection"
+    # Another job (a restore or an API request of a few ids) was working on the lead when
+    # this chunk reached it (archiver.claims): not touched; a later run takes it.
+    SKIPPED_BUSY = "skipped_busy"
 
 
 # The outcomes as plain strings (click choices, JSON schema enums).

@@ -26,7 +26,7 @@ from typing import IO, Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from archiver import checkpoint, window
+from archiver import checkpoint, claims, window
 from archiver.checkpoint import ChunkRecord, Job
 from archiver.config import Settings
 from archiver.db import (
@@ -254,6 +254,12 @@ class Runner:
         self.cancelled: Cancelled | None = None
         self.started = self.state_read = time.monotonic()
         self.cursor = 0
+        ids = spec.selection.ids
+        # A job of a few explicit ids runs beside the big one (archiver.claims).
+        self.small = not spec.dry_run and claims.small(
+            ids.count if ids is not None else None, settings
+        )
+        self.identity_hash = checkpoint.identity_of(spec.identity(settings.chunk_size))[0]
 
     # --- set-up --------------------------------------------------------------------------
 
@@ -405,16 +411,40 @@ class Runner:
         walk is over). On InnoDB all of it is one transaction, from the read that locks the
         chunk's rows to the checkpoint rows."""
         self.db.tag_job(job.job_id if job is not None else None, chunk_no)
-        with self.db.transaction(self.strategy.atomic and not self.dry_run):
-            c = self._scan(walker, job, chunk_no, size)
-            if not c.ids:
-                self.cursor = max(self.cursor, c.cursor)
-                return [], {}
-            self._at("scan", chunk_no, c.ids)
-            result = self._drive(self.strategy.steps(c), chunk_no, c.ids)
-            self._record(job, chunk_no, c.ids, result, c.cursor)
+        held: list[int] = []
+        try:
+            with self.db.transaction(self.strategy.atomic and not self.dry_run):
+                c = self._scan(walker, job, chunk_no, size)
+                if not c.ids:
+                    self.cursor = max(self.cursor, c.cursor)
+                    return [], {}
+                held = self._claim(c)
+                self._at("scan", chunk_no, c.ids)
+                result = self._drive(self.strategy.steps(c), chunk_no, c.ids)
+                self._record(job, chunk_no, c.ids, result, c.cursor)
+        finally:
+            if held:
+                self._release(held)
         self.cursor = c.cursor
         return c.ids, result
+
+    def _claim(self, c: Chunk) -> list[int]:
+        """A big job claims its chunk's leads after the scan, without waiting: those another
+        job holds are left alone (`Chunk.busy`). A small job holds its leads' claims from its
+        start (archiver.claims). Returns the claims to release after the chunk."""
+        if self.small or self.dry_run:
+            return []
+        got = claims.take(self.db, self.s, c.ids, 0)
+        c.busy = set(c.ids) - got
+        if c.busy:
+            self.log.info("leads_busy", chunk=c.no, leads=sorted(c.busy)[:20])
+        return sorted(got)
+
+    def _release(self, held: list[int]) -> None:
+        try:
+            claims.release(self.db, self.s, held)
+        except SQLAlchemyError:  # the connection is gone, and its locks with it
+            pass
 
     def _scan(self, walker: Walker, job: Job | None, chunk_no: int, size: int) -> Chunk:
         """The next chunk's ids and the new cursor, with what its one read found (each lead's
@@ -581,7 +611,7 @@ class Runner:
         # lock for hours; the server ends it even if this process is killed.
         set_statement_timeout(self.db, self.s.statement_timeout)
         if not self.dry_run:  # first: a run refused by the lock writes nothing, DDL included
-            checkpoint.lock(self.db, self.s)
+            self._lock()
         try:
             if not self.dry_run:
                 checkpoint.ensure_tables(self.db)
@@ -609,7 +639,35 @@ class Runner:
             return summary
         finally:
             if not self.dry_run:
-                checkpoint.unlock(self.db, self.s)
+                self._unlock()
+
+    def _lock(self) -> None:
+        """A big job takes the job lock of the database (one at a time); a small one (a few
+        explicit ids) runs beside it, holding its own identity's lock and its leads' claims
+        for the whole run (archiver.claims)."""
+        if not self.small:
+            checkpoint.lock(self.db, self.s)
+            return
+        ids = self.spec.selection.ids
+        assert ids is not None
+        claims.lock_job(self.db, self.s, self.identity_hash)
+        try:
+            claims.claim_all(self.db, self.s, ids.after(0, ids.count))
+        except BaseException:
+            claims.unlock_job(self.db, self.s, self.identity_hash)
+            raise
+
+    def _unlock(self) -> None:
+        if not self.small:
+            checkpoint.unlock(self.db, self.s)
+            return
+        try:  # RELEASE_ALL_LOCKS would also release a caller's: name each one
+            ids = self.spec.selection.ids
+            if ids is not None:
+                claims.release(self.db, self.s, ids.after(0, ids.count))
+            claims.unlock_job(self.db, self.s, self.identity_hash)
+        except SQLAlchemyError:  # the connection is gone, and its locks with it
+            pass
 
     def _prepare(self) -> ChunkSql:
         """Everything checked before the lock, so a refused run writes nothing: the tables,

@@ -89,6 +89,8 @@ class Chunk:
     before: dict[int, State] = field(default_factory=dict)
     guarded: set[int] = field(default_factory=set)
     unselected: set[int] = field(default_factory=set)
+    # Leads another job holds the claim of (archiver.claims): not touched by this chunk.
+    busy: set[int] = field(default_factory=set)
     newest: int | None = None
     # MyISAM: each source row's bytes as the scan read them (`ChunkSql.copy_exprs`).
     copies: dict[int, tuple[bytes | None, ...]] = field(default_factory=dict)
@@ -200,9 +202,10 @@ class ChunkStrategy:
         return states
 
     def skipped(self, c: Chunk) -> dict[int, Outcome]:
+        busy = dict.fromkeys(sorted(c.busy), Outcome.SKIPPED_BUSY)
         if not self.archive:
-            return {}
-        skipped = dict.fromkeys(sorted(c.guarded), Outcome.SKIPPED_LIVE)
+            return busy
+        skipped = {**busy, **dict.fromkeys(sorted(c.guarded - c.busy), Outcome.SKIPPED_LIVE)}
         newest, before = c.newest, c.before
         if newest in before and before[newest].in_src and newest not in c.unselected:
             skipped.setdefault(newest, Outcome.SKIPPED_NEWEST)
