@@ -51,6 +51,13 @@ class Column:
     num_precision: int | None
     num_scale: int | None
     dt_precision: int | None
+    generation: str | None = None  # GENERATION_EXPRESSION of a generated column
+
+    @property
+    def generated(self) -> bool:
+        """The table computes the column's value (VIRTUAL/STORED/PERSISTENT GENERATED): a
+        write cannot set it."""
+        return re.search(r"\b(virtual|stored|persistent) generated\b", self.extra) is not None
 
     @property
     def unsigned(self) -> bool:
@@ -122,8 +129,9 @@ def reflect(db: Db, name: str) -> Table | None:
     cols = db.rows(
         "SELECT COLUMN_NAME, ORDINAL_POSITION, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE,"
         " COLUMN_DEFAULT, EXTRA, CHARACTER_SET_NAME, COLLATION_NAME,"
-        " CHARACTER_MAXIMUM_LENGTH, NUMERIC_PRECISION, NUMERIC_SCALE, DATETIME_PRECISION"
-        " FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t"
+        " CHARACTER_MAXIMUM_LENGTH, NUMERIC_PRECISION, NUMERIC_SCALE, DATETIME_PRECISION,"
+        " GENERATION_EXPRESSION FROM information_schema.COLUMNS"
+        " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t"
         " ORDER BY ORDINAL_POSITION",
         {"t": name},
     )
@@ -147,6 +155,7 @@ def reflect(db: Db, name: str) -> Table | None:
             num_precision=None if r[10] is None else int(r[10]),
             num_scale=None if r[11] is None else int(r[11]),
             dt_precision=None if r[12] is None else int(r[12]),
+            generation=None if r[13] is None else str(r[13]),
         )
         for r in cols
     )
@@ -230,6 +239,41 @@ def lossless_problem(src: Column, dst: Column) -> str | None:
     return None if src.column_type == dst.column_type else _type_msg(src, dst)
 
 
+def generated_alike(src: Column, dst: Column) -> bool:
+    """Both tables compute the column, the same way into the same type: its value follows from
+    the row's other columns, which the copy writes and the delete compares, so it is neither
+    copied nor compared."""
+    return (
+        src.generated
+        and dst.generated
+        and src.generation == dst.generation
+        and (src.column_type, src.charset, src.collation)
+        == (dst.column_type, dst.charset, dst.collation)
+    )
+
+
+def generated_problem(src: Column, dst: Column, src_name: str, dst_name: str) -> str | None:
+    """Why a generated column keeps rows of `src_name` from being copied into `dst_name` as
+    they are, or None. A column the target computes cannot be written: the copy would hold the
+    target's value, not the source's, unless both compute it alike (`generated_alike`). A
+    column only the source computes is copied as a plain value."""
+    if not dst.generated:
+        return None
+    if not src.generated:
+        return (
+            f"is generated in {dst_name} (AS ({dst.generation})) but holds stored values in "
+            f"{src_name}: a copy cannot write them, so it would not be byte-exact; make the "
+            "column alike in both tables (generated the same way, or plain in both)"
+        )
+    if generated_alike(src, dst):
+        return None
+    return (
+        f"is generated differently in {src_name} ({src.column_type} AS ({src.generation})) and "
+        f"{dst_name} ({dst.column_type} AS ({dst.generation})): a copy would not hold the "
+        "source's values; make the two columns alike"
+    )
+
+
 def _zerofill_problem(
     src: Column, dst: Column, src_width: int | None, dst_width: int | None
 ) -> str | None:
@@ -269,6 +313,10 @@ def drift(src: Table, dst: Table) -> Drift:
                 f"column {col.name!r} of {src.name} is missing in {dst.name}; {fix}"
             )
             continue
+        generated = generated_problem(col, other, src.name, dst.name)
+        if generated:
+            out.blocking.append(f"column {col.name!r} {generated}")
+            continue
         problem = lossless_problem(col, other)
         if problem:
             out.blocking.append(f"column {col.name!r} {problem} ({src.name} → {dst.name}); {fix}")
@@ -296,6 +344,53 @@ def drift(src: Table, dst: Table) -> Drift:
             f"table collation is {src.collation} for {src.name}, {dst.collation} for {dst.name}"
         )
     return out
+
+
+@dataclass(frozen=True)
+class Trigger:
+    name: str
+    table: str
+    event: str  # INSERT, UPDATE or DELETE
+    timing: str  # BEFORE or AFTER
+
+    def __str__(self) -> str:
+        return f"trigger {self.name!r} ({self.timing} {self.event} on {self.table})"
+
+
+def triggers(db: Db, tables: tuple[str, ...]) -> list[Trigger]:
+    """The triggers on these tables, as information_schema.TRIGGERS shows them to the account
+    (only those of tables it holds the TRIGGER privilege on)."""
+    rows = db.rows(
+        "SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE, EVENT_MANIPULATION, ACTION_TIMING"
+        " FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = DATABASE()"
+        " AND EVENT_OBJECT_TABLE IN :t ORDER BY EVENT_OBJECT_TABLE, TRIGGER_NAME",
+        {"t": list(tables)},
+    )
+    return [Trigger(str(r[0]), str(r[1]), str(r[2]).upper(), str(r[3]).upper()) for r in rows]
+
+
+def check_triggers(
+    found: list[Trigger], src: Table, dst: Table, *, insert: bool, update: bool
+) -> list[str]:
+    """Refuse a trigger that fires on the rows a run writes into the target: an INSERT trigger
+    when it copies (`insert`), an UPDATE trigger when it refreshes copies (`update`). BEFORE, it
+    can rewrite the copy, so the two rows differ by what the table did and no removal can tell
+    that from an edit; AFTER, it can write to the source between the copy and the delete, where
+    nothing proves what it changed. Returns a warning for each trigger that fires on the run's
+    deletes (neither lead table can be written by it: the deletes read both, error 1442)."""
+    warnings = []
+    for trig in found:
+        if trig.table.lower() == dst.name.lower() and (
+            (trig.event == "INSERT" and insert) or (trig.event == "UPDATE" and update)
+        ):
+            raise SchemaDrift(
+                f"{trig} fires on every row this run writes into {dst.name}: a copy must be "
+                "the source row byte for byte, and the trigger can change it or the source "
+                "after it; drop the trigger (SHOW CREATE TRIGGER shows what it does) and run again"
+            )
+        if trig.event == "DELETE":
+            warnings.append(f"{trig} fires on the rows this run deletes")
+    return warnings
 
 
 def require_tables(db: Db, live_name: str, archive_name: str) -> tuple[Table, Table]:
