@@ -64,7 +64,6 @@ from archiver.schema import (
     describe_change,
     reflect,
     require_tables,
-    triggers,
 )
 from archiver.selection import Criteria, JobIds, Selection, Walker
 from archiver.steps import GUARDS, ChunkSql
@@ -204,10 +203,9 @@ class Runner:
         live, archive = require_tables(self.db, self.s.live_table, self.s.archive_table)
         src, dst = (live, archive) if self.direction == ARCHIVE else (archive, live)
         check_lossless(src, dst)
-        found = triggers(self.db, (src.name, dst.name))
         flags = self.spec.flags
         update = flags.update and self.direction == ARCHIVE
-        self.warnings += check_triggers(found, src, dst, insert=flags.insert, update=update)
+        self.warnings += check_triggers(src, dst, insert=flags.insert, update=update)
         return src, dst
 
     def _check_where(self, sql: ChunkSql) -> None:

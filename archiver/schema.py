@@ -81,6 +81,44 @@ class Column:
         return [v.replace("''", "'") for v in re.findall(r"'((?:[^']|'')*)'", inner)]
 
 
+# A trigger body without its comments and quoted texts (what it does, not what it says).
+_QUOTED = re.compile(
+    r"'(?:[^'\\]|\\.|'')*'"  # a '…' text
+    r'|"(?:[^"\\]|\\.|"")*"'  # a "…" text
+    r"|/\*.*?\*/|(?:--\s|#)[^\n]*",  # a comment
+    re.S,
+)
+# NEW.col assigned (SET NEW.col = …, and conservatively any NEW.col followed by `=`), or read
+# INTO (SELECT … INTO NEW.col, FETCH … INTO NEW.col).
+_SETS_NEW = re.compile(
+    r"\bNEW\s*\.\s*(?:`[^`]*`|\w+)\s*:?=|\b(?:SELECT|FETCH)\b[^;]*?\bINTO\b[^;]*?\bNEW\s*\.",
+    re.I | re.S,
+)
+
+
+@dataclass(frozen=True)
+class Trigger:
+    name: str
+    table: str
+    event: str  # INSERT, UPDATE or DELETE
+    timing: str  # BEFORE or AFTER
+    body: str  # ACTION_STATEMENT
+
+    def __str__(self) -> str:
+        return f"trigger {self.name!r} ({self.timing} {self.event} on {self.table})"
+
+    def changes_copies(self, source: str) -> str | None:
+        """How the trigger can change a row the run copies, or None when it cannot."""
+        body = _QUOTED.sub(" ", self.body)
+        if re.search(r"\bCALL\b", body, re.I):
+            return "calls a procedure"
+        if self.timing == "BEFORE" and _SETS_NEW.search(body):
+            return "can set the row's values (NEW)"
+        if re.search(rf"(?<![\w$])`?{re.escape(source)}`?(?![\w$])", body, re.I):
+            return f"names {source}"
+        return None
+
+
 @dataclass(frozen=True)
 class Table:
     name: str
@@ -89,6 +127,7 @@ class Table:
     columns: tuple[Column, ...]
     primary_key: tuple[str, ...]
     auto_increment: int | None
+    triggers: tuple[Trigger, ...] = ()
 
     def column(self, name: str) -> Column | None:
         for c in self.columns:
@@ -159,8 +198,20 @@ def reflect(db: Db, name: str) -> Table | None:
         )
         for r in cols
     )
+    # Only the triggers of tables the account holds the TRIGGER privilege on are shown.
+    trig = db.rows(
+        "SELECT TRIGGER_NAME, EVENT_MANIPULATION, ACTION_TIMING, ACTION_STATEMENT"
+        " FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = DATABASE()"
+        " AND EVENT_OBJECT_TABLE = :t ORDER BY TRIGGER_NAME",
+        {"t": name},
+    )
+    found = tuple(
+        Trigger(str(r[0]), name, str(r[1]).upper(), str(r[2]).upper(), str(r[3] or ""))
+        for r in trig
+    )
     engine = str(meta[0][0] or "")
-    return Table(name, engine, meta[0][1], columns, tuple(str(r[0]) for r in pk), meta[0][2])
+    pks = tuple(str(r[0]) for r in pk)
+    return Table(name, engine, meta[0][1], columns, pks, meta[0][2], found)
 
 
 def _charset_ok(src: Column, dst: Column) -> bool:
@@ -346,49 +397,29 @@ def drift(src: Table, dst: Table) -> Drift:
     return out
 
 
-@dataclass(frozen=True)
-class Trigger:
-    name: str
-    table: str
-    event: str  # INSERT, UPDATE or DELETE
-    timing: str  # BEFORE or AFTER
-
-    def __str__(self) -> str:
-        return f"trigger {self.name!r} ({self.timing} {self.event} on {self.table})"
-
-
-def triggers(db: Db, tables: tuple[str, ...]) -> list[Trigger]:
-    """The triggers on these tables, as information_schema.TRIGGERS shows them to the account
-    (only those of tables it holds the TRIGGER privilege on)."""
-    rows = db.rows(
-        "SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE, EVENT_MANIPULATION, ACTION_TIMING"
-        " FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = DATABASE()"
-        " AND EVENT_OBJECT_TABLE IN :t ORDER BY EVENT_OBJECT_TABLE, TRIGGER_NAME",
-        {"t": list(tables)},
-    )
-    return [Trigger(str(r[0]), str(r[1]), str(r[2]).upper(), str(r[3]).upper()) for r in rows]
-
-
-def check_triggers(
-    found: list[Trigger], src: Table, dst: Table, *, insert: bool, update: bool
-) -> list[str]:
-    """Refuse a trigger that fires on the rows a run writes into the target: an INSERT trigger
-    when it copies (`insert`), an UPDATE trigger when it refreshes copies (`update`). BEFORE, it
-    can rewrite the copy, so the two rows differ by what the table did and no removal can tell
-    that from an edit; AFTER, it can write to the source between the copy and the delete, where
-    nothing proves what it changed. Returns a warning for each trigger that fires on the run's
-    deletes (neither lead table can be written by it: the deletes read both, error 1442)."""
+def check_triggers(src: Table, dst: Table, *, insert: bool, update: bool) -> list[str]:
+    """Refuse a trigger on the target that fires on the rows a run writes into it (INSERT when
+    it copies, UPDATE when it refreshes copies: `insert`, `update`) and can change what the
+    run copies: a BEFORE trigger that can set NEW (the copy would differ from its source by
+    what the table did, and no removal can tell that from an edit), one that names the source
+    table (it could change or delete the source row between the copy and the delete, where
+    nothing proves what it did), one that calls a procedure (it could do either). Returns a
+    warning naming each other trigger that fires on the run's writes: a log, a counter, a
+    SIGNAL. The deletes read both lead tables, so a trigger cannot write to them (1442)."""
     warnings = []
-    for trig in found:
-        if trig.table.lower() == dst.name.lower() and (
-            (trig.event == "INSERT" and insert) or (trig.event == "UPDATE" and update)
-        ):
-            raise SchemaDrift(
-                f"{trig} fires on every row this run writes into {dst.name}: a copy must be "
-                "the source row byte for byte, and the trigger can change it or the source "
-                "after it; drop the trigger (SHOW CREATE TRIGGER shows what it does) and run again"
-            )
-        if trig.event == "DELETE":
+    for trig in (*src.triggers, *dst.triggers):
+        target = trig.table.lower() == dst.name.lower()
+        writes = (trig.event == "INSERT" and insert) or (trig.event == "UPDATE" and update)
+        if target and writes:
+            why = trig.changes_copies(src.name)
+            if why:
+                raise SchemaDrift(
+                    f"{trig} fires on every row this run writes into {dst.name} and {why}: a "
+                    "copy must hold the source row byte for byte; drop the trigger, or make it "
+                    "leave the row alone, and run again (SHOW CREATE TRIGGER shows it)"
+                )
+            warnings.append(f"{trig} fires on the rows this run writes")
+        elif trig.event == "DELETE" and (target or trig.table.lower() == src.name.lower()):
             warnings.append(f"{trig} fires on the rows this run deletes")
     return warnings
 
@@ -579,6 +610,19 @@ def stock_schema_sql(engine: str) -> list[str]:
     text = resources.files("archiver").joinpath("sql/vicidial_schema.sql").read_text("utf-8")
     body = "\n".join(line for line in text.splitlines() if not line.startswith("--"))
     return [s.strip().replace("{engine}", engine) for s in body.split(";") if s.strip()]
+
+
+def triggers_print(table: Table, event: str) -> str:
+    """The table's triggers for `event` as `<count>/<xor>` of the first 60 bits of SHA-256 over
+    each one's name, timing and body, computed the same way by `steps.ChunkSql.untriggered`
+    from information_schema inside a statement."""
+    acc, count = 0, 0
+    for trig in table.triggers:
+        if trig.event == event:
+            line = "\t".join((trig.name, trig.timing, trig.body))
+            acc ^= int(hashlib.sha256(line.encode("utf-8")).hexdigest()[:15], 16)
+            count += 1
+    return f"{count}/{acc}"
 
 
 def fingerprint(table: Table) -> str:

@@ -25,7 +25,14 @@ from typing import Any
 
 from archiver.db import q
 from archiver.jobtypes import ARCHIVE, DEARCHIVE, Flags, Outcome
-from archiver.schema import Column, Table, charsets_differ, fingerprint, generated_alike
+from archiver.schema import (
+    Column,
+    Table,
+    charsets_differ,
+    fingerprint,
+    generated_alike,
+    triggers_print,
+)
 
 FLOATS = frozenset({"float", "double"})
 
@@ -428,14 +435,17 @@ class ChunkSql:
         return "(" + "\n   AND ".join(parts) + ")" if parts else "1"
 
     def untriggered(self) -> str:
-        """No INSERT trigger on the target (one the run's checks refused, made since): a
-        restore it rewrote differs from the archive row by what the table did, not by an edit.
-        information_schema shows an account only the triggers it holds the TRIGGER privilege
-        for (README, Known limits)."""
+        """The target's INSERT triggers are those the run's checks allowed (none that can
+        change a copy, `schema.check_triggers`): a restore rewritten by one made since differs
+        from the archive row by what the table did, not by an edit. information_schema shows
+        an account only the triggers it holds the TRIGGER privilege for (README, Known
+        limits)."""
         return (
-            "NOT EXISTS(SELECT 1 FROM information_schema.TRIGGERS"
-            " WHERE EVENT_OBJECT_SCHEMA = DATABASE()"
+            "(SELECT CONCAT(COUNT(*), '/', BIT_XOR(CAST(CONV(SUBSTR(SHA2(CONCAT_WS(X'09',"
+            " TRIGGER_NAME, ACTION_TIMING, ACTION_STATEMENT), 256), 1, 15), 16, 10) AS UNSIGNED)))"
+            " FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = DATABASE()"
             f" AND EVENT_OBJECT_TABLE = {_lit(self.dst.name)} AND EVENT_MANIPULATION = 'INSERT')"
+            f" = {_lit(triggers_print(self.dst, 'INSERT'))}"
         )
 
     def delete_superseded(self) -> str:
@@ -445,8 +455,8 @@ class ChunkSql:
         recorded before the copy), the same lead, that no ALTER since can have cut a value
         of the live row (`unaltered_or_settled`), and that the copy held every value a copy
         can lose (`copy_held`): a restore whose copy could not hold a value looks like a
-        changed lead, and must keep its archive row; nor while the live table has an INSERT
-        trigger (`untriggered`)."""
+        changed lead, and must keep its archive row; nor once the live table's INSERT
+        triggers changed since the run's checks (`untriggered`)."""
         return (
             f"DELETE s FROM {self.s} AS s JOIN {self.d} AS d ON d.`lead_id` = s.`lead_id`\n"
             "JOIN `archiver_pending` AS p ON p.`job_id` = :job AND p.`lead_id` = s.`lead_id`\n"

@@ -69,20 +69,51 @@ def test_insert_trigger_on_the_live_table_refuses_dearchive_not_archive(vdb: VDb
     kept = vdb.row_bytes(LIVE, [3, 4, 5])
     archived(vdb)
     assert vdb.row_bytes(ARCHIVE) == kept
-    refused(vdb, ["dearchive", *IDS], "va_tag", "BEFORE INSERT", LIVE)
+    refused(vdb, ["dearchive", *IDS], "va_tag", "BEFORE INSERT", LIVE, "can set")
     vdb.db.write("DROP TRIGGER va_tag")
+    # After the copy, one that writes to the source could change or delete the archive row
+    # between the copy and the delete; one that calls a procedure could do anything.
     vdb.db.write(
         f"CREATE TRIGGER va_note AFTER INSERT ON {LIVE} FOR EACH ROW"
+        f" UPDATE {ARCHIVE} SET comments = 'restored' WHERE lead_id = NEW.lead_id"
+    )
+    refused(vdb, ["dearchive", *IDS], "va_note", "AFTER INSERT", f"names {ARCHIVE}")
+    vdb.db.write("DROP TRIGGER va_note")
+    vdb.db.write("CREATE PROCEDURE va_proc() BEGIN END")
+    vdb.db.write(f"CREATE TRIGGER va_call BEFORE INSERT ON {LIVE} FOR EACH ROW CALL va_proc()")
+    refused(vdb, ["dearchive", *IDS], "va_call", "calls a procedure")
+    vdb.db.write("DROP TRIGGER va_call")
+    # One that leaves the row and the lead tables alone (a log) is named, and the run goes on.
+    vdb.db.write(
+        f"CREATE TRIGGER va_log BEFORE INSERT ON {LIVE} FOR EACH ROW"
         " INSERT INTO vicidial_admin_log (event_date, user, ip_address, event_section,"
         " event_type, record_id, event_code, event_sql, event_notes)"
-        " VALUES (NOW(), 'x', '', 'LEADS', 'ADD', NEW.lead_id, '', '', '')"
+        " VALUES (NOW(), 'x', '', 'LEADS', 'ADD', NEW.lead_id, '', '', 'NEW.x = 1')"
     )
-    refused(vdb, ["dearchive", *IDS], "va_note", "AFTER INSERT")
-    vdb.db.write("DROP TRIGGER va_note")
+    done = vdb.cli(["dearchive", *IDS, "--ignore-window"])
+    assert done.exit_code == 0, done.output
+    assert "warning: trigger 'va_log' (BEFORE INSERT on vicidial_list) fires" in done.stdout
+    assert vdb.row_bytes(LIVE, [3, 4, 5]) == kept
+    assert vdb.ids(ARCHIVE) == []
+
+
+def test_a_trigger_that_sets_the_row_is_refused_whatever_its_text(vdb: VDb) -> None:
+    vdb.seed(10)
+    archived(vdb)
+    for n, body in enumerate(
+        (
+            "BEGIN IF NEW.status = 'NEW' THEN SET @x = 1; END IF; END",  # taken for a SET
+            "SET NEW.`comments` := 'x'",
+            "BEGIN /* nothing; */ SET NEW.comments = 'a;b'; END",
+            "SET @a = 1, NEW.comments = 'x'",
+        )
+    ):
+        vdb.db.write(f"CREATE TRIGGER va_t{n} BEFORE INSERT ON {LIVE} FOR EACH ROW {body}")
+        refused(vdb, ["dearchive", *IDS], f"va_t{n}", "can set")
+        vdb.db.write(f"DROP TRIGGER va_t{n}")
     done = vdb.cli(["dearchive", *IDS, "--ignore-window", "--json"])
     assert done.exit_code == 0, done.output
     assert summary_of(done)["counts"] == {"dearchived": 3}
-    assert vdb.row_bytes(LIVE, [3, 4, 5]) == kept
 
 
 def test_triggers_on_the_archive_table_refuse_archive_and_its_refresh(vdb: VDb) -> None:
