@@ -41,6 +41,7 @@ Outcome = Literal[
     "skipped_newest",
     "already_copied",
     "left_selection",
+    "gone",
     "pending",
 ]
 Direction = Literal["archive", "dearchive"]

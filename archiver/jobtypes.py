@@ -50,6 +50,9 @@ class Outcome(StrEnum):
     # dialer changed it). It stays live; the copy this job wrote of it is removed (proven to
     # be that copy).
     LEFT_SELECTION = "left_selection"
+    # In the source when the chunk read it, gone from it before the chunk moved it (deleted by
+    # someone else): not moved, and no copy this job wrote of it is left in the target.
+    GONE = "gone"
 
 
 # The outcomes as plain strings (click choices, JSON schema enums).

@@ -114,6 +114,10 @@ class State:
 EXACT, EQUAL, DIFFERENT, OTHER_LEAD = 2, 1, 0, -1
 
 
+# A lead in neither table, as a chunk reads it back after its statements.
+NEITHER = State(False, False, False)
+
+
 def state_of(in_src: bool, code: Any) -> State:
     """A State from a row's in-source flag and its `_state` code."""
     if code is None:
@@ -413,6 +417,24 @@ class ChunkSql:
             f"  AND {self.schema_guard()}"
         )
 
+    def present(self) -> str:
+        """Which of the ids the source holds now."""
+        return f"SELECT `lead_id` FROM {self.s} WHERE `lead_id` IN :ids"
+
+    def withdraw_gone(self) -> str:
+        """Archive, MyISAM: a lead deleted from the source by someone else after the chunk's
+        scan, whose copy this chunk then wrote from the scan's values. The copy goes, only
+        where the statement proves that the target row is exactly the copy this job wrote
+        (its fingerprint, recorded before the copy) and that the source has no row of the
+        lead: a lead deleted before its copy must not come back from the archive."""
+        return (
+            f"DELETE d FROM {self.d} AS d\n"
+            "JOIN `archiver_pending` AS p ON p.`job_id` = :job AND p.`lead_id` = d.`lead_id`\n"
+            f"WHERE d.`lead_id` IN :ids\n  AND {self.row_hash('d', 'dst')} = p.`copy_hash`\n"
+            f"  AND NOT EXISTS(SELECT 1 FROM {self.s} AS s WHERE s.`lead_id` = d.`lead_id`)\n"
+            f"  AND {self.schema_guard()}"
+        )
+
     def copy_held(self) -> str:
         """The live row (`d`) holds what the archive row (`s`) held in every column whose copy
         can come out different without anyone changing it: where the two character sets differ
@@ -556,17 +578,23 @@ def outcome(
     ours: bool = False,
     withdrawn: bool = False,
     overrides: bool = False,
+    gone: bool = False,
 ) -> Outcome:
-    """A lead's outcome from its state before the chunk and after it; `left`: the lead left
-    the selection while this job had it in hand; `ours`: a cut attempt of this job's chunk
-    had it in hand (its copy may be this job's); `withdrawn`: this job removed its own copy
-    of a lead a call changed after the copy (it is live only, for a later run)."""
+    """A lead's outcome from its state before the chunk and after it, as the chunk read it
+    back (None: the chunk did not act on it); `left`: the lead left the selection while this
+    job had it in hand; `ours`: a cut attempt of this job's chunk had it in hand (its copy may
+    be this job's); `withdrawn`: this job removed its own copy of a lead a call changed after
+    the copy (it is live only, for a later run); `gone`: the source row was gone before the
+    chunk's delete ran (someone else deleted it). A lead in neither table after the chunk was
+    not moved by it: `gone`."""
     if before is None:
         return Outcome.MISSING
     if not before.in_src:
         return Outcome.ALREADY_ARCHIVED if direction == ARCHIVE else Outcome.ALREADY_LIVE
     if is_conflict(before, direction, ours):
         return Outcome.CONFLICT
+    if gone or (after is not None and not after.in_src and not after.in_dst):
+        return Outcome.GONE
     if after is None or not after.in_src:
         if direction == DEARCHIVE and overrides and before.in_dst and not ours:
             # Exactly live already: the copy went, nothing was restored.
