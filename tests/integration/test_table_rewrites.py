@@ -241,3 +241,32 @@ def test_generated_alike_in_both_tables_round_trips_byte_exact(vdb: VDb, kind: s
     assert summary_of(done)["counts"] == {"dearchived": len(moved)}
     assert oracle.row_bytes(vdb.db, LIVE, columns) == original
     assert vdb.count(ARCHIVE) == 0
+
+
+def test_an_allowed_trigger_leaves_the_removal_of_a_superseded_copy_to_work(vdb: VDb) -> None:
+    """A logging trigger on vicidial_list (allowed, named): a restored lead the dialer changes
+    during the chunk keeps its live row, and the archive row it was copied from still goes
+    (MyISAM: the proven removal checks the trigger set is the one the run allowed)."""
+    vdb.seed(10)
+    archived(vdb)
+    vdb.db.write("CREATE TABLE va_log (lead_id INT UNSIGNED)")
+    vdb.db.write(
+        f"CREATE TRIGGER va_log AFTER INSERT ON {LIVE} FOR EACH ROW"
+        " INSERT INTO va_log VALUES (NEW.lead_id)"
+    )
+    sell = Beside(vdb, f"UPDATE {LIVE} SET status = 'SALE' WHERE lead_id = 4", {})
+    spec = JobSpec(
+        direction="dearchive", selection=Selection.from_ids([3, 4, 5]), ignore_window=True
+    )
+    db = Db(connect(make_engine(vdb.settings), vdb.settings))
+    try:
+        summary = run_job(db, vdb.settings, spec, hook=sell.hook)
+    finally:
+        hp.close_quietly(db)
+    sell.join()
+    assert summary.counts["dearchived"] == 3, dict(summary.counts)
+    assert vdb.ids(ARCHIVE) == [] and vdb.ids(LIVE) == list(range(1, 11))
+    assert vdb.count("va_log") == 3
+    if vdb.engine == "MyISAM":
+        assert sell.rows == 1
+        assert oracle.values_of(vdb.db, LIVE, "status", "lead_id = 4") == {4: "SALE"}
