@@ -42,6 +42,7 @@ Outcome = Literal[
     "already_copied",
     "left_selection",
     "skipped_busy",
+    "gone",
     "pending",
 ]
 Direction = Literal["archive", "dearchive"]

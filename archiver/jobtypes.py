@@ -53,6 +53,9 @@ class Outcome(StrEnum):
     # Another job (a restore or an API request of a few ids) was working on the lead when
     # this chunk reached it (archiver.claims): not touched; a later run takes it.
     SKIPPED_BUSY = "skipped_busy"
+    # In the source when the chunk read it, gone from it before the chunk moved it (deleted by
+    # someone else): not moved, and no copy this job wrote of it is left in the target.
+    GONE = "gone"
 
 
 # The outcomes as plain strings (click choices, JSON schema enums).

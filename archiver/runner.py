@@ -64,6 +64,7 @@ from archiver.schema import (
     Table,
     check_lossless,
     check_overrides,
+    check_triggers,
     describe_change,
     reflect,
     require_tables,
@@ -267,6 +268,9 @@ class Runner:
         live, archive = require_tables(self.db, self.s.live_table, self.s.archive_table)
         src, dst = (live, archive) if self.direction == ARCHIVE else (archive, live)
         check_lossless(src, dst)
+        flags = self.spec.flags
+        update = flags.update and self.direction == ARCHIVE
+        self.warnings += check_triggers(src, dst, insert=flags.insert, update=update)
         return src, dst
 
     def _check_where(self, sql: ChunkSql) -> None:
