@@ -486,9 +486,9 @@ class ChunkSql:
     def untriggered(self) -> str:
         """The target's INSERT triggers are those the run's checks allowed (none that can
         change a copy, `schema.check_triggers`): a restore rewritten by one made since differs
-        from the archive row by what the table did, not by an edit. information_schema shows
-        an account only the triggers it holds the TRIGGER privilege for (README, Known
-        limits)."""
+        from the archive row by what the table did, not by an edit. information_schema lists
+        every trigger; a body only to an account holding the TRIGGER privilege on the table
+        (NULL otherwise, and such a trigger on the target is refused before the run)."""
         return (
             "(SELECT CONCAT(COUNT(*), '/', BIT_XOR(CAST(CONV(SUBSTR(SHA2(CONCAT_WS(X'09',"
             " TRIGGER_NAME, ACTION_TIMING, ACTION_STATEMENT), 256), 1, 15), 16, 10) AS UNSIGNED)))"

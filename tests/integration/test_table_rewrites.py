@@ -270,3 +270,29 @@ def test_an_allowed_trigger_leaves_the_removal_of_a_superseded_copy_to_work(vdb:
     if vdb.engine == "MyISAM":
         assert sell.rows == 1
         assert oracle.values_of(vdb.db, LIVE, "status", "lead_id = 4") == {4: "SALE"}
+
+
+def test_a_trigger_whose_body_this_account_cannot_read_is_refused(vdb: VDb) -> None:
+    """The least-privilege account of grants.sql holds no TRIGGER privilege: MariaDB lists the
+    trigger but not its body, so nothing proves it leaves the copy alone."""
+    from tests.integration.test_privileges import GRANTS_USER, grants_sql, statements
+
+    vdb.seed(10)
+    archived(vdb)
+    vdb.db.write(
+        f"CREATE TRIGGER va_hidden BEFORE INSERT ON {LIVE} FOR EACH ROW SET NEW.source_id = 'x'"
+    )
+    user = "va_trg_" + vdb.name[-8:]
+    text = grants_sql().replace("`asterisk`.", f"`{vdb.name}`.")
+    text = text.replace(GRANTS_USER, f"'{user}'@'127.0.0.1'").replace("'CHANGE_ME'", "'pw'")
+    try:
+        for stmt in statements(text):
+            vdb.db.write(stmt)
+        dsn = f"mysql://{user}:pw@127.0.0.1:3306/{vdb.name}"
+        before = tables_bytes(vdb)
+        done = vdb.cli(["--dsn", dsn, "dearchive", *IDS, "--ignore-window"])
+        assert done.exit_code == 2, done.output
+        assert "va_hidden" in done.stderr and "cannot read" in done.stderr, done.stderr
+        assert tables_bytes(vdb) == before
+    finally:
+        vdb.db.write(f"DROP USER IF EXISTS '{user}'@'127.0.0.1'")
