@@ -106,6 +106,15 @@ class LockHeld(ArchiverError):
     api_fields = ("job_id",)
 
 
+class LeadsBusy(LockHeld):
+    """Another job works on leads this small job asked for (archiver.claims)."""
+
+    public = (
+        "another job is working on leads of this request{holder}; send the request again in a "
+        "few seconds"
+    )
+
+
 class Stopped(ArchiverError):
     """The job stopped early on purpose and can be resumed. Raised (rather than returned as a
     stopped Summary), it means the job was refused before it started: outside the window."""
