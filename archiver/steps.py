@@ -98,6 +98,14 @@ GUARDS = (
 )
 
 
+# Read again just before a MyISAM archive chunk's copy (`ChunkSql.versions`): a lead whose row
+# differs in one of them since the chunk's scan is not copied from the scan's values. They tell
+# a lead deleted, or replaced by another lead under the same id, and most calls (modify_date
+# has whole seconds only: a call within the scan's second is caught by the equality delete).
+VERSION = frozenset(
+    {"entry_date", "modify_date", "phone_number", "status", "called_count", "last_local_call_time"}
+)
+
 # The columns a call changes on a lead (the dialer, an agent's disposition, a list move): the
 # only ones in which the row that stays may differ from the row a proven-copy delete removes.
 # A difference anywhere else (a name, a comment cut by an ALTER) keeps both rows.
@@ -444,23 +452,21 @@ class ChunkSql:
             f"  AND {self.schema_guard()}"
         )
 
-    def present(self) -> str:
-        """Which of the ids the source holds now."""
-        return f"SELECT `lead_id` FROM {self.s} WHERE `lead_id` IN :ids"
-
-    def withdraw_gone(self) -> str:
-        """Archive, MyISAM: a lead deleted from the source by someone else after the chunk's
-        scan, whose copy this chunk then wrote from the scan's values. The copy goes, only
-        where the statement proves that the target row is exactly the copy this job wrote
-        (its fingerprint, recorded before the copy) and that the source has no row of the
-        lead: a lead deleted before its copy must not come back from the archive."""
-        return (
-            f"DELETE d FROM {self.d} AS d\n"
-            "JOIN `archiver_pending` AS p ON p.`job_id` = :job AND p.`lead_id` = d.`lead_id`\n"
-            f"WHERE d.`lead_id` IN :ids\n  AND {self.row_hash('d', 'dst')} = p.`copy_hash`\n"
-            f"  AND NOT EXISTS(SELECT 1 FROM {self.s} AS s WHERE s.`lead_id` = d.`lead_id`)\n"
-            f"  AND {self.schema_guard()}"
-        )
+    def versions(self) -> str:
+        """Archive, MyISAM: the chunk's rows to copy as they are now, read again just before
+        the copy: lead_id and the `VERSION` columns, each as the copy's tuple holds it. A row
+        gone since the scan (an admin's delete, an erasure) or changed in one of them (a call,
+        another lead under the same id) is not copied from the scan's values: a deleted lead
+        never comes back from the archive, and nothing is ever withdrawn (a withdrawal cannot
+        tell a lead deleted before its copy from one moved after it)."""
+        copier = self.copier()
+        cols = [self.columns[i] for i in copier.versioned]
+        parts = [
+            f"IF(s.{q(c.name)} IS NULL, 'NULL', {self.copy_field('s', c, c, convert=True)})"
+            for c in cols
+        ]
+        joined = f"CONCAT_WS('|', {', '.join(parts)})" if parts else "''"
+        return f"SELECT s.`lead_id`, {joined} FROM {self.s} AS s WHERE s.`lead_id` IN :ids"
 
     def copy_held(self) -> str:
         """The live row (`d`) holds what the archive row (`s`) held in every column whose copy
@@ -548,6 +554,8 @@ class RowCopier:
             parts.append(f"IF(s.{q(col.name)} IS NULL, 'NULL', {field})")
         self.exprs = [f"CONCAT('(', CONCAT_WS(',', {', '.join(parts)}), ')')"]
         self.width = len(sql.columns)
+        # The columns read again just before the copy (`ChunkSql.versions`), by tuple index.
+        self.versioned = [i for i, c in enumerate(sql.columns) if c.name.lower() in VERSION]
         # Per column in `row_hash`'s order: (name:, its index in the tuple).
         self.hashed = [
             (c.name.lower() + ":", sql.columns.index(c))
@@ -557,11 +565,21 @@ class RowCopier:
     def copy(self, values: Sequence[Any]) -> tuple[str, str]:
         """(the row's SQL tuple, its fingerprint), from what `exprs` read of the row."""
         row = str(values[0])
+        fields = self.fields(row)
+        text = ",".join(name + f for name, i in self.hashed if (f := fields[i]) != "NULL")
+        return row, hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    def fields(self, row: str) -> list[str]:
+        """The tuple's fields, in the shared columns' order."""
         fields = row[1:-1].split(",")
         if len(fields) != self.width:  # a quoted text holds a comma
             fields = self._tokens(row)
-        text = ",".join(name + f for name, i in self.hashed if (f := fields[i]) != "NULL")
-        return row, hashlib.sha256(text.encode("utf-8")).hexdigest()
+        return fields
+
+    def version(self, values: Sequence[Any]) -> str:
+        """The fields `ChunkSql.versions` reads again of a row, from the scan's tuple."""
+        fields = self.fields(str(values[0]))
+        return "|".join(fields[i] for i in self.versioned)
 
     def _tokens(self, row: str) -> list[str]:
         """The tuple's fields, read token by token (X'…', a QUOTE()d text, NULL)."""
