@@ -504,6 +504,8 @@ class Runner:
             if not self.dry_run:
                 checkpoint.ensure_tables(self.db)
                 job = self.job = self._job()
+                if not self.strategy.atomic:  # MyISAM: its own copies prove the lead
+                    sql.job_id = job.job_id
                 self.totals.update(job.counts)
                 self._resolve_criteria(job)
             report = self.report_writer = _Report(self.spec.report)

@@ -90,7 +90,7 @@ class State:
     """A lead's state in the two tables: in the source, in the target, and if in both: `equal`
     on the compared columns (every shared column but the dearchive overrides: what the delete
     proves), `exact` on every shared column, and `same_lead` when the two rows are evidently
-    the same lead (equal `entry_date`), so one may refresh the other."""
+    the same lead (equal `entry_date`, a real date), so one may refresh the other."""
 
     in_src: bool
     in_dst: bool
@@ -123,6 +123,8 @@ class ChunkSql:
     src: Table
     dst: Table
     overrides: Mapping[str, Any] = field(default_factory=dict)
+    # The run's job (None: a dry run, verify): its own copies prove the lead (`same_lead_expr`).
+    job_id: int | None = None
 
     def __post_init__(self) -> None:
         self.columns: list[Column] = [c for c in self.src.columns if self.dst.column(c.name)]
@@ -167,13 +169,27 @@ class ChunkSql:
         return "(" + "\n   AND ".join(parts) + ")"
 
     def same_lead_expr(self) -> str:
-        """The two rows are the same lead: equal `entry_date` (a lead keeps it for life; an id
-        handed out again, by a reset AUTO_INCREMENT or a restore, comes with another)."""
+        """The two rows are provably the same lead: equal `entry_date` (a lead keeps it for
+        life; an id handed out again, by a reset AUTO_INCREMENT or a restore, comes with
+        another), and a real date: two rows without one (NULL, or the zero date imports leave)
+        prove nothing, so they count as another lead under the same id (a conflict) unless
+        equal, and neither a refresh nor a proven-copy removal may take one for the other.
+        Except for this run's job (`job_id`, MyISAM): a target row that is exactly the copy
+        it made of the lead (its fingerprint in archiver_pending) is that lead's."""
         col = self.src.column("entry_date")
         other = self.dst.column("entry_date")
         if col is None or other is None:
             return "1"
-        return f"{self._bin('s', col, other)} <=> {self._bin('d', other, col)}"
+        s, d = self._bin("s", col, other), self._bin("d", other, col)
+        real = f"CAST(s.{q(col.name)} AS BINARY) NOT LIKE '0000-00-00%'"
+        if self.job_id is None:
+            return f"({s} = {d} AND {real})"
+        own = (
+            f"{s} <=> {d} AND EXISTS(SELECT 1 FROM `archiver_pending` AS o"
+            f" WHERE o.`job_id` = {int(self.job_id)} AND o.`lead_id` = d.`lead_id`"
+            f" AND {self.row_hash('d', 'dst')} IN (o.`copy_hash`, o.`prev_hash`))"
+        )
+        return f"({s} = {d} AND {real} OR {own})"
 
     def state_expr(self) -> str:
         """The target row's state code (EXACT, EQUAL, DIFFERENT, OTHER_LEAD) against `s`."""

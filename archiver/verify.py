@@ -122,9 +122,10 @@ def report_lines(report: VerifyReport) -> list[str]:
     if n:
         lines.append(
             f"PROBLEM: {n} lead(s) in both tables with different data; archive refreshes the "
-            "archive copy and moves the lead only where both rows have the same entry_date "
-            "(the same lead), and refuses (conflict) where it differs (another lead under the "
-            "same id); dearchive refuses (conflict) either way"
+            "archive copy and moves the lead only where both rows have the same entry_date, "
+            "a real date (the same lead), and refuses (conflict) where it differs or is NULL "
+            "or zero (another lead under the same id, or one that cannot be told from it); "
+            "dearchive refuses (conflict) either way"
         )
     else:
         lines.append("OK: no lead is in both tables with different data")
