@@ -103,6 +103,10 @@ class State:
         return self.equal if self.exact is None else self.exact
 
 
+# archiver_pending.tables_at of a held pair (job 0), and of a stopped job's leads after an ALTER
+# (checkpoint.MARK_ALTERED).
+HELD, ALTERED = "held", "altered"
+
 # The scan's `_state` column, from the target's row: NULL when there is none.
 EXACT, EQUAL, DIFFERENT, OTHER_LEAD = 2, 1, 0, -1
 
@@ -125,6 +129,8 @@ class ChunkSql:
     overrides: Mapping[str, Any] = field(default_factory=dict)
     # The run's job (None: a dry run, verify): its own copies prove the lead (`same_lead_expr`).
     job_id: int | None = None
+    # archiver_pending exists: its held pairs (`held_expr`) are conflicts.
+    holds: bool = False
 
     def __post_init__(self) -> None:
         self.columns: list[Column] = [c for c in self.src.columns if self.dst.column(c.name)]
@@ -199,9 +205,52 @@ class ChunkSql:
             else (f"WHEN {self.equal_expr(self.columns)} THEN {EXACT} ")
         )
         top = EQUAL if exact else EXACT
+        held = f" WHEN {self.held_expr()} THEN {OTHER_LEAD}" if self.holds else ""
         return (
-            f"CASE {exact}WHEN {self.equal_expr()} THEN {top}"
+            f"CASE {exact}WHEN {self.equal_expr()} THEN {top}{held}"
             f" WHEN {self.same_lead_expr()} THEN {DIFFERENT} ELSE {OTHER_LEAD} END"
+        )
+
+    def covered_expr(self) -> str:
+        """The archive row holds no value the live row lacks, outside what a call changes
+        (`CALL_STATE`): each other column is NULL in the archive row or equal in the two.
+        A refresh from the live row then loses nothing (a column added since the copy)."""
+        arch = "d" if self.direction == ARCHIVE else "s"
+        parts = [
+            f"({arch}.{q(c.name)} IS NULL OR {self.equal_expr([c])})"
+            for c in self.columns
+            if c.name.lower() not in CALL_STATE
+        ]
+        return "(" + "\n   AND ".join(parts) + ")" if parts else "1"
+
+    def held_expr(self) -> str:
+        """The pair is held: a MyISAM job left it in both tables after an ALTER since the job
+        fingerprinted its copy (`hold`), or a job stopped by such an ALTER has it in hand (its
+        pending row marked `altered`), and the archive row holds values the live row lacks
+        (`covered_expr`). An ALTER may have cut the live row's values (MODIFY … VARCHAR(5),
+        then back): a refresh would write the cut values over the full ones the archive
+        holds, and the delete that follows would leave them in neither table. A held pair is
+        a conflict in both directions, never refreshed nor taken for a copy, until an
+        operator decides (README: a lead held after an ALTER)."""
+        return (
+            "(EXISTS(SELECT 1 FROM `archiver_pending` AS h WHERE h.`lead_id` = s.`lead_id`"
+            f" AND h.`tables_at` IN ({_lit(HELD)}, {_lit(ALTERED)}))"
+            f"\n   AND NOT {self.covered_expr()})"
+        )
+
+    def hold(self) -> str:
+        """Hold (`held_expr`) every lead of :ids this job (:job) left in both tables whose copy
+        it fingerprinted before an ALTER of either table (its pending row's table versions
+        are not the tables' versions now), where the archive row holds values the live row
+        lacks: a row under job 0, which no job has, so no checkpoint, resume or prune of a
+        job removes it."""
+        return (
+            "INSERT IGNORE INTO `archiver_pending` (`job_id`, `lead_id`, `tables_at`)\n"
+            f"SELECT 0, s.`lead_id`, {_lit(HELD)}\n"
+            f"FROM {self.s} AS s JOIN {self.d} AS d ON d.`lead_id` = s.`lead_id`\n"
+            "JOIN `archiver_pending` AS p ON p.`job_id` = :job AND p.`lead_id` = s.`lead_id`\n"
+            "WHERE s.`lead_id` IN :ids AND p.`copy_hash` IS NOT NULL\n"
+            f"  AND NOT (p.`tables_at` <=> {self.tables_at()})\n  AND NOT {self.covered_expr()}"
         )
 
     def row_hash(self, alias: str, table: str) -> str:
@@ -369,6 +418,7 @@ class ChunkSql:
             f"SET {sets}\n"
             f"WHERE d.`lead_id` IN :ids AND NOT {self.equal_expr()}\n"
             f"  AND {self.same_lead_expr()}"
+            + (f"\n  AND NOT {self.held_expr()}" if self.holds else "")
         )
 
     def delete(self) -> str:
@@ -384,7 +434,16 @@ class ChunkSql:
         return self.equal_expr([c for c in self.columns if c.name.lower() not in CALL_STATE])
 
     def read_tables_at(self) -> str:
-        return f"SELECT {self.tables_at()}"
+        """The tables' versions (`tables_at`, column 2). CREATE_TIME counts whole seconds: when
+        a table was created or altered in this very second, an ALTER later in that second
+        would leave them unchanged, so the statement first sleeps into the next second
+        (column 1; SLEEP runs first, the select list is evaluated in order)."""
+        wait = (
+            "(SELECT IF(MAX(CREATE_TIME) >= NOW(), 1.01 - MICROSECOND(NOW(6)) / 1000000, 0)"
+            " FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()"
+            f" AND TABLE_NAME IN ({_lit(self.src.name)}, {_lit(self.dst.name)}))"
+        )
+        return f"SELECT SLEEP({wait}), {self.tables_at()}"
 
     def tables_at(self) -> str:
         """The two tables' versions: their CREATE_TIME, which every ALTER of a MyISAM table

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from archiver import schema
+from archiver import checkpoint, schema
 from archiver.db import Db
 from archiver.jobtypes import ARCHIVE
 from archiver.logging import get_logger
@@ -198,6 +198,19 @@ def _warnings(live: Table, archive: Table) -> list[str]:
     return out
 
 
+def _held(db: Db, sql: ChunkSql, states: dict[int, str]) -> list[int]:
+    """The leads of `states` in both tables, different, that a run holds (`held_expr`)."""
+    ids = sorted(i for i, cat in states.items() if cat == BOTH_DIFFERENT)
+    if not ids or not sql.holds:
+        return []
+    rows = db.rows(
+        f"SELECT s.`lead_id` FROM {sql.s} AS s JOIN {sql.d} AS d ON d.`lead_id` = s.`lead_id`"
+        f" WHERE s.`lead_id` IN :ids AND {sql.held_expr()} ORDER BY s.`lead_id`",
+        {"ids": ids},
+    )
+    return [int(r[0]) for r in rows]
+
+
 def verify(
     db: Db,
     live_table: str,
@@ -220,14 +233,28 @@ def verify(
         list_limit,
         warnings=_warnings(live, archive) + scope_warnings,
     )
+    sql.holds = "archiver_pending" in checkpoint.present_tables(db)
+    held: list[int] = []
     if selection.ids is not None:
         for part in selection.ids.batches(chunk_size):
             states = classify(db, stmt, part)
             for lead in part:
                 report.add(states.get(lead, NEITHER), lead)
+            held += _held(db, sql, states)
     else:
         for chunk in union_chunks(db, selection, (live.name, archive.name), chunk_size):
-            for lead, cat in sorted(classify(db, stmt, chunk).items()):
+            states = classify(db, stmt, chunk)
+            for lead, cat in sorted(states.items()):
                 report.add(cat, lead)
+            held += _held(db, sql, states)
+    if held:
+        shown = ",".join(map(str, held[:list_limit]))
+        more = f" (first {list_limit} of {len(held)})" if len(held) > list_limit else ""
+        report.warnings.append(
+            f"{len(held)} of the leads in both tables with different data are held: {shown}"
+            f"{more}; a run left them there after an ALTER that may have cut the live row's "
+            "values, and archive and dearchive refuse them (conflict) until you decide which "
+            "row is right (README: a lead held after an ALTER)"
+        )
     get_logger().info("verify", selection=report.selection, leads=report.leads, **report.counts)
     return report

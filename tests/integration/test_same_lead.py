@@ -3,10 +3,19 @@ the same lead: issue 21's lead-safety findings 1-3, through the real CLI on both
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
+from archiver.db import Db
+from archiver.jobtypes import JobSpec
+from archiver.runner import run_job
+from archiver.selection import Criteria, Selection
+from tests.support import oracle
+from tests.support import proc as hp
 from tests.support.cli import summary_of
 from tests.support.db import ARCHIVE, LIVE, VDb
 
@@ -59,3 +68,103 @@ def test_equal_rows_without_an_entry_date_still_move(vdb: VDb) -> None:
     done = cli_json(vdb, "archive", "3", str(LEAD), "--ignore-window")
     assert done["counts"] == {"archived": 2}
     assert vdb.row_bytes(ARCHIVE, [3, LEAD]) == live and vdb.ids(LIVE).count(LEAD) == 0
+
+
+# --- 2. an ALTER that cut values, then undone, and the runs after it ------------------------
+
+WHERE = "lead_id <= 20"
+FULL = "customer asked for the premium plan, call Tue"
+
+
+def run_with_hook(vdb: VDb, direction: str, hook: Any) -> Any:
+    settings = replace(vdb.settings, chunk_size=10)
+    spec = JobSpec(direction, Selection(criteria=Criteria(where=WHERE).resolve()))
+    db = vdb.connect()
+    try:
+        return run_job(db, settings, replace(spec, ignore_window=True), hook=hook)
+    finally:
+        hp.close_quietly(db)
+
+
+class CutAndUndo:
+    """At the first chunk's `after_insert` (the copies written, nothing deleted), a DBA's
+    session that lets an ALTER cut values runs MODIFY comments VARCHAR(5) on vicidial_list
+    and puts VARCHAR(255) back. On InnoDB the chunk's transaction holds the table: the ALTER
+    gives up (lock_wait_timeout) and cuts nothing."""
+
+    def __init__(self, vdb: VDb) -> None:
+        self.vdb, self.ran = vdb, False
+
+    def hook(self, at: str, _db: Db, _ids: Sequence[int]) -> None:
+        if at != "after_insert" or self.ran:
+            return
+        self.ran = True
+        dba = self.vdb.connect()
+        try:
+            dba.write("SET SESSION sql_mode = 'NO_ENGINE_SUBSTITUTION', lock_wait_timeout = 1")
+            dba.write(f"ALTER TABLE {LIVE} MODIFY comments VARCHAR(5)")
+            dba.write(f"ALTER TABLE {LIVE} MODIFY comments VARCHAR(255)")
+        except OperationalError:
+            assert self.vdb.engine == "InnoDB"
+        finally:
+            hp.close_quietly(dba)
+
+
+def comments(vdb: VDb) -> dict[str, dict[int, object]]:
+    return {t: oracle.values_of(vdb.db, t, "comments", WHERE) for t in (LIVE, ARCHIVE)}
+
+
+def lost_comments(vdb: VDb, before: dict[int, object]) -> dict[int, object]:
+    now = comments(vdb)
+    return {i: v for i, v in before.items() if v not in (now[LIVE].get(i), now[ARCHIVE].get(i))}
+
+
+@pytest.mark.parametrize("direction", ["archive", "dearchive"])
+def test_values_an_alter_cut_survive_every_later_run(vdb: VDb, direction: str) -> None:
+    vdb.seed(30)
+    vdb.db.write(f"UPDATE {LIVE} SET comments = '{FULL}', modify_date = modify_date WHERE {WHERE}")
+    # The first chunk's leads: those the job had in hand when the ALTER cut the live values
+    # (it cuts the next chunk's before the job reads them: that loss is the ALTER's own).
+    before = {i: v for i, v in comments(vdb)[LIVE].items() if i <= 10}
+    if direction == "dearchive":
+        assert cli_json(vdb, "archive", "--where", WHERE, "--ignore-window")["counts"] == {
+            "archived": 20
+        }
+    cut = CutAndUndo(vdb)
+    summary = run_with_hook(vdb, direction, cut.hook)
+    assert cut.ran and summary.state == "done"
+    assert not lost_comments(vdb, before)
+    held = sorted(i for i, v in comments(vdb)[LIVE].items() if v != FULL)
+    assert held if vdb.engine == "MyISAM" else not held, held
+    # A call on one of them: what a call changes never releases the pair.
+    vdb.db.write(f"UPDATE {LIVE} SET status = 'NA', called_count = called_count + 1 WHERE {WHERE}")
+    for args in (
+        ("archive", "--dry-run"),
+        ("archive",),
+        ("dearchive",),
+        ("archive", "--no-delete"),
+        ("archive",),
+    ):
+        data = cli_json(vdb, *args, "--where", WHERE, "--ignore-window")
+        assert data["counts"].get("conflict", 0) == len(held), (args, data["counts"])
+        assert not lost_comments(vdb, before), args
+    report = summary_of(vdb.cli(["verify", "--where", WHERE, "--json"]))
+    assert report["lead_ids"]["both_different"] == held
+    named = [w for w in report["warnings"] if "are held: " in w]
+    if held:
+        assert named[0].startswith(f"{len(held)} of the leads in both tables")
+        assert f"are held: {','.join(map(str, held))};" in named[0]
+    else:
+        assert not named
+    if not held:
+        return
+    # The operator decides for the archive's values: the live row takes them back, and the
+    # next run moves the lead.
+    first = held[0]
+    vdb.db.write(
+        f"UPDATE {LIVE} AS l JOIN {ARCHIVE} AS a ON a.lead_id = l.lead_id"
+        f" SET l.comments = a.comments WHERE l.lead_id = {first}"
+    )
+    data = cli_json(vdb, "archive", "--where", WHERE, "--ignore-window")
+    assert data["counts"].get("conflict", 0) == len(held) - 1
+    assert first not in vdb.ids(LIVE) and not lost_comments(vdb, before)
