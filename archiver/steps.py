@@ -463,17 +463,35 @@ class ChunkSql:
     def delete_stale_copy(self) -> str:
         """Archive, MyISAM: a lead changed after this job copied it stays live; its copy in the
         target goes, only where the statement proves the target row is exactly the copy this
-        job wrote or found equal (its fingerprint, recorded before the chunk wrote anything),
-        that the live row is still there and the same lead, and that no ALTER since can have
+        job wrote or found equal (its fingerprint, recorded before the chunk wrote anything,
+        and every column only the target has at its default: `dst_only_defaults`), that the
+        live row is still there and the same lead, and that no ALTER since can have
         cut a value of the live row (`unaltered_or_settled`): the live row is the newer."""
         return (
             f"DELETE d FROM {self.d} AS d JOIN {self.s} AS s ON s.`lead_id` = d.`lead_id`\n"
             "JOIN `archiver_pending` AS p ON p.`job_id` = :job AND p.`lead_id` = d.`lead_id`\n"
             f"WHERE d.`lead_id` IN :ids\n"
             f"  AND {self.row_hash('d', 'dst')} IN (p.`copy_hash`, p.`prev_hash`)\n"
+            f"  AND {self.dst_only_defaults()}\n"
             f"  AND {self.same_lead_expr()}\n  AND {self.unaltered_or_settled()}\n"
             f"  AND {self.schema_guard()}"
         )
+
+    def dst_only_defaults(self) -> str:
+        """Every column only the target has (an archive-only column: a warning, not a refusal)
+        holds, in the target row `d`, what a copy writes there: its default. The fingerprint
+        covers the shared columns only, so this is what proves the rest of the row is the
+        copy's too; a value someone put there (a back-office note) means the row is not the
+        job's to remove. A generated column is left out (its value comes from the others);
+        a NOT NULL column without a default proves nothing (the row is kept)."""
+        parts = []
+        for col in self.dst.columns:
+            if self.src.column(col.name) is not None or "generated" in col.extra.lower():
+                continue
+            if not col.nullable and col.default in (None, "NULL"):
+                return "0"
+            parts.append(f"d.{q(col.name)} <=> DEFAULT(d.{q(col.name)})")
+        return "(" + " AND ".join(parts) + ")" if parts else "1"
 
     def copy_held(self) -> str:
         """The live row (`d`) holds what the archive row (`s`) held in every column whose copy

@@ -16,6 +16,7 @@ from archiver.runner import run_job
 from archiver.selection import Criteria, Selection
 from tests.support import oracle
 from tests.support import proc as hp
+from tests.support.beside import Beside
 from tests.support.cli import summary_of
 from tests.support.db import ARCHIVE, LIVE, VDb
 
@@ -168,3 +169,64 @@ def test_values_an_alter_cut_survive_every_later_run(vdb: VDb, direction: str) -
     data = cli_json(vdb, "archive", "--where", WHERE, "--ignore-window")
     assert data["counts"].get("conflict", 0) == len(held) - 1
     assert first not in vdb.ids(LIVE) and not lost_comments(vdb, before)
+
+
+# --- 3. a column only the archive has ---------------------------------------------------------
+
+NOTE = "chargeback 2024-03, do not recontact"
+
+
+COLUMNS = {
+    "nullable": "backoffice_note VARCHAR(100) NULL",
+    "default": "backoffice_note VARCHAR(100) NOT NULL DEFAULT ''",
+    "no_default": "backoffice_note VARCHAR(100) NOT NULL",
+}
+
+
+def archive_with_a_call(vdb: VDb, column: str, note: str | None) -> dict[int, object]:
+    """Lead 9 in both tables, equal on every shared column (an earlier `--no-delete`), its
+    archive row given `note` (None: left as the copy wrote it) in a column vicidial_list
+    lacks; an archive run in which a call changes the lead after the chunk found its copy
+    equal. Returns the archive's backoffice_note after it."""
+    vdb.seed(20)
+    vdb.db.write(f"ALTER TABLE {ARCHIVE} ADD COLUMN {COLUMNS[column]}")
+    assert cli_json(vdb, "archive", "9", "--no-delete", "--ignore-window")["counts"] == {
+        "refreshed": 1
+    }
+    if note is not None:
+        vdb.db.write(
+            f"UPDATE {ARCHIVE} SET backoffice_note = '{note}', modify_date = modify_date"
+            " WHERE lead_id = 9"
+        )
+    called = f"UPDATE {LIVE} SET called_count = called_count + 1, status = 'NA' WHERE lead_id = 9"
+    call = Beside(vdb, called, {})
+    db = vdb.connect()
+    try:
+        spec = JobSpec("archive", Selection.from_ids([9]), ignore_window=True)
+        run_job(db, vdb.settings, spec, hook=call.hook)
+    finally:
+        hp.close_quietly(db)
+    call.join()
+    assert call.rows == (1 if vdb.engine == "MyISAM" else 0)  # InnoDB: after the chunk
+    return oracle.values_of(vdb.db, ARCHIVE, "backoffice_note", "lead_id = 9")
+
+
+@pytest.mark.parametrize("column", sorted(COLUMNS))
+def test_an_archive_only_value_is_never_removed_as_the_jobs_copy(vdb: VDb, column: str) -> None:
+    """The copy is not the job's to remove: the note stays, and a later run moves the lead."""
+    assert archive_with_a_call(vdb, column, NOTE) == {9: NOTE}
+    done = cli_json(vdb, "archive", "9", "--ignore-window")
+    assert done["counts"] in ({"archived": 1}, {"already_archived": 1})
+    assert 9 not in vdb.ids(LIVE)
+    assert oracle.values_of(vdb.db, ARCHIVE, "backoffice_note", "lead_id = 9") == {9: NOTE}
+
+
+@pytest.mark.parametrize("column", ["nullable", "default"])
+def test_a_stale_copy_with_its_archive_only_column_at_its_default_still_goes(
+    vdb: VDb, column: str
+) -> None:
+    """MyISAM: the copy holds nothing but what the job found equal, so it goes (the lead is
+    live only, for a later run); InnoDB: the call waited for the chunk, which moved the lead."""
+    notes = archive_with_a_call(vdb, column, None)
+    assert notes == ({} if vdb.engine == "MyISAM" else {9: None if column == "nullable" else ""})
+    assert (9 in vdb.ids(LIVE)) == (vdb.engine == "MyISAM")
