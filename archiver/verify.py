@@ -241,17 +241,19 @@ def verify(
             for lead in part:
                 report.add(states.get(lead, NEITHER), lead)
             held += _held(db, sql, states)
+            del held[list_limit + 1 :]
     else:
         for chunk in union_chunks(db, selection, (live.name, archive.name), chunk_size):
             states = classify(db, stmt, chunk)
             for lead, cat in sorted(states.items()):
                 report.add(cat, lead)
             held += _held(db, sql, states)
+            del held[list_limit + 1 :]
     if held:
         shown = ",".join(map(str, held[:list_limit]))
-        more = f" (first {list_limit} of {len(held)})" if len(held) > list_limit else ""
+        more = f" (the first {list_limit})" if len(held) > list_limit else ""
         report.warnings.append(
-            f"{len(held)} of the leads in both tables with different data are held: {shown}"
+            f"leads in both tables with different data are held: {shown}"
             f"{more}; a run left them there after an ALTER that may have cut the live row's "
             "values, and archive and dearchive refuse them (conflict) until you decide which "
             "row is right (README: a lead held after an ALTER)"
