@@ -619,7 +619,12 @@ class Runner:
         try:
             if not self.dry_run:
                 checkpoint.ensure_tables(self.db)
+            # Held pairs (`ChunkSql.held_expr`) are read wherever the table is.
+            sql.holds = "archiver_pending" in checkpoint.present_tables(self.db)
+            if not self.dry_run:
                 job = self.job = self._job()
+                if not self.strategy.atomic:  # MyISAM: its own copies prove the lead
+                    sql.job_id = job.job_id
                 self.totals.update(job.counts)
                 self._resolve_criteria(job)
             self._announce(sql)

@@ -190,6 +190,7 @@ class ChunkStrategy:
         )
         after = yield from self.apply(c, act)
         left, withdrawn = yield from self.settle(c, act, after)
+        yield from self.hold(c, act, after)
         result = self.outcomes(c, skipped, after, ours, left, withdrawn)
         yield Point("before_checkpoint", c.ids)
         return result
@@ -288,6 +289,11 @@ class ChunkStrategy:
         yield from ()
         return set(), set()
 
+    def hold(self, c: Chunk, act: list[int], after: dict[int, State]) -> Steps[None]:
+        """Pairs this job leaves in both tables after an ALTER: none here (an ALTER waits
+        for the chunk's transaction)."""
+        yield from ()
+
     def check_columns(self, c: Chunk) -> Steps[None]:
         """A delete that spared leads may have met a table changed since the run began (its
         schema guard): raise TablesChanged, for the runner to stop the job, resumable,
@@ -372,7 +378,7 @@ class Autocommit(ChunkStrategy):
         """The two tables' versions when the run begins, stored with each pending lead."""
         if not self.dry_run:
             rows = yield Stmt("tables_at", self.sql.read_tables_at(), kind="read")
-            self.tables_at = rows[0][0] if rows else None
+            self.tables_at = rows[0][1] if rows else None
 
     def remember(
         self, c: Chunk, act: list[int], missing: list[int], differ: list[int]
@@ -504,6 +510,26 @@ class Autocommit(ChunkStrategy):
                 after[lead] = c.before[lead]
         withdrawn = {i for i in targets if i in after and not after[i].in_dst}
         return left, withdrawn
+
+    def hold(self, c: Chunk, act: list[int], after: dict[int, State]) -> Steps[None]:
+        """Hold the pairs this job leaves in both tables, different, whose copy it fingerprinted
+        before an ALTER (`ChunkSql.hold`): the ALTER may have cut the live row's values, so no
+        later run may refresh the archive row from it (`ChunkSql.held_expr`). Sent only when
+        a lead this job had in hand is in both tables, different, after the chunk."""
+        if c.job_id is None or self.dry_run:
+            return
+        mine = set(act) | self.pending.ids
+        pairs = sorted(
+            i
+            for i in c.ids
+            if i in mine
+            and (st := after.get(i) or c.before.get(i))
+            and st.in_src
+            and st.in_dst
+            and not st.equal
+        )
+        if pairs:
+            yield Stmt("hold", self.sql.hold(), {"ids": pairs, "job": c.job_id})
 
     def altered(self, c: Chunk) -> Stmt | None:
         """The leads in hand were copied before the change: from now on a proven-copy delete
