@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -27,8 +27,13 @@ from archiver import logging as alog
 from archiver.checkpoint import describe_job
 from archiver.db import classify_error
 from archiver.doctor import Report as DoctorReport
-from archiver.errors import ArchiverError, BadInput, ChecksFailed
-from archiver.jobtypes import OUTCOMES, Summary
+from archiver.errors import (
+    EXIT_STOPPED,
+    ArchiverError,
+    BadInput,
+    ChecksFailed,
+)
+from archiver.jobtypes import MOVED, OUTCOMES, Summary
 from archiver.options import (
     RestoreArgs,
     ResumeArgs,
@@ -92,8 +97,27 @@ def _has_surrogate(text: str) -> bool:
     return False
 
 
+class OutputClosed(Exception):
+    """stdout's reader went away (`… | head -1`): the command ends quietly, exit 0."""
+
+
 def _out(text: str = "") -> None:
-    click.echo(text)
+    try:
+        click.echo(text)
+    except BrokenPipeError:
+        _stdout_to_devnull()
+        raise OutputClosed from None
+
+
+def _stdout_to_devnull() -> None:
+    """What is still buffered for the closed pipe goes nowhere, also at exit (no `Exception
+    ignored … BrokenPipeError` there)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no real file (click's test runner)
+        pass
 
 
 class ArchiverGroup(click.Group):
@@ -111,6 +135,8 @@ class ArchiverGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except OutputClosed:  # the reader has what it wanted: not a failure
+            ctx.exit(0)
         except ArchiverError as exc:
             self._fail(ctx, exc, str(exc))
         except DBAPIError as exc:
@@ -127,7 +153,11 @@ class ArchiverGroup(click.Group):
         obj = ctx.obj
         if isinstance(obj, Ctx) and obj.debug:
             raise
-        click.echo(f"Error: {message}", err=True)
+        if kind.exit_code == EXIT_STOPPED and not alog.console_format():
+            # Stopped on purpose, with JSON logs: one more event, not a plain line.
+            alog.get_logger().warning("stopped", message=message)
+            ctx.exit(kind.exit_code)
+        click.echo(f"{kind.prefix}{message}", err=True)
         ctx.exit(kind.exit_code)
 
 
@@ -380,24 +410,59 @@ def _progress(ctx: Ctx) -> AbstractContextManager[commands.Progress] | None:
     return _bar(() if sys.stdout.isatty() else ("summary",))
 
 
-def print_summary(summary: Summary, as_json: bool) -> None:
+def summary_line(summary: Summary, zone: str, now: datetime | None = None) -> str:
+    """The end of a run as a person reads it, every count with its outcome named:
+    `archive: done — 2,912 archived, 11 kept (3 kept_changed, 8 skipped_live), 2,923 leads
+    examined in 6 chunks, 12.3 s (237 leads/s); job 12, ended 2026-12-05 03:12:44 EST`."""
+    moved = [f"{n:,} {k}" for k, n in sorted(summary.counts.items()) if k in MOVED and n]
+    kept = summary.kept
+    parts = [", ".join(moved) if moved else f"0 {summary.direction}d"]
+    parts.append(f"{sum(kept.values()):,} kept" + _outcomes(kept))
+    absent = summary.not_in_source
+    if absent:
+        parts.append(f"{sum(absent.values()):,} not in the source table" + _outcomes(absent))
+    examined = f"{_count(summary.leads, 'lead')} examined in {_count(summary.chunks, 'chunk')}"
+    took = f"{summary.seconds:,.1f} s ({summary.rate:,.0f} leads/s)"
+    local = (now or datetime.now(UTC)).astimezone(ZoneInfo(zone))
+    when = local.strftime("%Y-%m-%d %H:%M:%S ") + (local.tzname() or zone)
+    job = f"job {summary.job_id}" if summary.job_id else "no job recorded"
+    head = "DRY RUN — nothing written; what a run would do: " if summary.dry_run else ""
+    return (
+        f"{head}{summary.direction}: {summary.state} — {', '.join(parts)}, {examined}, "
+        f"{took}; {job}, ended {when}"
+    )
+
+
+def _outcomes(counts: Mapping[str, int]) -> str:
+    """` (3 kept_changed, 8 skipped_live)`, or nothing when there are none."""
+    if not counts:
+        return ""
+    return " (" + ", ".join(f"{n:,} {k}" for k, n in counts.items()) + ")"
+
+
+def print_summary(summary: Summary, as_json: bool, zone: str = "UTC") -> None:
+    """The job's end on stdout: the `--json` summary, or the plain lines for a person. With
+    JSON logs (asked for, or no terminal: cron) the plain lines are not printed: the
+    runner's `summary` event on stderr is the run's end there, one format per stream."""
+    try:
+        _print_summary(summary, as_json, zone)
+    except OutputClosed:
+        pass  # the job has run: its metrics, admin log and exit code still follow
+
+
+def _print_summary(summary: Summary, as_json: bool, zone: str) -> None:
     if as_json:
         data = summary.as_dict()
         if summary.dry_run:
             data["sql"] = summary.sql
         _out(json.dumps(data))
         return
+    if not (summary.dry_run or alog.console_format()):
+        return
     if summary.dry_run:
         for line in summary.plan:
             _out(f"plan: {line}")
-    head = "DRY RUN — nothing written. " if summary.dry_run else ""
-    job = f"job {summary.job_id}" if summary.job_id else "no job recorded"
-    _out(
-        f"{head}{summary.direction}: {summary.state}, {summary.leads} leads in "
-        f"{summary.chunks} chunks, {summary.seconds:.1f}s ({summary.rate:.0f} leads/s), {job}"
-    )
-    for name, count in sorted(summary.counts.items()):
-        _out(f"  {name:<18} {count}")
+    _out(summary_line(summary, zone))
     for warning in summary.warnings:
         _out(f"  warning: {warning}")
     if summary.dry_run and summary.sql:
@@ -414,8 +479,13 @@ def _job_settings(ctx: Ctx, kw: Mapping[str, Any]) -> config.Settings:
 def _end(summary: Summary) -> None:
     """A job that did not end done (or whose report failed) exits with its kind's code."""
     error = commands.outcome_error(summary)
-    if error is not None:
-        raise error
+    if error is None:
+        return
+    if error.exit_code == EXIT_STOPPED and not summary.report_error and not alog.console_format():
+        # With JSON logs the runner's `summary` event (state, stop_reason, resume) already
+        # ended the log: no second line says it again.
+        click.get_current_context().exit(error.exit_code)
+    raise error
 
 
 # --- archive -----------------------------------------------------------------------------
@@ -453,7 +523,7 @@ def archive(ctx: Ctx, /, **kw: Any) -> None:
         steps.allowed_by(request_flags),
         _run_args(kw),
         progress=_progress(ctx),
-        show=lambda done: print_summary(done, kw["as_json"]),
+        show=lambda done: print_summary(done, kw["as_json"], settings.window.timezone),
     )
     _end(summary)
 
@@ -496,7 +566,7 @@ def dearchive(ctx: Ctx, /, **kw: Any) -> None:
         _run_args(kw),
         restore,
         progress=_progress(ctx),
-        show=lambda done: print_summary(done, kw["as_json"]),
+        show=lambda done: print_summary(done, kw["as_json"], settings.window.timezone),
     )
     _end(summary)
 
@@ -760,7 +830,7 @@ def jobs_resume(
     settings = ctx.settings()
     args = ResumeArgs(ref, ignore_window=ignore_window, max_runtime=max_runtime, report=report)
     summary = commands.jobs_resume(settings, args)
-    print_summary(summary, as_json)
+    print_summary(summary, as_json, settings.window.timezone)
     _end(summary)
 
 

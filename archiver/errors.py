@@ -37,6 +37,9 @@ class ArchiverError(Exception):
     public: str | None = f"unexpected server error; {SERVER_LOG}"
     api_fields: tuple[str, ...] = ()
     silent = False  # True: the command's report on stdout says it all; no `Error:` line
+    # What the CLI prints before the message. A job stopped on purpose is no error: its
+    # message says itself what stopped it (`stopped by Ctrl-C …`, `not started: …`).
+    prefix = "Error: "
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -97,9 +100,11 @@ class LockHeld(ArchiverError):
 
 class Stopped(ArchiverError):
     """The job stopped early on purpose and can be resumed. Raised (rather than returned as a
-    stopped Summary), it means the job was refused before it started: outside the window."""
+    stopped Summary), it means the job was refused before it started: outside the window.
+    Its message is printed as it is, not as an `Error:` line: nothing went wrong."""
 
     exit_code = EXIT_STOPPED
+    prefix = ""
     http_status = 423
     code = "outside_window"
     public = "outside the off-hours window ({window})"
