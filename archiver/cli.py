@@ -28,7 +28,9 @@ from archiver.checkpoint import describe_job
 from archiver.db import classify_error
 from archiver.doctor import Report as DoctorReport
 from archiver.errors import (
+    EXIT_CODES,
     EXIT_STOPPED,
+    REPORT_EXIT_CODE,
     ArchiverError,
     BadInput,
     ChecksFailed,
@@ -161,7 +163,16 @@ class ArchiverGroup(click.Group):
         ctx.exit(kind.exit_code)
 
 
-@click.group(cls=ArchiverGroup, context_settings={"help_option_names": ["-h", "--help"]})
+def _exit_codes_epilog() -> str:
+    lines = [f"  {code}  {words}" for code, words in EXIT_CODES]
+    return "\b\nExit codes:\n" + "\n".join(lines) + f"\n  {REPORT_EXIT_CODE}"
+
+
+@click.group(
+    cls=ArchiverGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=_exit_codes_epilog(),
+)
 @click.option(
     "--config",
     "config_path",
@@ -608,7 +619,13 @@ def schema_group() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def schema_check(ctx: Ctx, as_json: bool) -> None:
-    """Report drift between vicidial_list and the archive; exit 1 when a run would be refused."""
+    """Report drift between vicidial_list and the archive; exit 1 when a run would be refused.
+
+    \b
+    Examples:
+      vicidial-archiver --astguiclient /etc/astguiclient.conf schema check
+      vicidial-archiver --config /etc/vicidial-archiver.toml schema check --json
+    """
     check = commands.schema_check(ctx.settings())
     live, archive_t, forward = check.live, check.archive, check.drift
     if as_json:
@@ -641,7 +658,13 @@ def schema_check(ctx: Ctx, as_json: bool) -> None:
 @click.pass_obj
 def schema_init(ctx: Ctx, print_only: bool) -> None:
     """Create the archive table (LIKE vicidial_list, lead_id without AUTO_INCREMENT) and the
-    archiver_ checkpoint tables."""
+    archiver_ checkpoint tables.
+
+    \b
+    Examples:
+      vicidial-archiver schema init --print
+      vicidial-archiver --astguiclient /etc/astguiclient.conf schema init
+    """
     settings = ctx.settings()
     done = commands.schema_init(settings, print_only=print_only)
     if print_only:
@@ -660,7 +683,13 @@ def schema_init(ctx: Ctx, print_only: bool) -> None:
 @click.pass_obj
 def schema_sync(ctx: Ctx, apply: bool) -> None:
     """Print the ALTER TABLE that lets the archive hold every live column. Never drops or
-    narrows anything."""
+    narrows anything.
+
+    \b
+    Examples:
+      vicidial-archiver schema sync
+      vicidial-archiver schema sync --apply
+    """
 
     def show(statements: list[str]) -> None:
         if not statements:
@@ -728,7 +757,13 @@ def _job_line(job: Mapping[str, Any], zone: str) -> str:
 @click.option("--json", "as_json", is_flag=True, help="One JSON array, each job typed.")
 @click.pass_obj
 def jobs_list(ctx: Ctx, limit: int, as_json: bool) -> None:
-    """The newest jobs first. A `running!` job's process is gone: resume or cancel it."""
+    """The newest jobs first. A `running!` job's process is gone: resume or cancel it.
+
+    \b
+    Examples:
+      vicidial-archiver jobs list
+      vicidial-archiver jobs list --limit 10 --json
+    """
     settings = ctx.settings()
     jobs = commands.jobs_overview(settings, limit)
     if as_json:
@@ -757,7 +792,14 @@ def jobs_list(ctx: Ctx, limit: int, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def jobs_show(ctx: Ctx, ref: str, outcome: str | None, as_json: bool) -> None:
-    """One job: state, counts, rate, last chunks, stop reason."""
+    """One job: state, counts, rate, last chunks, stop reason.
+
+    \b
+    Examples:
+      vicidial-archiver jobs show 12
+      vicidial-archiver jobs show nightly --json
+      vicidial-archiver jobs show 12 --leads skipped_live
+    """
     settings = ctx.settings()
     if outcome:
         for lead, out in commands.job_leads(settings, ref, None if outcome == "all" else outcome):
@@ -826,7 +868,13 @@ def jobs_resume(
     max_runtime: str | None,
     report: str | None,
 ) -> None:
-    """Resume an unfinished job with the selection and flags it was started with."""
+    """Resume an unfinished job with the selection and flags it was started with.
+
+    \b
+    Examples:
+      vicidial-archiver jobs resume 12
+      vicidial-archiver jobs resume nightly --max-runtime 2h --report /tmp/kept.csv
+    """
     settings = ctx.settings()
     args = ResumeArgs(ref, ignore_window=ignore_window, max_runtime=max_runtime, report=report)
     summary = commands.jobs_resume(settings, args)
@@ -842,7 +890,13 @@ def jobs_resume(
 @click.pass_obj
 def jobs_cancel(ctx: Ctx, ref: str, force: bool) -> None:
     """Mark an unfinished job cancelled (its leads stay where they are). A running job stops
-    at its next chunk."""
+    at its next chunk.
+
+    \b
+    Examples:
+      vicidial-archiver jobs cancel 12
+      vicidial-archiver jobs cancel nightly --force
+    """
     job = commands.jobs_cancel(ctx.settings(), ref, force=force)
     _out(f"cancelled {job.label}")
 
@@ -858,7 +912,13 @@ def jobs_prune(ctx: Ctx, older_than: str, dry_run: bool, yes: bool) -> None:
     """Delete finished jobs (done, cancelled) older than AGE, with their chunks and leads.
 
     On a terminal it first asks, naming how many job records go (--yes: do not ask); without
-    a terminal (cron) it does not ask."""
+    a terminal (cron) it does not ask.
+
+    \b
+    Examples:
+      vicidial-archiver jobs prune --dry-run
+      vicidial-archiver jobs prune --older-than 90d --yes
+    """
     seconds = config.parse_duration(older_than, "--older-than")
     settings = ctx.settings()
     ask = not (dry_run or yes) and sys.stdin.isatty()
@@ -899,7 +959,13 @@ def jobs_prune(ctx: Ctx, older_than: str, dry_run: bool, yes: bool) -> None:
 @click.option("--keep", is_flag=True, help="Keep the demo database instead of dropping it.")
 @click.pass_obj
 def demo(ctx: Ctx, leads: int, engine: str, keep: bool) -> None:
-    """Throwaway database with synthetic leads; runs archive, search, dearchive, verify."""
+    """Throwaway database with synthetic leads; runs archive, search, dearchive, verify.
+
+    \b
+    Examples:
+      vicidial-archiver --dsn mysql://root@127.0.0.1:3306/ demo
+      vicidial-archiver demo --leads 200000 --engine InnoDB --keep
+    """
     from archiver.demo import run_demo
 
     code = run_demo(ctx.settings(), _out, leads=leads, keep=keep, engine=engine)
@@ -928,7 +994,14 @@ def demo(ctx: Ctx, leads: int, engine: str, keep: bool) -> None:
 def serve(ctx: Ctx, listen: str, print_openapi: bool) -> None:
     """Serve the Lead Archive API: POST /vicidial/leads/archive with Authorization:
     Key=<api key> runs one archive job. API keys: [serve] keys or ARCHIVER_API_KEYS, as
-    name:<sha256 hex>. Needs the extra: pip install 'vicidial-archiver[serve]'."""
+    name:<sha256 hex>. Needs the extra: pip install 'vicidial-archiver[serve]'.
+
+    \b
+    Examples:
+      vicidial-archiver --config /etc/vicidial-archiver.toml serve
+      vicidial-archiver serve --listen 127.0.0.1:8081
+      vicidial-archiver serve --openapi > openapi.json
+    """
     try:
         from archiver import serve as server
     except ModuleNotFoundError as exc:
@@ -1013,7 +1086,14 @@ def search(
     call prints, from vicidial_list (or the archive with --archived): one
     `<key>|<count>|<id-id-…>` line per number or code.
 
-    Exit 0 when a key matched, 1 when none did, 2 when no number has 6–18 digits."""
+    Exit 0 when a key matched, 1 when none did, 2 when no number has 6–18 digits.
+
+    \b
+    Examples:
+      vicidial-archiver search 7275550001
+      vicidial-archiver search 7275550001,7275550002 --archived --json
+      vicidial-archiver search --vendor-lead-code V1234 --vicidial --header
+    """
     args = SearchArgs(
         phones, codes, archived, list_id, campaign, header, records, user, vicidial, as_json
     )

@@ -19,6 +19,24 @@ EXIT_BAD_INPUT = 2
 EXIT_STOPPED = 3
 EXIT_LOCKED = 4
 
+# The exit codes as `--help` (the group's epilog) and README list them, word for word: a unit
+# test holds the three equal.
+EXIT_CODES: tuple[tuple[int, str], ...] = (
+    (EXIT_OK, "done"),
+    (EXIT_FAILED, "failed (one `Error:` line; the job is resumable)"),
+    (EXIT_BAD_INPUT, "bad input or usage (one `Error:` line), nothing written"),
+    (
+        EXIT_STOPPED,
+        "stopped early on purpose (window, --max-runtime, a signal, throttle, jobs cancel): "
+        "not an error; resumable unless cancelled",
+    ),
+    (EXIT_LOCKED, "another job holds the lock (one `Error:` line)"),
+)
+REPORT_EXIT_CODE = (
+    "verify, schema check, search, doctor: 1 = the report found a difference, no match or a "
+    "failed check"
+)
+
 SERVER_LOG = "the server log has the details"
 
 
