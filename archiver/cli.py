@@ -3,7 +3,9 @@ archiver.commands, print its result; map every error kind to its exit code in on
 
 No other module imports click. Every error a user can cause is an ArchiverError and ends as one
 `Error: …` line on stderr with its exit code (a report command's failed check ends with its
-exit code alone); `--debug` re-raises with the traceback.
+exit code alone); `--debug` re-raises with the traceback. A job stopped on purpose (exit 3) is
+no error: its line says `stopped …` (with JSON logs: the runner's `summary` event, or one
+`stopped` event); a closed stdout pipe (`| head`) ends the command quietly, exit 0.
 """
 
 from __future__ import annotations
@@ -153,8 +155,8 @@ class ArchiverGroup(click.Group):
         if kind.silent:  # the report printed says it all; --debug has no traceback to show
             ctx.exit(kind.exit_code)
         obj = ctx.obj
-        if isinstance(obj, Ctx) and obj.debug:
-            raise
+        if isinstance(obj, Ctx) and obj.debug and kind.exit_code != EXIT_STOPPED:
+            raise  # a planned stop has no traceback worth showing
         if kind.exit_code == EXIT_STOPPED and not alog.console_format():
             # Stopped on purpose, with JSON logs: one more event, not a plain line.
             alog.get_logger().warning("stopped", message=message)
