@@ -21,9 +21,11 @@ ZONE_CONF = '[window]\ntimezone = "America/New_York"\n'
 WHEN = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d E[SD]T"  # the window's zone, named
 
 
-def console(vdb: VDb, args: list[str], config: Path | None = None) -> tuple[int, str, str]:
+def console(
+    vdb: VDb, args: list[str], config: Path | None = None, *more: str
+) -> tuple[int, str, str]:
     """An in-process run with console logs, as on a terminal."""
-    head = ["--dsn", vdb.dsn, "--log-format", "console"]
+    head = ["--dsn", vdb.dsn, "--log-format", "console", *more]
     if config:
         head += ["--config", str(config)]
     result = invoke([*head, *args])
@@ -113,7 +115,8 @@ def test_max_runtime_and_the_window_print_stopped_lines(vdb: VDb, tmp_path: Path
     closed.write_text(
         '[window]\nstart = "00:00:00"\nend = "00:00:01"\ntimezone = "Pacific/Kiritimati"\n'
     )
-    rc, out, err = console(vdb, ["archive", "16", "17"], closed)
+    # Refused outside the window: one line, and no traceback even with --debug.
+    rc, out, err = console(vdb, ["archive", "16", "17"], closed, "--debug")
     assert (rc, out) == (3, ""), err
     assert len(err.splitlines()) == 1, err
     assert err.startswith("not started: outside the off-hours window (00:00:00–00:00:01 "), err
