@@ -699,7 +699,7 @@ class Runner:
         self._check_where(sql)
         if not spec.dry_run and not spec.ignore_window and not window.is_open(self.s.window):
             raise Stopped(
-                f"outside the off-hours window ({window.describe(self.s.window)}); "
+                f"not started: outside the off-hours window ({window.describe(self.s.window)}); "
                 "run inside it or pass --ignore-window for a one-off run"
             )
         self._find_guards()
@@ -782,7 +782,8 @@ class Runner:
         if flags.insert:
             lines.append(f"copy: {self.strategy.copy_path()}")
         if spec.overrides:
-            lines.append(f"restored leads get: {dict(spec.overrides)}")
+            given = ", ".join(f"{k}={v}" for k, v in sorted(spec.overrides.items()))
+            lines.append(f"restored leads get: {given}")
         if spec.direction == ARCHIVE:
             lines.append(
                 f"guards: {', '.join(self.guard_tables) or 'none'}; newest lead kept: "
