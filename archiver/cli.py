@@ -518,9 +518,6 @@ def _print_summary(summary: Summary, as_json: bool, zone: str) -> None:
         for line in summary.plan:
             _out(f"plan: {line}")
     _out(summary_line(summary, zone))
-    if not summary.dry_run:  # a dry run's plan has shown them
-        for line in summary.selection_lines:
-            _out(f"  {line}")
     for warning in summary.warnings:
         _out(f"  warning: {warning}")
     if summary.dry_run and summary.sql:

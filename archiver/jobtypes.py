@@ -143,7 +143,6 @@ class Summary:
     # the selection held, and both as lines for a person.
     cutoffs: dict[str, str] = field(default_factory=dict)
     selected: int | None = None
-    selection_lines: list[str] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
