@@ -23,10 +23,10 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
-from archiver import checkpoint, config, request, schema
+from archiver import checkpoint, config, exportfile, request, schema
 from archiver import doctor as doctor_checks
 from archiver.checkpoint import lock_name
-from archiver.db import Db, connect, make_engine
+from archiver.db import Db, connect, make_engine, q
 from archiver.errors import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -49,7 +49,7 @@ from archiver.options import (
     VerifyArgs,
 )
 from archiver.runner import run_job, spec_from_job
-from archiver.schema import Drift, Table
+from archiver.schema import Column, Drift, Table
 from archiver.search import Located, SearchResult
 from archiver.selection import Selection
 from archiver.verify import VerifyReport
@@ -522,3 +522,314 @@ def jobs_prune(
     their rows; how many."""
     with open_db(settings) as db:
         return checkpoint.prune(db, older_than_s, job_ids)
+
+
+# --- export, import, purge (the file format: archiver/exportfile.py) ---------------------
+
+
+@dataclass
+class FileResult:
+    """What `export`, `import` and `purge` did: counts by outcome, leads, time."""
+
+    command: str
+    path: str
+    counts: dict[str, int]
+    leads: int
+    seconds: float
+    file_bytes: int = 0
+    dry_run: bool = False
+    sql: list[str] | None = None
+
+    @property
+    def rate(self) -> float:
+        return self.leads / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def exit_error(self) -> ArchiverError | None:
+        failed = self.counts.get("failed", 0)
+        if failed:
+            return Failed(
+                f"{failed} lead(s) were written to the table but do not read back equal to the "
+                "file (a column that cannot hold the value?); the file is unchanged"
+            )
+        return None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "command": self.command,
+            "file": self.path,
+            "dry_run": self.dry_run,
+            "counts": dict(sorted(self.counts.items())),
+            "leads": self.leads,
+            "seconds": round(self.seconds, 3),
+            "rate_per_s": round(self.rate, 1),
+        }
+        if self.command == "export":
+            out["file_bytes"] = self.file_bytes
+            out["manifest"] = exportfile.manifest_path(self.path)
+        if self.sql is not None:
+            out["sql"] = self.sql
+        return out
+
+
+def _bytes_select(table: Table) -> Callable[[str], str]:
+    exprs = ", ".join(exportfile.bytes_expr(c, "s") for c in table.columns)
+
+    def select(where: str) -> str:
+        return f"SELECT s.`lead_id`, {exprs} FROM {q(table.name)} AS s WHERE {where}"
+
+    return select
+
+
+def export(
+    settings: config.Settings, selection: Selection, path: str, *, force: bool = False
+) -> FileResult:
+    """Write the selected archived leads to `path` (exportfile's format) and its manifest.
+
+    Reads only. The file is written under a temporary name beside the target, synced, then
+    read back and compared with the archive row by row; only then are it and its manifest
+    renamed to the target. A lead changed or removed in the archive while it was exported
+    fails the export (exit 1, naming the lead): nothing is left under the target's name."""
+    from archiver.selection import Walker, check_scope
+
+    started = time.monotonic()
+    exportfile.check_target(path, force)
+    with open_db(settings) as db:
+        archive_t = schema.reflect(db, settings.archive_table)
+        if archive_t is None:
+            raise BadInput(f"table {settings.archive_table!r} does not exist; check --dsn")
+        if not any(c.name.lower() == "lead_id" for c in archive_t.columns):
+            raise BadInput(f"table {archive_t.name!r} has no lead_id column")
+        check_scope(db, selection.criteria)
+        select = _bytes_select(archive_t)
+        walker = Walker(db, selection, archive_t.name)
+        size = settings.chunk_size
+        writer = exportfile.Writer(path, archive_t)
+        try:
+            after, chunk_no = 0, 0
+            while True:
+                ids, rows, after = walker.next_rows(after, size, select)
+                if not ids:
+                    break
+                chunk_no += 1
+                for row in sorted(rows, key=lambda r: int(r[0])):
+                    writer.write(int(row[0]), [_as_bytes(v) for v in row[1:]])
+                exportfile.fault("export_write", chunk_no)
+                if selection.criteria is not None and walker.exhausted():
+                    break
+            created = str(db.scalar("SELECT DATE_FORMAT(UTC_TIMESTAMP(), '%Y-%m-%dT%TZ')"))
+            manifest = writer.close(settings.db.database, created)
+            _read_back(db, writer.tmp, manifest, size)
+            exportfile.fault("export_publish", 1)
+            writer.publish(manifest)
+        except BaseException:
+            writer.discard()
+            raise
+    seconds = time.monotonic() - started
+    get_logger().info("exported", file=path, leads=manifest.row_count, bytes=manifest.file_bytes)
+    return FileResult(
+        "export",
+        path,
+        {"exported": manifest.row_count},
+        manifest.row_count,
+        seconds,
+        file_bytes=manifest.file_bytes,
+    )
+
+
+def _as_bytes(value: Any) -> bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    return str(value).encode("utf-8")
+
+
+def _read_back(db: Db, tmp: str, manifest: exportfile.Manifest, size: int) -> None:
+    """Each row of the written file equal, byte for byte, to the archive's row now."""
+    table = Table(manifest.table, "", None, manifest.columns, (), None)
+    select = _bytes_select(table)
+    for chunk in exportfile.chunks(exportfile.read_rows(tmp, manifest), size):
+        ids = [int(row[manifest.lead_index] or b"0") for row in chunk]
+        now = {
+            int(r[0]): [_as_bytes(v) for v in r[1:]]
+            for r in db.rows(select("s.`lead_id` IN :ids"), {"ids": ids})
+        }
+        for lead, row in zip(ids, chunk, strict=True):
+            if now.get(lead) != row:
+                raise Failed(
+                    f"lead {lead} changed in {manifest.table} (or left it) while it was "
+                    "exported; nothing was written under the target name: run the export again"
+                )
+
+
+def _file_columns(
+    manifest: exportfile.Manifest, target: Table, path: str, *, exact: bool
+) -> list[Column]:
+    """The target's columns in the file's order, each able to hold the file's values with
+    the same bytes; with `exact`, the target has exactly the file's columns (a purge)."""
+    out: list[Column] = []
+    for col in manifest.columns:
+        own = target.column(col.name)
+        if own is None:
+            raise BadInput(
+                f"{path} holds column {col.name!r}, which {target.name} does not have; "
+                "add it (schema sync) or use a table with every column of the file"
+            )
+        problem = schema.lossless_problem(col, own)
+        if problem is None and (col.charset or None) != (own.charset or None):
+            problem = f"is {col.charset} in the file but {own.charset} in the table"
+        if exact and problem is None and col.column_type != own.column_type:
+            problem = f"is {col.column_type} in the file but {own.column_type} in the table"
+        if problem:
+            raise BadInput(
+                f"column {col.name!r} {problem}; its values would not be the file's bytes"
+            )
+        out.append(own)
+    if exact:
+        extra = [
+            c.name
+            for c in target.columns
+            if not any(m.name.lower() == c.name.lower() for m in manifest.columns)
+        ]
+        if extra:
+            raise BadInput(
+                f"{target.name} has columns the file does not hold ({', '.join(extra)}); a "
+                "purge would delete values no file keeps: export again, then purge"
+            )
+    return out
+
+
+def _equal_ids(db: Db, table: str, columns: list[Column], chunk: list[list[Any]]) -> set[int]:
+    """The leads of the chunk whose row in `table` equals the file's on every column."""
+    rows = db.rows(f"SELECT `lead_id` FROM {q(table)} WHERE {_proof(columns, chunk)}")
+    return {int(r[0]) for r in rows}
+
+
+def _proof(columns: list[Column], chunk: list[list[Any]]) -> str:
+    """The chunk's leads by primary key, each row equal to the file's on every column."""
+    lead_i = next(i for i, c in enumerate(columns) if c.name.lower() == "lead_id")
+    ids = ", ".join(str(int(row[lead_i])) for row in chunk)
+    ors = "\n   OR ".join(exportfile.equal_row(columns, row) for row in chunk)
+    return f"`lead_id` IN ({ids}) AND ({ors})"
+
+
+def _ids_in(db: Db, table: str, ids: list[int]) -> set[int]:
+    rows = db.rows(f"SELECT `lead_id` FROM {q(table)} WHERE `lead_id` IN :ids", {"ids": ids})
+    return {int(r[0]) for r in rows}
+
+
+def import_file(settings: config.Settings, path: str, into: str = "archive") -> FileResult:
+    """Put an export back: each lead of the file missing from the table (the archive, or
+    `into="live"`) is inserted, then every lead is compared with the file by value. A lead
+    present with other data is a `conflict` and is never overwritten; a lead in the other
+    table stays where it is (`in_live` / `in_archive`). The file and its manifest are
+    checked whole before anything is written."""
+    started = time.monotonic()
+    manifest = exportfile.check(path)
+    counts: dict[str, int] = {}
+    with open_db(settings) as db:
+        live, archive_t = schema.require_tables(db, settings.live_table, settings.archive_table)
+        target, other = (live, archive_t) if into == "live" else (archive_t, live)
+        columns = _file_columns(manifest, target, path, exact=False)
+        names = ", ".join(q(c.name) for c in columns)
+        lead_i = manifest.lead_index
+        for chunk in exportfile.chunks(exportfile.read_rows(path, manifest), settings.chunk_size):
+            ids = [int(row[lead_i] or b"0") for row in chunk]
+            present = _ids_in(db, target.name, ids)
+            elsewhere = _ids_in(db, other.name, ids) - present
+            missing = [
+                row
+                for lead, row in zip(ids, chunk, strict=True)
+                if lead not in present and lead not in elsewhere
+            ]
+            if missing:
+                values = ",".join(
+                    "("
+                    + ", ".join(exportfile.literal(c, v) for c, v in zip(columns, row, strict=True))
+                    + ")"
+                    for row in missing
+                )
+                # IGNORE: a row that appeared since it was looked up is left as it is; the
+                # comparison below tells it apart.
+                sql = f"INSERT IGNORE INTO {q(target.name)} ({names}) VALUES {values}"
+                db.write_literal(sql, f"INSERT IGNORE INTO {q(target.name)} … {len(missing)} rows")
+            check = [row for lead, row in zip(ids, chunk, strict=True) if lead not in elsewhere]
+            equal = _equal_ids(db, target.name, columns, check) if check else set()
+            for lead in ids:
+                if lead in elsewhere:
+                    outcome = "in_live" if into == "archive" else "in_archive"
+                elif lead in equal:
+                    outcome = "already_present" if lead in present else "imported"
+                else:
+                    outcome = "conflict" if lead in present else "failed"
+                counts[outcome] = counts.get(outcome, 0) + 1
+            get_logger().debug("import_chunk", leads=len(ids), last_lead_id=ids[-1])
+    seconds = time.monotonic() - started
+    return FileResult("import", path, counts, manifest.row_count, seconds)
+
+
+def purge(settings: config.Settings, path: str, *, dry_run: bool = False) -> FileResult:
+    """Delete archived leads that the export file proves: each row only by a statement that
+    compares every column with the file's bytes (NULL-safe), so a lead changed since the
+    export is kept (`kept_changed`) and one already gone is `absent`. The file and its
+    manifest are checked whole first; the job lock is held throughout. A run killed anywhere
+    converges when run again (rows deleted are simply absent the next time)."""
+    from archiver.steps import ChunkSql
+
+    started = time.monotonic()
+    manifest = exportfile.check(path)
+    counts: dict[str, int] = {}
+    planned: list[str] = []
+    with open_db(settings) as db:
+        archive_t = schema.reflect(db, settings.archive_table)
+        if archive_t is None:
+            raise BadInput(f"table {settings.archive_table!r} does not exist; check --dsn")
+        if archive_t.name != manifest.table:
+            raise BadInput(
+                f"{path} is an export of {manifest.table!r}, not of {archive_t.name!r}; "
+                "purge the table it was exported from"
+            )
+        columns = _file_columns(manifest, archive_t, path, exact=True)
+        # The statement deletes nothing once the archive's columns change (an ALTER since).
+        guard = ChunkSql(ARCHIVE, archive_t, archive_t).schema_guard()
+        if not dry_run:
+            checkpoint.lock(db, settings)
+        try:
+            for chunk in exportfile.chunks(
+                exportfile.read_rows(path, manifest), settings.chunk_size
+            ):
+                ids = [int(row[manifest.lead_index] or b"0") for row in chunk]
+                present = _ids_in(db, archive_t.name, ids)
+                equal: set[int] = set()
+                proven = [row for lead, row in zip(ids, chunk, strict=True) if lead in present]
+                if proven:
+                    proof = _proof(columns, proven)
+                    sql = f"DELETE FROM {q(archive_t.name)} WHERE {proof}\n  AND {guard}"
+                    if dry_run:
+                        equal = _equal_ids(db, archive_t.name, columns, proven)
+                        if not planned:
+                            planned.append(sql)
+                    else:
+                        db.write_literal(sql, f"DELETE … {len(proven)} proven rows")
+                left = _ids_in(db, archive_t.name, ids) if proven and not dry_run else present
+                for lead in ids:
+                    if lead not in present:
+                        outcome = "absent"
+                    elif dry_run:
+                        outcome = "would_purge" if lead in equal else "kept_changed"
+                    else:
+                        outcome = "kept_changed" if lead in left else "purged"
+                    counts[outcome] = counts.get(outcome, 0) + 1
+                get_logger().debug("purge_chunk", leads=len(ids), last_lead_id=ids[-1])
+        finally:
+            if not dry_run:
+                checkpoint.unlock(db, settings)
+    seconds = time.monotonic() - started
+    return FileResult(
+        "purge",
+        path,
+        counts,
+        manifest.row_count,
+        seconds,
+        dry_run=dry_run,
+        sql=planned if dry_run else None,
+    )

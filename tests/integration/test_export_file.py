@@ -1,0 +1,360 @@
+"""export --file, import --file and purge --file (issue 24), on MyISAM and on InnoDB, through
+the CLI: a round trip of hostile values is byte-identical; a damaged, truncated or mismatched
+file (or a missing manifest) is refused with exit 2 before anything is written or deleted; a
+lead changed after the export is never purged nor overwritten; a killed export leaves nothing
+under the target's name."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from archiver import exportfile
+from tests.support import proc as hp
+from tests.support.db import ARCHIVE, LIVE, VDb
+
+MAX_ID = 4294967295
+ALL_BYTES = bytes(range(256))
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def insert_lead(vdb: VDb, table: str, lead_id: int, **values: Any) -> None:
+    row = {"lead_id": lead_id, "phone_number": f"555{lead_id % 10**7:07d}", **values}
+    cols = ", ".join(f"`{c}`" for c in row)
+    marks = ", ".join(f":{c}" for c in row)
+    vdb.db.write(f"INSERT INTO `{table}` ({cols}) VALUES ({marks})", row)
+
+
+def archived(vdb: VDb, count: int) -> None:
+    """`count` synthetic leads, straight into the archive (ids 1…count)."""
+    vdb.seed(count)
+    cols = ", ".join(f"`{c}`" for c in vdb.columns())
+    vdb.db.write(f"INSERT INTO {ARCHIVE} ({cols}) SELECT {cols} FROM {LIVE}")
+    vdb.db.write(f"DELETE FROM {LIVE}")
+
+
+def run(vdb: VDb, *args: str, code: int = 0) -> dict[str, Any]:
+    result = vdb.cli([*args, "--json"])
+    assert result.exit_code == code, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1]) if code == 0 else {}
+
+
+def error_line(vdb: VDb, *args: str) -> str:
+    result = vdb.cli(list(args))
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("Error: ")]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
+def hostile_archive(vdb: VDb) -> list[int]:
+    """Leads whose values a CSV or a careless NULL handling would change."""
+    vdb.db.write(f"ALTER TABLE {LIVE} ADD COLUMN va_bytes BLOB")
+    vdb.db.write(f"ALTER TABLE {ARCHIVE} ADD COLUMN va_bytes BLOB")
+    for table in (LIVE, ARCHIVE):  # 4-byte UTF-8 needs utf8mb4
+        vdb.db.write(
+            f"ALTER TABLE {table} MODIFY comments VARCHAR(255) CHARACTER SET utf8mb4"
+            " COLLATE utf8mb4_unicode_ci"
+        )
+    leads: list[dict[str, Any]] = [
+        {"email": None, "address3": "", "security_phrase": "NULL"},
+        {"email": "", "address3": "NULL", "security_phrase": None},
+        {"email": "NULL", "address3": None, "security_phrase": ""},
+        {"comments": "tab\there\nnew line\r\nCRLF", "first_name": "a,b"},
+        {"comments": "back\\slash \\N \"quoted\", 'single'", "last_name": "\\N"},
+        {"comments": "emoji 😀 𝄞 and ñ", "city": "Zürich"},
+        {"comments": "€" * 255, "phone_number": "9" * 18, "address1": "x" * 100},
+        {"last_local_call_time": "0000-00-00 00:00:00", "date_of_birth": "0000-00-00"},
+        {"entry_date": "0000-00-00 00:00:00", "modify_date": "0000-00-00 00:00:00"},
+        {"va_bytes": ALL_BYTES, "comments": "\x00\x01\x1f\x7f"},
+        {"va_bytes": b"", "comments": " trailing  ", "owner": "Smith "},
+        {"va_bytes": b"\xff\xfe\\N\x00", "comments": ",", "title": '"'},
+        {"comments": "", "status": "", "user": None},
+    ]
+    ids = [*range(1, len(leads)), MAX_ID]
+    for lead_id, values in zip(ids, leads, strict=True):
+        insert_lead(vdb, ARCHIVE, lead_id, **values)
+    return ids
+
+
+def target(tmp_path: Path, name: str = "leads.csv.gz") -> str:
+    return str(tmp_path / name)
+
+
+# --- the round trip -------------------------------------------------------------------------------
+
+
+def test_export_purge_import_round_trip_is_byte_identical(vdb: VDb, tmp_path: Path) -> None:
+    ids = hostile_archive(vdb)
+    original = vdb.row_bytes(ARCHIVE)
+    assert sorted(original) == ids
+    path = target(tmp_path)
+
+    exported = run(vdb, "export", "--all", "--file", path)
+    assert exported["counts"] == {"exported": len(ids)}
+    assert exported["file_bytes"] == os.path.getsize(path)
+    manifest = json.loads(Path(path + ".manifest.json").read_text())
+    assert manifest["row_count"] == len(ids)
+    assert [c["name"] for c in manifest["columns"]] == vdb.columns()
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]  # no temporary left
+    # The encoding is the documented one: NULL, '' and 'NULL' are three different fields.
+    with gzip.open(path, "rt", encoding="utf-8", newline="") as fh:
+        lines = fh.read().split("\n")
+    assert len(lines) == len(ids) + 2 and lines[-1] == ""  # header, one line per row
+    header = lines[0].split(",")
+    first = lines[1].split(",")
+    assert first[header.index("email")] == "\\N"
+    assert first[header.index("address3")] == ""
+    assert first[header.index("security_phrase")] == "NULL"
+
+    dry = run(vdb, "purge", "--file", path, "--dry-run")
+    assert dry["counts"] == {"would_purge": len(ids)}
+    assert vdb.row_bytes(ARCHIVE) == original
+
+    purged = run(vdb, "purge", "--file", path)
+    assert purged["counts"] == {"purged": len(ids)}
+    assert vdb.count(ARCHIVE) == 0
+    again = run(vdb, "purge", "--file", path)  # converges: nothing left to delete
+    assert again["counts"] == {"absent": len(ids)}
+
+    imported = run(vdb, "import", "--file", path)
+    assert imported["counts"] == {"imported": len(ids)}
+    assert vdb.row_bytes(ARCHIVE) == original
+    assert run(vdb, "import", "--file", path)["counts"] == {"already_present": len(ids)}
+
+    # Into live: the same bytes, and never a lead in both tables.
+    assert run(vdb, "import", "--file", path, "--into", "live")["counts"] == {
+        "in_archive": len(ids)
+    }
+    assert vdb.count(LIVE) == 0
+    run(vdb, "purge", "--file", path)
+    assert run(vdb, "import", "--file", path, "--into", "live")["counts"] == {"imported": len(ids)}
+    assert vdb.row_bytes(LIVE) == original
+
+
+def test_export_by_criteria_reads_the_archive(vdb: VDb, tmp_path: Path) -> None:
+    archived(vdb, 1200)
+    insert_lead(vdb, LIVE, 5000, list_id=101)  # a live lead is never exported
+    path = target(tmp_path)
+    data = run(vdb, "export", "--list-id", "101", "--file", path)
+    expected = {i for (i,) in vdb.db.rows(f"SELECT lead_id FROM {ARCHIVE} WHERE list_id = 101")}
+    assert data["counts"] == {"exported": len(expected)}
+    manifest = exportfile.check(path)
+    got = {int(row[manifest.lead_index] or b"0") for row in exportfile.read_rows(path, manifest)}
+    assert got == expected
+    ids_path = target(tmp_path, "two.csv.gz")
+    assert run(vdb, "export", "3,7", "9999", "--file", ids_path)["counts"] == {"exported": 2}
+
+
+# --- damaged files --------------------------------------------------------------------------------
+
+
+def _truncate(path: str) -> None:
+    size = os.path.getsize(path)
+    with open(path, "r+b") as fh:
+        fh.truncate(size - 100)
+
+
+def _flip(offset: int) -> Any:
+    def damage(path: str) -> None:
+        with open(path, "r+b") as fh:
+            pos = offset if offset >= 0 else os.path.getsize(path) // 2
+            fh.seek(pos)
+            byte = fh.read(1)
+            fh.seek(pos)
+            fh.write(bytes([byte[0] ^ 0x01]))
+
+    return damage
+
+
+def _no_manifest(path: str) -> None:
+    os.unlink(path + ".manifest.json")
+
+
+def _other_manifest(path: str) -> None:
+    other = path + ".other.manifest.json"
+    os.replace(other, path + ".manifest.json")
+
+
+DAMAGE = {
+    "truncated": _truncate,
+    "flipped-byte-mid-file": _flip(-1),
+    "flipped-byte-gzip-header-mtime": _flip(5),
+    "missing-manifest": _no_manifest,
+    "manifest-of-another-file": _other_manifest,
+}
+
+
+@pytest.mark.parametrize("kind", list(DAMAGE))
+def test_a_damaged_file_is_refused_before_anything_is_done(
+    vdb: VDb, tmp_path: Path, kind: str
+) -> None:
+    archived(vdb, 1200)
+    path = target(tmp_path)
+    run(vdb, "export", "--all", "--file", path)
+    # Another export of the same table, one lead fewer: its manifest is valid, for another file.
+    other = target(tmp_path, "leads.csv.gz.other")
+    run(vdb, "export", "--list-id", "101", "--list-id", "102", "--file", other)
+    before = vdb.checksum()
+    DAMAGE[kind](path)
+
+    line = error_line(vdb, "purge", "--file", path)
+    assert path in line
+    assert vdb.checksum() == before  # nothing deleted
+
+    # Nothing imported either: into live (where none of the leads is), and into an archive
+    # missing the leads.
+    line = error_line(vdb, "import", "--file", path, "--into", "live")
+    assert path in line
+    vdb.db.write(f"DELETE FROM {ARCHIVE} WHERE lead_id > 600")
+    emptied = vdb.checksum()
+    error_line(vdb, "import", "--file", path)
+    assert vdb.checksum() == emptied
+
+
+# --- changed leads ----------------------------------------------------------------------------
+
+
+def test_a_lead_changed_after_the_export_is_kept(vdb: VDb, tmp_path: Path) -> None:
+    archived(vdb, 1200)
+    path = target(tmp_path)
+    run(vdb, "export", "--all", "--file", path)
+    # One byte of one column: a case the collation calls equal, a NULL that became ''.
+    vdb.db.write(f"UPDATE {ARCHIVE} SET first_name = 'SMITH' WHERE lead_id = 3")
+    vdb.db.write(f"UPDATE {ARCHIVE} SET address3 = '' WHERE lead_id = 700")
+    vdb.db.write(f"UPDATE {ARCHIVE} SET first_name = 'x' WHERE lead_id = 4")
+    vdb.db.write(f"DELETE FROM {ARCHIVE} WHERE lead_id = 4")  # gone already: absent
+    changed = vdb.row_bytes(ARCHIVE, [3, 700])
+
+    data = run(vdb, "purge", "--file", path)
+    assert data["counts"] == {"purged": 1197, "kept_changed": 2, "absent": 1}
+    assert vdb.row_bytes(ARCHIVE) == changed
+
+    # Import never overwrites them: each is a conflict, the rest goes back.
+    data = run(vdb, "import", "--file", path)
+    assert data["counts"] == {"imported": 1198, "conflict": 2}
+    assert vdb.row_bytes(ARCHIVE, [3, 700]) == changed
+
+
+def test_purge_refuses_an_archive_whose_columns_changed(vdb: VDb, tmp_path: Path) -> None:
+    archived(vdb, 100)
+    path = target(tmp_path)
+    run(vdb, "export", "--all", "--file", path)
+    vdb.db.write(f"ALTER TABLE {ARCHIVE} ADD COLUMN va_extra INT")
+    before = vdb.checksum(ARCHIVE)
+    line = error_line(vdb, "purge", "--file", path)
+    assert "va_extra" in line
+    assert vdb.checksum(ARCHIVE) == before
+
+
+def test_purge_waits_for_no_job_it_refuses_while_the_lock_is_held(vdb: VDb, tmp_path: Path) -> None:
+    from archiver.checkpoint import lock_name
+
+    archived(vdb, 100)
+    path = target(tmp_path)
+    run(vdb, "export", "--all", "--file", path)
+    holder = vdb.connect()
+    try:
+        assert holder.scalar("SELECT GET_LOCK(:n, 0)", {"n": lock_name(vdb.settings)}) == 1
+        result = vdb.cli(["purge", "--file", path])
+        assert result.exit_code == 4, result.stderr
+        assert vdb.count(ARCHIVE) == 100
+    finally:
+        holder.conn.close()
+
+
+# --- the target file ------------------------------------------------------------------------------
+
+
+def test_an_existing_target_is_refused_unless_forced(vdb: VDb, tmp_path: Path) -> None:
+    archived(vdb, 50)
+    path = target(tmp_path)
+    run(vdb, "export", "--all", "--file", path)
+    first = Path(path).read_bytes()
+    line = error_line(vdb, "export", "--all", "--file", path)
+    assert "--force" in line
+    assert Path(path).read_bytes() == first
+    vdb.db.write(f"DELETE FROM {ARCHIVE} WHERE lead_id > 10")
+    assert run(vdb, "export", "--all", "--file", path, "--force")["counts"] == {"exported": 10}
+    assert exportfile.check(path).row_count == 10
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", ["export_write", "export_publish"])
+def test_kill_during_export_leaves_no_file_under_the_target_name(
+    vdb: VDb, tmp_path: Path, point: str
+) -> None:
+    archived(vdb, 1200)
+    path = target(tmp_path)
+    killed = hp.run(
+        vdb.dsn, ["export", "--all", "--file", path], env={"ARCHIVER_FAULT": f"{point}:1"}
+    )
+    assert killed.rc == -9, killed.describe()
+    assert [ln for ln in killed.lines if ln.startswith("FAULT")] == [f"FAULT {point} 1"]
+    assert not os.path.lexists(path)
+    assert not os.path.lexists(path + ".manifest.json")
+    # The next export is not in the way of the killed one's temporary file.
+    done = hp.run(vdb.dsn, ["export", "--all", "--file", path])
+    assert done.rc == 0, done.describe()
+    assert exportfile.check(path).row_count == 1200
+
+
+def test_a_file_moved_with_its_manifest_still_checks(vdb: VDb, tmp_path: Path) -> None:
+    archived(vdb, 20)
+    path = target(tmp_path)
+    run(vdb, "export", "--all", "--file", path)
+    moved = str(tmp_path / "elsewhere.csv.gz")
+    shutil.move(path, moved)
+    shutil.move(path + ".manifest.json", moved + ".manifest.json")
+    assert run(vdb, "purge", "--file", moved, "--dry-run")["counts"] == {"would_purge": 20}
+
+
+# --- bad input ------------------------------------------------------------------------------------
+
+
+def test_bad_input_on_every_new_option(vdb: VDb, tmp_path: Path) -> None:
+    archived(vdb, 20)
+    path = target(tmp_path)
+    before = vdb.checksum()
+    cases = [
+        (["export", "--file", path], "nothing selected"),
+        (["export", "--all", "1", "--file", path], "--all"),
+        (["export", "--all"], "--file"),
+        (["export", "--all", "--file", ""], "--file is empty"),
+        (["export", "--all", "--file", str(tmp_path)], "is a directory"),
+        (["export", "--all", "--file", str(tmp_path / "no" / "x.gz")], "does not exist"),
+        (["export", "abc", "--file", path], "invalid lead id"),
+        (["export", "--list-id", "x", "--file", path], "--list-id"),
+        (["import", "--file", path], "does not exist"),
+        (["import", "--file", ""], "--file is empty"),
+        (["import", "--file", str(tmp_path)], "is a directory"),
+        (["import", "--file", path, "--into", "elsewhere"], "--into"),
+        (["import"], "--file"),
+        (["purge", "--file", path], "does not exist"),
+        (["purge", "--file", " "], "--file is empty"),
+        (["purge", "--file", str(tmp_path)], "is a directory"),
+        (["purge", "--file", path, "--dry-run", "--force"], "--force"),
+    ]
+    for args, expected in cases:
+        assert expected in error_line(vdb, *args), args
+    assert vdb.checksum() == before
+    assert os.listdir(tmp_path) == []
+
+    # A file that is not an export at all; a manifest that is not one.
+    Path(path).write_bytes(b"lead_id\n1\n")
+    assert "manifest" in error_line(vdb, "purge", "--file", path)
+    Path(path + ".manifest.json").write_text("{not json")
+    assert "not a valid manifest" in error_line(vdb, "import", "--file", path)
+    Path(path + ".manifest.json").write_text(json.dumps({"format": "other"}))
+    assert "not a valid manifest" in error_line(vdb, "purge", "--file", path)
+    assert vdb.checksum() == before
