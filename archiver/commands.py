@@ -700,16 +700,11 @@ def _file_columns(
 
 def _equal_ids(db: Db, table: str, columns: list[Column], chunk: list[list[Any]]) -> set[int]:
     """The leads of the chunk whose row in `table` equals the file's on every column."""
-    rows = db.rows(f"SELECT `lead_id` FROM {q(table)} WHERE {_proof(columns, chunk)}")
+    rows = db.rows(
+        f"SELECT t.`lead_id` FROM {q(table)} AS t JOIN {exportfile.rows_table(columns, chunk)}"
+        f" AS f ON {exportfile.equal_to(columns, 't', 'f')}"
+    )
     return {int(r[0]) for r in rows}
-
-
-def _proof(columns: list[Column], chunk: list[list[Any]]) -> str:
-    """The chunk's leads by primary key, each row equal to the file's on every column."""
-    lead_i = next(i for i, c in enumerate(columns) if c.name.lower() == "lead_id")
-    ids = ", ".join(str(int(row[lead_i])) for row in chunk)
-    ors = "\n   OR ".join(exportfile.equal_row(columns, row) for row in chunk)
-    return f"`lead_id` IN ({ids}) AND ({ors})"
 
 
 def _ids_in(db: Db, table: str, ids: list[int]) -> set[int]:
@@ -802,8 +797,13 @@ def purge(settings: config.Settings, path: str, *, dry_run: bool = False) -> Fil
                 equal: set[int] = set()
                 proven = [row for lead, row in zip(ids, chunk, strict=True) if lead in present]
                 if proven:
-                    proof = _proof(columns, proven)
-                    sql = f"DELETE FROM {q(archive_t.name)} WHERE {proof}\n  AND {guard}"
+                    # The proof and the delete are one statement: the row goes only where
+                    # it equals the file's row, every column byte for byte.
+                    sql = (
+                        f"DELETE a FROM {q(archive_t.name)} AS a"
+                        f" JOIN {exportfile.rows_table(columns, proven)} AS f"
+                        f" ON {exportfile.equal_to(columns, 'a', 'f')}\nWHERE {guard}"
+                    )
                     if dry_run:
                         equal = _equal_ids(db, archive_t.name, columns, proven)
                         if not planned:

@@ -137,17 +137,34 @@ def literal(col: Column, value: Value) -> str:
     return hex_literal(value)
 
 
-def equal_row(columns: Sequence[Column], values: Sequence[Value]) -> str:
-    """A condition true for the table's row equal to `values` on every column, byte for byte
-    and NULL-safely (its lead_id first: the primary key finds the one row)."""
-    parts = [
-        f"{bytes_expr(c)} <=> {'NULL' if v is None else hex_literal(v)}"
-        for c, v in zip(columns, values, strict=True)
-    ]
+def rows_table(columns: Sequence[Column], rows: Sequence[Sequence[Value]]) -> str:
+    """The rows as a derived table of literals: `lid` (the lead id, a number, to join on the
+    primary key) then `c0`, `c1`, … (each column's bytes as X'…', or NULL), one SELECT per
+    row joined by UNION ALL."""
     lead = next(i for i, c in enumerate(columns) if c.name.lower() == "lead_id")
-    lead_value = values[lead]
-    assert lead_value is not None
-    return f"(`lead_id` = {int(lead_value)} AND " + " AND ".join(parts) + ")"
+    selects = []
+    for n, row in enumerate(rows):
+        lead_value = row[lead]
+        assert lead_value is not None
+        values = [str(int(lead_value))] + ["NULL" if v is None else hex_literal(v) for v in row]
+        if n == 0:
+            values = [
+                f"{v} AS {name}"
+                for v, name in zip(
+                    values, ["lid", *(f"c{i}" for i in range(len(row)))], strict=True
+                )
+            ]
+        selects.append("SELECT " + ", ".join(values))
+    return "(" + "\n  UNION ALL ".join(selects) + ")"
+
+
+def equal_to(columns: Sequence[Column], alias: str, rows_alias: str) -> str:
+    """`alias`'s row is the derived table's row (`rows_table`): the same lead, every column
+    equal byte for byte and NULL-safely."""
+    parts = [f"{alias}.`lead_id` = {rows_alias}.lid"] + [
+        f"{bytes_expr(c, alias)} <=> {rows_alias}.c{i}" for i, c in enumerate(columns)
+    ]
+    return "\n  AND ".join(parts)
 
 
 # --- the manifest -----------------------------------------------------------------------------

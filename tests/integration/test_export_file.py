@@ -273,6 +273,27 @@ def test_purge_waits_for_no_job_it_refuses_while_the_lock_is_held(vdb: VDb, tmp_
         holder.conn.close()
 
 
+def test_a_lead_changed_during_the_export_fails_it_naming_the_lead(
+    vdb: VDb, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from archiver import commands
+
+    archived(vdb, 1200)
+    path = target(tmp_path)
+    read_back = commands._read_back
+
+    def change_then_read_back(*args: Any) -> None:  # after the rows were written
+        vdb.db.write(f"UPDATE {ARCHIVE} SET comments = 'changed' WHERE lead_id = 777")
+        read_back(*args)
+
+    monkeypatch.setattr(commands, "_read_back", change_then_read_back)
+    result = vdb.cli(["export", "--all", "--file", path])
+    assert result.exit_code == 1, result.stderr
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("Error: ")]
+    assert len(errors) == 1 and "lead 777" in errors[0], result.stderr
+    assert os.listdir(tmp_path) == []  # neither the file nor its temporary
+
+
 # --- the target file ------------------------------------------------------------------------------
 
 
