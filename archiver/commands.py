@@ -21,6 +21,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
+import pymysql
 from sqlalchemy.exc import DBAPIError
 
 from archiver import checkpoint, config, exportfile, request, schema
@@ -606,12 +607,13 @@ def export(
         size = settings.chunk_size
         writer = exportfile.Writer(path, archive_t)
         try:
-            after, chunk_no = 0, 0
+            after, chunk_no, missing = 0, 0, 0
             while True:
                 ids, rows, after = walker.next_rows(after, size, select)
                 if not ids:
                     break
                 chunk_no += 1
+                missing += len(ids) - len(rows)  # explicit ids the archive does not hold
                 for row in sorted(rows, key=lambda r: int(r[0])):
                     writer.write(int(row[0]), [_as_bytes(v) for v in row[1:]])
                 exportfile.fault("export_write", chunk_no)
@@ -630,7 +632,7 @@ def export(
     return FileResult(
         "export",
         path,
-        {"exported": manifest.row_count},
+        {"exported": manifest.row_count, **({"not_archived": missing} if missing else {})},
         manifest.row_count,
         seconds,
         file_bytes=manifest.file_bytes,
@@ -700,11 +702,24 @@ def _file_columns(
 
 def _equal_ids(db: Db, table: str, columns: list[Column], chunk: list[list[Any]]) -> set[int]:
     """The leads of the chunk whose row in `table` equals the file's on every column."""
-    rows = db.rows(
+    sql = (
         f"SELECT t.`lead_id` FROM {q(table)} AS t JOIN {exportfile.rows_table(columns, chunk)}"
         f" AS f ON {exportfile.equal_to(columns, 't', 'f')}"
     )
-    return {int(r[0]) for r in rows}
+    # Sent as it is (its values are literals): not parsed for bind parameters, as
+    # Db.write_literal does for the INSERT and the DELETE.
+    started = time.perf_counter()
+    cursor = db.conn.connection.cursor()
+    try:
+        cursor.execute(sql)
+        ids = {int(r[0]) for r in cursor.fetchall()}
+    except pymysql.err.Error as exc:
+        raise DBAPIError.instance(sql[:300], None, exc, pymysql.err.Error) from exc
+    finally:
+        cursor.close()
+    ms = round((time.perf_counter() - started) * 1000, 2)
+    get_logger().debug("sql", sql=sql[:300], ms=ms, rows=len(ids))
+    return ids
 
 
 def _ids_in(db: Db, table: str, ids: list[int]) -> set[int]:
@@ -762,6 +777,15 @@ def import_file(settings: config.Settings, path: str, into: str = "archive") -> 
     return FileResult("import", path, counts, manifest.row_count, seconds)
 
 
+def _purge_sql(table: str, columns: list[Column], rows: list[list[Any]], guard: str) -> str:
+    """The proof and the delete in one statement: a row goes only where it equals the file's
+    row, every column byte for byte, and only while the table has the columns compared."""
+    return (
+        f"DELETE a FROM {q(table)} AS a JOIN {exportfile.rows_table(columns, rows)} AS f"
+        f" ON {exportfile.equal_to(columns, 'a', 'f')}\nWHERE {guard}"
+    )
+
+
 def purge(settings: config.Settings, path: str, *, dry_run: bool = False) -> FileResult:
     """Delete archived leads that the export file proves: each row only by a statement that
     compares every column with the file's bytes (NULL-safe), so a lead changed since the
@@ -796,20 +820,17 @@ def purge(settings: config.Settings, path: str, *, dry_run: bool = False) -> Fil
                 present = _ids_in(db, archive_t.name, ids)
                 equal: set[int] = set()
                 proven = [row for lead, row in zip(ids, chunk, strict=True) if lead in present]
-                if proven:
-                    # The proof and the delete are one statement: the row goes only where
-                    # it equals the file's row, every column byte for byte.
-                    sql = (
-                        f"DELETE a FROM {q(archive_t.name)} AS a"
-                        f" JOIN {exportfile.rows_table(columns, proven)} AS f"
-                        f" ON {exportfile.equal_to(columns, 'a', 'f')}\nWHERE {guard}"
-                    )
-                    if dry_run:
-                        equal = _equal_ids(db, archive_t.name, columns, proven)
-                        if not planned:
-                            planned.append(sql)
-                    else:
-                        db.write_literal(sql, f"DELETE … {len(proven)} proven rows")
+                if proven and dry_run:
+                    equal = _equal_ids(db, archive_t.name, columns, proven)
+                    if not planned:  # the first chunk's statement, two of its rows shown
+                        planned.append(
+                            _purge_sql(archive_t.name, columns, proven[:2], guard)
+                            + f"\n-- the derived table f holds all {len(proven)} rows of the"
+                            " chunk; two are shown"
+                        )
+                elif proven:
+                    sql = _purge_sql(archive_t.name, columns, proven, guard)
+                    db.write_literal(sql, f"DELETE … {len(proven)} proven rows")
                 left = _ids_in(db, archive_t.name, ids) if proven and not dry_run else present
                 for lead in ids:
                     if lead not in present:

@@ -35,7 +35,6 @@ import json
 import os
 import re
 import signal
-import struct
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -103,13 +102,10 @@ def decode_field(field: str) -> Value:
 
 
 def row_digest(values: Sequence[Value]) -> bytes:
-    h = hashlib.sha256()
-    for v in values:
-        if v is None:
-            h.update(b"N")
-        else:
-            h.update(b"V" + struct.pack(">Q", len(v)) + v)
-    return h.digest()
+    canonical = b"".join(
+        b"N" if v is None else b"V" + len(v).to_bytes(8, "big") + v for v in values
+    )
+    return hashlib.sha256(canonical).digest()
 
 
 # --- SQL text ---------------------------------------------------------------------------------

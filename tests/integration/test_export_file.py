@@ -153,7 +153,10 @@ def test_export_by_criteria_reads_the_archive(vdb: VDb, tmp_path: Path) -> None:
     got = {int(row[manifest.lead_index] or b"0") for row in exportfile.read_rows(path, manifest)}
     assert got == expected
     ids_path = target(tmp_path, "two.csv.gz")
-    assert run(vdb, "export", "3,7", "9999", "--file", ids_path)["counts"] == {"exported": 2}
+    assert run(vdb, "export", "3,7", "9999", "--file", ids_path)["counts"] == {
+        "exported": 2,
+        "not_archived": 1,
+    }
 
 
 # --- damaged files --------------------------------------------------------------------------------
