@@ -742,6 +742,7 @@ def import_file(settings: config.Settings, path: str, into: str = "archive") -> 
         columns = _file_columns(manifest, target, path, exact=False)
         names = ", ".join(q(c.name) for c in columns)
         lead_i = manifest.lead_index
+        chunk_no = 0
         for chunk in exportfile.chunks(exportfile.read_rows(path, manifest), settings.chunk_size):
             ids = [int(row[lead_i] or b"0") for row in chunk]
             present = _ids_in(db, target.name, ids)
@@ -762,6 +763,8 @@ def import_file(settings: config.Settings, path: str, into: str = "archive") -> 
                 # comparison below tells it apart.
                 sql = f"INSERT IGNORE INTO {q(target.name)} ({names}) VALUES {values}"
                 db.write_literal(sql, f"INSERT IGNORE INTO {q(target.name)} … {len(missing)} rows")
+                chunk_no += 1
+                exportfile.fault("import_insert", chunk_no)
             check = [row for lead, row in zip(ids, chunk, strict=True) if lead not in elsewhere]
             equal = _equal_ids(db, target.name, columns, check) if check else set()
             for lead in ids:
@@ -812,6 +815,7 @@ def purge(settings: config.Settings, path: str, *, dry_run: bool = False) -> Fil
         guard = ChunkSql(ARCHIVE, archive_t, archive_t).schema_guard()
         if not dry_run:
             checkpoint.lock(db, settings)
+        chunk_no = 0
         try:
             for chunk in exportfile.chunks(
                 exportfile.read_rows(path, manifest), settings.chunk_size
@@ -831,6 +835,8 @@ def purge(settings: config.Settings, path: str, *, dry_run: bool = False) -> Fil
                 elif proven:
                     sql = _purge_sql(archive_t.name, columns, proven, guard)
                     db.write_literal(sql, f"DELETE … {len(proven)} proven rows")
+                    chunk_no += 1
+                    exportfile.fault("purge_delete", chunk_no)
                 left = _ids_in(db, archive_t.name, ids) if proven and not dry_run else present
                 for lead in ids:
                     if lead not in present:

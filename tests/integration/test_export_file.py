@@ -333,6 +333,30 @@ def test_kill_during_export_leaves_no_file_under_the_target_name(
     assert exportfile.check(path).row_count == 1200
 
 
+@pytest.mark.slow
+def test_purge_and_import_killed_mid_way_converge_when_run_again(vdb: VDb, tmp_path: Path) -> None:
+    archived(vdb, 1200)
+    original = vdb.row_bytes(ARCHIVE)
+    path = target(tmp_path)
+    run(vdb, "export", "--all", "--file", path)
+
+    killed = hp.run(vdb.dsn, ["purge", "--file", path], env={"ARCHIVER_FAULT": "purge_delete:1"})
+    assert killed.rc == -9, killed.describe()
+    assert vdb.count(ARCHIVE) == 700  # the first chunk's 500 went
+    hp.wait_lock_free(vdb.db, vdb.settings)
+    assert run(vdb, "purge", "--file", path)["counts"] == {"absent": 500, "purged": 700}
+    assert vdb.count(ARCHIVE) == 0
+
+    killed = hp.run(vdb.dsn, ["import", "--file", path], env={"ARCHIVER_FAULT": "import_insert:2"})
+    assert killed.rc == -9, killed.describe()
+    assert vdb.count(ARCHIVE) == 1000
+    assert run(vdb, "import", "--file", path)["counts"] == {
+        "already_present": 1000,
+        "imported": 200,
+    }
+    assert vdb.row_bytes(ARCHIVE) == original
+
+
 def test_a_file_moved_with_its_manifest_still_checks(vdb: VDb, tmp_path: Path) -> None:
     archived(vdb, 20)
     path = target(tmp_path)
