@@ -605,7 +605,10 @@ def export(
         select = _bytes_select(archive_t)
         walker = Walker(db, selection, archive_t.name)
         size = settings.chunk_size
-        writer = exportfile.Writer(path, archive_t)
+        try:
+            writer = exportfile.Writer(path, archive_t)
+        except OSError as exc:
+            raise BadInput(f"cannot write beside {path}: {exc.strerror}") from None
         try:
             after, chunk_no, missing = 0, 0, 0
             while True:
@@ -623,7 +626,13 @@ def export(
             manifest = writer.close(settings.db.database, created)
             _read_back(db, writer.tmp, manifest, size)
             exportfile.fault("export_publish", 1)
+            exportfile.check_target(path, force)  # nothing took the name in the meantime
             writer.publish(manifest)
+        except OSError as exc:  # a full disk, EIO
+            writer.discard()
+            raise Failed(
+                f"cannot write {path}: {exc.strerror}; nothing was written under that name"
+            ) from None
         except BaseException:
             writer.discard()
             raise

@@ -357,6 +357,31 @@ def test_purge_and_import_killed_mid_way_converge_when_run_again(vdb: VDb, tmp_p
     assert vdb.row_bytes(ARCHIVE) == original
 
 
+def test_a_write_that_fails_leaves_nothing_and_says_why(vdb: VDb, tmp_path: Path) -> None:
+    import resource
+    import subprocess
+
+    archived(vdb, 1200)
+    path = target(tmp_path)
+
+    def small_files() -> None:  # a full disk, as the export meets it: EFBIG past 16 KiB
+        resource.setrlimit(resource.RLIMIT_FSIZE, (16384, 16384))
+
+    done = subprocess.run(
+        hp.argv(vdb.dsn, ["export", "--all", "--file", path]),
+        env=hp.child_env(),
+        preexec_fn=small_files,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr
+    errors = [ln for ln in done.stderr.splitlines() if ln.startswith("Error: ")]
+    assert len(errors) == 1 and "cannot write" in errors[0], done.stderr
+    assert "Traceback" not in done.stderr
+    assert os.listdir(tmp_path) == []
+
+
 def test_a_file_moved_with_its_manifest_still_checks(vdb: VDb, tmp_path: Path) -> None:
     archived(vdb, 20)
     path = target(tmp_path)
