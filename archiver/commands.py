@@ -749,7 +749,11 @@ def import_file(settings: config.Settings, path: str, into: str = "archive") -> 
         live, archive_t = schema.require_tables(db, settings.live_table, settings.archive_table)
         target, other = (live, archive_t) if into == "live" else (archive_t, live)
         columns = _file_columns(manifest, target, path, exact=False)
-        names = ", ".join(q(c.name) for c in columns)
+        # A generated column computes its own value: not written, compared all the same.
+        written = [
+            i for i, c in enumerate(columns) if "generated" not in c.extra.replace("default_", "")
+        ]
+        names = ", ".join(q(columns[i].name) for i in written)
         lead_i = manifest.lead_index
         chunk_no = 0
         for chunk in exportfile.chunks(exportfile.read_rows(path, manifest), settings.chunk_size):
@@ -763,9 +767,7 @@ def import_file(settings: config.Settings, path: str, into: str = "archive") -> 
             ]
             if missing:
                 values = ",".join(
-                    "("
-                    + ", ".join(exportfile.literal(c, v) for c, v in zip(columns, row, strict=True))
-                    + ")"
+                    "(" + ", ".join(exportfile.literal(columns[i], row[i]) for i in written) + ")"
                     for row in missing
                 )
                 # IGNORE: a row that appeared since it was looked up is left as it is; the

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from archiver import exportfile
+from tests.support import oracle
 from tests.support import proc as hp
 from tests.support.db import ARCHIVE, LIVE, VDb
 
@@ -140,6 +141,19 @@ def test_export_purge_import_round_trip_is_byte_identical(vdb: VDb, tmp_path: Pa
     run(vdb, "purge", "--file", path)
     assert run(vdb, "import", "--file", path, "--into", "live")["counts"] == {"imported": len(ids)}
     assert vdb.row_bytes(LIVE) == original
+
+
+def test_a_generated_column_is_compared_not_written(vdb: VDb, tmp_path: Path) -> None:
+    archived(vdb, 30)
+    vdb.db.write(
+        f"ALTER TABLE {ARCHIVE} ADD COLUMN va_area VARCHAR(3) AS (LEFT(phone_number, 3)) VIRTUAL"
+    )
+    original = oracle.row_bytes(vdb.db, ARCHIVE, [*vdb.columns(), "va_area"])
+    path = target(tmp_path)
+    run(vdb, "export", "--all", "--file", path)
+    assert run(vdb, "purge", "--file", path)["counts"] == {"purged": 30}
+    assert run(vdb, "import", "--file", path)["counts"] == {"imported": 30}
+    assert oracle.row_bytes(vdb.db, ARCHIVE, [*vdb.columns(), "va_area"]) == original
 
 
 def test_export_by_criteria_reads_the_archive(vdb: VDb, tmp_path: Path) -> None:
