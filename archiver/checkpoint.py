@@ -26,15 +26,16 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from archiver import __version__
+from archiver import __version__, claims
 from archiver.config import Settings
-from archiver.db import Db, mysql_errno
+from archiver.db import Db, mysql_errno, q
 from archiver.errors import BadInput, Cancelled, Failed, JobMismatch, LockHeld
 from archiver.idlist import whole
 
 UNFINISHED = ("running", "stopped", "failed")
 MAX_JOB_ID = 2**64 - 1  # archiver_jobs.job_id is BIGINT UNSIGNED
 ER_TABLEACCESS_DENIED = 1142
+ER_DUP_FIELDNAME = 1060
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _TABLES_AT = re.compile(r"[0-9: /-]{1,64}")
 
@@ -62,18 +63,43 @@ def present_tables(db: Db) -> set[str]:
 
 
 def ensure_tables(db: Db) -> None:
+    """Create the checkpoint tables that are missing. Everything that can refuse is checked
+    before the first CREATE (that this account may create each missing table, that an earlier
+    version's archiver_pending can be upgraded), so a refusal leaves no table behind."""
     present = present_tables(db)
-    for stmt in ddl():
-        name = stmt.split("EXISTS", 1)[1].split()[0].lower()
-        if name not in present:
-            try:
-                db.write(stmt)
-            except DBAPIError as exc:
-                if mysql_errno(exc) != ER_TABLEACCESS_DENIED:
-                    raise
-                raise BadInput(_create_denied(db, name)) from None
+    missing = [
+        (name, stmt)
+        for stmt in ddl()
+        if (name := stmt.split("EXISTS", 1)[1].split()[0].lower()) not in present
+    ]
+    for name, _ in missing:
+        _check_may_create(db, name)
     if "archiver_pending" in present:
         _upgrade_pending(db)
+    for name, stmt in missing:
+        try:
+            db.write(stmt)
+        except DBAPIError as exc:
+            if mysql_errno(exc) != ER_TABLEACCESS_DENIED:
+                raise
+            raise BadInput(_create_denied(db, name)) from None
+
+
+def _check_may_create(db: Db, table: str) -> None:
+    """BadInput when this account may not create `table`, found by the server's own check
+    without creating anything: a definition with a duplicate column passes the privilege
+    check (1142 otherwise) and then fails (1060). Roles and every level of grant count."""
+    if db.dry_run:
+        return
+    try:
+        db.run(f"CREATE TABLE IF NOT EXISTS {q(table)} (`probe` INT, `probe` INT)")
+    except DBAPIError as exc:
+        errno = mysql_errno(exc)
+        if errno == ER_TABLEACCESS_DENIED:
+            raise BadInput(_create_denied(db, table)) from None
+        if errno != ER_DUP_FIELDNAME:
+            raise
+    # No error: someone else created the table meanwhile (IF NOT EXISTS); nothing to refuse.
 
 
 def _create_denied(db: Db, table: str) -> str:
@@ -116,8 +142,19 @@ def _upgrade_pending(db: Db) -> None:
         ) from None
 
 
+LOCK_NAME_MAX = 64  # the server's limit on a GET_LOCK name
+
+
 def lock_name(settings: Settings) -> str:
-    return f"{settings.lock_name}:{settings.db.database}"[:64]
+    """The job lock of this database: `<lock_name>:<database>`, as it always was when that fits
+    the server's 64 characters; longer, a readable prefix and a digest of the whole name, so
+    two databases whose names share their first characters never share a lock. Every reader
+    of the lock (GET_LOCK, IS_USED_LOCK, RELEASE_LOCK, serve, `jobs cancel`) takes it here."""
+    full = f"{settings.lock_name}:{settings.db.database}"
+    if len(full) <= LOCK_NAME_MAX:
+        return full
+    digest = hashlib.sha256(full.encode()).hexdigest()[:20]
+    return f"{full[: LOCK_NAME_MAX - len(digest) - 1]}~{digest}"
 
 
 def lock(db: Db, settings: Settings) -> None:
@@ -187,6 +224,12 @@ class Job:
     def explicit(self) -> bool:
         """A job of explicit ids (its ids in archiver_job_ids, or in ids_json if older)."""
         return "ids_hash" in self.identity.get("selection", {})
+
+    @property
+    def client(self) -> str | None:
+        """The API key that started the job (serve); None for a CLI job."""
+        client = self.params.get("client")
+        return client if isinstance(client, str) else None
 
     @property
     def label(self) -> str:
@@ -423,9 +466,11 @@ class ChunkRecord:
 
 def record_chunk(
     db: Db, job: Job, rec: ChunkRecord, totals: Counter[str], *, clear_pending: bool = True
-) -> None:
+) -> bool:
     """The chunk, its leads not moved and the job's new cursor and counts, in one transaction
-    (the chunk's own on InnoDB)."""
+    (the chunk's own on InnoDB). A chunk that ran is recorded even when `jobs cancel` ended
+    the job meanwhile (its leads did move): True then, and the job stops without another
+    chunk."""
     with db.transaction(not db.in_tx):
         n = db.write(
             "INSERT INTO archiver_chunks (job_id, chunk_no, first_lead_id, last_lead_id,"
@@ -462,22 +507,32 @@ def record_chunk(
                 "DELETE FROM archiver_pending WHERE job_id = :j AND lead_id <= :cursor",
                 {"j": job.job_id, "cursor": rec.cursor},
             )
-        n = db.write(
+        advance = (
             "UPDATE archiver_jobs SET cursor_lead_id = :cursor, counts_json = :counts,"
             " chunks = :no, heartbeat = NOW(3), active_ms = active_ms + :ms"
-            " WHERE job_id = :j AND chunks = :prev AND state = 'running'",
-            {
-                "cursor": rec.cursor,
-                "counts": json.dumps(dict(totals), sort_keys=True),
-                "no": rec.chunk_no,
-                "ms": rec.ms,
-                "j": job.job_id,
-                "prev": rec.chunk_no - 1,
-            },
+            " WHERE job_id = :j AND chunks = :prev AND state = :state"
         )
-        if n == 0 and _state_of(db, job.job_id) == "cancelled":
-            raise Cancelled(f"{job.label} was cancelled (`jobs cancel`)")
+        params = {
+            "cursor": rec.cursor,
+            "counts": json.dumps(dict(totals), sort_keys=True),
+            "no": rec.chunk_no,
+            "ms": rec.ms,
+            "j": job.job_id,
+            "prev": rec.chunk_no - 1,
+        }
+        n = db.write(advance, {**params, "state": "running"})
+        cancelled = n == 0 and _state_of(db, job.job_id) == "cancelled"
+        if cancelled:  # the chunk's leads moved: its record stays with the cancelled job
+            n = db.write(advance, {**params, "state": "cancelled"})
         _expect(n, 1, f"advancing {job.label}")
+        return cancelled
+
+
+def cancelled_meanwhile(db: Db, job: Job) -> Cancelled | None:
+    """The stop of a job that `jobs cancel` ended while it ran (None: not cancelled)."""
+    if _state_of(db, job.job_id) == "cancelled":
+        return Cancelled(f"{job.label} was cancelled (`jobs cancel`)")
+    return None
 
 
 def _state_of(db: Db, job_id: int) -> str | None:
@@ -497,11 +552,14 @@ def finish(db: Db, job_id: int, state: str, reason: str | None) -> None:
     _expect(n, 1, f"ending job {job_id}")
 
 
-def list_jobs(db: Db, limit: int = 50) -> list[Job]:
+def list_jobs(db: Db, limit: int = 50, *, client: str | None = None) -> list[Job]:
+    """The newest jobs first; with `client`, only the jobs that API key started."""
     if "archiver_jobs" not in present_tables(db):
         return []
+    mine = " WHERE JSON_UNQUOTE(JSON_EXTRACT(params_json, '$.client')) = :c" if client else ""
     rows = db.rows(
-        f"SELECT {_JOB_COLS} FROM archiver_jobs ORDER BY job_id DESC LIMIT :n", {"n": limit}
+        f"SELECT {_JOB_COLS} FROM archiver_jobs{mine} ORDER BY job_id DESC LIMIT :n",
+        {"n": limit, "c": client},
     )
     return [_job(r) for r in rows]
 
@@ -639,7 +697,11 @@ def prune(db: Db, older_than_s: float, job_ids: Sequence[int] | None = None) -> 
 def holds_lock(db: Db, settings: Settings, job: Job) -> bool:
     """The job's own connection holds the job lock now: its process is alive and connected
     (wherever it runs). A `running` job whose connection does not hold it was cut off."""
-    holder = db.scalar("SELECT IS_USED_LOCK(:n)", {"n": lock_name(settings)})
+    sel = job.identity.get("selection", {})
+    name = lock_name(settings)
+    if claims.small(sel.get("ids_count"), settings):  # it ran beside the big job, on its own lock
+        name = claims.job_lock_name(settings, identity_of(job.identity)[0])
+    holder = db.scalar("SELECT IS_USED_LOCK(:n)", {"n": name})
     if holder is None:
         return False
     conn = db.scalar("SELECT connection_id FROM archiver_jobs WHERE job_id = :j", {"j": job.job_id})

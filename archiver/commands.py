@@ -215,6 +215,7 @@ def _spec(
         dry_run=run.dry_run,
         report=run.report,
         ignore_window=run.ignore_window,
+        client=run.client,
     )
 
 
@@ -258,6 +259,7 @@ def _after_run(db: Db, summary: Summary, run: RunArgs) -> None:
 
     if summary.dry_run:
         return
+    late: Failed | None = None
     if run.metrics_file:
         try:
             audit.write_metrics(run.metrics_file, summary, time.time())
@@ -265,9 +267,11 @@ def _after_run(db: Db, summary: Summary, run: RunArgs) -> None:
             # The job has run: its work stands and the summary is shown, so this is a
             # failure (exit 1), not bad input. Writability was checked before the job.
             msg = f"cannot write --metrics-file {run.metrics_file}: {exc.strerror}"
-            raise Failed(f"{msg}; the job itself ended {summary.state}") from None
-    if run.admin_log:
+            late = Failed(f"{msg}; the job itself ended {summary.state}")
+    if run.admin_log:  # written whatever became of the metrics
         audit.write_admin_log(db, summary, run.user or getpass.getuser())
+    if late is not None:
+        raise late
 
 
 def lead_dearchive(settings: Callable[[], config.Settings], raw: str, user: str) -> tuple[str, int]:
@@ -443,11 +447,12 @@ def doctor(settings: config.Settings, origins: dict[str, str]) -> doctor_checks.
 
 
 def jobs_list(
-    settings: config.Settings, limit: int, *, db: Db | None = None
+    settings: config.Settings, limit: int, *, db: Db | None = None, client: str | None = None
 ) -> list[checkpoint.Job]:
-    """The newest jobs first (none without the checkpoint tables)."""
+    """The newest jobs first (none without the checkpoint tables); with `client`, only the
+    jobs that API key started."""
     with _connection(settings, db) as conn:
-        return checkpoint.list_jobs(conn, limit)
+        return checkpoint.list_jobs(conn, limit, client=client)
 
 
 def jobs_overview(settings: config.Settings, limit: int) -> list[dict[str, Any]]:

@@ -21,10 +21,15 @@ from sqlalchemy.engine import URL
 
 from archiver.errors import BadInput, ConfigError
 from archiver.idlist import whole
+from archiver.logging import get_logger
 
 DEFAULT_CONFIG_PATHS = (Path("vicidial-archiver.toml"), Path("/etc/vicidial-archiver.toml"))
 MAX_CHUNK = 500
 MAX_DURATION = 100 * 365 * 86400.0
+# The between-chunk sleep: at most an hour (--sleep) and 100 × the last chunk's time
+# (--sleep-coef), an hour in all; the job holds its lock meanwhile.
+MAX_SLEEP = 3600.0
+MAX_SLEEP_COEF = 100.0
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # Config and astguiclient.conf files are read up to this size: past it (or from a device such
 # as /dev/zero) they are refused instead of read until memory runs out.
@@ -103,6 +108,9 @@ class ThrottleSettings:
 class ServeSettings:
     # `name:<sha256 hex of the key>` entries; parsed and checked by archiver.serve.
     keys: tuple[str, ...] = field(default=(), repr=False)
+    # Names of keys (from `keys`) that see every job, CLI jobs included; any other key sees
+    # only the jobs it started.
+    admin_keys: tuple[str, ...] = ()
     # Addresses (or networks) of reverse proxies whose X-Forwarded-For is believed.
     trusted_proxies: tuple[str, ...] = ()
     # Seconds a database read or write may take: `read_timeout` for /healthz, the jobs
@@ -292,6 +300,41 @@ def read_capped(path: Path) -> bytes:
             os.close(fd)
 
 
+def warn_if_others_may_read(path: Path) -> None:
+    """A file holding a password that every user of the machine may read is warned about (as
+    ssh and libpq's .pgpass are), naming it and its mode, on stderr; it is read all the same.
+    Group access is left alone: a config shared with a service's group is a choice."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return
+    if mode & stat.S_IROTH:
+        get_logger().warning(
+            "password_file_readable_by_others",
+            file=str(path),
+            mode=f"{mode:04o}",
+            advice=f"it holds a database password; chmod o-r {path} (e.g. 0600 or 0640)",
+        )
+
+
+def _holds_password(data: dict[str, Any]) -> bool:
+    """Whether a parsed config file holds a password: database.password, or one in the DSN or
+    a replica's DSN."""
+    db, throttle = data.get("database", {}), data.get("throttle", {})
+    if db.get("password"):
+        return True
+    dsns = [db.get("dsn"), *(throttle.get("replicas") or ())]
+    for dsn in dsns:
+        if not isinstance(dsn, str):
+            continue
+        try:
+            if parse_dsn(dsn).get("password"):
+                return True
+        except BadInput:
+            continue
+    return False
+
+
 def read_astguiclient(path: Path) -> dict[str, Any]:
     """VARDB_* settings from VICIdial's /etc/astguiclient.conf, read the way VICIdial reads it:
     spaces, tabs and `>` removed, everything from `#` or `;` dropped, value after the last `=`."""
@@ -336,6 +379,8 @@ def read_astguiclient(path: Path) -> dict[str, Any]:
     if parts.get("host") == "localhost":
         # PyMySQL has no socket default; localhost means this machine over TCP.
         parts["host"] = "127.0.0.1"
+    if parts.get("password"):
+        warn_if_others_may_read(path)
     return parts
 
 
@@ -432,6 +477,8 @@ def _load_file(builder: _Builder, path: Path, base_dir: Path) -> None:
         if not isinstance(body, dict):
             raise ConfigError(f"config key {section!r} in {path} must be a [section]")
         _load_section(builder, path, section, body, base_dir)
+    if _holds_password(data):
+        warn_if_others_may_read(path)
 
 
 def _load_section(
@@ -606,13 +653,28 @@ def validate(s: Settings) -> Settings:
         ZoneInfo(w.timezone)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"window.timezone: unknown time zone {w.timezone!r}") from None
+    key_names = {entry.rpartition(":")[0] for entry in s.serve.keys}
+    unknown = [name for name in s.serve.admin_keys if name not in key_names]
+    if unknown:
+        raise ConfigError(
+            f"serve.admin_keys: {', '.join(map(repr, unknown))} is not the name of a key in "
+            "[serve] keys or ARCHIVER_API_KEYS; name the keys that may see every job"
+        )
     t = s.throttle
     for replica in t.replicas:  # checked now, not between two chunks of a running job
         _validate_db(replica_settings(replica))
     if t.chunk_time_ms < 0 or t.max_threads_running < 0 or t.sleep_coef < 0:
         raise BadInput("throttle values must not be negative")
-    if not t.sleep_coef <= 1000:  # also NaN and inf, which would overflow time.sleep()
-        raise BadInput(f"the sleep coefficient must be at most 1000, got {t.sleep_coef}")
+    # The job lock is held while it sleeps: a sleep of hours locks every other run out.
+    if not t.sleep <= MAX_SLEEP:
+        raise BadInput(
+            f"--sleep (throttle.sleep) must be at most {MAX_SLEEP:g} seconds (1h), got {t.sleep:g}"
+        )
+    if not t.sleep_coef <= MAX_SLEEP_COEF:  # also NaN and inf, which would overflow time.sleep()
+        raise BadInput(
+            f"--sleep-coef (throttle.sleep_coef) must be at most {MAX_SLEEP_COEF:g}, "
+            f"got {t.sleep_coef}"
+        )
     return s
 
 

@@ -1,4 +1,9 @@
-"""Between chunks: sleep, wait for a quiet server and caught-up replicas, size the next chunk."""
+"""Between chunks: sleep, wait for a quiet server and caught-up replicas, size the next chunk.
+
+Every wait here wakes within NAP_SLICE of a stop request (a signal, --max-runtime, the
+window's end, `jobs cancel`): `should_stop` is asked between slices, and a wait it ends ends
+the pause, so no chunk starts after it.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,12 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
-from archiver.config import MAX_CHUNK, DbSettings, ThrottleSettings, replica_settings
-from archiver.db import Db, mysql_errno, password_arg
+from archiver.config import MAX_CHUNK, MAX_SLEEP, DbSettings, ThrottleSettings, replica_settings
+from archiver.db import Db, bound_connections, mysql_errno, password_arg
 from archiver.errors import Stopped
 from archiver.logging import get_logger
+
+NAP_SLICE = 0.2  # seconds: the longest a wait goes without asking whether to stop
 
 
 class Throttle:
@@ -47,18 +54,31 @@ class Throttle:
         return max(1, min(MAX_CHUNK, self.chunk_size, size))
 
     def pause(self, last_ms: float) -> None:
-        wait = self.s.sleep + self.s.sleep_coef * last_ms / 1000
+        """The wait between two chunks; it ends early on a stop request (the caller asks
+        `should_stop` again before the next chunk)."""
+        wait = min(MAX_SLEEP, self.s.sleep + self.s.sleep_coef * last_ms / 1000)
         if wait > 0:
             self.log.info("throttle_sleep", reason="sleep", seconds=round(wait, 3))
-            self._nap(wait)
+            if not self._nap(wait):
+                return
         if self.s.max_threads_running:
             self._wait_until("threads_running", self._threads_ok)
         if self.s.max_replica_lag and self.s.replicas:
             self._wait_until("replica_lag", self._replicas_ok)
 
-    def _nap(self, seconds: float) -> None:
-        self.slept_s += seconds
-        self.sleep(seconds)
+    def _nap(self, seconds: float) -> bool:
+        """Sleep `seconds` in slices, asking `should_stop` between them; False when a stop
+        request cut the nap short."""
+        end = time.monotonic() + seconds
+        while True:
+            if self.should_stop():
+                return False
+            left = end - time.monotonic()
+            if left <= 0:
+                return True
+            step = min(NAP_SLICE, left)
+            self.slept_s += step
+            self.sleep(step)
 
     def _wait_until(self, reason: str, ok: Callable[[], tuple[bool, object]]) -> None:
         started = time.monotonic()
@@ -108,6 +128,7 @@ def replica_lag(replica: DbSettings) -> float | None:
             **password_arg(replica.password),
         },
     )
+    bound_connections(engine, replica.connect_timeout)
     try:
         with engine.connect() as conn:
             row = conn.execute(text("SHOW SLAVE STATUS")).mappings().first()

@@ -27,7 +27,10 @@ Setup = Callable[[VDb], None]
 RANGE = "lead ids are whole numbers from 1 to 4294967295"
 FIX = "run `vicidial-archiver schema sync` to see the ALTER TABLE that fixes it"
 JSON_RANGE = "lead ids are JSON whole numbers from 1 to 4294967295"
-DATE_HINT = "expected a date (2024-01-31), a datetime (2024-01-31 18:00) or an age (90d, 12h), got "
+DATE_HINT = (
+    "expected a date (2024-01-31, today, yesterday), a datetime (2024-01-31 18:00) or an age "
+    "(90d, 12w, 6mo, 1y, 12h), got "
+)
 DUR_HINT = "expected a duration such as 90s, 30m, 2h or 1d, got "
 LIMIT_HINT = (
     "more than the Lead Archive API's limit of 500; split the request, raise archive.id_limit "
@@ -171,8 +174,8 @@ ISSUE_3 = [
     ),
     Case(
         "archive-entry-before-word",
-        ["archive", "--entry-before", "yesterday"],
-        f"--entry-before: {DATE_HINT}'yesterday'",
+        ["archive", "--entry-before", "tomorrow"],
+        f"--entry-before: {DATE_HINT}'tomorrow'",
     ),
     Case(
         "archive-max-runtime-bad-unit",
@@ -358,6 +361,16 @@ HOSTILE_ARCHIVE = [
         "--sleep: '300000d' is too long (at most 100 years)",
     ),
     Case(
+        "archive-sleep-over-an-hour",
+        ["archive", "--sleep", "2h", "1"],
+        "--sleep (throttle.sleep) must be at most 3600 seconds (1h), got 7200",
+    ),
+    Case(
+        "archive-sleep-coef-over-100",
+        ["archive", "--sleep-coef", "101", "1"],
+        "--sleep-coef (throttle.sleep_coef) must be at most 100, got 101.0",
+    ),
+    Case(
         "archive-max-runtime-endless",
         ["archive", "--max-runtime", "99999999999999999999d", "1"],
         "--max-runtime: '99999999999999999999d' is too long (at most 100 years)",
@@ -365,12 +378,12 @@ HOSTILE_ARCHIVE = [
     Case(
         "archive-sleep-coef-infinite",
         ["archive", "--sleep-coef", "inf", "1"],
-        "the sleep coefficient must be at most 1000, got inf",
+        "--sleep-coef (throttle.sleep_coef) must be at most 100, got inf",
     ),
     Case(
         "archive-sleep-coef-nan",
         ["archive", "--sleep-coef", "nan", "1"],
-        "the sleep coefficient must be at most 1000, got nan",
+        "--sleep-coef (throttle.sleep_coef) must be at most 100, got nan",
     ),
     Case(
         "archive-sleep-coef-negative",

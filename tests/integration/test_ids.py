@@ -369,7 +369,8 @@ def test_a_job_whose_staged_ids_were_deleted_ends_failed_and_its_advice_works(
     assert vdb.db.scalar("SELECT state FROM archiver_jobs WHERE job_id = 1") == "failed"
 
     key = "k" * 32
-    settings = replace(vdb.settings, serve=config.ServeSettings(keys=(f"t:{serve.hash_key(key)}",)))
+    admin = config.ServeSettings(keys=(f"t:{serve.hash_key(key)}",), admin_keys=("t",))
+    settings = replace(vdb.settings, serve=admin)  # an admin key reads a CLI job
     with TestClient(serve.create_app(settings)) as client:
         r = client.get(f"{serve.JOBS_PATH}/1", headers={"Authorization": f"Key={key}"})
     assert r.status_code == 500 and r.json()["error"] == "job_ids_incomplete"

@@ -383,9 +383,9 @@ def test_jobs_list_show_cancel_prune(vdb: VDb) -> None:
         r"archived=797,skipped_live=2,skipped_newest=1$",
         listing[3],
     ), listing[3]
-    assert re.match(
-        rf"\s*{j2}\s+second\s+archive\s+stopped\s+{s2['chunks']}\s", listing[2]
-    ), listing[2]
+    assert re.match(rf"\s*{j2}\s+second\s+archive\s+stopped\s+{s2['chunks']}\s", listing[2]), (
+        listing[2]
+    )
     assert re.match(rf"\s*{j3}\s+-\s+archive\s+stopped\s", listing[1]), listing[1]
 
     by_id = vdb.cli(["jobs", "show", str(j1)])
@@ -707,3 +707,43 @@ def test_prune_dry_run_lists_the_job_records_and_deletes_nothing(vdb: VDb) -> No
     pruned = vdb.cli(["jobs", "prune", "--older-than", "0d"])
     assert (pruned.exit_code, pruned.stdout) == (0, "pruned 3 job(s)\n")
     assert job_ids(vdb) == []
+
+
+def test_a_jobs_statements_name_the_tool_the_job_and_the_chunk(vdb: VDb) -> None:
+    """SHOW PROCESSLIST during a dialer stall shows who holds the lock: each statement of a
+    chunk starts with `/* vicidial-archiver job N chunk M */`."""
+    prepare(vdb)
+    proc = hp.Proc(
+        hp.argv(
+            vdb.dsn,
+            [
+                "archive",
+                "--ignore-window",
+                *LISTS,
+                "--chunk-size",
+                "100",
+                "--sleep",
+                "0.5",
+                "--json",
+            ],
+        )
+    )
+    proc.wait_chunk(1)
+    blocker = block_chunk(vdb, 150)
+    try:
+        waiting = wait_blocked(vdb)
+        del waiting
+        infos = [
+            str(r[0])
+            for r in vdb.db.rows(
+                "SELECT INFO FROM information_schema.PROCESSLIST WHERE DB = :db"
+                " AND INFO LIKE '/* vicidial-archiver job %'",
+                {"db": vdb.name},
+            )
+        ]
+    finally:
+        release(blocker, vdb.engine)
+    proc.signal(signal.SIGTERM)
+    proc.finish(60)
+    assert infos, "no statement of the job carried the tag"
+    assert all(i.startswith("/* vicidial-archiver job 1 chunk 2 */ ") for i in infos), infos

@@ -253,7 +253,14 @@ def test_astguiclient_named_in_toml_is_relative_to_the_toml(tmp_path: Path) -> N
         ("[window]\ntimezone = 'Mars/Base'\n", "window.timezone: unknown time zone 'Mars/Base'"),
         ("[throttle]\nsleep_coef = -1\n", "throttle values must not be negative"),
         ("[throttle]\nmax_threads_running = -1\n", "throttle values must not be negative"),
-        ("[throttle]\nsleep_coef = inf\n", "the sleep coefficient must be at most 1000, got inf"),
+        (
+            "[throttle]\nsleep_coef = inf\n",
+            "--sleep-coef (throttle.sleep_coef) must be at most 100, got inf",
+        ),
+        (
+            "[throttle]\nsleep = '1d'\n",
+            "--sleep (throttle.sleep) must be at most 3600 seconds (1h), got 86400",
+        ),
         ("[throttle]\nsleep = 1e300\n", "throttle.sleep: 1e+300 is too long (at most 100 years)"),
         ("[archive\n", "config file {path} is not valid TOML: "),
     ],
