@@ -606,7 +606,7 @@ def export(
             raise BadInput(f"table {settings.archive_table!r} does not exist; check --dsn")
         if not any(c.name.lower() == "lead_id" for c in archive_t.columns):
             raise BadInput(f"table {archive_t.name!r} has no lead_id column")
-        check_scope(db, selection.criteria)
+        check_scope(db, selection.criteria, (settings.live_table, archive_t.name))
         select = _bytes_select(archive_t)
         walker = Walker(db, selection, archive_t.name)
         size = settings.chunk_size

@@ -225,12 +225,15 @@ def load_manifest(path: str) -> Manifest:
         data = json.loads(raw)
         if data.get("format") != FORMAT:
             raise ValueError(f"format is {data.get('format')!r}, not {FORMAT!r}")
-        fields = {f.name for f in dataclasses.fields(Column)}
+        # Every field of a column as reflected; one added since (with its default) may be
+        # missing from an older manifest.
+        fields = {f.name: f for f in dataclasses.fields(Column)}
+        required = {n for n, f in fields.items() if f.default is dataclasses.MISSING}
         columns = []
         for c in data["columns"]:
-            if set(c) != fields:
+            if not isinstance(c, dict) or not required <= set(c):
                 raise ValueError("a column is not described by every field")
-            columns.append(Column(**c))
+            columns.append(Column(**{k: v for k, v in c.items() if k in fields}))
         if not any(c.name.lower() == "lead_id" for c in columns):
             raise ValueError("no lead_id column")
         first, last = data["first_lead_id"], data["last_lead_id"]
