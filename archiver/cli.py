@@ -1162,15 +1162,26 @@ def import_cmd(ctx: Ctx, path: str, into: str, as_json: bool) -> None:
 @cli.command("purge")
 @_file_option("The export file that proves the copies (with its manifest beside it).")
 @click.option("--dry-run", is_flag=True, help="Say what would be deleted; delete nothing.")
+@click.option("--ignore-window", is_flag=True, help="Run outside the off-hours window.")
+@click.option("--report", metavar="PATH", help="CSV of every lead not purged, with its outcome.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @click.pass_obj
-def purge_cmd(ctx: Ctx, path: str, dry_run: bool, as_json: bool) -> None:
+def purge_cmd(
+    ctx: Ctx, path: str, dry_run: bool, ignore_window: bool, report: str | None, as_json: bool
+) -> None:
     """Delete archived leads an export file proves: each row only by a statement comparing
     every column with the file's bytes; a lead changed since the export is kept. The file is
     checked whole first (exit 2 on any damage, nothing deleted). Holds the job lock."""
     path = _file_path(path)
-    result = commands.purge(ctx.settings(), path, dry_run=dry_run)
+    if report is not None and not report.strip():
+        raise BadInput("--report is empty; give the path of the CSV to write")
+    result = commands.purge(
+        ctx.settings(), path, dry_run=dry_run, ignore_window=ignore_window, report=report
+    )
     _print_file_result(result, as_json)
+    error = result.exit_error
+    if error is not None:
+        raise error
 
 
 # --- doctor ------------------------------------------------------------------------------

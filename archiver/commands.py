@@ -545,6 +545,8 @@ class FileResult:
     file_bytes: int = 0
     dry_run: bool = False
     sql: list[str] | None = None
+    state: str = "done"
+    stop_reason: str | None = None
 
     @property
     def rate(self) -> float:
@@ -552,6 +554,8 @@ class FileResult:
 
     @property
     def exit_error(self) -> ArchiverError | None:
+        if self.stop_reason:
+            return Stopped(self.stop_reason)
         failed = self.counts.get("failed", 0)
         if failed:
             return Failed(
@@ -569,6 +573,8 @@ class FileResult:
             "leads": self.leads,
             "seconds": round(self.seconds, 3),
             "rate_per_s": round(self.rate, 1),
+            "state": self.state,
+            "stop_reason": self.stop_reason,
         }
         if self.command == "export":
             out["file_bytes"] = self.file_bytes
@@ -805,74 +811,158 @@ def _purge_sql(table: str, columns: list[Column], rows: list[list[Any]], guard: 
     )
 
 
-def purge(settings: config.Settings, path: str, *, dry_run: bool = False) -> FileResult:
+def purge(
+    settings: config.Settings,
+    path: str,
+    *,
+    dry_run: bool = False,
+    ignore_window: bool = False,
+    report: str | None = None,
+) -> FileResult:
     """Delete archived leads that the export file proves: each row only by a statement that
     compares every column with the file's bytes (NULL-safe), so a lead changed since the
     export is kept (`kept_changed`) and one already gone is `absent`. The file and its
-    manifest are checked whole first; the job lock is held throughout. A run killed anywhere
-    converges when run again (rows deleted are simply absent the next time)."""
+    manifest are checked whole first; the job lock is held throughout. Outside the off-hours
+    window it refuses to start (Stopped) unless `ignore_window`; when the window closes it
+    stops after the chunk (`state` "stopped"). It keeps no checkpoint: a run killed or
+    stopped anywhere converges when run again (rows deleted are simply absent the next
+    time). `report`: a CSV of every lead not purged, with its outcome."""
+    from archiver import window
     from archiver.steps import ChunkSql
 
     started = time.monotonic()
     manifest = exportfile.check(path)
     counts: dict[str, int] = {}
     planned: list[str] = []
-    with open_db(settings) as db:
-        archive_t = schema.reflect(db, settings.archive_table)
-        if archive_t is None:
-            raise BadInput(f"table {settings.archive_table!r} does not exist; check --dsn")
-        if archive_t.name != manifest.table:
-            raise BadInput(
-                f"{path} is an export of {manifest.table!r}, not of {archive_t.name!r}; "
-                "purge the table it was exported from"
-            )
-        columns = _file_columns(manifest, archive_t, path, exact=True)
-        # The statement deletes nothing once the archive's columns change (an ALTER since).
-        guard = ChunkSql(ARCHIVE, archive_t, archive_t).schema_guard()
-        if not dry_run:
-            checkpoint.lock(db, settings)
-        chunk_no = 0
-        try:
-            for chunk in exportfile.chunks(
-                exportfile.read_rows(path, manifest), settings.chunk_size
-            ):
-                ids = [int(row[manifest.lead_index] or b"0") for row in chunk]
-                present = _ids_in(db, archive_t.name, ids)
-                equal: set[int] = set()
-                proven = [row for lead, row in zip(ids, chunk, strict=True) if lead in present]
-                if proven and dry_run:
-                    equal = _equal_ids(db, archive_t.name, columns, proven)
-                    if not planned:  # the first chunk's statement, two of its rows shown
-                        planned.append(
-                            _purge_sql(archive_t.name, columns, proven[:2], guard)
-                            + f"\n-- the derived table f holds all {len(proven)} rows of the"
-                            " chunk; two are shown"
-                        )
-                elif proven:
-                    sql = _purge_sql(archive_t.name, columns, proven, guard)
-                    db.write_literal(sql, f"DELETE … {len(proven)} proven rows")
-                    chunk_no += 1
-                    exportfile.fault("purge_delete", chunk_no)
-                left = _ids_in(db, archive_t.name, ids) if proven and not dry_run else present
-                for lead in ids:
-                    if lead not in present:
-                        outcome = "absent"
-                    elif dry_run:
-                        outcome = "would_purge" if lead in equal else "kept_changed"
-                    else:
-                        outcome = "kept_changed" if lead in left else "purged"
-                    counts[outcome] = counts.get(outcome, 0) + 1
-                get_logger().debug("purge_chunk", leads=len(ids), last_lead_id=ids[-1])
-        finally:
+    state = "done"
+    out: _ReportFile | None = None
+    try:
+        with open_db(settings) as db:
+            archive_t = schema.reflect(db, settings.archive_table)
+            if archive_t is None:
+                raise BadInput(f"table {settings.archive_table!r} does not exist; check --dsn")
+            if archive_t.name != manifest.table:
+                raise BadInput(
+                    f"{path} is an export of {manifest.table!r}, not of {archive_t.name!r}; "
+                    "purge the table it was exported from"
+                )
+            columns = _file_columns(manifest, archive_t, path, exact=True)
+            # The statement deletes nothing once the archive's columns change (an ALTER since).
+            guard = ChunkSql(ARCHIVE, archive_t, archive_t).schema_guard()
+            closed = not (dry_run or ignore_window or window.is_open(settings.window))
+            if closed:
+                raise Stopped(
+                    f"outside the off-hours window ({window.describe(settings.window)}); "
+                    "run inside it or pass --ignore-window for a one-off run"
+                )
             if not dry_run:
-                checkpoint.unlock(db, settings)
+                checkpoint.lock(db, settings)
+            chunk_no = 0
+            try:
+                if report and not dry_run:
+                    out = _open_report(report)
+                for chunk in exportfile.chunks(
+                    exportfile.read_rows(path, manifest), settings.chunk_size
+                ):
+                    closing = chunk_no and not (dry_run or ignore_window)
+                    if closing and not window.is_open(settings.window):
+                        state = "stopped"
+                        break
+                    chunk_no += 1
+                    outcomes = _purge_chunk(
+                        db, archive_t.name, columns, manifest, chunk, guard, dry_run, planned
+                    )
+                    exportfile.fault("purge_delete", chunk_no)
+                    for lead, outcome in outcomes:
+                        counts[outcome] = counts.get(outcome, 0) + 1
+                        if out is not None and outcome != "purged":
+                            out.writerow([lead, outcome])
+            finally:
+                if not dry_run:
+                    checkpoint.unlock(db, settings)
+    finally:
+        if out is not None:
+            out.close()
     seconds = time.monotonic() - started
     return FileResult(
         "purge",
         path,
         counts,
-        manifest.row_count,
+        sum(counts.values()),
         seconds,
         dry_run=dry_run,
         sql=planned if dry_run else None,
+        state=state,
+        stop_reason=(
+            f"the off-hours window ({window.describe(settings.window)}) closed; run the same "
+            "purge again in the next window (leads already purged count as absent)"
+            if state == "stopped"
+            else None
+        ),
     )
+
+
+def _purge_chunk(
+    db: Db,
+    table: str,
+    columns: list[Column],
+    manifest: exportfile.Manifest,
+    chunk: list[list[Any]],
+    guard: str,
+    dry_run: bool,
+    planned: list[str],
+) -> list[tuple[int, str]]:
+    """One chunk of the file: its proven rows deleted (or, in a dry run, the statement kept
+    for display); each lead's outcome."""
+    ids = [int(row[manifest.lead_index] or b"0") for row in chunk]
+    present = _ids_in(db, table, ids)
+    equal: set[int] = set()
+    proven = [row for lead, row in zip(ids, chunk, strict=True) if lead in present]
+    left = present
+    if proven and dry_run:
+        equal = _equal_ids(db, table, columns, proven)
+        if not planned:  # the first chunk's statement, two of its rows shown
+            planned.append(
+                _purge_sql(table, columns, proven[:2], guard)
+                + f"\n-- the derived table f holds all {len(proven)} rows of the"
+                " chunk; two are shown"
+            )
+    elif proven:
+        sql = _purge_sql(table, columns, proven, guard)
+        db.write_literal(sql, f"DELETE … {len(proven)} proven rows")
+        left = _ids_in(db, table, ids)
+    outcomes = []
+    for lead in ids:
+        if lead not in present:
+            outcome = "absent"
+        elif dry_run:
+            outcome = "would_purge" if lead in equal else "kept_changed"
+        else:
+            outcome = "kept_changed" if lead in left else "purged"
+        outcomes.append((lead, outcome))
+    get_logger().debug("purge_chunk", leads=len(ids), last_lead_id=ids[-1])
+    return outcomes
+
+
+class _ReportFile:
+    """purge --report: `lead_id,outcome` for every lead not purged, written as it goes."""
+
+    def __init__(self, path: str) -> None:
+        import csv
+
+        self.fh = open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115
+        self.csv = csv.writer(self.fh, lineterminator="\n")
+        self.csv.writerow(["lead_id", "outcome"])
+
+    def writerow(self, row: list[Any]) -> None:
+        self.csv.writerow(row)
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+def _open_report(path: str) -> _ReportFile:
+    try:
+        return _ReportFile(path)
+    except OSError as exc:
+        raise BadInput(f"cannot write --report {path}: {exc.strerror}") from None

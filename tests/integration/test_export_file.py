@@ -311,6 +311,60 @@ def test_a_lead_changed_during_the_export_fails_it_naming_the_lead(
     assert os.listdir(tmp_path) == []  # neither the file nor its temporary
 
 
+def closed_window(tmp_path: Path) -> str:
+    """A config whose off-hours window opens in an hour."""
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime.now(UTC)
+    start, end = ((now + timedelta(hours=h)).strftime("%H:%M:%S") for h in (1, 2))
+    conf = tmp_path / "closed.toml"
+    conf.write_text(f'[window]\nstart = "{start}"\nend = "{end}"\ntimezone = "UTC"\n')
+    return str(conf)
+
+
+def test_purge_keeps_the_window_and_reports_the_leads_it_kept(
+    vdb: VDb, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from archiver import window
+
+    archived(vdb, 1200)
+    path = target(tmp_path)
+    run(vdb, "export", "--all", "--file", path)
+    vdb.db.write(f"UPDATE {ARCHIVE} SET comments = 'changed' WHERE lead_id = 9")
+    vdb.db.write(f"DELETE FROM {ARCHIVE} WHERE lead_id = 10")
+    conf = closed_window(tmp_path)
+    report = tmp_path / "kept.csv"
+
+    # Outside the window: refused before anything is deleted (exit 3), unless told.
+    result = vdb.cli(["--config", conf, "purge", "--file", path, "--report", str(report)])
+    assert result.exit_code == 3, result.stderr
+    assert "Error: outside the off-hours window" in result.stderr
+    assert vdb.count(ARCHIVE) == 1199
+    assert not report.exists()
+    dry = run(vdb, "--config", conf, "purge", "--file", path, "--dry-run")  # reads only
+    assert dry["counts"] == {"would_purge": 1198, "kept_changed": 1, "absent": 1}
+
+    # The window closing mid-run stops the purge after its chunk (exit 3); run again, it ends.
+    answers = iter([True, False])
+    monkeypatch.setattr(window, "is_open", lambda *a, **k: next(answers, True))
+    result = vdb.cli(["purge", "--file", path, "--json"])
+    assert result.exit_code == 3, result.stderr
+    stopped = json.loads(result.stdout.strip().splitlines()[-1])
+    assert stopped["state"] == "stopped" and stopped["leads"] == 500
+    assert vdb.count(ARCHIVE) == 701
+    monkeypatch.undo()
+
+    data = run(
+        vdb, "--config", conf, "purge", "--file", path, "--ignore-window", "--report", str(report)
+    )
+    # Lead 10 and the 498 leads purged before the stop are absent now.
+    assert data["counts"] == {"purged": 700, "kept_changed": 1, "absent": 499}
+    lines = report.read_text().splitlines()
+    assert lines[0] == "lead_id,outcome" and "9,kept_changed" in lines
+    assert len(lines) == 1 + 500  # every lead not purged, and only those
+    assert vdb.ids(ARCHIVE) == [9]
+
+
 # --- the target file ------------------------------------------------------------------------------
 
 
@@ -431,6 +485,8 @@ def test_bad_input_on_every_new_option(vdb: VDb, tmp_path: Path) -> None:
         (["purge", "--file", " "], "--file is empty"),
         (["purge", "--file", str(tmp_path)], "is a directory"),
         (["purge", "--file", path, "--dry-run", "--force"], "--force"),
+        (["purge", "--file", path, "--report", ""], "--report is empty"),
+        (["purge", "--file", path, "--ignore-window=yes"], "--ignore-window"),
     ]
     for args, expected in cases:
         assert expected in error_line(vdb, *args), args
