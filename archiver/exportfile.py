@@ -3,8 +3,8 @@
 Owns: the file format (a field's encoding, the header, a row's digest), writing a file under a
 temporary name and publishing it with its manifest, reading a file and checking it against its
 manifest, and the SQL text that reads a column's exact bytes or compares a column with them
-(`bytes_expr`, `literal`, `equal_row`). Must not: execute a statement or choose which leads go
-in a file (archiver.commands does both).
+(`bytes_expr`, `literal`, `rows_table`, `equal_to`). Must not: execute a statement or
+choose which leads go in a file (archiver.commands does both).
 
 The format (`FORMAT`), byte-exact for every value:
 
