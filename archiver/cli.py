@@ -1221,6 +1221,118 @@ def verify(ctx: Ctx, /, as_json: bool, list_limit: int | None, every_lead: bool,
         raise ChecksFailed("a lead is in both tables and different", report.exit_code)
 
 
+# --- export, import, purge (archiver/exportfile.py) ---------------------------------------
+
+
+def _file_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option("--file", "path", required=True, metavar="PATH", help=help_text)
+
+
+def _file_path(path: str) -> str:
+    if not path.strip():
+        raise BadInput("--file is empty; give the path of the export file")
+    return path
+
+
+def _print_file_result(result: commands.FileResult, as_json: bool) -> None:
+    if as_json:
+        _out(json.dumps(result.as_dict()))
+        return
+    head = "DRY RUN — nothing deleted. " if result.dry_run else ""
+    size = f", {result.file_bytes:,} bytes" if result.command == "export" else ""
+    _out(
+        f"{head}{result.command}: {result.path}{size}, {result.leads:,} leads in "
+        f"{result.seconds:.1f}s ({result.rate:,.0f} leads/s)"
+    )
+    for name, count in sorted(result.counts.items()):
+        _out(f"  {name:<18} {count}")
+    for stmt in result.sql or ():
+        _out("\nSQL of the first chunk:")
+        _out(stmt)
+
+
+@cli.command("export")
+@selection_options
+@_file_option("The gzip CSV to write; its manifest is written beside it (PATH.manifest.json).")
+@click.option("--force", is_flag=True, help="Replace the file (and manifest) if they exist.")
+@click.option("--all", "every_lead", is_flag=True, help="Every archived lead (no other selection).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@click.pass_obj
+def export_cmd(
+    ctx: Ctx, /, path: str, force: bool, every_lead: bool, as_json: bool, **kw: Any
+) -> None:
+    """Write archived leads (chosen by ids or criteria, evaluated on the archive) to a
+    gzip-compressed CSV with a manifest, byte-exact; the file is checked against the archive
+    before it takes its name. Reads only."""
+    path = _file_path(path)
+    selected = any(v for k, v in kw.items() if k != "ids_column")
+    if every_lead and selected:
+        raise BadInput(
+            "--all exports every archived lead; give it alone, without lead ids, --ids-file, "
+            "--request or criteria"
+        )
+    if not every_lead and not selected:
+        raise BadInput(
+            "nothing selected: give lead ids, --ids-file, --request or criteria (--list-id, "
+            "--campaign, --status, --entry-before, …), or --all to export every archived lead"
+        )
+    settings = ctx.settings()
+    if every_lead:
+        selection = commands.every_lead()
+    else:
+        selection, _flags = commands.build_selection(settings, _selection(kw))
+    result = commands.export(settings, selection, path, force=force)
+    _print_file_result(result, as_json)
+
+
+@cli.command("import")
+@_file_option("An export file (with its manifest beside it).")
+@click.option(
+    "--into",
+    type=click.Choice(["archive", "live"]),
+    default="archive",
+    show_default=True,
+    help="The table the leads go back into.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@click.pass_obj
+def import_cmd(ctx: Ctx, path: str, into: str, as_json: bool) -> None:
+    """Put the leads of an export file back: each missing one inserted, then every one
+    compared with the file byte for byte; a lead present with other data is a conflict and
+    is never overwritten. The file is checked whole first (exit 2 on any damage)."""
+    path = _file_path(path)
+    result = commands.import_file(ctx.settings(), path, into)
+    _print_file_result(result, as_json)
+    error = result.exit_error
+    if error is not None:
+        raise error
+
+
+@cli.command("purge")
+@_file_option("The export file that proves the copies (with its manifest beside it).")
+@click.option("--dry-run", is_flag=True, help="Say what would be deleted; delete nothing.")
+@click.option("--ignore-window", is_flag=True, help="Run outside the off-hours window.")
+@click.option("--report", metavar="PATH", help="CSV of every lead not purged, with its outcome.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@click.pass_obj
+def purge_cmd(
+    ctx: Ctx, path: str, dry_run: bool, ignore_window: bool, report: str | None, as_json: bool
+) -> None:
+    """Delete archived leads an export file proves: each row only by a statement comparing
+    every column with the file's bytes; a lead changed since the export is kept. The file is
+    checked whole first (exit 2 on any damage, nothing deleted). Holds the job lock."""
+    path = _file_path(path)
+    if report is not None and not report.strip():
+        raise BadInput("--report is empty; give the path of the CSV to write")
+    result = commands.purge(
+        ctx.settings(), path, dry_run=dry_run, ignore_window=ignore_window, report=report
+    )
+    _print_file_result(result, as_json)
+    error = result.exit_error
+    if error is not None:
+        raise error
+
+
 # --- doctor ------------------------------------------------------------------------------
 
 
