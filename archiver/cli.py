@@ -568,7 +568,14 @@ def _end(summary: Summary) -> None:
 )
 @click.pass_obj
 def archive(ctx: Ctx, /, **kw: Any) -> None:
-    """Move leads from vicidial_list into the archive, verified chunk by chunk."""
+    """Move leads from vicidial_list into the archive, verified chunk by chunk.
+
+    \b
+    Examples:
+      vicidial-archiver archive --campaign OLDLEADS --status NI,DNC --last-call-before 6mo --dry-run
+      vicidial-archiver archive --list-id 101 --entry-before 2y --job-name nightly --max-runtime 5h
+      vicidial-archiver archive 1001 1002 1003
+    """
     settings = _job_settings(ctx, kw)
     selection, request_flags = commands.build_selection(settings, _selection(kw))
     steps = StepsArgs(kw["do_insert"], kw["do_update"], kw["do_delete"])
@@ -608,7 +615,14 @@ def archive(ctx: Ctx, /, **kw: Any) -> None:
 def dearchive(ctx: Ctx, /, **kw: Any) -> None:
     """Move leads back from the archive into vicidial_list, verified.
 
-    `dearchive LEAD_ID` alone prints exactly the line VICIdial's lead_dearchive API prints."""
+    `dearchive LEAD_ID` alone prints exactly the line VICIdial's lead_dearchive API prints.
+
+    \b
+    Examples:
+      vicidial-archiver dearchive 4711
+      vicidial-archiver dearchive --list-id 101 --status SALE --dry-run
+      vicidial-archiver dearchive --campaign OLDLEADS --set-status NEW --reset-called
+    """
     if kw["statuses"] and (kw["lead_ids"] or kw["ids_file"] or kw["request_path"]):
         raise BadInput(
             "--status selects leads (as in archive and verify), so it does not go with lead ids, "
@@ -1190,7 +1204,14 @@ def verify(ctx: Ctx, /, as_json: bool, list_limit: int | None, every_lead: bool,
     byte on every shared column), only live, only archived, in neither (explicit ids).
 
     Criteria match in either table; --all checks every lead. Reads only. Exit 1 when a lead
-    is in both and different."""
+    is in both and different.
+
+    \b
+    Examples:
+      vicidial-archiver verify --all
+      vicidial-archiver verify --list-id 101 --json
+      vicidial-archiver verify 4711 4712
+    """
     from archiver.verify import report_lines
 
     # Every other option of this command is a selection option (--ids-column only names a
@@ -1263,7 +1284,13 @@ def export_cmd(
 ) -> None:
     """Write archived leads (chosen by ids or criteria, evaluated on the archive) to a
     gzip-compressed CSV with a manifest, byte-exact; the file is checked against the archive
-    before it takes its name. Reads only."""
+    before it takes its name. Reads only.
+
+    \b
+    Examples:
+      vicidial-archiver export --all --file /srv/leads-2025.csv.gz
+      vicidial-archiver export --list-id 101 --entry-before 3y --file list101.csv.gz
+    """
     path = _file_path(path)
     selected = any(v for k, v in kw.items() if k != "ids_column")
     if every_lead and selected:
@@ -1299,7 +1326,13 @@ def export_cmd(
 def import_cmd(ctx: Ctx, path: str, into: str, as_json: bool) -> None:
     """Put the leads of an export file back: each missing one inserted, then every one
     compared with the file byte for byte; a lead present with other data is a conflict and
-    is never overwritten. The file is checked whole first (exit 2 on any damage)."""
+    is never overwritten. The file is checked whole first (exit 2 on any damage).
+
+    \b
+    Examples:
+      vicidial-archiver import --file /srv/leads-2025.csv.gz
+      vicidial-archiver import --file list101.csv.gz --into live
+    """
     path = _file_path(path)
     result = commands.import_file(ctx.settings(), path, into)
     _print_file_result(result, as_json)
@@ -1320,7 +1353,13 @@ def purge_cmd(
 ) -> None:
     """Delete archived leads an export file proves: each row only by a statement comparing
     every column with the file's bytes; a lead changed since the export is kept. The file is
-    checked whole first (exit 2 on any damage, nothing deleted). Holds the job lock."""
+    checked whole first (exit 2 on any damage, nothing deleted). Holds the job lock.
+
+    \b
+    Examples:
+      vicidial-archiver purge --file /srv/leads-2025.csv.gz --dry-run
+      vicidial-archiver purge --file /srv/leads-2025.csv.gz --report kept.csv
+    """
     path = _file_path(path)
     if report is not None and not report.strip():
         raise BadInput("--report is empty; give the path of the CSV to write")
