@@ -195,4 +195,5 @@ class Summary:
             "throttle_slept_s": round(self.throttle_slept_s, 3),
             "cutoffs": dict(self.cutoffs),
             "selected": self.selected,
+            "warnings": list(self.warnings),
         }

@@ -337,7 +337,7 @@ def test_a_metrics_file_that_cannot_be_read_is_replaced_and_the_job_exit_stands(
 
     assert result.exit_code == 3, result.stderr
     assert "Traceback" not in result.stderr
-    assert result.stderr.splitlines()[-1].startswith("Error: --max-runtime of 1s reached")
+    assert "--max-runtime of 1s reached" in result.stderr  # a stop: no Error: line
     assert "metrics_file_replaced" in result.stderr
     families = {f.name: f for f in text_string_to_metric_families(path.read_text())}
     assert families["vicidial_archiver_last_run_success"].samples[0].value == 0.0

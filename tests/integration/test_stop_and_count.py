@@ -108,7 +108,7 @@ def test_cancel_during_a_chunk_records_the_chunk_that_ran(vdb: VDb) -> None:
         blocker.conn.close()
     assert done.rc == 3, done.describe()
     assert done.summary["state"] == "cancelled"
-    assert "cancelled" in done.error
+    assert "cancelled" in done.stderr
     moved = archived_999(vdb)
     assert moved == 50, "the chunk in hand did not finish, or another one ran"
     assert done.summary["counts"] == done.summary["job_counts"] == {"archived": moved}

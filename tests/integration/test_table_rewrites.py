@@ -92,7 +92,7 @@ def test_insert_trigger_on_the_live_table_refuses_dearchive_not_archive(vdb: VDb
     )
     done = vdb.cli(["dearchive", *IDS, "--ignore-window"])
     assert done.exit_code == 0, done.output
-    assert "warning: trigger 'va_log' (BEFORE INSERT on vicidial_list) fires" in done.stdout
+    assert "trigger 'va_log' (BEFORE INSERT on vicidial_list) fires" in done.stderr
     assert vdb.row_bytes(LIVE, [3, 4, 5]) == kept
     assert vdb.ids(ARCHIVE) == []
 
@@ -150,7 +150,7 @@ def test_delete_trigger_is_a_warning(vdb: VDb) -> None:
     kept = vdb.row_bytes(LIVE, [3, 4, 5])
     done = vdb.cli(["archive", *IDS, "--ignore-window"])
     assert done.exit_code == 0, done.output
-    assert "warning: trigger 'va_gone' (AFTER DELETE on vicidial_list)" in done.stdout
+    assert "trigger 'va_gone' (AFTER DELETE on vicidial_list)" in done.stderr
     assert vdb.ids(ARCHIVE) == [3, 4, 5]
     assert vdb.row_bytes(ARCHIVE) == kept
 
