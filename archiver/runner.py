@@ -134,7 +134,10 @@ class _Signals:
     """First SIGTERM/SIGINT/SIGHUP: stop after the current chunk. Second SIGINT: abort at once.
 
     SIGHUP is what a job started in an SSH session gets when the session drops: it stops as
-    for SIGTERM, recorded `stopped` and resumable, instead of dying with its job `running`."""
+    for SIGTERM, recorded `stopped` and resumable, instead of dying with its job `running`.
+    Its terminal is gone by then, and a write to it fails (EIO): stdout and stderr, if they
+    were that terminal, go to /dev/null so the job can end and say so in its row. A SIGHUP
+    ignored when the run started (`nohup`) stays ignored."""
 
     def __init__(self) -> None:
         self.reason: str | None = None
@@ -143,12 +146,16 @@ class _Signals:
     def _handle(self, signum: int, _frame: Any) -> None:
         if self.reason is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
+        if signum == signal.SIGHUP:
+            _leave_hung_up_terminal()
         self.reason = f"stopped by {signal.Signals(signum).name}"
 
     @contextmanager
     def installed(self) -> Iterator[None]:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             try:
+                if sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN:
+                    continue  # nohup: the run goes on when the session drops
                 self._old[sig] = signal.signal(sig, self._handle)
             except ValueError:  # not the main thread (a library caller): no signal handling
                 pass
@@ -157,6 +164,18 @@ class _Signals:
         finally:
             for sig, handler in self._old.items():
                 signal.signal(sig, handler)
+
+
+def _leave_hung_up_terminal() -> None:
+    """Point stdout and stderr at /dev/null when they are a terminal that hung up (a write to
+    it fails); a terminal still there (a SIGHUP sent by hand) keeps them."""
+    for fd in (1, 2):
+        try:
+            os.write(fd, b"")
+        except OSError:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, fd)
+            os.close(null)
 
 
 def _fault(point: str, chunk_no: int) -> None:

@@ -7,8 +7,14 @@ Every test runs through the real CLI, on MyISAM and on InnoDB."""
 
 from __future__ import annotations
 
+import fcntl
 import itertools
+import os
+import pty
+import select
 import signal
+import subprocess
+import termios
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -140,6 +146,60 @@ def test_sighup_stops_the_job_as_sigterm_does(vdb: VDb) -> None:
     resumed = vdb.cli(["jobs", "resume", "1", "--json"])
     assert resumed.exit_code == 0, resumed.stderr
     assert not vdb.db.scalar(f"SELECT COUNT(*) FROM {LIVE} WHERE list_id = 999")
+
+
+def test_a_terminal_that_hangs_up_stops_the_job_and_it_still_ends(vdb: VDb) -> None:
+    """The job runs on a terminal (its controlling one, with the progress bar) and the terminal
+    goes away, as when an SSH session drops: SIGHUP, then every write to it fails. The job
+    still ends `stopped` with exit 3, its row saying so."""
+    vdb.seed(2500)
+    master, slave = pty.openpty()
+
+    def own_terminal() -> None:
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    args = [hp.BIN, "--dsn", vdb.dsn, *LIST_999[:-1], "--sleep", "1"]
+    proc = subprocess.Popen(
+        args,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=hp.child_env({"TERM": "xterm"}),
+        preexec_fn=own_terminal,
+        close_fds=True,
+    )
+    os.close(slave)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # until the job has a row and a chunk done
+            if select.select([master], [], [], 0.2)[0]:
+                os.read(master, 65536)
+            if vdb.db.rows("SHOW TABLES LIKE 'archiver\\_jobs'") and vdb.db.scalar(
+                "SELECT MAX(chunks) FROM archiver_jobs"
+            ):
+                break
+        os.close(master)  # the session drops
+        rc = proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert rc == 3
+    state, reason, _ = job_row(vdb, 1)
+    assert (state, reason) == ("stopped", "stopped by SIGHUP")
+
+
+def test_under_nohup_sighup_is_ignored(vdb: VDb) -> None:
+    """`nohup vicidial-archiver …`: the SIGHUP it was told to ignore does not stop the job."""
+    vdb.seed(1000)
+    with hp.Proc(["nohup", *hp.argv(vdb.dsn, [*LIST_999, "--sleep", "0.5"])]) as proc:
+        proc.wait_chunk(1)
+        proc.signal(signal.SIGHUP)
+        done = proc.finish(60)
+    assert done.rc == 0, done.describe()
+    assert done.summary["state"] == "done"
+    assert [c["chunk"] for c in done.chunks()] == [1, 2, 3, 4]
 
 
 # --- --sentinel ---------------------------------------------------------------------------
