@@ -582,7 +582,7 @@ def _lead_dearchive_call(kw: Mapping[str, Any], restore: RestoreArgs) -> bool:
         "modified_before",
         "where",
     )
-    others = ("dry_run", "report", "as_json", "job_name")
+    others = ("dry_run", "report", "as_json", "job_name", "sentinel", "statistics", "optimize")
     return (
         len(kw["lead_ids"]) == 1
         and not restore.overrides

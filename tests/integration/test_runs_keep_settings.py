@@ -246,6 +246,10 @@ def test_a_sentinel_file_present_at_start_refuses_the_run(vdb: VDb, tmp_path: Pa
     assert not vdb.db.rows("SHOW TABLES LIKE 'archiver\\_jobs'")
     dearchive = vdb.cli(["dearchive", "--list-id", "999", "--sentinel", str(sentinel)])
     assert dearchive.exit_code == 3 and "sentinel" in dearchive.stderr
+    # One lead back, as VICIdial's lead_dearchive would: with --sentinel it is a job like
+    # any other, and the sentinel holds it too.
+    one = vdb.cli(["dearchive", "4", "--sentinel", str(sentinel)])
+    assert one.exit_code == 3 and "sentinel" in one.stderr, one.output
 
     dry = vdb.cli([*LIST_999[:-1], "--sentinel", str(sentinel), "--dry-run"])
     assert dry.exit_code == 0, dry.stderr
