@@ -57,6 +57,7 @@ class Operation:
 
 UNAUTHORIZED = Answer("Missing or wrong API key.")
 UNREACHABLE = Answer("The database is unreachable.")
+HEALTH_EVERY = 2  # s: /healthz probes the database at most this often, for every caller
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation(
@@ -122,9 +123,13 @@ OPERATIONS: tuple[Operation, ...] = (
         "GET",
         "healthz",
         "health",
-        "Checks the database connection",
+        f"Checks the database connection (one probe at most every {HEALTH_EVERY} seconds, "
+        "for every caller)",
         auth=False,
-        answers={200: Answer("The database answers.", Health), 503: UNREACHABLE},
+        answers={
+            200: Answer("The database answered the latest probe.", Health),
+            503: Answer("The database did not answer the latest probe in time."),
+        },
     ),
     Operation(
         "/openapi.json",

@@ -41,6 +41,8 @@ Outcome = Literal[
     "skipped_newest",
     "already_copied",
     "left_selection",
+    "skipped_busy",
+    "gone",
     "pending",
 ]
 Direction = Literal["archive", "dearchive"]

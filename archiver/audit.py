@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from archiver.db import Db, classify_error
 from archiver.errors import BadInput, NoPrivilege, NoSuchColumn, NoSuchTable
 from archiver.jobtypes import Summary
+from archiver.logging import get_logger
 
 LAST_SUCCESS = "vicidial_archiver_last_success_timestamp_seconds"
 
@@ -71,15 +72,35 @@ def write_metrics(path: str, summary: Summary, now: float) -> None:
 
 
 def _previous_success(path: str, direction: str) -> float | None:
+    """The last success the file holds for `direction`, if any. A file that is not UTF-8
+    Prometheus text (someone else's, or garbled) is replaced by this run's metrics, without
+    that timestamp, and a warning says so: the job's end stands either way."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError:
         return None
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == LAST_SUCCESS and sample.labels.get("direction") == direction:
-                return float(sample.value)
+    except UnicodeDecodeError as exc:
+        _unreadable(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})")
+        return None
+    try:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == LAST_SUCCESS and sample.labels.get("direction") == direction:
+                    return float(sample.value)
+    # The parser is prometheus_client's, on a file anyone may have written: whatever it
+    # raises means the same, a file it cannot read.
+    except Exception as exc:
+        _unreadable(path, f"not Prometheus text ({type(exc).__name__}: {exc})"[:200])
     return None
+
+
+def _unreadable(path: str, why: str) -> None:
+    get_logger().warning(
+        "metrics_file_replaced",
+        path=path,
+        reason=f"--metrics-file {path} is {why}; it is replaced by this run's metrics, "
+        f"without the previous {LAST_SUCCESS}",
+    )
 
 
 def admin_log_row(summary: Summary, user: str) -> dict[str, str]:

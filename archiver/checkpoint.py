@@ -26,15 +26,16 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from archiver import __version__
+from archiver import __version__, claims
 from archiver.config import Settings
-from archiver.db import Db, mysql_errno
+from archiver.db import Db, mysql_errno, q
 from archiver.errors import BadInput, Cancelled, Failed, JobMismatch, LockHeld
 from archiver.idlist import whole
 
 UNFINISHED = ("running", "stopped", "failed")
 MAX_JOB_ID = 2**64 - 1  # archiver_jobs.job_id is BIGINT UNSIGNED
 ER_TABLEACCESS_DENIED = 1142
+ER_DUP_FIELDNAME = 1060
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _TABLES_AT = re.compile(r"[0-9: /-]{1,64}")
 
@@ -62,18 +63,43 @@ def present_tables(db: Db) -> set[str]:
 
 
 def ensure_tables(db: Db) -> None:
+    """Create the checkpoint tables that are missing. Everything that can refuse is checked
+    before the first CREATE (that this account may create each missing table, that an earlier
+    version's archiver_pending can be upgraded), so a refusal leaves no table behind."""
     present = present_tables(db)
-    for stmt in ddl():
-        name = stmt.split("EXISTS", 1)[1].split()[0].lower()
-        if name not in present:
-            try:
-                db.write(stmt)
-            except DBAPIError as exc:
-                if mysql_errno(exc) != ER_TABLEACCESS_DENIED:
-                    raise
-                raise BadInput(_create_denied(db, name)) from None
+    missing = [
+        (name, stmt)
+        for stmt in ddl()
+        if (name := stmt.split("EXISTS", 1)[1].split()[0].lower()) not in present
+    ]
+    for name, _ in missing:
+        _check_may_create(db, name)
     if "archiver_pending" in present:
         _upgrade_pending(db)
+    for name, stmt in missing:
+        try:
+            db.write(stmt)
+        except DBAPIError as exc:
+            if mysql_errno(exc) != ER_TABLEACCESS_DENIED:
+                raise
+            raise BadInput(_create_denied(db, name)) from None
+
+
+def _check_may_create(db: Db, table: str) -> None:
+    """BadInput when this account may not create `table`, found by the server's own check
+    without creating anything: a definition with a duplicate column passes the privilege
+    check (1142 otherwise) and then fails (1060). Roles and every level of grant count."""
+    if db.dry_run:
+        return
+    try:
+        db.run(f"CREATE TABLE IF NOT EXISTS {q(table)} (`probe` INT, `probe` INT)")
+    except DBAPIError as exc:
+        errno = mysql_errno(exc)
+        if errno == ER_TABLEACCESS_DENIED:
+            raise BadInput(_create_denied(db, table)) from None
+        if errno != ER_DUP_FIELDNAME:
+            raise
+    # No error: someone else created the table meanwhile (IF NOT EXISTS); nothing to refuse.
 
 
 def _create_denied(db: Db, table: str) -> str:
@@ -671,7 +697,11 @@ def prune(db: Db, older_than_s: float, job_ids: Sequence[int] | None = None) -> 
 def holds_lock(db: Db, settings: Settings, job: Job) -> bool:
     """The job's own connection holds the job lock now: its process is alive and connected
     (wherever it runs). A `running` job whose connection does not hold it was cut off."""
-    holder = db.scalar("SELECT IS_USED_LOCK(:n)", {"n": lock_name(settings)})
+    sel = job.identity.get("selection", {})
+    name = lock_name(settings)
+    if claims.small(sel.get("ids_count"), settings):  # it ran beside the big job, on its own lock
+        name = claims.job_lock_name(settings, identity_of(job.identity)[0])
+    holder = db.scalar("SELECT IS_USED_LOCK(:n)", {"n": name})
     if holder is None:
         return False
     conn = db.scalar("SELECT connection_id FROM archiver_jobs WHERE job_id = :j", {"j": job.job_id})

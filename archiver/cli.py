@@ -183,17 +183,40 @@ def cli(
 
 
 def selection_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    return _apply_selection(f, ("--status", "--with-status"))
+    return _apply_selection(f)
 
 
-def _selection_options(status_names: tuple[str, ...]) -> Callable[..., Any]:
-    def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
-        return _apply_selection(f, status_names)
+# Old spellings, refused with the new one named: never read with another meaning.
+RENAMED = {
+    "--with-status": (
+        "--with-status is now --status: --status selects leads by status in every command "
+        "(archive, dearchive, verify); comma lists and repetition both work"
+    ),
+    "--called-count": (
+        "--called-count is now --set-called-count N (it sets called_count on every restored lead)"
+    ),
+    "--reset": ("--reset is now --reset-called (restored leads get called_since_last_reset='N')"),
+}
 
-    return decorate
+
+def _renamed(old: str, *, flag: bool = False) -> Callable[..., Any]:
+    def refuse(_ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+        if value:
+            raise BadInput(RENAMED[old])
+        return value
+
+    return click.option(
+        old,
+        "renamed_" + old.strip("-").replace("-", "_"),
+        is_flag=flag,
+        multiple=not flag,
+        hidden=True,
+        expose_value=False,
+        callback=refuse,
+    )
 
 
-def _apply_selection(f: Callable[..., Any], status_names: tuple[str, ...]) -> Callable[..., Any]:
+def _apply_selection(f: Callable[..., Any]) -> Callable[..., Any]:
     opts = [
         click.argument("lead_ids", nargs=-1),
         click.option(
@@ -213,30 +236,44 @@ def _apply_selection(f: Callable[..., Any], status_names: tuple[str, ...]) -> Ca
             metavar="PATH",
             help="A Lead Archive API JSON body (lead_ids + step booleans); - reads stdin.",
         ),
-        click.option("--list-id", "list_ids", multiple=True, metavar="ID", help="Repeatable."),
+        click.option(
+            "--list-id",
+            "list_ids",
+            multiple=True,
+            metavar="ID[,ID…]",
+            help="Leads of these lists. Repeatable, or comma-separated.",
+        ),
         click.option(
             "--campaign",
             "campaigns",
             multiple=True,
-            metavar="ID",
-            help="The campaign's lists (vicidial_lists.campaign_id). Repeatable.",
+            metavar="ID[,ID…]",
+            help="The campaign's lists (vicidial_lists.campaign_id). Repeatable, or "
+            "comma-separated.",
         ),
         click.option(
-            *status_names,
+            "--status",
             "statuses",
             multiple=True,
-            metavar="S",
-            help="Leads with this status. Repeatable.",
+            metavar="S[,S…]",
+            help="Leads with this status (selects, in every command). Repeatable, or "
+            "comma-separated.",
         ),
+        _renamed("--with-status"),
         click.option(
-            "--entry-before", metavar="DATE|AGE", help="entry_date before (e.g. 2024-01-01, 365d)."
+            "--entry-before",
+            metavar="DATE|AGE",
+            help="entry_date before: a date (2024-01-01, 2024-01-01 18:00, today, yesterday) or "
+            "an age (90d, 12w, 6mo, 1y, 12h).",
         ),
         click.option(
             "--last-call-before",
             metavar="DATE|AGE",
-            help="last_local_call_time before; NULL never matches.",
+            help="last_local_call_time before (as --entry-before); NULL never matches.",
         ),
-        click.option("--modified-before", metavar="DATE|AGE", help="modify_date before."),
+        click.option(
+            "--modified-before", metavar="DATE|AGE", help="modify_date before (as --entry-before)."
+        ),
         click.option("--where", metavar="SQL", help="A raw condition on the source table (DBAs)."),
     ]
     for opt in reversed(opts):
@@ -436,8 +473,9 @@ def _progress(ctx: Ctx) -> AbstractContextManager[commands.Progress] | None:
     if not (sys.stderr.isatty() and alog.console_format() and not ctx.verbose):
         return None
     # Under the bar the `summary` event is logged only when stdout, where the summary is
-    # printed, is not this terminal: a person reads the summary once.
-    return _bar(() if sys.stdout.isatty() else ("summary",))
+    # printed, is not this terminal: a person reads the summary once. The `selection` event
+    # (the cut-offs resolved, the leads selected) is shown before anything is written.
+    return _bar(("selection",) if sys.stdout.isatty() else ("selection", "summary"))
 
 
 def print_summary(summary: Summary, as_json: bool) -> None:
@@ -456,6 +494,9 @@ def print_summary(summary: Summary, as_json: bool) -> None:
         f"{head}{summary.direction}: {summary.state}, {summary.leads} leads in "
         f"{summary.chunks} chunks, {summary.seconds:.1f}s ({summary.rate:.0f} leads/s), {job}"
     )
+    if not summary.dry_run:  # a dry run's plan has shown them
+        for line in summary.selection_lines:
+            _out(f"  {line}")
     for name, count in sorted(summary.counts.items()):
         _out(f"  {name:<18} {count}")
     for warning in summary.warnings:
@@ -527,11 +568,17 @@ def archive(ctx: Ctx, /, **kw: Any) -> None:
 
 
 @cli.command()
-@_selection_options(("--with-status",))
+@selection_options
 @job_options
-@click.option("--reset", is_flag=True, help="Restored leads get called_since_last_reset='N'.")
-@click.option("--status", "set_status", metavar="S", help="Restored leads get this status.")
-@click.option("--called-count", type=int, metavar="N", help="Restored leads get this called_count.")
+@click.option(
+    "--reset-called", is_flag=True, help="Restored leads get called_since_last_reset='N'."
+)
+@click.option("--set-status", metavar="S", help="Restored leads get this status.")
+@click.option(
+    "--set-called-count", type=int, metavar="N", help="Restored leads get this called_count."
+)
+@_renamed("--reset", flag=True)
+@_renamed("--called-count")
 @click.option(
     "--user",
     default=None,
@@ -543,7 +590,12 @@ def dearchive(ctx: Ctx, /, **kw: Any) -> None:
     """Move leads back from the archive into vicidial_list, verified.
 
     `dearchive LEAD_ID` alone prints exactly the line VICIdial's lead_dearchive API prints."""
-    restore = RestoreArgs(kw["reset"], kw["set_status"], kw["called_count"])
+    if kw["statuses"] and (kw["lead_ids"] or kw["ids_file"] or kw["request_path"]):
+        raise BadInput(
+            "--status selects leads (as in archive and verify), so it does not go with lead ids, "
+            "--ids-file or --request; to set the status of the restored leads, give --set-status"
+        )
+    restore = RestoreArgs(kw["reset_called"], kw["set_status"], kw["set_called_count"])
     if _lead_dearchive_call(kw, restore):
         user = kw["user"] or getpass.getuser()
         line, code = commands.lead_dearchive(ctx.settings, kw["lead_ids"][0], user)

@@ -262,6 +262,7 @@ def _after_run(db: Db, summary: Summary, run: RunArgs) -> None:
 
     if summary.dry_run:
         return
+    late: Failed | None = None
     if run.metrics_file:
         try:
             audit.write_metrics(run.metrics_file, summary, time.time())
@@ -269,9 +270,11 @@ def _after_run(db: Db, summary: Summary, run: RunArgs) -> None:
             # The job has run: its work stands and the summary is shown, so this is a
             # failure (exit 1), not bad input. Writability was checked before the job.
             msg = f"cannot write --metrics-file {run.metrics_file}: {exc.strerror}"
-            raise Failed(f"{msg}; the job itself ended {summary.state}") from None
-    if run.admin_log:
+            late = Failed(f"{msg}; the job itself ended {summary.state}")
+    if run.admin_log:  # written whatever became of the metrics
         audit.write_admin_log(db, summary, run.user or getpass.getuser())
+    if late is not None:
+        raise late
 
 
 def lead_dearchive(settings: Callable[[], config.Settings], raw: str, user: str) -> tuple[str, int]:

@@ -7,12 +7,15 @@ statement is rendered and kept for display instead of being executed.
 from __future__ import annotations
 
 import re
+import socket
+import struct
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 import pymysql
+from pymysql.constants import CR
 from pymysql.converters import escape_item
 from sqlalchemy import bindparam, create_engine, event, text
 from sqlalchemy.engine import Connection, CursorResult, Engine
@@ -55,7 +58,8 @@ ER_TABLEACCESS_DENIED = 1142
 ER_COLUMNACCESS_DENIED = 1143
 RETRYABLE = {ER_LOCK_WAIT_TIMEOUT, ER_LOCK_DEADLOCK}
 ER_STATEMENT_TIMEOUT = 1969
-CONNECTION_LOST = {2006, 2013, 2014, 2055, 1927}
+CR_MALFORMED_PACKET = 2027  # what `Db.run` makes of an answer no MariaDB/MySQL server sends
+CONNECTION_LOST = {2006, 2013, 2014, 2055, 1927, CR_MALFORMED_PACKET}
 UNREACHABLE = {2003, 2005}  # no server at that address, or no such host
 CANNOT_CONNECT = UNREACHABLE | {2013}  # at connect time, a lost handshake is no server either
 
@@ -96,7 +100,12 @@ def classify_error(exc: BaseException) -> DatabaseError:
     errno = mysql_errno(exc)
     detail = str(getattr(exc, "orig", exc))
     kind = next((k for numbers, k in _KINDS if errno in numbers), DatabaseError)
-    if kind is ConnectionLost:
+    if errno == CR_MALFORMED_PACKET:
+        message = (
+            f"the database server sent an answer MariaDB/MySQL never sends ({detail[:200]}); "
+            "the connection was given up"
+        )
+    elif kind is ConnectionLost:
         message = f"the database connection was lost (MySQL error {errno})"
     elif kind is LockContention:
         message = f"lock wait timeout or deadlock persisted (MySQL error {errno})"
@@ -110,17 +119,26 @@ def classify_error(exc: BaseException) -> DatabaseError:
     return kind(message, errno, detail)
 
 
-def make_engine(settings: Settings, *, database: str | None = None) -> Engine:
+def make_engine(
+    settings: Settings,
+    *,
+    database: str | None = None,
+    handshake_timeout: float | None = None,
+) -> Engine:
+    """An engine whose connections have the session settings below.
+    A connection attempt takes at most [database] connect_timeout for TCP, then at most
+    `handshake_timeout` (connect_timeout by default) in all for the handshake, the login and
+    the session settings, however slowly the server answers (`bound_connections`)."""
     s = settings
+    handshake = s.db.connect_timeout if handshake_timeout is None else handshake_timeout
     engine = create_engine(
         s.db.url(database=database),
         poolclass=NullPool,
         connect_args={
             "connect_timeout": s.db.connect_timeout,
-            # The handshake's reads too: a server that accepts TCP and never answers is given
-            # up after connect_timeout, not waited for (PyMySQL's read_timeout bounds them).
-            "read_timeout": s.db.connect_timeout,
-            "write_timeout": s.db.connect_timeout,
+            # Each read and write of the handshake too; bound_connections bounds their sum.
+            "read_timeout": handshake,
+            "write_timeout": handshake,
             "autocommit": True,
             "binary_prefix": True,
             **password_arg(s.db.password),
@@ -135,6 +153,7 @@ def make_engine(settings: Settings, *, database: str | None = None) -> Engine:
     def _session(dbapi_conn: Any, _record: Any) -> None:
         # Connected: from now on a statement may run long (a chunk, an ALTER of `schema
         # sync`); PyMySQL reads these before every read and write and has no public setter.
+        # The session settings below are still bounded by the attempt's deadline.
         dbapi_conn._read_timeout = None
         dbapi_conn._write_timeout = None
         with dbapi_conn.cursor() as cur:
@@ -151,7 +170,90 @@ def make_engine(settings: Settings, *, database: str | None = None) -> Engine:
                 # (about 2 ms per 500-lead chunk). MySQL has no such cache, nor the flag.
                 cur.execute("SET SESSION optimizer_switch = 'subquery_cache=off'")
 
+    # Registered after `_session`: the deadline ends once the session settings are made.
+    bound_connections(engine, handshake)
     return engine
+
+
+class DeadlineSocket(socket.socket):
+    """A TCP socket whose every read and write ends by `deadline` (time.monotonic()) while one
+    is set. PyMySQL's timeouts bound each read, not the handshake: a server that sends its
+    greeting a byte a second would keep a connection attempt going for ever."""
+
+    deadline: float | None = None
+    _asked: float | None = None  # the timeout PyMySQL last set
+
+    def settimeout(self, value: float | None) -> None:
+        self._asked = value
+        super().settimeout(value)
+
+    def clear_deadline(self) -> None:
+        self.deadline = None
+        super().settimeout(self._asked)
+
+    def _bound(self) -> None:
+        if self.deadline is None:
+            return
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the connection attempt ran out of time")
+        super().settimeout(left if self._asked is None else min(left, self._asked))
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        self._bound()
+        return super().recv_into(buffer, nbytes, flags)
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        self._bound()
+        return super().recv(bufsize, flags)
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        self._bound()
+        super().sendall(data, flags)
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        self._bound()
+        return super().send(data, flags)
+
+
+def open_connection(cargs: Any, cparams: dict[str, Any], seconds: float) -> Any:
+    """A PyMySQL connection over a DeadlineSocket: TCP within its connect_timeout, then the
+    handshake and login within `seconds` in all. A server too slow is PyMySQL's usual error
+    for a lost handshake (2013), or 2003 when TCP fails, as without the deadline."""
+    conn = pymysql.connections.Connection(*cargs, **{**cparams, "defer_connect": True})
+    try:
+        tcp = socket.create_connection((conn.host, conn.port), conn.connect_timeout)
+    except OSError as exc:
+        raise pymysql.err.OperationalError(
+            CR.CR_CONN_HOST_ERROR, f"Can't connect to MySQL server on {conn.host!r} ({exc})"
+        ) from None
+    tcp.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    tcp.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    sock = DeadlineSocket(fileno=tcp.detach())
+    sock.deadline = time.monotonic() + seconds
+    conn.connect(sock)  # closes the socket if it fails
+    conn.host_info = f"socket {conn.host}:{conn.port}"
+    return conn
+
+
+def end_deadline(dbapi_conn: Any) -> None:
+    sock = getattr(dbapi_conn, "_sock", None)
+    if isinstance(sock, DeadlineSocket):
+        sock.clear_deadline()
+
+
+def bound_connections(engine: Engine, seconds: float) -> None:
+    """Make every connection of `engine` by `open_connection`: the handshake, the login and
+    the engine's `connect` listeners registered before this call end within `seconds` of the
+    TCP connection, whatever pace the server sends its bytes at."""
+
+    @event.listens_for(engine, "do_connect")
+    def _open(_dialect: Any, _rec: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+        return open_connection(cargs, cparams, seconds)
+
+    @event.listens_for(engine, "connect")
+    def _connected(dbapi_conn: Any, _rec: Any) -> None:
+        end_deadline(dbapi_conn)
 
 
 def password_arg(password: str) -> dict[str, Any]:
@@ -200,11 +302,52 @@ def describe_connect_error(exc: BaseException, db: DbSettings) -> str:
     return f"cannot connect to {where}: MySQL error {kind.errno}; check the connection settings"
 
 
+# What PyMySQL and SQLAlchemy raise, besides DB-API errors, on an answer a MariaDB/MySQL server
+# never sends: a LOAD DATA LOCAL request the client did not ask for (RuntimeError), a bare OK
+# to `SELECT VERSION()` (TypeError), a truncated or garbled packet (struct.error, IndexError,
+# ValueError, UnicodeDecodeError, KeyError for an unknown charset id, AssertionError).
+PROTOCOL_ERRORS: tuple[type[BaseException], ...] = (
+    RuntimeError,
+    TypeError,
+    ValueError,
+    IndexError,
+    KeyError,
+    AttributeError,
+    AssertionError,
+    struct.error,
+)
+
+
+def protocol_error(sql: str, exc: BaseException) -> DBAPIError:
+    """`exc`, raised while reading the server's answer, as the DB-API error of a malformed
+    packet: every caller that handles database errors handles it (a job fails resumable)."""
+    why = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+    orig = pymysql.err.OperationalError(CR_MALFORMED_PACKET, f"malformed answer: {why}")
+    error: DBAPIError = DBAPIError.instance(sql, None, orig, pymysql.err.Error)
+    return error
+
+
+def _read_from_the_server(exc: BaseException) -> bool:
+    """`exc` was raised by PyMySQL reading a packet (not by this tool or a parameter's
+    conversion): the innermost frame of its traceback is PyMySQL's protocol code."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    module = str(tb.tb_frame.f_globals.get("__name__", "")) if tb is not None else ""
+    return module in ("pymysql.connections", "pymysql.protocol", "pymysql.charset")
+
+
 def connect(engine: Engine, settings: Settings) -> Connection:
     try:
         return engine.connect()
     except (DBAPIError, pymysql.err.MySQLError) as exc:
         raise ConnectError(describe_connect_error(exc, settings.db)) from None
+    except PROTOCOL_ERRORS as exc:  # the server's answer, not this tool: exit 2, one line
+        why = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+        raise ConnectError(
+            f"the server at {settings.db.hostport} ({settings.db.safe()}) answered the "
+            f"connection as no MariaDB/MySQL server does ({why}); check the host and port"
+        ) from None
 
 
 class Db:
@@ -264,7 +407,14 @@ class Db:
             self.planned.append(self.render(sql, params))
             return None
         started = time.perf_counter()
-        result = self.conn.execute(self._clause(self.tag + sql, params), params)
+        try:
+            result = self.conn.execute(self._clause(self.tag + sql, params), params)
+        except SQLAlchemyError:
+            raise
+        except PROTOCOL_ERRORS as exc:
+            if not _read_from_the_server(exc):
+                raise
+            raise protocol_error(sql, exc) from exc
         ms = (time.perf_counter() - started) * 1000
         self.log.debug(
             "sql",
@@ -304,6 +454,10 @@ class Db:
             # The raw cursor bypasses SQLAlchemy: wrap its error as `run` would, so callers
             # that handle DBAPIError (retry, fail resumable) see this one too.
             raise DBAPIError.instance(shown, None, exc, pymysql.err.Error) from exc
+        except PROTOCOL_ERRORS as exc:
+            if not _read_from_the_server(exc):
+                raise
+            raise protocol_error(shown, exc) from exc
         finally:
             cursor.close()
         ms = round((time.perf_counter() - started) * 1000, 2)

@@ -46,8 +46,8 @@ def steps(db_name: str, archived_phones: list[str], one_lead: int) -> list[tuple
             ["dearchive", str(one_lead), "--user", "demo"],
         ),
         (
-            "Dearchive the archived SALE leads, ready to dial again (--reset)",
-            ["dearchive", "--campaign", "OLDLEADS", "--with-status", "SALE", "--reset"],
+            "Dearchive the archived SALE leads, ready to dial again (--reset-called)",
+            ["dearchive", "--campaign", "OLDLEADS", "--status", "SALE", "--reset-called"],
         ),
         (
             "Verify: no lead of the campaign is in both tables with different data",

@@ -15,4 +15,16 @@ def main() -> None:
     hide_password_in_process_title(sys.argv)
     from archiver.cli import main as cli_main
 
-    cli_main()
+    try:
+        cli_main()
+    except Exception as exc:
+        # The CLI maps every error it knows to one `Error:` line; what escapes it still gets
+        # one (a server or a file can provoke what nobody foresaw), the traceback with --debug.
+        if "--debug" in sys.argv[1:]:
+            raise
+        why = "".join(c if c.isprintable() else "?" for c in f"{type(exc).__name__}: {exc}")
+        print(
+            f"Error: unexpected error ({why[:300]}); run again with --debug for the traceback",
+            file=sys.stderr,
+        )
+        sys.exit(1)

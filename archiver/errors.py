@@ -79,6 +79,17 @@ class SchemaDrift(BadInput):
     public = f"the server is not set up for archiving; {SERVER_LOG}"
 
 
+class NotSetUp(BadInput):
+    """The database or the account is not set up for the job (a grant or a table missing, a
+    checkpoint table of an earlier version): an administrator's task; nothing was written.
+    serve answers every refusal of a job it started with this kind: the request was checked
+    before, so what the refusal names (account, host, schema, files) is the server's own."""
+
+    http_status = 500
+    code = "server_not_ready"
+    public = f"the server is not set up for archiving; {SERVER_LOG}"
+
+
 class JobMismatch(BadInput):
     """A job name or id refers to a job with another identity or state."""
 

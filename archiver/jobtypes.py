@@ -50,6 +50,12 @@ class Outcome(StrEnum):
     # dialer changed it). It stays live; the copy this job wrote of it is removed (proven to
     # be that copy).
     LEFT_SELECTION = "left_selection"
+    # Another job (a restore or an API request of a few ids) was working on the lead when
+    # this chunk reached it (archiver.claims): not touched; a later run takes it.
+    SKIPPED_BUSY = "skipped_busy"
+    # In the source when the chunk read it, gone from it before the chunk moved it (deleted by
+    # someone else): not moved, and no copy this job wrote of it is left in the target.
+    GONE = "gone"
 
 
 # The outcomes as plain strings (click choices, JSON schema enums).
@@ -150,6 +156,11 @@ class Summary:
     warnings: list[str] = field(default_factory=list)
     plan: list[str] = field(default_factory=list)
     report_error: str | None = None  # the --report could not be written (the job went on)
+    # Before anything was written: each cut-off resolved (ISO-8601 with its offset), the leads
+    # the selection held, and both as lines for a person.
+    cutoffs: dict[str, str] = field(default_factory=dict)
+    selected: int | None = None
+    selection_lines: list[str] = field(default_factory=list)
     # The tuning in force: flag name → {"value", "from": "flag" | "job" | "settings"}.
     tuning: dict[str, dict[str, Any]] = field(default_factory=dict)
     # --statistics: {"total_ms", "kinds": {kind: {"count", "ms", "share"}}}; None when not asked.
@@ -173,6 +184,8 @@ class Summary:
             "rate_per_s": round(self.rate, 1),
             "stop_reason": self.stop_reason,
             "throttle_slept_s": round(self.throttle_slept_s, 3),
+            "cutoffs": dict(self.cutoffs),
+            "selected": self.selected,
             "tuning": self.tuning,
             **({"statistics": self.statistics} if self.statistics is not None else {}),
         }

@@ -31,6 +31,21 @@ def parse_list_id(text: str) -> int:
     return value
 
 
+def split_values(values: tuple[str, ...], flag: str) -> tuple[str, ...]:
+    """A list flag's values, each given once or several to an occurrence, separated by commas:
+    `--status NI,DNC` and `--status NI --status DNC` say the same."""
+    out: list[str] = []
+    for value in values:
+        for item in value.split(","):
+            if not item.strip():
+                raise BadInput(
+                    f"{flag} {value!r} holds an empty value; give values separated by commas "
+                    f"(NI,DNC) or repeat {flag}"
+                )
+            out.append(item.strip())
+    return tuple(out)
+
+
 def _duration(value: str | None, what: str) -> float | None:
     return None if value is None else config.parse_duration(value, what)
 
@@ -78,9 +93,9 @@ class SelectionArgs:
     def criteria(self) -> Criteria:
         """The criteria as given (dates not resolved yet); empty for other selections."""
         return Criteria(
-            list_ids=tuple(parse_list_id(v) for v in self.list_ids),
-            campaigns=self.campaigns,
-            statuses=self.statuses,
+            list_ids=tuple(parse_list_id(v) for value in self.list_ids for v in value.split(",")),
+            campaigns=split_values(self.campaigns, "--campaign"),
+            statuses=split_values(self.statuses, "--status"),
             entry_before=self.entry_before,
             last_call_before=self.last_call_before,
             modified_before=self.modified_before,
@@ -121,7 +136,8 @@ class StepsArgs:
 
 @dataclass(frozen=True)
 class RestoreArgs:
-    """What `dearchive` sets on the leads it restores."""
+    """What `dearchive` sets on the leads it restores: --reset-called, --set-status,
+    --set-called-count (never what it selects: --status selects, as in every command)."""
 
     reset: bool = False
     status: str | None = None
@@ -131,7 +147,7 @@ class RestoreArgs:
         # Length, characters and range are checked against the live column itself, once the
         # tables are reflected (schema.check_overrides), before anything is written.
         if self.status is not None and (not self.status or not self.status.isprintable()):
-            raise BadInput(f"--status {self.status!r}: a VICIdial status is printable text")
+            raise BadInput(f"--set-status {self.status!r}: a VICIdial status is printable text")
 
     @property
     def overrides(self) -> dict[str, Any]:

@@ -13,21 +13,25 @@ from __future__ import annotations
 import csv
 import json
 import os
+import secrets
 import signal
+import stat
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
+from errno import EISDIR
 from typing import IO, Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from archiver import checkpoint, config, window
+from archiver import checkpoint, claims, config, window
 from archiver.checkpoint import ChunkRecord, Job
 from archiver.config import Settings
 from archiver.db import (
     CONNECTION_LOST,
+    ER_STATEMENT_TIMEOUT,
     RETRYABLE,
     Db,
     classify_error,
@@ -61,6 +65,7 @@ from archiver.schema import (
     Table,
     check_lossless,
     check_overrides,
+    check_triggers,
     describe_change,
     reflect,
     require_tables,
@@ -93,17 +98,36 @@ T = TypeVar("T")
 class _Report:
     """The --report CSV, one line per lead not moved. A write that fails (a full disk, EIO)
     does not stop the job, which goes on writing data: the first error is kept and reported
-    once the job has ended, with its summary."""
+    once the job has ended, with its summary.
+
+    The lines go to a hidden temporary file beside the report (`.NAME.<pid>.<random>.tmp`),
+    renamed over it when the job ends: until then the report of the last run stays as it was,
+    whatever refuses or kills this one (a report that could not be written in full is left
+    out, the old one kept). A report that is not a regular file (/dev/stdout, a FIFO) is
+    written directly."""
 
     def __init__(self, path: str | None) -> None:
         self.path = path
         self.error: str | None = None
         self.fh: IO[str] | None = None
+        self.tmp: str | None = None
+        self.target = ""
         if path:
             self._try(lambda: self._open(path))
 
     def _open(self, path: str) -> None:
-        self.fh = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115
+        if _in_place(path):
+            self.fh = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115
+        else:
+            self.target = os.path.realpath(path)  # a symlink stays one: its target is replaced
+            fd, self.tmp = _temp_beside(self.target)
+            try:
+                if os.path.exists(self.target):
+                    os.fchmod(fd, stat.S_IMODE(os.stat(self.target).st_mode))
+                self.fh = os.fdopen(fd, "w", newline="", encoding="utf-8")
+            except OSError:
+                os.close(fd)
+                raise
         self.writer = csv.writer(self.fh)
         self.writer.writerow(["lead_id", "outcome"])
 
@@ -128,6 +152,40 @@ class _Report:
                     fh.close()
                 except OSError:  # already reported
                     pass
+        if self.tmp is not None:
+            tmp, self.tmp = self.tmp, None
+            if self.error is None:
+                self._try(lambda: os.replace(tmp, self.target))
+            if self.error is not None:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+
+
+def _in_place(path: str) -> bool:
+    """The report is written in place: it is not a regular file (a device, a FIFO), or it is
+    one this user may write in a directory where no file can be made beside it."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    if stat.S_ISDIR(mode):
+        return False
+    if not stat.S_ISREG(mode):
+        return True
+    folder = os.path.dirname(os.path.realpath(path))
+    return not os.access(folder, os.W_OK | os.X_OK) and os.access(path, os.W_OK)
+
+
+def _temp_beside(target: str) -> tuple[int, str]:
+    """A new file (mode 0666 less the umask) in the directory of `target`, for a rename over
+    it: its descriptor and its path."""
+    if os.path.isdir(target):
+        raise IsADirectoryError(EISDIR, os.strerror(EISDIR), target)
+    folder, name = os.path.split(target)
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
 
 
 class _Signals:
@@ -221,6 +279,12 @@ class Runner:
         self.cancelled: Cancelled | None = None
         self.started = self.state_read = time.monotonic()
         self.cursor = 0
+        ids = spec.selection.ids
+        # A job of a few explicit ids runs beside the big one (archiver.claims).
+        self.small = not spec.dry_run and claims.small(
+            ids.count if ids is not None else None, settings
+        )
+        self.identity_hash = checkpoint.identity_of(spec.identity(settings.chunk_size))[0]
         self.timings = Timings()
         self.tuning: dict[str, dict[str, Any]] = {}
 
@@ -230,6 +294,9 @@ class Runner:
         live, archive = require_tables(self.db, self.s.live_table, self.s.archive_table)
         src, dst = (live, archive) if self.direction == ARCHIVE else (archive, live)
         check_lossless(src, dst)
+        flags = self.spec.flags
+        update = flags.update and self.direction == ARCHIVE
+        self.warnings += check_triggers(src, dst, insert=flags.insert, update=update)
         return src, dst
 
     def _check_where(self, sql: ChunkSql) -> None:
@@ -257,8 +324,14 @@ class Runner:
         except DBAPIError as exc:
             if mysql_errno(exc) in CONNECTION_LOST:
                 raise
+            if mysql_errno(exc) == ER_STATEMENT_TIMEOUT:
+                raise BadInput(
+                    "--where took longer than archive.statement_timeout "
+                    f"({self.s.statement_timeout}s) to plan (EXPLAIN); make it cheaper"
+                ) from None
             raise BadInput(f"--where is not a valid condition: {complaint(exc)}") from None
-        seconds = 5
+        # The session's statement timeout, when shorter, bounds the evaluation too.
+        seconds = min(5, self.s.statement_timeout or 5)
         probe = f"SELECT 1 FROM {sql.s} AS s WHERE {cond} LIMIT 1"
         if "mariadb" in str(self.db.scalar("SELECT VERSION()")).lower():
             probe = f"SET STATEMENT max_statement_time = {seconds} FOR {probe}"
@@ -414,16 +487,40 @@ class Runner:
         walk is over). On InnoDB all of it is one transaction, from the read that locks the
         chunk's rows to the checkpoint rows."""
         self.db.tag_job(job.job_id if job is not None else None, chunk_no)
-        with self.db.transaction(self.strategy.atomic and not self.dry_run):
-            c = self._scan(walker, job, chunk_no, size)
-            if not c.ids:
-                self.cursor = max(self.cursor, c.cursor)
-                return [], {}
-            self._at("scan", chunk_no, c.ids)
-            result = self._drive(self.strategy.steps(c), chunk_no, c.ids)
-            self._record(job, chunk_no, c.ids, result, c.cursor)
+        held: list[int] = []
+        try:
+            with self.db.transaction(self.strategy.atomic and not self.dry_run):
+                c = self._scan(walker, job, chunk_no, size)
+                if not c.ids:
+                    self.cursor = max(self.cursor, c.cursor)
+                    return [], {}
+                held = self._claim(c)
+                self._at("scan", chunk_no, c.ids)
+                result = self._drive(self.strategy.steps(c), chunk_no, c.ids)
+                self._record(job, chunk_no, c.ids, result, c.cursor)
+        finally:
+            if held:
+                self._release(held)
         self.cursor = c.cursor
         return c.ids, result
+
+    def _claim(self, c: Chunk) -> list[int]:
+        """A big job claims its chunk's leads after the scan, without waiting: those another
+        job holds are left alone (`Chunk.busy`). A small job holds its leads' claims from its
+        start (archiver.claims). Returns the claims to release after the chunk."""
+        if self.small or self.dry_run:
+            return []
+        got = claims.take(self.db, self.s, c.ids, 0)
+        c.busy = set(c.ids) - got
+        if c.busy:
+            self.log.info("leads_busy", chunk=c.no, leads=sorted(c.busy)[:20])
+        return sorted(got)
+
+    def _release(self, held: list[int]) -> None:
+        try:
+            claims.release(self.db, self.s, held)
+        except SQLAlchemyError:  # the connection is gone, and its locks with it
+            pass
 
     def _scan(self, walker: Walker, job: Job | None, chunk_no: int, size: int) -> Chunk:
         """The next chunk's ids and the new cursor, with what its one read found (each lead's
@@ -604,7 +701,7 @@ class Runner:
         # lock for hours; the server ends it even if this process is killed.
         set_statement_timeout(self.db, self.s.statement_timeout)
         if not self.dry_run:  # first: a run refused by the lock writes nothing, DDL included
-            checkpoint.lock(self.db, self.s)
+            self._lock()
         try:
             if not self.dry_run:
                 with self.timings.timed("checkpoint"):
@@ -614,6 +711,7 @@ class Runner:
                 self._resolve_criteria(job)
             else:
                 self._use_tuning(self._unfinished())
+            self._announce(sql)
             report = self.report_writer = _Report(self.spec.report)
             try:
                 summary = self._loop(
@@ -628,10 +726,41 @@ class Runner:
                 raise
             report.close()
             summary.report_error = report.error
+            summary.cutoffs = {c.key: c.iso for c in self.cutoffs}
+            summary.selected = self.selected
+            summary.selection_lines = list(self.selection_lines)
             return summary
         finally:
             if not self.dry_run:
-                checkpoint.unlock(self.db, self.s)
+                self._unlock()
+
+    def _lock(self) -> None:
+        """A big job takes the job lock of the database (one at a time); a small one (a few
+        explicit ids) runs beside it, holding its own identity's lock and its leads' claims
+        for the whole run (archiver.claims)."""
+        if not self.small:
+            checkpoint.lock(self.db, self.s)
+            return
+        ids = self.spec.selection.ids
+        assert ids is not None
+        claims.lock_job(self.db, self.s, self.identity_hash)
+        try:
+            claims.claim_all(self.db, self.s, ids.after(0, ids.count))
+        except BaseException:
+            claims.unlock_job(self.db, self.s, self.identity_hash)
+            raise
+
+    def _unlock(self) -> None:
+        if not self.small:
+            checkpoint.unlock(self.db, self.s)
+            return
+        try:  # RELEASE_ALL_LOCKS would also release a caller's: name each one
+            ids = self.spec.selection.ids
+            if ids is not None:
+                claims.release(self.db, self.s, ids.after(0, ids.count))
+            claims.unlock_job(self.db, self.s, self.identity_hash)
+        except SQLAlchemyError:  # the connection is gone, and its locks with it
+            pass
 
     def _prepare(self) -> ChunkSql:
         """Everything checked before the lock, so a refused run writes nothing: the tables,
@@ -639,10 +768,16 @@ class Runner:
         the strategy for the two tables' engines and the plan."""
         from archiver import selection
 
+        # First: the --where checks below run it (EXPLAIN included), and every statement that
+        # carries it must be bounded.
+        set_statement_timeout(self.db, self.s.statement_timeout)
         src, dst = self.tables()
         check_overrides(dst, self.spec.overrides)
         self._resolve_criteria(None)
-        self.warnings += selection.check_scope(self.db, self.spec.selection.criteria)
+        # A value is known when either lead table holds it: a status the nightly job has
+        # archived every lead of is still a status.
+        both = (src.name, dst.name) if self.direction == ARCHIVE else (dst.name, src.name)
+        self.warnings += selection.check_scope(self.db, self.spec.selection.criteria, both)
         spec = self.spec
         sql = ChunkSql(spec.direction, src, dst, spec.overrides)
         self._check_where(sql)
@@ -658,11 +793,7 @@ class Runner:
             self.warnings.append(f"{held}: a real run would not start")
         self._find_guards()
         if spec.report:  # an unwritable report is bad input: refuse it before any write
-            try:
-                with open(spec.report, "w", encoding="utf-8"):
-                    pass
-            except OSError as exc:
-                raise BadInput(f"cannot write the report {spec.report}: {exc.strerror}") from None
+            _check_report(spec.report)
         self.strategy: ChunkStrategy = choose(src, dst)(
             sql,
             spec.flags,
@@ -690,6 +821,35 @@ class Runner:
             crit = crit.resolve(now)
         self.spec = replace(self.spec, selection=Selection(criteria=crit))
         return crit.sql()[1]
+
+    def _announce(self, sql: ChunkSql) -> None:
+        """Before any lead is written: every cut-off as the date and time it resolved to, with
+        its zone, and how many leads the selection holds now (as VICIdial's
+        ADMIN_archive_leads.pl prints `CALL DATE OVERRIDE` and `Leads to be archived`)."""
+        from archiver import selection
+        from archiver.errors import StatementTimeout
+
+        crit = self.spec.selection.criteria
+        self.cutoffs = selection.cutoffs(self.db, crit)
+        self.selection_lines = [c.line for c in self.cutoffs]
+        self.selected: int | None = None
+        try:
+            self.selected = selection.count_selected(self.db, self.spec.selection, sql.src.name)
+            shown = str(self.selected)
+        except DBAPIError as exc:
+            if not isinstance(classify_error(exc), StatementTimeout):
+                raise
+            # A costly --where: the first chunk, which reads the same condition, says so.
+            shown = "not counted (a statement ran longer than archive.statement_timeout)"
+            self.log.warning("selection_not_counted", table=sql.src.name, reason=shown)
+        self.selection_lines.append(f"leads selected now in {sql.src.name}: {shown}")
+        self.plan += self.selection_lines
+        self.log.info(
+            "selection",
+            cutoffs={c.key: c.iso for c in self.cutoffs},
+            selected=self.selected,
+            table=sql.src.name,
+        )
 
     def _plan(self, src: Table, dst: Table) -> list[str]:
         spec, flags = self.spec, self.spec.flags
@@ -912,6 +1072,21 @@ class Runner:
         )
         if self.progress is not None:
             self.progress(done, rate, eta, Counter(self.run_counts))
+
+
+def _check_report(path: str) -> None:
+    """BadInput unless the report can be written when the job starts, found without touching
+    it (a run refused later, by the lock or the window, leaves the last report as it was): a
+    file is made and removed where the report's temporary file will be."""
+    try:
+        if _in_place(path):
+            os.close(os.open(path, os.O_WRONLY))  # no O_TRUNC: the file stays as it is
+            return
+        fd, tmp = _temp_beside(os.path.realpath(path))
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise BadInput(f"cannot write the report {path}: {exc.strerror}") from None
 
 
 def _setting(settings: Settings, path: str) -> Any:

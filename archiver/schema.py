@@ -59,6 +59,13 @@ class Column:
     num_precision: int | None
     num_scale: int | None
     dt_precision: int | None
+    generation: str | None = None  # GENERATION_EXPRESSION of a generated column
+
+    @property
+    def generated(self) -> bool:
+        """The table computes the column's value (VIRTUAL/STORED/PERSISTENT GENERATED): a
+        write cannot set it."""
+        return re.search(r"\b(virtual|stored|persistent) generated\b", self.extra) is not None
 
     @property
     def unsigned(self) -> bool:
@@ -82,6 +89,50 @@ class Column:
         return [v.replace("''", "'") for v in re.findall(r"'((?:[^']|'')*)'", inner)]
 
 
+# A trigger body without its comments and quoted texts (what it does, not what it says).
+_QUOTED = re.compile(
+    r"'(?:[^'\\]|\\.|'')*'"  # a '…' text
+    r'|"(?:[^"\\]|\\.|"")*"'  # a "…" text
+    r"|/\*.*?\*/|(?:--\s|#)[^\n]*",  # a comment
+    re.S,
+)
+# NEW.col assigned (SET NEW.col = …, and conservatively any NEW.col followed by `=`), or read
+# INTO (SELECT … INTO NEW.col, FETCH … INTO NEW.col).
+_SETS_NEW = re.compile(
+    r"\bNEW\s*\.\s*(?:`[^`]*`|\w+)\s*:?=|\b(?:SELECT|FETCH)\b[^;]*?\bINTO\b[^;]*?\bNEW\s*\.",
+    re.I | re.S,
+)
+
+
+@dataclass(frozen=True)
+class Trigger:
+    name: str
+    table: str
+    event: str  # INSERT, UPDATE or DELETE
+    timing: str  # BEFORE or AFTER
+    body: str | None  # ACTION_STATEMENT; None: this account may not read it
+
+    def __str__(self) -> str:
+        return f"trigger {self.name!r} ({self.timing} {self.event} on {self.table})"
+
+    def changes_copies(self, source: str) -> str | None:
+        """How the trigger can change a row the run copies, or None when it cannot."""
+        if self.body is None:
+            return (
+                "has a body this account cannot read (MariaDB shows it only to an account "
+                f"holding the TRIGGER privilege on {self.table}), so nothing proves it leaves "
+                "the copy alone"
+            )
+        body = _QUOTED.sub(" ", self.body)
+        if re.search(r"\bCALL\b", body, re.I):
+            return "calls a procedure"
+        if self.timing == "BEFORE" and _SETS_NEW.search(body):
+            return "can set the row's values (NEW)"
+        if re.search(rf"(?<![\w$])`?{re.escape(source)}`?(?![\w$])", body, re.I):
+            return f"names {source}"
+        return None
+
+
 @dataclass(frozen=True)
 class Table:
     name: str
@@ -90,6 +141,7 @@ class Table:
     columns: tuple[Column, ...]
     primary_key: tuple[str, ...]
     auto_increment: int | None
+    triggers: tuple[Trigger, ...] = ()
 
     def column(self, name: str) -> Column | None:
         for c in self.columns:
@@ -130,8 +182,9 @@ def reflect(db: Db, name: str) -> Table | None:
     cols = db.rows(
         "SELECT COLUMN_NAME, ORDINAL_POSITION, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE,"
         " COLUMN_DEFAULT, EXTRA, CHARACTER_SET_NAME, COLLATION_NAME,"
-        " CHARACTER_MAXIMUM_LENGTH, NUMERIC_PRECISION, NUMERIC_SCALE, DATETIME_PRECISION"
-        " FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t"
+        " CHARACTER_MAXIMUM_LENGTH, NUMERIC_PRECISION, NUMERIC_SCALE, DATETIME_PRECISION,"
+        " GENERATION_EXPRESSION FROM information_schema.COLUMNS"
+        " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t"
         " ORDER BY ORDINAL_POSITION",
         {"t": name},
     )
@@ -155,11 +208,31 @@ def reflect(db: Db, name: str) -> Table | None:
             num_precision=None if r[10] is None else int(r[10]),
             num_scale=None if r[11] is None else int(r[11]),
             dt_precision=None if r[12] is None else int(r[12]),
+            generation=None if r[13] is None else str(r[13]),
         )
         for r in cols
     )
+    # Every trigger is listed; its body (ACTION_STATEMENT) only to an account holding the
+    # TRIGGER privilege on its table: NULL otherwise, and such a body cannot be judged.
+    trig = db.rows(
+        "SELECT TRIGGER_NAME, EVENT_MANIPULATION, ACTION_TIMING, ACTION_STATEMENT"
+        " FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = DATABASE()"
+        " AND EVENT_OBJECT_TABLE = :t ORDER BY TRIGGER_NAME",
+        {"t": name},
+    )
+    found = tuple(
+        Trigger(
+            str(r[0]),
+            name,
+            str(r[1]).upper(),
+            str(r[2]).upper(),
+            None if r[3] is None else str(r[3]),
+        )
+        for r in trig
+    )
     engine = str(meta[0][0] or "")
-    return Table(name, engine, meta[0][1], columns, tuple(str(r[0]) for r in pk), meta[0][2])
+    pks = tuple(str(r[0]) for r in pk)
+    return Table(name, engine, meta[0][1], columns, pks, meta[0][2], found)
 
 
 def _charset_ok(src: Column, dst: Column) -> bool:
@@ -250,6 +323,41 @@ def lossless_problem(src: Column, dst: Column) -> str | None:
     return None if src.column_type == dst.column_type else _type_msg(src, dst)
 
 
+def generated_alike(src: Column, dst: Column) -> bool:
+    """Both tables compute the column, the same way into the same type: its value follows from
+    the row's other columns, which the copy writes and the delete compares, so it is neither
+    copied nor compared."""
+    return (
+        src.generated
+        and dst.generated
+        and src.generation == dst.generation
+        and (src.column_type, src.charset, src.collation)
+        == (dst.column_type, dst.charset, dst.collation)
+    )
+
+
+def generated_problem(src: Column, dst: Column, src_name: str, dst_name: str) -> str | None:
+    """Why a generated column keeps rows of `src_name` from being copied into `dst_name` as
+    they are, or None. A column the target computes cannot be written: the copy would hold the
+    target's value, not the source's, unless both compute it alike (`generated_alike`). A
+    column only the source computes is copied as a plain value."""
+    if not dst.generated:
+        return None
+    if not src.generated:
+        return (
+            f"is generated in {dst_name} (AS ({dst.generation})) but holds stored values in "
+            f"{src_name}: a copy cannot write them, so it would not be byte-exact; make the "
+            "column alike in both tables (generated the same way, or plain in both)"
+        )
+    if generated_alike(src, dst):
+        return None
+    return (
+        f"is generated differently in {src_name} ({src.column_type} AS ({src.generation})) and "
+        f"{dst_name} ({dst.column_type} AS ({dst.generation})): a copy would not hold the "
+        "source's values; make the two columns alike"
+    )
+
+
 def _zerofill_problem(
     src: Column, dst: Column, src_width: int | None, dst_width: int | None
 ) -> str | None:
@@ -293,6 +401,10 @@ def drift(src: Table, dst: Table) -> Drift:
                 f"column {col.name!r} of {src.name} is missing in {dst.name}; {fix}"
             )
             continue
+        generated = generated_problem(col, other, src.name, dst.name)
+        if generated:
+            out.blocking.append(f"column {col.name!r} {generated}")
+            continue
         problem = lossless_problem(col, other)
         if problem:
             out.blocking.append(f"column {col.name!r} {problem} ({src.name} → {dst.name}); {fix}")
@@ -322,6 +434,33 @@ def drift(src: Table, dst: Table) -> Drift:
     return out
 
 
+def check_triggers(src: Table, dst: Table, *, insert: bool, update: bool) -> list[str]:
+    """Refuse a trigger on the target that fires on the rows a run writes into it (INSERT when
+    it copies, UPDATE when it refreshes copies: `insert`, `update`) and can change what the
+    run copies: a BEFORE trigger that can set NEW (the copy would differ from its source by
+    what the table did, and no removal can tell that from an edit), one that names the source
+    table (it could change or delete the source row between the copy and the delete, where
+    nothing proves what it did), one that calls a procedure (it could do either). Returns a
+    warning naming each other trigger that fires on the run's writes: a log, a counter, a
+    SIGNAL. The deletes read both lead tables, so a trigger cannot write to them (1442)."""
+    warnings = []
+    for trig in (*src.triggers, *dst.triggers):
+        target = trig.table.lower() == dst.name.lower()
+        writes = (trig.event == "INSERT" and insert) or (trig.event == "UPDATE" and update)
+        if target and writes:
+            why = trig.changes_copies(src.name)
+            if why:
+                raise SchemaDrift(
+                    f"{trig} fires on every row this run writes into {dst.name} and {why}: a "
+                    "copy must hold the source row byte for byte; drop the trigger, or make it "
+                    "leave the row alone, and run again (SHOW CREATE TRIGGER shows it)"
+                )
+            warnings.append(f"{trig} fires on the rows this run writes")
+        elif trig.event == "DELETE" and (target or trig.table.lower() == src.name.lower()):
+            warnings.append(f"{trig} fires on the rows this run deletes")
+    return warnings
+
+
 def require_tables(db: Db, live_name: str, archive_name: str) -> tuple[Table, Table]:
     live = reflect(db, live_name)
     if live is None:
@@ -349,9 +488,9 @@ def check_lossless(src: Table, dst: Table) -> None:
 
 # The option that sets each column, for the error line.
 OVERRIDE_OPTIONS = {
-    "status": "--status",
-    "called_count": "--called-count",
-    "called_since_last_reset": "--reset",
+    "status": "--set-status",
+    "called_count": "--set-called-count",
+    "called_since_last_reset": "--reset-called",
 }
 # MySQL's latin1 is cp1252 plus the five bytes cp1252 leaves undefined, kept as C1 controls.
 _LATIN1_EXTRA = {"\x81", "\x8d", "\x8f", "\x90", "\x9d"}
@@ -366,8 +505,8 @@ def check_overrides(target: Table, overrides: Mapping[str, Any]) -> None:
     for name, value in overrides.items():
         option = OVERRIDE_OPTIONS.get(name.lower(), f"--{name}")
         shown = f"{option} {value!r}"
-        if option == "--reset":
-            shown = f"--reset (sets {name} to {value!r})"
+        if option == "--reset-called":
+            shown = f"--reset-called (sets {name} to {value!r})"
         col = target.column(name)
         if col is None:
             raise BadInput(f"{shown}: {target.name} has no column {name!r}")
@@ -508,6 +647,20 @@ def stock_schema_sql(engine: str) -> list[str]:
     text = resources.files("archiver").joinpath("sql/vicidial_schema.sql").read_text("utf-8")
     body = "\n".join(line for line in text.splitlines() if not line.startswith("--"))
     return [s.strip().replace("{engine}", engine) for s in body.split(";") if s.strip()]
+
+
+def triggers_print(table: Table, event: str) -> str:
+    """The table's triggers for `event` as `<count>/<xor>` of the first 60 bits of SHA-256 over
+    each one's name, timing and body, computed the same way by `steps.ChunkSql.untriggered`
+    from information_schema inside a statement."""
+    acc, count = 0, 0
+    for trig in table.triggers:
+        if trig.event == event:
+            # CONCAT_WS on the server leaves a NULL body (unreadable to this account) out.
+            line = "\t".join(p for p in (trig.name, trig.timing, trig.body) if p is not None)
+            acc ^= int(hashlib.sha256(line.encode("utf-8")).hexdigest()[:15], 16)
+            count += 1
+    return f"{count}/{acc}"
 
 
 def fingerprint(table: Table) -> str:

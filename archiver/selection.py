@@ -7,50 +7,219 @@ whole id set in memory, and never one long scan that would hold a MyISAM read lo
 
 from __future__ import annotations
 
+import calendar
+import difflib
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from archiver.config import parse_before
 from archiver.db import Db, q
 from archiver.errors import BadInput
 from archiver.idlist import MAX_LEAD_ID as MAX_LEAD_ID  # re-exported
 from archiver.idlist import IdSet, IdSource
 from archiver.logging import get_logger
-from archiver.request import parse_named
 from archiver.where import check as check_where
-
-
-@dataclass(frozen=True)
-class Request:
-    """The Lead Archive API body: the three step booleans and the ids."""
-
-    insert: bool
-    update: bool
-    delete: bool
-    lead_ids: tuple[int, ...]
-
-
-def parse_request(text: str, name: str, limit: int) -> Request:
-    """The Lead Archive API body, by the one parser `serve` uses (archiver.request)."""
-    req = parse_named(text.encode("utf-8"), name, limit)
-    flags = req.flags
-    return Request(flags.insert, flags.update, flags.delete, req.lead_ids)
-
-
-def check_limit(ids: Sequence[int], limit: int, source: str) -> None:
-    if len(set(ids)) > limit:
-        raise BadInput(
-            f"{source} gives {len(set(ids))} lead ids, more than the Lead Archive API's limit of "
-            f"{limit}; split the request, raise archive.id_limit in the config, or give the ids "
-            "with --ids-file, which takes any number"
-        )
 
 
 def validate_where(where: str) -> str:
     """A raw `--where` may be one condition that only reads (the rules: `archiver.where`)."""
     return check_where(where)
+
+
+# --- cut-offs: dates and ages -----------------------------------------------------------------
+
+# Units that cannot be misread: `m` (minutes? months?) is refused, and so are minutes and
+# seconds, which no lead's age is counted in.
+_AGE_UNITS = {
+    "h": "hours",
+    "hour": "hours",
+    "hours": "hours",
+    "d": "days",
+    "day": "days",
+    "days": "days",
+    "w": "weeks",
+    "week": "weeks",
+    "weeks": "weeks",
+    "mo": "months",
+    "month": "months",
+    "months": "months",
+    "y": "years",
+    "year": "years",
+    "years": "years",
+}
+_TOO_SMALL = ("s", "sec", "secs", "second", "seconds", "min", "mins", "minute", "minutes")
+_AGE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]+)\s*")  # not \d: '２d'
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+_WORDS = ("today", "yesterday")
+MAX_AGE_YEARS = 100
+DATE_HINT = (
+    "expected a date (2024-01-31, today, yesterday), a datetime (2024-01-31 18:00) or an age "
+    "(90d, 12w, 6mo, 1y, 12h)"
+)
+
+
+def is_relative(text: str) -> bool:
+    """Whether a cut-off is an age or a word, resolved against the clock (shown beside the
+    date it resolved to)."""
+    return text.strip().lower() in _WORDS or _AGE.fullmatch(text) is not None
+
+
+def parse_cutoff(text: str, what: str, now: datetime) -> datetime:
+    """A cut-off, naive, in the clock `now` is read on: an ISO date (midnight) or datetime,
+    `today` or `yesterday` (midnight), or an age back from `now` in h, d, w, mo or y (or
+    the words: hours, days, weeks, months, years; months and years by the calendar)."""
+    word = text.strip().lower()
+    if word in _WORDS:
+        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        return midnight - timedelta(days=1 if word == "yesterday" else 0)
+    m = _AGE.fullmatch(text)
+    if m:
+        return _age_back(now, m.group(1), m.group(2).lower(), text, what)
+    try:
+        if _DAY.fullmatch(text.strip()):
+            d = datetime.strptime(text.strip(), "%Y-%m-%d")
+            return d
+        return datetime.fromisoformat(text.strip()).replace(tzinfo=None)
+    except ValueError:
+        raise BadInput(f"{what}: {DATE_HINT}, got {text!r}") from None
+
+
+def _age_back(now: datetime, number: str, unit: str, text: str, what: str) -> datetime:
+    if unit == "m":
+        raise BadInput(
+            f"{what}: {text!r} could mean minutes or months; write {number}mo for months "
+            "(ages are given in h, d, w, mo or y)"
+        )
+    if unit in _TOO_SMALL:
+        raise BadInput(
+            f"{what}: {text!r} is an age in {'seconds' if unit.startswith('s') else 'minutes'}; "
+            "give it in h, d, w, mo or y (e.g. 12h, 90d, 12w, 6mo, 1y)"
+        )
+    kind = _AGE_UNITS.get(unit)
+    if kind is None:
+        raise BadInput(f"{what}: {DATE_HINT}, got {text!r}")
+    value = float(number)
+    years = value * {"hours": 1 / 8766, "days": 1 / 365.25, "weeks": 7 / 365.25}.get(kind, 0)
+    if kind in ("months", "years"):
+        if value != int(value):
+            raise BadInput(f"{what}: {text!r}: months and years are whole numbers (18mo, 1y)")
+        years = value / 12 if kind == "months" else value
+    if years > MAX_AGE_YEARS:
+        raise BadInput(f"{what}: {text!r} is too long (at most {MAX_AGE_YEARS} years)")
+    if kind in ("months", "years"):
+        months = int(value) * (12 if kind == "years" else 1)
+        total = now.year * 12 + now.month - 1 - months
+        year, month = divmod(total, 12)
+        if year < 1:
+            raise BadInput(f"{what}: the age {text!r} is too large")
+        day = min(now.day, calendar.monthrange(year, month + 1)[1])
+        back = now.replace(year=year, month=month + 1, day=day)
+    else:
+        hours = value * {"hours": 1, "days": 24, "weeks": 168}[kind]
+        try:
+            back = now - timedelta(hours=hours)
+        except OverflowError:  # an age that reaches back before year 1
+            raise BadInput(f"{what}: the age {text!r} is too large") from None
+    return back.replace(microsecond=0)
+
+
+CUTOFF_COLUMNS = {
+    "entry_before": "entry_date",
+    "last_call_before": "last_local_call_time",
+    "modified_before": "modify_date",
+}
+
+
+@dataclass(frozen=True)
+class Cutoff:
+    """One resolved cut-off as shown: the server's wall-clock time and its UTC offset."""
+
+    key: str
+    raw: str
+    local: str  # 'YYYY-MM-DD HH:MM:SS', as bound in the SQL
+    offset_s: int
+
+    @property
+    def zone(self) -> str:
+        if self.offset_s == 0:
+            return "UTC"
+        sign = "-" if self.offset_s < 0 else "+"
+        hours, rest = divmod(abs(self.offset_s), 3600)
+        return f"{sign}{hours:02d}:{rest // 60:02d}"
+
+    @property
+    def iso(self) -> str:
+        """ISO-8601 with its offset (JSON)."""
+        zone = "+00:00" if self.offset_s == 0 else self.zone
+        return self.local.replace(" ", "T") + zone
+
+    @property
+    def line(self) -> str:
+        """`last_call_before: 2026-06-05 07:56:00 UTC (6mo)` (human output)."""
+        given = f" ({self.raw.strip()})" if is_relative(self.raw) else ""
+        return f"{self.key}: {self.local} {self.zone}{given}"
+
+
+def cutoffs(db: Db, criteria: Criteria | None) -> list[Cutoff]:
+    """The resolved cut-offs of `criteria`, each with the UTC offset of the server's time zone
+    at that date (a date in summer and one in winter may differ)."""
+    if criteria is None:
+        return []
+    out = []
+    for key in CUTOFF_COLUMNS:
+        local = criteria.resolved.get(key)
+        if not local:
+            continue
+        offset = db.scalar(
+            "SELECT COALESCE(TIMESTAMPDIFF(SECOND, CONVERT_TZ(:t, @@global.time_zone, '+00:00'),"
+            " :t), TIMESTAMPDIFF(SECOND, UTC_TIMESTAMP(),"
+            " CONVERT_TZ(UTC_TIMESTAMP(), '+00:00', @@global.time_zone)))",
+            {"t": local},
+        )
+        out.append(Cutoff(key, getattr(criteria, key), local, int(offset or 0)))
+    return out
+
+
+COUNT_SPAN = 20000  # rows per statement: as the walker's window
+
+
+def count_selected(db: Db, selection: Selection, table: str) -> int:
+    """How many leads of `table` the selection holds now. Read in bounded statements (at most
+    COUNT_SPAN rows each, by primary-key keyset, or 1000 explicit ids), so that no one
+    statement holds a MyISAM read lock over the whole table."""
+    src = q(table)
+    if selection.ids is not None:
+        total, after = 0, 0
+        while batch := selection.ids.after(after, 1000):
+            total += int(
+                db.scalar(f"SELECT COUNT(*) FROM {src} WHERE `lead_id` IN :ids", {"ids": batch})
+            )
+            after = batch[-1]
+        return total
+    assert selection.criteria is not None
+    cond, params = selection.criteria.sql()
+    where = f" AND ({cond})" if cond else ""
+    total, after = 0, 0
+    while True:
+        upto = db.scalar(
+            f"SELECT MAX(`lead_id`) FROM (SELECT `lead_id` FROM {src} WHERE `lead_id` > :after"
+            " ORDER BY `lead_id` LIMIT :n) AS w",
+            {"after": after, "n": COUNT_SPAN},
+        )
+        if upto is None:
+            return total
+        total += int(
+            db.scalar(
+                # The primary key, whatever the criteria: an index on status or list_id would
+                # be read whole for each window.
+                f"SELECT COUNT(*) FROM {src} AS s FORCE INDEX (PRIMARY) WHERE s.`lead_id` > :after"
+                f" AND s.`lead_id` <= :upto{where}",
+                {"after": after, "upto": int(upto), **params},
+            )
+        )
+        after = int(upto)
 
 
 @dataclass(frozen=True)
@@ -97,7 +266,8 @@ class Criteria:
             raw = getattr(self, key)
             if raw:
                 flag = "--" + key.replace("_", "-")
-                resolved[key] = parse_before(raw, flag, now).strftime("%Y-%m-%d %H:%M:%S")
+                when = parse_cutoff(raw, flag, now or datetime.now(UTC).replace(tzinfo=None))
+                resolved[key] = when.strftime("%Y-%m-%d %H:%M:%S")
         if self.where:
             validate_where(self.where)
         return Criteria(**{**self.__dict__, "resolved": resolved})
@@ -118,12 +288,7 @@ class Criteria:
         if self.statuses:
             parts.append("`status` IN :c_statuses")
             params["c_statuses"] = sorted(set(self.statuses))
-        columns = {
-            "entry_before": "entry_date",
-            "last_call_before": "last_local_call_time",
-            "modified_before": "modify_date",
-        }
-        for key, column in columns.items():
+        for key, column in CUTOFF_COLUMNS.items():
             if key in self.resolved:
                 # NULL never matches a date criterion, as in VICIdial. Cut-offs are the server's
                 # wall-clock time; modify_date is a TIMESTAMP, read in this session's UTC.
@@ -142,14 +307,23 @@ LISTS_TABLE = "vicidial_lists"
 CAMPAIGNS_SHOWN = 20
 
 
-def check_scope(db: Db, criteria: Criteria | None) -> list[str]:
+def check_scope(db: Db, criteria: Criteria | None, tables: Sequence[str] = ()) -> list[str]:
     """Refuse criteria that name nothing; warn about list ids with no row in vicidial_lists.
 
     A campaign is its lists, so a campaign without a list (a typo, most likely) selects no lead
-    ever: bad input, named along with the campaigns that exist. A list id without a row stays
-    allowed, since leads of a deleted list are real; the warning is logged here, once, and
-    returned for the caller's summary. Reads only, before anything is written."""
-    if criteria is None or not (criteria.campaigns or criteria.list_ids):
+    ever: bad input, named along with the closest campaigns that exist. With `tables` (the lead
+    tables, live and archive: a status whose every lead is archived is still a status), a
+    status or list id found nowhere is bad input too: in no lead of those tables (one indexed
+    probe per value, never a scan), nor in vicidial_statuses / vicidial_campaign_statuses, nor
+    in vicidial_lists. A list
+    id without a row that still has leads stays allowed, since leads of a deleted list are
+    real; the warning is logged here, once, and returned for the caller's summary. Reads only,
+    before anything is written."""
+    if criteria is None:
+        return []
+    if criteria.statuses and tables:
+        _check_statuses(db, sorted(set(criteria.statuses)), tables)
+    if not (criteria.campaigns or criteria.list_ids):
         return []
     has_lists = _has_table(db, LISTS_TABLE)
     if criteria.campaigns:
@@ -171,6 +345,8 @@ def check_scope(db: Db, criteria: Criteria | None) -> list[str]:
     missing = [lid for lid in wanted if lid not in found]
     if not missing:
         return []
+    if tables:
+        _check_lists(db, missing, tables, has_lists)
     names = ", ".join(map(str, missing))
     if len(missing) == 1:
         msg = f"list {names} has no row in {LISTS_TABLE} (a deleted list?); its leads"
@@ -179,6 +355,100 @@ def check_scope(db: Db, criteria: Criteria | None) -> list[str]:
     msg += " are selected all the same"
     get_logger().warning("unknown_list", list_ids=missing, warning=msg)
     return [msg]
+
+
+STATUS_TABLES = ("vicidial_statuses", "vicidial_campaign_statuses")
+KNOWN_READ = 1000  # known values read per table to find the closest ones
+
+
+def _check_statuses(db: Db, statuses: list[str], tables: Sequence[str]) -> None:
+    status_tables = [t for t in STATUS_TABLES if _has_table(db, t)]
+    where_known = (*status_tables, *tables)
+    missing = [s for s in statuses if not any(_probe(db, t, "status", s) for t in where_known)]
+    if not missing:
+        return
+    known: list[str] = []
+    for table in where_known:
+        known += _known(db, table, "status")
+    where = " or ".join(tables)
+    named = f", nor named in {' or '.join(status_tables)}" if status_tables else ""
+    if len(missing) == 1:
+        head = f"status {missing[0]} is held by no lead of {where}{named}, so it selects no lead"
+    else:
+        head = (
+            f"statuses {', '.join(missing)} are held by no lead of {where}{named}, so they "
+            "select no lead"
+        )
+    raise BadInput(f"{head}; {_known_tail('statuses', missing, known, len(set(known)))}")
+
+
+def _check_lists(db: Db, missing: list[int], tables: Sequence[str], has_lists: bool) -> None:
+    nowhere = [lid for lid in missing if not any(_probe(db, t, "list_id", lid) for t in tables)]
+    if not nowhere:
+        return
+    known: list[str] = []
+    for table in ((LISTS_TABLE,) if has_lists else ()) + tuple(tables):
+        known += _known(db, table, "list_id")
+    names = ", ".join(map(str, nowhere))
+    where = f"no row in {LISTS_TABLE} and " if has_lists else ""
+    if len(nowhere) == 1:
+        head = f"list {names} has {where}no lead in {' or '.join(tables)}, so it selects no lead"
+    else:
+        head = f"lists {names} have {where}no lead in {' or '.join(tables)}, so they select no lead"
+    tail = _known_tail("lists", [str(n) for n in nowhere], known, len(set(known)))
+    raise BadInput(f"{head}; {tail}")
+
+
+def _probe(db: Db, table: str, column: str, value: str | int) -> bool:
+    """Whether a row of `table` has `value` in `column`, compared as the column's collation
+    does; one indexed lookup when the column has an index. A value the column's character set
+    cannot hold equals none of its values."""
+    if isinstance(value, str):
+        cs = column_charset(db, table, column)
+        if not holds(cs[0] if cs else None, value):
+            return False
+    found = db.rows(f"SELECT 1 FROM {q(table)} WHERE {q(column)} = :v LIMIT 1", {"v": value})
+    return bool(found)
+
+
+def _known(db: Db, table: str, column: str, *, need_index: bool = True) -> list[str]:
+    """Up to KNOWN_READ distinct values of a column, read only where an index starts with it
+    (a loose index scan: one seek per value); a lead table without one is not read at all."""
+    indexed = not need_index or db.scalar(
+        "SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE()"
+        " AND TABLE_NAME = :t AND COLUMN_NAME = :c AND SEQ_IN_INDEX = 1",
+        {"t": table, "c": column},
+    )
+    if not indexed:
+        return []
+    rows = db.rows(
+        f"SELECT DISTINCT {q(column)} FROM {q(table)} WHERE {q(column)} IS NOT NULL"
+        f" ORDER BY {q(column)} LIMIT :n",
+        {"n": KNOWN_READ},
+    )
+    return [str(r[0]) for r in rows if str(r[0]) != ""]
+
+
+def _known_tail(plural: str, missing: Sequence[str], known: Sequence[str], total: int) -> str:
+    """The values to name after a refusal: those closest to what was given, else the first
+    CAMPAIGNS_SHOWN that exist."""
+    by_upper: dict[str, str] = {}
+    for value in known:
+        by_upper.setdefault(value.upper(), value)
+    close: list[str] = []
+    for value in missing:
+        for match in difflib.get_close_matches(value.upper(), list(by_upper), n=5, cutoff=0.6):
+            if by_upper[match] not in close:
+                close.append(by_upper[match])
+    if close:
+        return f"closest known {plural}: {', '.join(close)}"
+    shown = sorted(by_upper.values(), key=lambda v: (len(v) if v.isdigit() else 0, v))
+    shown = shown[:CAMPAIGNS_SHOWN]
+    if not shown:
+        return f"no {plural} known at all"
+    if total > len(shown):
+        return f"{plural} that exist (the first {len(shown)} of {total}): {', '.join(shown)}, …"
+    return f"{plural} that exist: {', '.join(shown)}"
 
 
 def column_charset(db: Db, table: str, column: str) -> tuple[str, str] | None:
@@ -215,14 +485,7 @@ def _check_campaigns(db: Db, campaigns: list[str]) -> None:
     # One lookup per campaign (a handful at most), each under the column's own collation: the
     # equality the selection's `campaign_id IN (…)` uses. A campaign the column cannot hold
     # names no list.
-    cs = column_charset(db, LISTS_TABLE, "campaign_id")
-    charset = cs[0] if cs else None
-    missing = [
-        c
-        for c in campaigns
-        if not holds(charset, c)
-        or not db.rows(f"SELECT 1 FROM {q(LISTS_TABLE)} WHERE `campaign_id` = :c LIMIT 1", {"c": c})
-    ]
+    missing = [c for c in campaigns if not _probe(db, LISTS_TABLE, "campaign_id", c)]
     if not missing:
         return
     if len(missing) == 1:
@@ -231,25 +494,10 @@ def _check_campaigns(db: Db, campaigns: list[str]) -> None:
         head = (
             f"campaigns {', '.join(missing)} have no list in {LISTS_TABLE}, so they select no lead"
         )
-    known = "campaign_id IS NOT NULL AND campaign_id <> ''"
-    total = int(
-        db.scalar(f"SELECT COUNT(DISTINCT `campaign_id`) FROM {q(LISTS_TABLE)} WHERE {known}")
-    )
-    shown = [
-        str(r[0])
-        for r in db.rows(
-            f"SELECT DISTINCT `campaign_id` FROM {q(LISTS_TABLE)} WHERE {known}"
-            " ORDER BY `campaign_id` LIMIT :n",
-            {"n": CAMPAIGNS_SHOWN},
-        )
-    ]
-    if not shown:
+    known = _known(db, LISTS_TABLE, "campaign_id", need_index=False)
+    if not known:
         raise BadInput(f"{head}; {LISTS_TABLE} names no campaign at all")
-    if total > len(shown):
-        tail = f"campaigns that exist (the first {len(shown)} of {total}): {', '.join(shown)}, …"
-    else:
-        tail = f"campaigns that exist: {', '.join(shown)}"
-    raise BadInput(f"{head}; {tail}")
+    raise BadInput(f"{head}; {_known_tail('campaigns', missing, known, len(set(known)))}")
 
 
 def _has_table(db: Db, table: str) -> bool:

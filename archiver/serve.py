@@ -10,9 +10,11 @@ Work runs in a fixed set of worker threads (`WORKERS`) fed by a bounded queue (`
 request that finds the queue full is answered 503 at once, and a request whose client hangs up
 before its work starts is dropped. A job that has started is shielded from its client: it
 finishes its chunks and can be read back through `GET /vicidial/leads/archive/jobs/{id}`.
-Every database connection has a connect, read and write timeout (the README's security notes
-list every timeout and limit), so a database that accepts TCP and never answers costs a worker
-`read_timeout` seconds, not forever.
+Every database connection has a connect, read and write timeout, and its handshake a deadline
+(the README's security notes list every timeout and limit), so a database that accepts TCP and
+never answers, or answers a byte at a time, costs a worker `read_timeout` seconds, not forever.
+`GET /healthz`, which needs no key, never runs on the workers: it is answered from one shared
+probe on a thread of its own, made at most every HEALTH_EVERY seconds (`Health`).
 
 API keys are configured as `name:<sha256 hex>`; a presented key is hashed and compared with
 every configured digest in constant time. Neither keys nor digests are ever logged.
@@ -25,13 +27,16 @@ own text included, go to the server log only.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import functools
 import hashlib
 import hmac
 import ipaddress
+import math
 import re
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -51,7 +56,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from archiver import __version__, checkpoint, commands, window
-from archiver.api import ARCHIVE_PATH, JOBS_PATH, OPERATIONS, openapi_document
+from archiver.api import ARCHIVE_PATH, HEALTH_EVERY, JOBS_PATH, OPERATIONS, openapi_document
 from archiver.api_models import LEADS_PAGE, MAX_JOB_ID, MAX_LEAD_ID, PENDING, ArchiveRequestBody
 from archiver.checkpoint import lock_name
 from archiver.config import Settings
@@ -63,6 +68,7 @@ from archiver.errors import (
     ConnectError,
     LockHeld,
     NoSuchTable,
+    NotSetUp,
 )
 from archiver.jobtypes import ARCHIVE
 from archiver.logging import get_logger
@@ -361,6 +367,16 @@ def api_error(exc: Exception, settings: Settings, job_id: int | None = None) -> 
     return api
 
 
+def server_side(exc: Exception) -> Exception:
+    """An error raised by a job the server started for a request. The request was checked
+    before the job (its body, the window): a refusal that would show its own message (it
+    speaks of the input it was given) speaks of the server's config, account or tables, so it
+    is a set-up problem, answered with a fixed message; its own goes to the server log."""
+    if isinstance(exc, ArchiverError) and exc.public is None:
+        return NotSetUp(exc.message)
+    return exc
+
+
 def _holder_job(db: Db, settings: Settings) -> int | None:
     """The job whose connection holds the lock, if the checkpoint names one. Reads only: with
     no checkpoint table there is no job to name."""
@@ -383,24 +399,72 @@ def _holder_job(db: Db, settings: Settings) -> int | None:
 
 def timed_engine(settings: Settings, read_timeout: int, statement_timeout: int) -> Engine:
     """An engine whose connections time out: the TCP connect after [database] connect_timeout,
-    the handshake and every read and write after `read_timeout` (PyMySQL's read_timeout bounds
-    the handshake too), and, once connected, a statement's answer after `statement_timeout`."""
-    engine = make_engine(settings)
+    the handshake, login and session settings after `read_timeout` in all, and, once
+    connected, a statement's answer after `statement_timeout`."""
+    engine = make_engine(settings, handshake_timeout=read_timeout)
 
-    @event.listens_for(engine, "do_connect")
-    def _timeouts(_dialect: Any, _rec: Any, _cargs: Any, cparams: dict[str, Any]) -> None:
-        cparams["read_timeout"] = read_timeout
-        cparams["write_timeout"] = read_timeout
-
-    if statement_timeout != read_timeout:
-
-        @event.listens_for(engine, "connect")
-        def _statements(dbapi_conn: Any, _rec: Any) -> None:
-            # After the handshake and the session settings. PyMySQL reads this attribute
-            # before every read; it has no public setter.
-            dbapi_conn._read_timeout = statement_timeout
+    @event.listens_for(engine, "connect")
+    def _statements(dbapi_conn: Any, _rec: Any) -> None:
+        # After the handshake and the session settings (which leave no read timeout).
+        # PyMySQL reads these attributes before every read and write; no public setter.
+        dbapi_conn._read_timeout = statement_timeout
+        dbapi_conn._write_timeout = statement_timeout
 
     return engine
+
+
+class Health:
+    """The answer of `/healthz`, which needs no key: one database probe (connect, SELECT 1) at
+    a time, on a thread of its own, never on the job workers; its result is every caller's
+    answer for `every` seconds, so anonymous callers cost the database one connection per
+    `every` seconds whatever their number. A caller waits for a running probe at most `wait`
+    seconds (then: unreachable); a probe that hangs on does not start another."""
+
+    def __init__(self, probe: Callable[[], None], every: float, wait: float) -> None:
+        self._probe, self._every, self._wait = probe, every, wait
+        self._lock = threading.Lock()
+        self._ok = False
+        self._done_at = -math.inf
+        self._running: concurrent.futures.Future[bool] | None = None
+
+    def _current(self) -> concurrent.futures.Future[bool] | bool:
+        with self._lock:
+            if self._running is not None:
+                return self._running
+            if time.monotonic() - self._done_at < self._every:
+                return self._ok
+            future: concurrent.futures.Future[bool] = concurrent.futures.Future()
+            self._running = future
+        ctx = contextvars.copy_context()
+        threading.Thread(
+            target=ctx.run, args=(self._run, future), name="archiver-health", daemon=True
+        ).start()
+        return future
+
+    def _run(self, future: concurrent.futures.Future[bool]) -> None:
+        ok = False
+        try:
+            self._probe()
+            ok = True
+        except (ArchiverError, DBAPIError) as exc:
+            get_logger().warning("healthz_failed", reason=str(exc)[:300])
+        except Exception:
+            get_logger().exception("healthz_failed")
+        finally:
+            with self._lock:
+                self._ok, self._done_at, self._running = ok, time.monotonic(), None
+            future.set_result(ok)
+
+    async def ok(self) -> bool:
+        """Whether the database answered the latest probe (made now if the last is stale)."""
+        current = self._current()
+        if isinstance(current, bool):
+            return current
+        try:
+            async with asyncio.timeout(self._wait):
+                return await asyncio.shield(asyncio.wrap_future(current))
+        except TimeoutError:
+            return False
 
 
 class ClientGone(Exception):
@@ -425,6 +489,9 @@ class Service:
         self.job_engine = timed_engine(settings, short, long)  # jobs
         self.cap = body_cap(settings.id_limit)
         self.workers = Workers(WORKERS, QUEUED, "archiver-job")
+        # The probe: TCP, then the handshake and SELECT 1 within read_timeout each.
+        wait = settings.db.connect_timeout + 2 * short
+        self.health_check = Health(self.health, HEALTH_EVERY, wait)
 
     def close(self, timeout: float) -> int:
         """Withdraws queued work, waits up to `timeout` s for running work; returns how many
@@ -489,7 +556,7 @@ class Service:
         except ApiError:
             raise
         except Exception as exc:
-            raise api_error(exc, self.settings) from exc
+            raise api_error(server_side(exc), self.settings) from exc
         answer["warnings"] = list(summary.warnings)
         answer["seconds"] = round(time.monotonic() - started, 3)
         return answer
@@ -661,11 +728,8 @@ def make_handlers(svc: Service) -> dict[str, Handler]:
         return JSONResponse({"jobs": listed})
 
     async def healthz(request: Request, rec: dict[str, Any]) -> Response:
-        try:
-            await svc.in_thread(request, svc.health)
-        except (ConnectError, DBAPIError) as exc:
-            get_logger().warning("healthz_failed", reason=str(exc)[:300])
-            raise ApiError(503, "database_unavailable", "the database is unreachable") from None
+        if not await svc.health_check.ok():
+            raise ApiError(503, "database_unavailable", "the database is unreachable")
         return JSONResponse({"status": "ok", "database": "reachable", "version": __version__})
 
     async def openapi(request: Request, rec: dict[str, Any]) -> Response:

@@ -170,8 +170,8 @@ def elide_columns(stmt: str, min_run: int = 3, deep: int = 4, deep_len: int = 60
     """A list of `min_run` or more like items (each begins the same way up to its first column
     name: `a`, `b` · s.`a`, s.`b` · d.`a` = s.`a` · CAST(s.`a` …) <=> … AND …) shows its first
     item and how many follow: `(`lead_id`, … 34 more)`. An item naming no column (a literal such
-    as `--reset`'s 'N') ends a run and is shown. A parenthesised group nested `deep` levels down
-    and longer than `deep_len` characters shows as `(…)`."""
+    as `--reset-called`'s 'N') ends a run and is shown. A parenthesised group nested `deep`
+    levels down and longer than `deep_len` characters shows as `(…)`."""
     nodes = _parse(stmt)
     if nodes is None:
         return stmt

@@ -25,7 +25,14 @@ from typing import Any
 
 from archiver.db import q
 from archiver.jobtypes import ARCHIVE, DEARCHIVE, Flags, Outcome
-from archiver.schema import Column, Table, charsets_differ, fingerprint
+from archiver.schema import (
+    Column,
+    Table,
+    charsets_differ,
+    fingerprint,
+    generated_alike,
+    triggers_print,
+)
 
 FLOATS = frozenset({"float", "double"})
 
@@ -130,6 +137,10 @@ class State:
 EXACT, EQUAL, DIFFERENT, OTHER_LEAD = 2, 1, 0, -1
 
 
+# A lead in neither table, as a chunk reads it back after its statements.
+NEITHER = State(False, False, False)
+
+
 def state_of(in_src: bool, code: Any) -> State:
     """A State from a row's in-source flag and its `_state` code."""
     if code is None:
@@ -148,7 +159,13 @@ class ChunkSql:
     overrides: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.columns: list[Column] = [c for c in self.src.columns if self.dst.column(c.name)]
+        # A column both tables compute alike is neither written nor compared: its value
+        # follows from the others (`schema.generated_alike`).
+        self.columns: list[Column] = [
+            c
+            for c in self.src.columns
+            if (other := self.dst.column(c.name)) and not generated_alike(c, other)
+        ]
         lowered = {k.lower() for k in self.overrides}
         self.compared = [c for c in self.columns if c.name.lower() not in lowered]
         self.s, self.d = q(self.src.name), q(self.dst.name)
@@ -435,6 +452,24 @@ class ChunkSql:
             f"  AND {self.schema_guard()}"
         )
 
+    def present(self) -> str:
+        """Which of the ids the source holds now."""
+        return f"SELECT `lead_id` FROM {self.s} WHERE `lead_id` IN :ids"
+
+    def withdraw_gone(self) -> str:
+        """Archive, MyISAM: a lead deleted from the source by someone else after the chunk's
+        scan, whose copy this chunk then wrote from the scan's values. The copy goes, only
+        where the statement proves that the target row is exactly the copy this job wrote
+        (its fingerprint, recorded before the copy) and that the source has no row of the
+        lead: a lead deleted before its copy must not come back from the archive."""
+        return (
+            f"DELETE d FROM {self.d} AS d\n"
+            "JOIN `archiver_pending` AS p ON p.`job_id` = :job AND p.`lead_id` = d.`lead_id`\n"
+            f"WHERE d.`lead_id` IN :ids\n  AND {self.row_hash('d', 'dst')} = p.`copy_hash`\n"
+            f"  AND NOT EXISTS(SELECT 1 FROM {self.s} AS s WHERE s.`lead_id` = d.`lead_id`)\n"
+            f"  AND {self.schema_guard()}"
+        )
+
     def copy_held(self) -> str:
         """The live row (`d`) holds what the archive row (`s`) held in every column whose copy
         can come out different without anyone changing it: where the two character sets differ
@@ -456,6 +491,20 @@ class ChunkSql:
         parts = ([self.equal_expr(prone)] if prone else []) + called
         return "(" + "\n   AND ".join(parts) + ")" if parts else "1"
 
+    def untriggered(self) -> str:
+        """The target's INSERT triggers are those the run's checks allowed (none that can
+        change a copy, `schema.check_triggers`): a restore rewritten by one made since differs
+        from the archive row by what the table did, not by an edit. information_schema lists
+        every trigger; a body only to an account holding the TRIGGER privilege on the table
+        (NULL otherwise, and such a trigger on the target is refused before the run)."""
+        return (
+            "(SELECT CONCAT(COUNT(*), '/', BIT_XOR(CAST(CONV(SUBSTR(SHA2(CONCAT_WS(X'09',"
+            " TRIGGER_NAME, ACTION_TIMING, ACTION_STATEMENT), 256), 1, 15), 16, 10) AS UNSIGNED)))"
+            " FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = DATABASE()"
+            f" AND EVENT_OBJECT_TABLE = {_lit(self.dst.name)} AND EVENT_MANIPULATION = 'INSERT')"
+            f" = {_lit(triggers_print(self.dst, 'INSERT'))}"
+        )
+
     def delete_superseded(self) -> str:
         """Dearchive, MyISAM: a lead this job restored and the dialer or an agent has since
         changed in the live table. The restored row is the lead; the archive row goes, only
@@ -463,7 +512,8 @@ class ChunkSql:
         recorded before the copy), the same lead, that no ALTER since can have cut a value
         of the live row (`unaltered_or_settled`), and that the copy held every value a copy
         can lose (`copy_held`): a restore whose copy could not hold a value looks like a
-        changed lead, and must keep its archive row."""
+        changed lead, and must keep its archive row; nor once the live table's INSERT
+        triggers changed since the run's checks (`untriggered`)."""
         return (
             f"DELETE s FROM {self.s} AS s JOIN {self.d} AS d ON d.`lead_id` = s.`lead_id`\n"
             "JOIN `archiver_pending` AS p ON p.`job_id` = :job AND p.`lead_id` = s.`lead_id`\n"
@@ -471,6 +521,7 @@ class ChunkSql:
             f"  AND {self.row_hash('s', 'src')} IN (p.`copy_hash`, p.`prev_hash`)\n"
             f"  AND {self.same_lead_expr()}\n  AND {self.unaltered_or_settled()}\n"
             + ("" if (held := self.copy_held()) == "1" else f"  AND {held}\n")
+            + f"  AND {self.untriggered()}\n"
             + f"  AND {self.schema_guard()}"
         )
 
@@ -545,7 +596,7 @@ def predict(state: State, flags: Flags, direction: str) -> State:
 def is_conflict(state: State, direction: str, ours: bool = False) -> bool:
     """In both tables and not to be touched: another lead under the same id (archive), or a
     live row that is not exactly the archived one and was not restored by this job (dearchive:
-    --status/--reset/--called-count never widen what counts as equal)."""
+    --set-status/--reset-called/--set-called-count never widen what counts as equal)."""
     if not (state.in_src and state.in_dst):
         return False
     if direction == ARCHIVE:
@@ -563,17 +614,23 @@ def outcome(
     ours: bool = False,
     withdrawn: bool = False,
     overrides: bool = False,
+    gone: bool = False,
 ) -> Outcome:
-    """A lead's outcome from its state before the chunk and after it; `left`: the lead left
-    the selection while this job had it in hand; `ours`: a cut attempt of this job's chunk
-    had it in hand (its copy may be this job's); `withdrawn`: this job removed its own copy
-    of a lead a call changed after the copy (it is live only, for a later run)."""
+    """A lead's outcome from its state before the chunk and after it, as the chunk read it
+    back (None: the chunk did not act on it); `left`: the lead left the selection while this
+    job had it in hand; `ours`: a cut attempt of this job's chunk had it in hand (its copy may
+    be this job's); `withdrawn`: this job removed its own copy of a lead a call changed after
+    the copy (it is live only, for a later run); `gone`: the source row was gone before the
+    chunk's delete ran (someone else deleted it). A lead in neither table after the chunk was
+    not moved by it: `gone`."""
     if before is None:
         return Outcome.MISSING
     if not before.in_src:
         return Outcome.ALREADY_ARCHIVED if direction == ARCHIVE else Outcome.ALREADY_LIVE
     if is_conflict(before, direction, ours):
         return Outcome.CONFLICT
+    if gone or (after is not None and not after.in_src and not after.in_dst):
+        return Outcome.GONE
     if after is None or not after.in_src:
         if direction == DEARCHIVE and overrides and before.in_dst and not ours:
             # Exactly live already: the copy went, nothing was restored.

@@ -23,7 +23,7 @@ from archiver import checkpoint
 from archiver.jobtypes import ARCHIVE, Flags, Outcome
 from archiver.schema import Table, fingerprint
 from archiver.selection import Criteria
-from archiver.steps import ChunkSql, State, is_conflict, outcome, predict, state_of
+from archiver.steps import NEITHER, ChunkSql, State, is_conflict, outcome, predict, state_of
 
 # The points of a chunk where hooks and ARCHIVER_FAULT fire, besides each statement's name.
 CHUNK_POINTS = ("after_insert", "after_update", "after_delete", "before_checkpoint")
@@ -89,9 +89,13 @@ class Chunk:
     before: dict[int, State] = field(default_factory=dict)
     guarded: set[int] = field(default_factory=set)
     unselected: set[int] = field(default_factory=set)
+    # Leads another job holds the claim of (archiver.claims): not touched by this chunk.
+    busy: set[int] = field(default_factory=set)
     newest: int | None = None
     # MyISAM: each source row's bytes as the scan read them (`ChunkSql.copy_exprs`).
     copies: dict[int, tuple[bytes | None, ...]] = field(default_factory=dict)
+    # Leads gone from the source before the chunk's delete (someone else deleted them).
+    gone: set[int] = field(default_factory=set)
 
 
 class ChunkStrategy:
@@ -123,6 +127,7 @@ class ChunkStrategy:
         self.updates = flags.update and self.archive
         self.delete_batch = delete_batch
         self.tables_at: str | None = None
+        self.copied: set[int] = set()  # the leads the chunk's copy wrote, each one proven
 
     def copy_path(self) -> str:
         """How the copy is written, for the plan (the copy by LOAD DATA LOCAL INFILE,
@@ -200,9 +205,10 @@ class ChunkStrategy:
         return states
 
     def skipped(self, c: Chunk) -> dict[int, Outcome]:
+        busy = dict.fromkeys(sorted(c.busy), Outcome.SKIPPED_BUSY)
         if not self.archive:
-            return {}
-        skipped = dict.fromkeys(sorted(c.guarded), Outcome.SKIPPED_LIVE)
+            return busy
+        skipped = {**busy, **dict.fromkeys(sorted(c.guarded - c.busy), Outcome.SKIPPED_LIVE)}
         newest, before = c.newest, c.before
         if newest in before and before[newest].in_src and newest not in c.unselected:
             skipped.setdefault(newest, Outcome.SKIPPED_NEWEST)
@@ -226,16 +232,33 @@ class ChunkStrategy:
         if self.updates and (differ or c.show):
             yield Stmt("update", self.sql.update(), {"ids": differ or act})
         yield Point("after_update", act)
+        yield from self.vanished(c, act, missing if flags.insert else [])
         deleted = (yield from self.delete(act)) if flags.delete else 0
         yield Point("after_delete", act)
         if self.dry_run:
             return self.predicted(c, act)
-        if flags.delete and deleted == len(act):
-            # Each deleted row had an equal copy in the target at that instant.
+        if flags.delete and deleted == len(act) and self.unique_source:
+            # Each deleted row had an equal copy in the target at that instant, and with
+            # lead_id the source's key the count is one row per lead.
             return dict.fromkeys(act, State(False, True, True))
         if flags.delete:
             yield from self.check_columns(c)
-        return (yield from self.states(act))
+        return (yield from self.read_back(act))
+
+    @property
+    def unique_source(self) -> bool:
+        return tuple(k.lower() for k in self.sql.src.primary_key) == ("lead_id",)
+
+    def read_back(self, ids: Sequence[int]) -> Steps[dict[int, State]]:
+        """Each lead's state after the chunk's statements, a lead in neither table included
+        (`NEITHER`: the chunk did not put it anywhere)."""
+        states = yield from self.states(ids)
+        return {i: states.get(i, NEITHER) for i in ids}
+
+    def vanished(self, c: Chunk, act: list[int], copied: list[int]) -> Steps[None]:
+        """Leads gone from the source before the delete: none here (the chunk holds its rows
+        locked)."""
+        yield from ()
 
     def predicted(self, c: Chunk, act: list[int]) -> dict[int, State]:
         return {i: predict(c.before[i], self.flags, self.direction) for i in act}
@@ -303,6 +326,7 @@ class ChunkStrategy:
                 ours=lead in ours,
                 withdrawn=lead in withdrawn,
                 overrides=self.overrides,
+                gone=lead in c.gone,
             )
         return result
 
@@ -357,6 +381,7 @@ class Autocommit(ChunkStrategy):
         are made in Python from the bytes the scan read (`RowCopier`): the rows the insert
         writes are those fingerprinted. Returns those rows as SQL tuples (None when the
         chunk copies nothing by literals)."""
+        self.copied = set()
         if c.job_id is None or self.dry_run:
             return None
         before = c.before
@@ -402,7 +427,26 @@ class Autocommit(ChunkStrategy):
             rows = yield Stmt("copy_rows", sql.read_copies(), {"ids": ids}, "read")
             literals = [sql.copier().copy(tuple(r[1:]))[0] for r in rows]
         if literals:
-            yield Stmt("copy", sql.insert_literals(literals), kind="literal")
+            wrote = yield Stmt("copy", sql.insert_literals(literals), kind="literal")
+            # Every row sent was written: each is this job's copy (none was there before).
+            self.copied = set(ids) if wrote == len(literals) == len(ids) else set()
+
+    def vanished(self, c: Chunk, act: list[int], copied: list[int]) -> Steps[None]:
+        """Archive: leads someone else deleted from the source after the chunk's scan (an
+        admin's "delete lead", an erasure request). Read after the copy and before the delete,
+        so the chunk's own delete has removed none of them: those are `gone`, and the copies
+        this chunk wrote of them from the scan's values are withdrawn (`withdraw_gone`: proven
+        to be this job's copy, the source row still absent), so a deleted lead does not come
+        back from the archive. Only when the copy wrote every row it was sent: a row already
+        there may be another writer's, which is not this job's to remove."""
+        if not self.archive or c.job_id is None or self.dry_run or not act:
+            return
+        rows = yield Stmt("present", self.sql.present(), {"ids": act}, "read")
+        c.gone = set(act) - {int(r[0]) for r in rows}
+        ours = sorted(i for i in c.gone if i in copied and i in self.copied)
+        if ours:
+            params = {"ids": ours, "job": c.job_id}
+            yield Stmt("withdraw_gone", self.sql.withdraw_gone(), params)
 
     def delete(self, act: list[int]) -> Steps[int]:
         """Delete-if-equal. Archiving from a MyISAM vicidial_list, in statements of at most
@@ -445,7 +489,7 @@ class Autocommit(ChunkStrategy):
             )
             if (yield Stmt(name, text, {"ids": targets, "job": c.job_id})) < len(targets):
                 yield from self.check_columns(c)
-            after.update((yield from self.states(targets)))
+            after.update((yield from self.read_back(targets)))
         for lead in left:
             if lead not in after:
                 after[lead] = c.before[lead]

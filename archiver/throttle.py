@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from archiver.config import MAX_CHUNK, MAX_SLEEP, DbSettings, ThrottleSettings, replica_settings
-from archiver.db import Db, mysql_errno, password_arg
+from archiver.db import Db, bound_connections, mysql_errno, password_arg
 from archiver.errors import Stopped
 from archiver.logging import get_logger
 
@@ -128,6 +128,7 @@ def replica_lag(replica: DbSettings) -> float | None:
             **password_arg(replica.password),
         },
     )
+    bound_connections(engine, replica.connect_timeout)
     try:
         with engine.connect() as conn:
             row = conn.execute(text("SHOW SLAVE STATUS")).mappings().first()

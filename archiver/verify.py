@@ -217,7 +217,7 @@ def verify(
 ) -> VerifyReport:
     """Compare live and archive for the selection; reads only."""
     live, archive = schema.require_tables(db, live_table, archive_table)
-    scope_warnings = check_scope(db, selection.criteria)
+    scope_warnings = check_scope(db, selection.criteria, (live.name, archive.name))
     sql = ChunkSql(ARCHIVE, live, archive)
     stmt = classify_sql(sql)
     report = VerifyReport(

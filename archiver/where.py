@@ -14,7 +14,15 @@ string; no NO_BACKSLASH_ESCAPES, so `\\'` escapes a quote in a string), and when
 - every table a subquery reads is one of VICIdial's own (`TABLES`), unqualified;
 - it holds no comment (executable ones, `/*! … */` and `/*M! … */`, run their content), no
   variable (`@x`, `@@x`), no `;`, no `?`, no `:=`, and no character outside ASCII but in a
-  string or a backquoted name.
+  string or a backquoted name;
+- every string it can build is short (`_Cost`): the server evaluates a function call in one
+  go, which neither max_statement_time nor KILL interrupts, and some of them (REGEXP_REPLACE,
+  REPLACE, LOCATE, LIKE…) cost the product of their strings' lengths. So REPEAT and SPACE
+  (a string of any length from one number) are refused, LPAD and RPAD take a length of at most
+  `MAX_PAD` written as a number, a literal holds at most `MAX_CHARS` characters, and each
+  call's result, bounded from its arguments (a column counts as one column value, a literal as
+  its length), may hold at most `MAX_COLUMNS` column values and `MAX_CHARS` characters more;
+  all calls together may read or build at most `TOTAL_CHARS` characters.
 
 This is an allow-list on purpose: a list of forbidden words loses to every name nobody thought of.
 """
@@ -42,8 +50,8 @@ FUNCTIONS = frozenset(
         "CONCAT", "CONCAT_WS", "CONVERT", "CRC32", "ELT", "FIELD", "FIND_IN_SET", "FORMAT",
         "HEX", "INSTR", "LCASE", "LEFT", "LENGTH", "LOCATE", "LOWER", "LPAD", "LTRIM", "MD5",
         "MID", "OCT", "OCTET_LENGTH", "ORD", "POSITION", "QUOTE", "REGEXP_INSTR",
-        "REGEXP_REPLACE", "REGEXP_SUBSTR", "REPEAT", "REPLACE", "REVERSE", "RIGHT", "RPAD",
-        "RTRIM", "SHA1", "SHA2", "SOUNDEX", "SPACE", "SUBSTR", "SUBSTRING", "SUBSTRING_INDEX",
+        "REGEXP_REPLACE", "REGEXP_SUBSTR", "REPLACE", "REVERSE", "RIGHT", "RPAD",
+        "RTRIM", "SHA1", "SHA2", "SOUNDEX", "SUBSTR", "SUBSTRING", "SUBSTRING_INDEX",
         "TRIM", "UCASE", "UNHEX", "UPPER",
         # math
         "ABS", "ACOS", "ASIN", "ATAN", "ATAN2", "CEIL", "CEILING", "CONV", "COS", "COT",
@@ -138,6 +146,16 @@ TABLES = frozenset(
         "vicidial_lead_filters", "call_log", "recording_log",
     }
 )  # fmt: skip
+
+# Refused whatever their arguments: one number makes their one evaluation as long as it likes.
+UNBOUNDED = {
+    "REPEAT": "it builds a string of any length from one number",
+    "SPACE": "it builds a string of any length from one number",
+}
+MAX_PAD = 255  # the largest LPAD/RPAD length, written as a number
+MAX_COLUMNS = 8  # column values a built string may hold
+MAX_CHARS = 4096  # characters a built string (or a literal) may hold besides those
+TOTAL_CHARS = 32768  # characters all calls together may build
 
 ALLOWED = (
     "a condition reads columns and calls side-effect-free functions only "
@@ -304,6 +322,7 @@ def check(where: str) -> str:
         raise BadInput("--where has unbalanced parentheses; give one condition")
     if levels[0].want_table:
         raise BadInput("--where ends where a table name should be")
+    _Cost(tokens).check()
     return where.strip()
 
 
@@ -333,6 +352,11 @@ def _check_name(tokens: list[Token], i: int, level: _Level) -> None:
             raise BadInput(f"--where may not read a sequence ({tok.text}): {ALLOWED}")
         return  # a column, table or alias, whatever its name
     word = tok.upper
+    if called and word in UNBOUNDED:
+        raise BadInput(
+            f"--where may not call {word}(): {UNBOUNDED[word]}, and the server cannot stop "
+            "one evaluation of it (no statement timeout, no KILL); write the string itself"
+        )
     if called and word in FUNCTIONS:
         return
     if called and not (word in KEYWORDS and word in RESERVED):
@@ -378,3 +402,192 @@ def _check_other(tok: Token) -> None:
         raise BadInput("--where may not hold comments (#, -- , /* … */); give the condition alone")
     if tok.kind == "var":
         raise BadInput(f"--where may not use variables ({tok.text}): {ALLOWED}")
+
+
+@dataclass(frozen=True)
+class _Len:
+    """An upper bound of a string's length: `columns` column values and `chars` characters
+    more. None stands for no bound (a column value times a column value)."""
+
+    columns: int
+    chars: int
+
+    def __add__(self, other: _Len) -> _Len:
+        return _Len(self.columns + other.columns, self.chars + other.chars)
+
+    def times(self, n: int) -> _Len:
+        return _Len(self.columns * n, self.chars * n)
+
+    def most(self, other: _Len) -> _Len:
+        return _Len(max(self.columns, other.columns), max(self.chars, other.chars))
+
+
+_NONE = _Len(0, 0)
+_COLUMN = _Len(1, 0)
+_CALL_EXTRA = 64  # what a call adds on its own: a number or a date written out
+_FACTOR = {"HEX": 2, "QUOTE": 2}
+_FORMATS = {"DATE_FORMAT", "TIME_FORMAT"}  # each 2-character %W may write "Wednesday"
+# Calls whose result is a number, a date or a time, however long their arguments.
+_NUMERIC = frozenset(
+    {
+        "ABS", "ACOS", "ASCII", "ASIN", "ATAN", "ATAN2", "AVG", "BIT_LENGTH", "CEIL", "CEILING",
+        "CHAR_LENGTH", "CHARACTER_LENGTH", "COS", "COT", "COUNT", "CRC32", "CURDATE",
+        "CURRENT_DATE", "CURRENT_TIME", "CURRENT_TIMESTAMP", "CURTIME", "DATE", "DATEDIFF",
+        "DAY", "DAYOFMONTH", "DAYOFWEEK", "DAYOFYEAR", "DEGREES", "EXP", "EXTRACT", "FIELD",
+        "FIND_IN_SET", "FLOOR", "HOUR", "INSTR", "INTERVAL", "ISNULL", "LENGTH", "LN", "LOCATE",
+        "LOG", "LOG10", "LOG2", "MICROSECOND", "MINUTE", "MOD", "MONTH", "OCTET_LENGTH", "ORD",
+        "PERIOD_ADD", "PERIOD_DIFF", "PI", "POSITION", "POW", "POWER", "QUARTER", "RADIANS",
+        "REGEXP_INSTR", "ROUND", "SECOND", "SIGN", "SIN", "SQRT", "STRCMP", "SUM", "TAN",
+        "TIME_TO_SEC", "TIMESTAMPDIFF", "TO_DAYS", "TO_SECONDS", "TRUNCATE", "UNIX_TIMESTAMP",
+        "WEEK", "WEEKDAY", "WEEKOFYEAR", "YEAR", "YEARWEEK",
+    }
+)  # fmt: skip
+# Calls whose result is one of their arguments (which ones: from the first index given).
+_PICK = {"COALESCE": 0, "GREATEST": 0, "LEAST": 0, "IFNULL": 0, "NULLIF": 0, "IF": 1, "ELT": 1}
+
+
+@dataclass
+class _Arg:
+    tokens: list[Token]
+    length: _Len = _NONE
+
+    def number(self) -> int | None:
+        """The argument's value when it is one whole number written as such."""
+        if len(self.tokens) == 1 and re.fullmatch(r"[0-9]+", self.tokens[0].text):
+            return int(self.tokens[0].text)
+        return None
+
+    def literal(self) -> str | None:
+        if len(self.tokens) == 1 and self.tokens[0].kind == "string":
+            return self.tokens[0].text[1:-1]
+        return None
+
+
+class _Cost:
+    """Bounds the length of every string a condition builds, call by call, over tokens that
+    `check` has accepted (balanced parentheses, no comments)."""
+
+    def __init__(self, tokens: list[Token]) -> None:
+        self.tokens = tokens
+        self.total = 0
+
+    def check(self) -> None:
+        self._args(0)
+
+    def _add(self, chars: int, what: str) -> None:
+        self.total += chars
+        if self.total > TOTAL_CHARS:
+            raise BadInput(
+                f"--where builds more than {TOTAL_CHARS} characters of strings in all (at "
+                f"{what}): the server cannot stop one evaluation of a function once it has "
+                "started; write a shorter condition"
+            )
+
+    def _args(self, i: int) -> tuple[list[_Arg], int]:
+        """The comma-separated arguments from `i` to the `)` that closes them (or the end);
+        returns them and the index of that `)`."""
+        toks = self.tokens
+        args = [_Arg([])]
+        while i < len(toks) and toks[i].kind != ")":
+            tok = toks[i]
+            if tok.kind == ",":
+                args.append(_Arg([]))
+                i += 1
+                continue
+            start = i
+            length, i = self._atom(i)
+            args[-1].tokens.extend(toks[start:i])
+            args[-1].length = args[-1].length + length
+        return args, i
+
+    def _atom(self, i: int) -> tuple[_Len, int]:
+        toks = self.tokens
+        tok = toks[i]
+        nxt = toks[i + 1] if i + 1 < len(toks) else None
+        if tok.kind == "string":
+            size = len(tok.text) - 2
+            if size > MAX_CHARS:
+                raise BadInput(
+                    f"--where holds a string of {size} characters; at most {MAX_CHARS} are allowed"
+                )
+            return _Len(0, size), i + 1
+        if tok.kind == "number":
+            return _Len(0, len(tok.text)), i + 1
+        if tok.kind == "(":
+            args, end = self._args(i + 1)
+            return sum((a.length for a in args), _NONE), end + 1
+        if tok.kind in ("word", "quoted") and nxt is not None and nxt.kind == "(":
+            args, end = self._args(i + 2)
+            if tok.kind == "word" and tok.upper in FUNCTIONS:
+                return self._call(tok.upper, args), end + 1
+            return sum((a.length for a in args), _NONE), end + 1  # IN (…), DECIMAL(10, 2)
+        if tok.kind == "quoted" or (
+            tok.kind == "word" and tok.upper not in KEYWORDS and tok.upper not in RESERVED
+        ):
+            if nxt is not None and nxt.kind == ".":
+                return _NONE, i + 1  # the table of `s.lead_id`
+            return _COLUMN, i + 1
+        return _NONE, i + 1
+
+    def _call(self, name: str, args: list[_Arg]) -> _Len:
+        total = sum((a.length for a in args), _NONE)
+        result: _Len | None
+        if name in ("LPAD", "RPAD"):
+            size = args[1].number() if len(args) > 1 else None
+            if size is None or size > MAX_PAD:
+                raise BadInput(
+                    f"--where may call {name}() only with a length written as a whole number "
+                    f"from 0 to {MAX_PAD} ({name}(phone_number, 10, '0')): a longer string "
+                    "costs the server without bound"
+                )
+            result = _Len(0, size)
+        elif name in ("REPLACE", "REGEXP_REPLACE") and len(args) == 3:
+            subject, search, replacement = (a.length for a in args)
+            found = args[1].literal() if name == "REPLACE" else None
+            # REPLACE: each match of `search` becomes `replacement`; REGEXP_REPLACE: a match
+            # may be empty (one at every character) and `\0` repeats the match.
+            step = max(1, len(found or "")) if name == "REPLACE" else 1
+            result = _times(subject, replacement, step, name == "REGEXP_REPLACE")
+            if result is not None:
+                result = result + search
+        elif name in _NUMERIC:
+            result = _NONE
+        elif name in _PICK:
+            result = _NONE
+            for arg in args[_PICK[name] :]:
+                result = result.most(arg.length)
+        elif name in _FORMATS:
+            result = args[-1].length.times(5)
+        elif name in _FACTOR:
+            result = total.times(_FACTOR[name])
+        elif name == "CONCAT_WS" and args:
+            result = total + args[0].length.times(len(args))
+        else:
+            result = total
+        if result is not None:
+            result = result + _Len(0, _CALL_EXTRA)
+        if result is None or result.columns > MAX_COLUMNS or result.chars > MAX_CHARS:
+            raise BadInput(
+                f"--where may not call {name}() on these arguments: its result could be longer "
+                f"than {MAX_COLUMNS} column values and {MAX_CHARS} characters, and the server "
+                "cannot stop one evaluation of a function once it has started; build shorter "
+                "strings"
+            )
+        # What the call reads counts as much as what it builds: LOCATE of two long strings
+        # costs their product and returns a number.
+        self._add(max(result.chars, total.chars), f"{name}()")
+        return result
+
+
+def _times(subject: _Len, replacement: _Len, step: int, per_char: bool) -> _Len | None:
+    """A bound of `subject` with each `step` characters (each character and the whole match,
+    for a regular expression) replaced by `replacement`; None when both hold column values."""
+    if replacement.columns and subject.columns:
+        return None
+    if replacement.columns:  # a constant subject: at most `chars` matches
+        n = subject.chars + 1 if per_char else subject.chars
+        return replacement.times(n * (2 if per_char else 1)) + subject
+    factor = max(1, -(-replacement.chars // step))
+    if per_char:
+        factor = replacement.chars + 2
+    return subject.times(factor) + replacement

@@ -27,7 +27,10 @@ Setup = Callable[[VDb], None]
 RANGE = "lead ids are whole numbers from 1 to 4294967295"
 FIX = "run `vicidial-archiver schema sync` to see the ALTER TABLE that fixes it"
 JSON_RANGE = "lead ids are JSON whole numbers from 1 to 4294967295"
-DATE_HINT = "expected a date (2024-01-31), a datetime (2024-01-31 18:00) or an age (90d, 12h), got "
+DATE_HINT = (
+    "expected a date (2024-01-31, today, yesterday), a datetime (2024-01-31 18:00) or an age "
+    "(90d, 12w, 6mo, 1y, 12h), got "
+)
 DUR_HINT = "expected a duration such as 90s, 30m, 2h or 1d, got "
 LIMIT_HINT = (
     "more than the Lead Archive API's limit of 500; split the request, raise archive.id_limit "
@@ -171,8 +174,8 @@ ISSUE_3 = [
     ),
     Case(
         "archive-entry-before-word",
-        ["archive", "--entry-before", "yesterday"],
-        f"--entry-before: {DATE_HINT}'yesterday'",
+        ["archive", "--entry-before", "tomorrow"],
+        f"--entry-before: {DATE_HINT}'tomorrow'",
     ),
     Case(
         "archive-max-runtime-bad-unit",

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import pytest
+
 from archiver.checkpoint import lock_name
 from archiver.db import Db, connect, make_engine
 from archiver.jobtypes import JobSpec
@@ -299,3 +301,207 @@ def test_lead_changed_after_its_copy_is_kept_then_archived(vdb: VDb) -> None:
         text = bytes.fromhex(row[columns.index("comments")]).decode()
         assert text == "CALL BACK AFTER 5PM"
         assert re.fullmatch(r"[0-9A-F]+", row[columns.index("modify_date")])
+
+
+# --- leads deleted by someone else during the job -------------------------------------------
+
+
+@dataclass
+class Deleter:
+    """Deletes random leads from either table while jobs run (an admin's "delete lead", an
+    erasure request, VICIdial's own lead_dearchive racing), keeping the leads it deleted."""
+
+    vdb: VDb
+    pool: list[int]
+    rng: random.Random
+    tables: tuple[str, ...] = (LIVE, ARCHIVE)
+    stop: threading.Event = field(default_factory=threading.Event)
+    deleted: dict[int, str] = field(default_factory=dict)  # lead -> the table it left
+    error: BaseException | None = None
+
+    def run(self) -> None:
+        db = self.vdb.connect()
+        try:
+            while not self.stop.is_set() and self.pool:
+                lead = self.pool.pop(self.rng.randrange(len(self.pool)))
+                table = self.rng.choice(self.tables)
+                if db.write(f"DELETE FROM {table} WHERE lead_id = :l", {"l": lead}):
+                    self.deleted[lead] = table
+                time.sleep(0.01)
+        except BaseException as exc:  # reported by the test
+            self.error = exc
+        finally:
+            db.conn.close()
+
+
+@dataclass
+class ScanDeleter:
+    """A hook for `run_job`: right after the scan of every third chunk, deletes one of its
+    leads from `table` on its own connection: the lead the chunk read is gone before its copy
+    (MyISAM; on InnoDB the delete waits for the chunk, then finds the lead moved)."""
+
+    vdb: VDb
+    table: str
+    chunks: int = 0
+    deleted: dict[int, str] = field(default_factory=dict)
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    def _delete(self, lead: int) -> None:
+        db = self.vdb.connect()
+        try:
+            if db.write(f"DELETE FROM {self.table} WHERE lead_id = :l", {"l": lead}):
+                self.deleted[lead] = self.table
+        finally:
+            hp.close_quietly(db)
+
+    def hook(self, at: str, _db: Db, ids: Sequence[int]) -> None:
+        if at != "scan" or len(ids) < 3:
+            return
+        self.chunks += 1
+        if self.chunks % 3:
+            return
+        thread = threading.Thread(target=self._delete, args=(ids[len(ids) // 2],))
+        thread.start()
+        self.threads.append(thread)
+        if self.vdb.engine == "MyISAM":
+            thread.join(10)
+
+    def join(self) -> None:
+        for thread in self.threads:
+            thread.join(30)
+
+
+def run_with(vdb: VDb, direction: str, lists: Sequence[int], hook: ScanDeleter) -> Any:
+    settings = replace(vdb.settings, chunk_size=40)
+    spec = JobSpec(
+        direction=direction,
+        selection=Selection(criteria=Criteria(list_ids=tuple(lists))),
+        ignore_window=True,
+    )
+    db = Db(connect(make_engine(settings), settings))
+    try:
+        return run_job(db, settings, spec, hook=hook.hook)
+    finally:
+        hp.close_quietly(db)
+        hook.join()
+
+
+def check_deletes_kept(vdb: VDb, dialer: Dialer, deleter: Deleter) -> oracle.Placement:
+    """Each lead no one deleted in exactly one table with every value the dialer wrote; each
+    deleted one gone from the table it was deleted from, and in at most one table (where it
+    is, the copy made before the delete: the dialer may have changed the deleted row since)."""
+    where = oracle.placement(vdb.db, dialer.columns)
+    assert not where.both, f"in both tables: {sorted(where.both)[:10]}"
+    kept = set(dialer.expected) - set(deleter.deleted)
+    lost = kept - where.live - where.archive
+    assert not lost, f"{len(lost)} leads no one deleted are in neither table: {sorted(lost)[:10]}"
+    differ = [i for i in kept if where.rows[i] != dialer.expected[i]]
+    assert not differ, f"{len(differ)} leads lost a value, e.g. {differ[:10]}"
+    for lead, table in deleter.deleted.items():
+        assert lead not in (where.live if table == LIVE else where.archive), (lead, table)
+    return where
+
+
+LISTS = (101, 102, 201)
+
+
+@pytest.mark.slow
+def test_leads_deleted_from_either_table_during_killed_runs(vdb: VDb) -> None:
+    """The kill/dialer suite with a third actor that deletes leads from either table, on tables
+    carrying an allowed trigger (a log), a column both generate alike and an archive-only
+    column: archive killed and resumed, then dearchive, while the dialer changes leads and the
+    deleter deletes them. End state checked on every column's bytes; a lead counted moved is
+    where the count says, and a `gone` one is in neither table."""
+    for table in (LIVE, ARCHIVE):
+        vdb.db.write(
+            f"ALTER TABLE {table} ADD COLUMN phone_area VARCHAR(3)"
+            " AS (LEFT(phone_number, 3)) VIRTUAL"
+        )
+    vdb.db.write("CREATE TABLE va_log (lead_id INT UNSIGNED, at VARCHAR(8))")
+    for table, at in ((LIVE, "live"), (ARCHIVE, "archive")):
+        vdb.db.write(
+            f"CREATE TRIGGER va_log_{at} AFTER INSERT ON {table} FOR EACH ROW"
+            f" INSERT INTO va_log VALUES (NEW.lead_id, '{at}')"
+        )
+    vdb.db.write(f"ALTER TABLE {ARCHIVE} ADD COLUMN back_office VARCHAR(40) NULL DEFAULT 'filed'")
+    vdb.seed(3000)
+    columns = vdb.columns()
+    expected = vdb.row_bytes(LIVE)
+    selection = [a for lst in LISTS for a in ("--list-id", str(lst))]
+    targets = sorted(i for i in expected if i % 5 in (0, 1, 2))
+    rng = random.Random(f"deleter-{vdb.engine}")
+    dialer = Dialer(vdb, columns, expected, list(targets), rng)
+    deleter = Deleter(vdb, list(targets), random.Random(f"deleter-{vdb.engine}-2"))
+    args = ["archive", "--ignore-window", *selection, "--chunk-size", "40", "--json"]
+    threads = [threading.Thread(target=dialer.run), threading.Thread(target=deleter.run)]
+    with hp.Proc(hp.argv(vdb.dsn, [*args, "--sleep", "0.05"])) as proc:
+        proc.wait_chunk(1)
+        for t in threads:
+            t.start()
+        proc.wait_chunk(6)
+        proc.kill()
+        proc.finish(30)
+    hp.wait_lock_free(vdb.db, vdb.settings)
+    erase = ScanDeleter(vdb, LIVE)
+    resumed = run_with(vdb, "archive", LISTS, erase)
+    dialer.stop.set()
+    deleter.stop.set()
+    for t in threads:
+        t.join(30)
+    assert dialer.error is None and deleter.error is None, (dialer.error, deleter.error)
+    assert resumed.state == "done", resumed.stop_reason
+    assert len(deleter.deleted) > 20 and dialer.applied > 50
+    deleter.deleted.update(erase.deleted)
+    where = check_deletes_kept(vdb, dialer, deleter)
+    gone = {
+        int(x.split(",")[0])
+        for x in vdb.cli(["jobs", "show", str(resumed.job_id), "--leads", "gone"]).stdout.split()
+    }
+    assert not gone & (where.live | where.archive), sorted(gone & (where.live | where.archive))
+    if vdb.engine == "InnoDB":  # the rows a chunk has in hand are locked: nothing goes missing
+        assert gone == set() and erase.deleted == {}
+    else:  # deleted after the scan, before the copy: not brought back, counted gone
+        assert len(erase.deleted) > 5 and set(erase.deleted) <= gone
+        assert not set(erase.deleted) & where.archive
+    filed = {str(r[0]) for r in vdb.db.rows(f"SELECT DISTINCT back_office FROM {ARCHIVE}")}
+    assert filed <= {"filed"}
+
+    # Dearchive (the archive-only column dropped: a restore has nowhere to put it), the
+    # deleter still at work on both tables.
+    vdb.db.write(f"ALTER TABLE {ARCHIVE} DROP COLUMN back_office")
+    restored = sorted(where.archive)
+    # A lead deleted from the live table after its copy was made (in the instant between the
+    # chunk's read of what is still live and its delete) stays archived, and is restored.
+    for lead in where.archive:
+        deleter.deleted.pop(lead, None)
+    deleter2 = Deleter(vdb, list(restored), random.Random(f"deleter-{vdb.engine}-3"))
+    thread = threading.Thread(target=deleter2.run)
+    thread.start()
+    erase = ScanDeleter(vdb, ARCHIVE)
+    done = run_with(vdb, "dearchive", LISTS, erase)
+    deleter2.stop.set()
+    thread.join(30)
+    assert deleter2.error is None, repr(deleter2.error)
+    assert done.state == "done", done.stop_reason
+    assert len(deleter2.deleted) > 5
+    deleter.deleted.update(deleter2.deleted)
+    deleter2.deleted.update(erase.deleted)
+    deleter.deleted.update(erase.deleted)
+    if vdb.engine == "MyISAM":  # gone from the archive after the scan: counted gone
+        assert len(erase.deleted) > 5
+        assert done.counts.get("gone", 0) >= len(erase.deleted), dict(done.counts)
+    final = check_deletes_kept(vdb, dialer, deleter)
+    # Left in the archive: only a lead whose restored row the deleter took before the delete
+    # (the archive row is then its only copy, and stays).
+    taken_live = {i for i, t in deleter2.deleted.items() if t == LIVE}
+    assert final.archive <= taken_live, sorted(final.archive - taken_live)[:10]
+    # Every restored lead live now was restored by the job; a lead counted dearchived is live
+    # unless the deleter deleted it from the live table afterwards.
+    moved = done.counts.get("dearchived", 0)
+    live_again = len(final.live & set(restored))
+    taken = sum(1 for t in deleter2.deleted.values() if t == LIVE)
+    assert live_again <= moved <= live_again + taken, (moved, live_again, taken)
+    print(
+        f"deleter ({vdb.engine}): {len(deleter.deleted)} leads deleted, {len(gone)} gone in the "
+        f"archive run, {done.counts.get('gone', 0)} in the dearchive run"
+    )

@@ -112,10 +112,10 @@ def test_restore_options_applied(vdb: VDb) -> None:
             "dearchive",
             "--where",
             "lead_id <= 10",
-            "--reset",
-            "--status",
+            "--reset-called",
+            "--set-status",
             "NEW",
-            "--called-count",
+            "--set-called-count",
             "0",
             "--json",
         ]
@@ -145,7 +145,7 @@ def test_restore_above_auto_increment_moves_counter(vdb: VDb) -> None:
     assert vdb.db.scalar(f"SELECT MAX(lead_id) FROM {LIVE}") == 5001
 
 
-@pytest.mark.parametrize("args", [["--status", "TOOLONGX"], ["--called-count", "70000"]])
+@pytest.mark.parametrize("args", [["--set-status", "TOOLONGX"], ["--set-called-count", "70000"]])
 def test_bad_restore_options(vdb: VDb, args: list[str]) -> None:
     vdb.seed(5)
     archive_all(vdb, 3)

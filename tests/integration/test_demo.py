@@ -17,7 +17,7 @@ STEPS = (
     "## 2/7 Archive: the same leads move in verified chunks, as job demo-archive (resumable)",
     "## 3/7 Search: archived leads by phone, as VICIdial's lead_search API prints them",
     "## 4/7 Dearchive one lead, as VICIdial's lead_dearchive API prints it",
-    "## 5/7 Dearchive the archived SALE leads, ready to dial again (--reset)",
+    "## 5/7 Dearchive the archived SALE leads, ready to dial again (--reset-called)",
     "## 6/7 Verify: no lead of the campaign is in both tables with different data",
     "## 7/7 Jobs: the archive job as the checkpoint tables recorded it",
 )

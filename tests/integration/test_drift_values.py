@@ -168,13 +168,13 @@ NARROW = {
 @pytest.mark.parametrize(
     ("narrow", "args", "needle"),
     [
-        (None, ["--status", "N\U0001f600W"], "--status 'N\U0001f600W'"),  # utf8mb3: no emoji
-        (None, ["--status", "TOOLONGX"], "--status 'TOOLONGX'"),
-        (None, ["--called-count", "70000"], "--called-count 70000"),
-        (None, ["--called-count", "-1"], "--called-count -1"),
-        ("status", ["--status", "ABCDE"], "at most 4 characters"),
-        ("called_count", ["--called-count", "300"], "0 to 255"),
-        ("cslr", ["--reset"], "--reset"),
+        (None, ["--set-status", "N\U0001f600W"], "--set-status 'N\U0001f600W'"),  # utf8mb3
+        (None, ["--set-status", "TOOLONGX"], "--set-status 'TOOLONGX'"),
+        (None, ["--set-called-count", "70000"], "--set-called-count 70000"),
+        (None, ["--set-called-count", "-1"], "--set-called-count -1"),
+        ("status", ["--set-status", "ABCDE"], "at most 4 characters"),
+        ("called_count", ["--set-called-count", "300"], "0 to 255"),
+        ("cslr", ["--reset-called"], "--reset-called"),
     ],
 )
 def test_restore_option_the_live_column_cannot_hold_is_refused(
@@ -196,7 +196,15 @@ def test_restore_options_the_column_holds_are_applied(vdb: VDb) -> None:
     r = vdb.cli(["archive", "--where", "lead_id <= 5", "--ignore-window"])
     assert r.exit_code == 0, r.stderr
     r = vdb.cli(
-        ["dearchive", "1", "--ignore-window", "--status", "N\U0001f600W", "--called-count", "65535"]
+        [
+            "dearchive",
+            "1",
+            "--ignore-window",
+            "--set-status",
+            "N\U0001f600W",
+            "--set-called-count",
+            "65535",
+        ]
     )
     assert r.exit_code == 0, r.stderr
     assert vdb.db.rows(f"SELECT status, called_count FROM {LIVE} WHERE lead_id = 1") == [

@@ -4,14 +4,16 @@ allow-list accepts but that runs for ever, and passwords outside ASCII."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from archiver.db import Db, connect, make_engine
 from tests.support import proc as hp
 from tests.support.cli import invoke
 from tests.support.db import ARCHIVE, VDb, db_user
-from tests.support.silent import SilentDb
+from tests.support.silent import DrippingDb, SilentDb
 
 COSTLY = (
     "list_id = 101 AND EXISTS (SELECT 1 FROM vicidial_list a, vicidial_list b, vicidial_list c"
@@ -35,6 +37,42 @@ def test_cli_gives_up_on_a_database_that_never_answers(tmp_path: Path) -> None:
     assert done.rc == 2, done.describe()
     assert done.error.startswith("Error: cannot connect to MariaDB/MySQL at 127.0.0.1:")
     assert took < 30  # not a timing assertion of speed: without the bound it waits for ever
+
+
+def test_cli_gives_up_on_a_database_that_drips_its_handshake(tmp_path: Path) -> None:
+    """Each byte of the greeting comes within the read timeout, the whole greeting in 90 s:
+    the attempt as a whole ends at connect_timeout, with the unreachable server's error."""
+    dripping = DrippingDb(life=120)
+    try:
+        conf = tmp_path / "c.toml"
+        conf.write_text(
+            f"[database]\nhost = '127.0.0.1'\nport = {dripping.port}\nuser = 'x'\n"
+            "database = 'asterisk'\nconnect_timeout = 2\n"
+        )
+        started = time.monotonic()
+        done = hp.run("", ["archive", "1", "--ignore-window"], config=str(conf), timeout=100)
+        took = time.monotonic() - started
+    finally:
+        dripping.stop()
+    assert done.rc == 2, done.describe()
+    assert done.error.startswith("Error: cannot connect to MariaDB/MySQL at 127.0.0.1:")
+    assert "Traceback" not in done.stderr
+    assert dripping.accepted == 1
+    assert took < 30, took  # unbounded, the greeting alone takes 90 s
+
+
+def test_the_deadline_ends_with_the_connection_attempt(vdb: VDb) -> None:
+    """The handshake's deadline bounds the attempt only: a statement of the connection made
+    may run longer than connect_timeout (a chunk, an ALTER of `schema sync`)."""
+    settings = replace(vdb.settings, db=replace(vdb.settings.db, connect_timeout=1))
+    engine = make_engine(settings)
+    db = Db(connect(engine, settings))
+    try:
+        assert db.scalar("SELECT SLEEP(2)") == 0
+        assert db.scalar("SELECT @@session.time_zone") == "+00:00"
+    finally:
+        db.conn.close()
+        engine.dispose()
 
 
 def test_where_that_runs_on_is_stopped_by_the_statement_timeout(vdb: VDb, tmp_path: Path) -> None:
@@ -63,9 +101,12 @@ def test_passwords_outside_ascii_connect(vdb: VDb, password: str) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_a_replica_that_never_answers_is_an_unknown_lag(vdb: VDb, tmp_path: Path) -> None:
+@pytest.mark.parametrize("listener", [SilentDb, DrippingDb], ids=["silent", "dripping"])
+def test_a_replica_that_never_answers_is_an_unknown_lag(
+    vdb: VDb, tmp_path: Path, listener: type[SilentDb]
+) -> None:
     vdb.seed(5)
-    silent = SilentDb(life=90)
+    silent = listener(life=90)
     try:
         replica = f"mysql://m:пароль@127.0.0.1:{silent.port}/"
         conf = tmp_path / "c.toml"

@@ -311,6 +311,36 @@ def test_a_metrics_file_failing_after_the_job_exits_1_with_the_summary(
     assert vdb.ids(ARCHIVE) == [11, 12, 13]
 
 
+@pytest.mark.parametrize(
+    "content",
+    [b"\xff\xfe\x00garbage\n", b"this is { not prometheus\n"],
+    ids=["not-utf8", "not-prometheus"],
+)
+def test_a_metrics_file_that_cannot_be_read_is_replaced_and_the_job_exit_stands(
+    vdb: VDb, tmp_path: Path, content: bytes
+) -> None:
+    """Issue 21, finding 14: a stopped job (exit 3) reads the last success from the old file;
+    one it cannot parse ended the job in a traceback, exit 1, metrics and admin log unwritten."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    vdb.seed(20)
+    path = tmp_path / "m.prom"
+    path.write_bytes(content)
+    args = ["archive", "1", "2", "3", "--ignore-window", "--chunk-size", "1", "--sleep", "2"]
+    args += ["--max-runtime", "1", "--metrics-file", str(path), "--admin-log"]
+
+    result = vdb.cli(args)
+
+    assert result.exit_code == 3, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1].startswith("Error: --max-runtime of 1s reached")
+    assert "metrics_file_replaced" in result.stderr
+    families = {f.name: f for f in text_string_to_metric_families(path.read_text())}
+    assert families["vicidial_archiver_last_run_success"].samples[0].value == 0.0
+    assert "vicidial_archiver_last_success_timestamp_seconds" not in families
+    assert vdb.db.scalar("SELECT COUNT(*) FROM vicidial_admin_log") == 1
+
+
 # --- findings 11 and 15: bad values and unbounded inputs ---------------------------------------
 
 CONFIG_CASES = [

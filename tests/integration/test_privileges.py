@@ -272,9 +272,9 @@ def test_password_in_dsn_is_masked_in_the_process_title(
     assert restricted["password"] not in out + err + first
 
 
-def test_grants_of_the_previous_version_get_the_grant_to_add(vdb: VDb) -> None:
-    """An account made by the grants.sql of the version before archiver_job_ids: every command
-    that needs the checkpoint tables stops with exit 2 and the GRANT to add, never a raw 1142."""
+@pytest.fixture
+def previous_version_user(vdb: VDb) -> Iterator[tuple[str, dict[str, str]]]:
+    """An account made by the grants.sql of the version before archiver_job_ids."""
     user = f"va_old_{uuid.uuid4().hex[:8]}"
     text = (
         grants_sql()
@@ -286,20 +286,54 @@ def test_grants_of_the_previous_version_get_the_grant_to_add(vdb: VDb) -> None:
         for stmt in statements(text):
             if "archiver_job_ids" not in stmt:
                 vdb.db.write(stmt)
-        who = {"dsn": f"mysql://{user}:pw@127.0.0.1:3306/{vdb.name}"}
-        vdb.seed(5)
-        grant = (
-            f"GRANT CREATE, SELECT, INSERT, UPDATE, DELETE ON `{vdb.name}`.`archiver_job_ids` "
-            f"TO '{user}'@'127.0.0.1'"
-        )
-        # `jobs list` creates no table: it has nothing to list, and says so.
-        assert as_user(who, ["jobs", "list"], verbose=False).exit_code == 0
-        archive = ["archive", "--ignore-window", "--list-id", "101"]
-        result = as_user(who, archive, verbose=False)
-        assert result.exit_code == 2, result.stderr
-        assert result.stderr.strip().splitlines()[-1].startswith("Error: ")
-        assert grant in result.stderr and "1142" not in result.stderr
-        vdb.db.write(grant)
-        assert as_user(who, archive, verbose=False).exit_code == 0
+        yield user, {"dsn": f"mysql://{user}:pw@127.0.0.1:3306/{vdb.name}"}
     finally:
         vdb.db.write(f"DROP USER IF EXISTS '{user}'@'127.0.0.1'")
+
+
+def test_grants_of_the_previous_version_get_the_grant_to_add(
+    vdb: VDb, previous_version_user: tuple[str, dict[str, str]]
+) -> None:
+    """An account made by the grants.sql of the version before archiver_job_ids: every command
+    that needs the checkpoint tables stops with exit 2 and the GRANT to add, never a raw 1142."""
+    user, who = previous_version_user
+    vdb.seed(5)
+    grant = (
+        f"GRANT CREATE, SELECT, INSERT, UPDATE, DELETE ON `{vdb.name}`.`archiver_job_ids` "
+        f"TO '{user}'@'127.0.0.1'"
+    )
+    # `jobs list` creates no table: it has nothing to list, and says so.
+    assert as_user(who, ["jobs", "list"], verbose=False).exit_code == 0
+    archive = ["archive", "--ignore-window", "--list-id", "101"]
+    result = as_user(who, archive, verbose=False)
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("Error: ")
+    assert grant in result.stderr and "1142" not in result.stderr
+    vdb.db.write(grant)
+    assert as_user(who, archive, verbose=False).exit_code == 0
+
+
+def test_a_missing_create_grant_is_refused_before_any_checkpoint_table_is_created(
+    vdb: VDb, previous_version_user: tuple[str, dict[str, str]]
+) -> None:
+    """Issue 21, finding 13: exit 2 "nothing written" came after four of the five checkpoint
+    tables were created. Every table the account may not create is found first."""
+    vdb.db.write(
+        "DROP TABLE IF EXISTS archiver_jobs, archiver_chunks, archiver_leads, archiver_pending,"
+        " archiver_job_ids"
+    )
+    vdb.seed(5)
+    before = vdb.checksum()
+    _, who = previous_version_user
+
+    result = as_user(who, ["archive", "--ignore-window", "5"], verbose=False)
+
+    assert result.exit_code == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1 and "archiver_job_ids" in errors[0], result.stderr
+    tables = vdb.db.rows(
+        "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()"
+        " AND TABLE_NAME LIKE 'archiver\\_%'"
+    )
+    assert tables == []
+    assert vdb.checksum() == before

@@ -267,7 +267,16 @@ def test_dearchive_overrides_do_not_hide_a_conflict(vdb: VDb) -> None:
         " modify_date = modify_date WHERE lead_id IN (5, 6)"
     )
     before = vdb.checksum()
-    args = ["dearchive", "5", "6", "--status", "NEW", "--reset", "--called-count", "0"]
+    args = [
+        "dearchive",
+        "5",
+        "6",
+        "--set-status",
+        "NEW",
+        "--reset-called",
+        "--set-called-count",
+        "0",
+    ]
     result = vdb.cli([*args, "--ignore-window", "--json"])
     assert result.exit_code == 0, result.output
     assert '"counts": {"conflict": 2}' in result.stdout
@@ -495,7 +504,7 @@ def test_cancel_of_a_cut_job_is_refused_without_force(vdb: VDb) -> None:
 def test_dearchive_with_overrides_of_an_identical_live_lead_says_already_live(vdb: VDb) -> None:
     vdb.seed(10)
     vdb.db.write(f"INSERT INTO {ARCHIVE} SELECT * FROM {LIVE} WHERE lead_id = 5")
-    args = ["dearchive", "5", "--status", "NEW", "--reset", "--ignore-window", "--json"]
+    args = ["dearchive", "5", "--set-status", "NEW", "--reset-called", "--ignore-window", "--json"]
     result = vdb.cli(args)
     assert result.exit_code == 0, result.output
     assert '"counts": {"already_live": 1}' in result.stdout

@@ -5,6 +5,8 @@ the real server; the database tests run on MyISAM and InnoDB."""
 
 from __future__ import annotations
 
+import collections
+import http.client
 import json
 import os
 import signal
@@ -13,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -24,10 +27,11 @@ from structlog.testing import capture_logs
 
 from archiver import config, serve
 from archiver.checkpoint import lock_name
+from tests.integration.test_privileges import GRANTS_USER, grants_sql, statements
 from tests.support import api
 from tests.support.api import free_port
-from tests.support.db import VDb
-from tests.support.silent import SilentDb
+from tests.support.db import ARCHIVE, VDb
+from tests.support.silent import DrippingDb, SilentDb
 
 KEY = "hostile-key-5c1e"
 KEYS = f"crm:{serve.hash_key(KEY)}"
@@ -143,14 +147,15 @@ def test_silent_database_answers_503_drops_work_of_clients_gone_and_stops_on_sig
         status, body = call(server.base + serve.ARCHIVE_PATH, {"lead_ids": [1]})
         assert (status, body["error"]) == (503, "database_unavailable")
 
-        # 40 clients send /healthz and hang up at once: at most one round of workers starts.
+        # 40 clients send a request and hang up at once: at most one round of workers starts.
         before = silent_db.accepted
+        request = f"GET {serve.JOBS_PATH} HTTP/1.1\r\nHost: x\r\nAuthorization: Key={KEY}\r\n\r\n"
         for _ in range(40):
             with socket.create_connection(("127.0.0.1", server.port)) as s:
-                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                s.sendall(request.encode())
         # The queue is first in, first out: once this one is answered, every earlier request
         # has started or been dropped.
-        assert call(server.base + "/healthz", key=None)[0] == 503
+        assert call(server.base + serve.JOBS_PATH)[0] == 503
         started = silent_db.accepted - before - 1
         assert started <= serve.WORKERS, started
 
@@ -159,7 +164,7 @@ def test_silent_database_answers_503_drops_work_of_clients_gone_and_stops_on_sig
         n = serve.WORKERS + serve.QUEUED + 8
 
         def one() -> None:
-            results.append(call(server.base + "/healthz", key=None))
+            results.append(call(server.base + serve.JOBS_PATH))
 
         threads = [threading.Thread(target=one) for _ in range(n)]
         for t in threads:
@@ -173,7 +178,7 @@ def test_silent_database_answers_503_drops_work_of_clients_gone_and_stops_on_sig
         # SIGTERM with requests in flight: the server stops within its bound.
         def hanging_on() -> None:
             try:
-                call(server.base + "/healthz", key=None)
+                call(server.base + serve.JOBS_PATH)
             except OSError:  # the server closed the connection on its way out
                 pass
 
@@ -188,6 +193,84 @@ def test_silent_database_answers_503_drops_work_of_clients_gone_and_stops_on_sig
     gone = [e for e in events if e.get("event") == "request" and e.get("error") == "client_gone"]
     assert gone  # work dropped for a client gone is logged as 499 client_gone
     assert events[-1]["event"] == "stopped"
+
+
+# --- /healthz, which needs no key, never takes a worker ---------------------------------------
+
+
+def test_healthz_of_a_dripping_database_is_bounded_and_takes_no_worker(tmp_path: Path) -> None:
+    """The database sends its greeting a byte a second (each read well within read_timeout,
+    the greeting in 90 s): /healthz answers 503 within the handshake's deadline, and 40
+    anonymous callers make one probe between them, not 40 connections on the job workers."""
+    dripping = DrippingDb(life=120)
+    server = Server(f"mysql://u@127.0.0.1:{dripping.port}/x", SILENT_CONF, tmp_path)
+    try:
+        started = time.monotonic()
+        status, body = call(server.base + "/healthz", key=None)
+        assert (status, body["error"]) == (503, "database_unavailable")
+        assert time.monotonic() - started < 30  # the greeting alone takes 90 s
+        time.sleep(serve.HEALTH_EVERY)
+
+        before = dripping.accepted
+        results: list[tuple[int, Any]] = []
+
+        def anonymous() -> None:
+            results.append(call(server.base + "/healthz", key=None))
+
+        threads = [threading.Thread(target=anonymous) for _ in range(40)]
+        for t in threads:
+            t.start()
+        time.sleep(0.5)
+        # A key holder meanwhile has a worker: the database's answer, not `busy`.
+        status, body = call(server.base + serve.JOBS_PATH)
+        assert (status, body["error"]) == (503, "database_unavailable"), body
+        for t in threads:
+            t.join(60)
+        probes = dripping.accepted - before - 1  # one connection was the key holder's
+    finally:
+        server.stop()
+        dripping.stop()
+    assert [s for s, _ in results] == [503] * 40
+    assert probes <= 2, probes
+
+
+def test_anonymous_healthz_callers_cannot_deny_the_api(vdb: VDb, tmp_path: Path) -> None:
+    """48 keep-alive clients asking /healthz as fast as they can (under the 64-connection
+    limit): key holders are served all along, never answered 503 `busy`."""
+    vdb.seed(10)
+    server = Server(vdb.dsn, "", tmp_path)
+    stop = time.monotonic() + 6
+    anonymous: collections.Counter[int | str] = collections.Counter()
+    holders: collections.Counter[int | str] = collections.Counter()
+
+    def flood() -> None:
+        conn: http.client.HTTPConnection | None = None
+        while time.monotonic() < stop:
+            try:
+                conn = conn or http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+                conn.request("GET", "/healthz")
+                answer = conn.getresponse()
+                answer.read()
+                anonymous[answer.status] += 1
+            except (OSError, http.client.HTTPException) as exc:
+                anonymous[type(exc).__name__] += 1
+                conn = None
+
+    threads = [threading.Thread(target=flood) for _ in range(48)]
+    try:
+        for t in threads:
+            t.start()
+        time.sleep(1.5)
+        while time.monotonic() < stop - 0.5:
+            status, body = call(server.base + serve.JOBS_PATH + "?limit=1", timeout=30)
+            holders[status if status == 200 else body.get("error", status)] += 1
+            time.sleep(0.2)
+        for t in threads:
+            t.join(60)
+    finally:
+        server.stop()
+    assert set(holders) == {200}, holders
+    assert set(anonymous) == {200}, anonymous
 
 
 # --- 8: idle and slow HTTP connections ----------------------------------------------------
@@ -330,3 +413,35 @@ def test_refused_post_creates_no_tables(vdb: VDb) -> None:
         holder.conn.close()
     assert r.status_code == 409 and r.json()["job_id"] is None, r.text
     assert archiver_tables(vdb) == []
+
+
+def test_a_missing_grant_is_server_not_ready_and_names_no_account(vdb: VDb) -> None:
+    """An account made by the grants.sql of the version before archiver_job_ids: the refusal
+    is a set-up problem of the server (500 server_not_ready, its fixed message); the account,
+    its host, the schema and the GRANT to run go to the server log only."""
+    vdb.seed(5)
+    user = f"va_old_{uuid.uuid4().hex[:8]}"
+    text = (
+        grants_sql()
+        .replace("`asterisk`.", f"`{vdb.name}`.")
+        .replace(GRANTS_USER, f"'{user}'@'127.0.0.1'")
+        .replace("'CHANGE_ME'", "'pw'")
+    )
+    settings = app_settings(vdb)
+    settings = replace(settings, db=replace(settings.db, user=user, password="pw"))
+    try:
+        for stmt in statements(text):
+            if "archiver_job_ids" not in stmt:
+                vdb.db.write(stmt)
+        with capture_logs() as logs, TestClient(serve.create_app(settings)) as c:
+            r = c.post(serve.ARCHIVE_PATH, json={"lead_ids": [1, 2]}, headers=AUTH)
+    finally:
+        vdb.db.write(f"DROP USER IF EXISTS '{user}'@'127.0.0.1'")
+    assert r.status_code == 500, r.text
+    assert r.json() == {
+        "error": "server_not_ready",
+        "message": "the server is not set up for archiving; the server log has the details",
+    }
+    failed = repr([e for e in logs if e["event"] == "request_failed"])
+    assert f"`{vdb.name}`.`archiver_job_ids` TO '{user}'@'127.0.0.1'" in failed
+    assert vdb.count(ARCHIVE) == 0

@@ -34,6 +34,7 @@ from tests.support import oracle
 from tests.support import proc as hp
 from tests.support.api import free_port
 from tests.support.db import LIVE, VDb
+from tests.support.hostile import HostileDb, InfileProxy
 
 N = 1000
 CHUNK1, CHUNK2, REST = set(range(1, 101)), set(range(101, 201)), set(range(201, N + 1))
@@ -436,3 +437,62 @@ def test_server_restart_during_a_job(own_server: Server, engine: str, how: str) 
     assert where.live == {3000}
     synthetic.drop_database(t.db, t.name)
     t.db.conn.close()
+
+
+# --- a server that answers as no MariaDB/MySQL server does (issue 21, finding 14) -------------
+
+
+@pytest.mark.parametrize("infile_at", [0, 2, 3], ids=["bare-ok", "infile-query-2", "infile-q-3"])
+def test_a_hostile_server_gets_one_error_line_never_a_traceback_nor_a_file(
+    vdb: VDb, infile_at: int
+) -> None:
+    """A LOAD DATA LOCAL request the client did not ask for, or a bare OK to `SELECT
+    VERSION()`: exit 2 with one `Error:` line naming the server, and no file sent."""
+    hostname = Path("/etc/hostname").read_bytes().strip()
+    server = HostileDb(infile_at=infile_at)
+    try:
+        done = hp.run(
+            f"mysql://root@127.0.0.1:{server.port}/{vdb.name}",
+            ["archive", "1", "--ignore-window"],
+            timeout=60,
+        )
+    finally:
+        server.stop()
+    assert done.rc == 2, done.describe()
+    assert "Traceback" not in done.stderr
+    assert done.error.startswith(f"Error: the server at 127.0.0.1:{server.port} (mysql://root@")
+    assert "answered the connection as no MariaDB/MySQL server does" in done.error
+    assert not any(hostname and hostname in answer for answer in server.answers)
+
+
+@pytest.mark.parametrize(
+    "marker",
+    [b"EXPLAIN SELECT", b"INTO `vicidial_list_archive`"],
+    ids=["where-check", "chunk-copy"],
+)
+def test_a_server_turning_hostile_mid_session_fails_the_job_in_one_line(
+    vdb: VDb, marker: bytes
+) -> None:
+    """The server may ask for a local file in answer to any statement (a relay to the real
+    server does, here, at the --where check or at a chunk's copy): exit 1 with one `Error:`
+    line, no file sent, and the next run converges."""
+    vdb.seed(20)
+    hostname = Path("/etc/hostname").read_bytes().strip()
+    proxy = InfileProxy(vdb.settings.db.port, marker)
+    try:
+        done = hp.run(
+            f"mysql://root@127.0.0.1:{proxy.port}/{vdb.name}",
+            ["archive", "--where", "lead_id <= 10", "--ignore-window"],
+            timeout=60,
+        )
+    finally:
+        proxy.stop()
+    assert proxy.injected.is_set()
+    assert done.rc == 1, done.describe()
+    assert "Traceback" not in done.stderr
+    assert "malformed answer: RuntimeError" in done.error, done.error
+    assert not any(hostname and hostname in answer for answer in proxy.answers)
+
+    again = hp.run(vdb.dsn, ["archive", "--where", "lead_id <= 10", "--ignore-window"])
+    assert again.rc == 0, again.describe()
+    assert vdb.ids(LIVE) == list(range(11, 21))

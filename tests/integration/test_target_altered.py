@@ -157,7 +157,7 @@ def test_target_modify_date_made_datetime_during_the_run_keeps_every_time(
 def test_live_status_narrowed_during_a_dearchive_with_overrides_gives_the_asked_status(
     vdb: VDb,
 ) -> None:
-    """Dearchive with --status NEW: the restored row's status is not compared with the
+    """Dearchive with --set-status NEW: the restored row's status is not compared with the
     archive's (it is set, not copied). The live status column is narrowed to two characters
     while the job runs: a lead whose archive row is deleted must hold the status asked for."""
     vdb.seed(21)

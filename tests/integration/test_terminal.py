@@ -109,8 +109,13 @@ def test_tty_shows_the_bar_and_no_chunk_events(vdb: VDb) -> None:
     assert len(heads) == 1, segments[-12:]
     assert heads[0] > frames[-1]
     assert not [s for s in segments if re.search(r"\bsummary\b.*\bstate=", s)]
+    # What the selection holds, shown once before the first chunk (issue 22).
+    selected = [i for i, s in enumerate(segments) if re.search(r"\bselection\b.*selected=", s)]
+    assert len(selected) == 1 and f"selected={LEADS}" in segments[selected[0]]
+    assert selected[0] < heads[0]
     tail = segments[heads[0] :]
     assert tail[1:] == [
+        f"  leads selected now in {LIVE}: {LEADS}",
         "  archived           19999",
         "  skipped_newest     1",
         "  warning: guard table vicidial_callbacks does not exist; its guard is off for this run",

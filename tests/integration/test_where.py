@@ -4,6 +4,7 @@ refused with exit 2 before anything is written: no checkpoint table, no job row,
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -162,6 +163,10 @@ def test_every_word_the_server_reserves_is_known_as_reserved(vdb: VDb) -> None:
         "NOT EXISTS (SELECT 1 FROM vicidial_hopper h WHERE h.lead_id = s.lead_id)",
         "lead_id = (SELECT MAX(lead_id) FROM vicidial_list WHERE list_id = 101)",
         "CAST(called_count AS DECIMAL(10, 2)) >= 0 AND EXTRACT(YEAR FROM entry_date) > 1999",
+        # string functions whose result stays short (issue 21, finding 11)
+        "LPAD(phone_number, 10, '0') <> '' AND REPLACE(REPLACE(phone_number, '-', ''), ' ', '')"
+        " <> 'x' AND LENGTH(REGEXP_REPLACE(phone_number, '[^0-9]', '')) >= 0",
+        "DATE_FORMAT(entry_date, '%Y-%m') <> '' AND CONCAT(first_name, ' ', last_name) <> 'x'",
     ],
 )
 def test_where_conditions_on_the_allow_list_run(vdb: VDb, condition: str) -> None:
@@ -194,3 +199,50 @@ def test_where_check_that_runs_out_of_time_is_skipped_with_a_warning(vdb: VDb) -
 
     assert runner.warnings == ["--where was not tried on a row: no matching row within 5s"]
     assert [e["event"] for e in logs if e["event"] != "sql"] == ["where_unchecked"]
+
+
+UNBOUNDED = [
+    ("lead_id > 0 AND LENGTH(REGEXP_REPLACE(REPEAT('a', 40000), 'a', 'bb')) = 7", "REPEAT()"),
+    ("SPACE(20000000) = ''", "SPACE()"),
+    ("LPAD(phone_number, 16000000, '0') <> ''", "LPAD()"),
+    ("REPLACE(REPLACE(LPAD('', 255, 'a'), 'a', LPAD('', 255, 'a')), 'a', 'bb') = ''", "REPLACE()"),
+]
+
+
+@pytest.mark.parametrize(("condition", "refused"), UNBOUNDED, ids=[r for _, r in UNBOUNDED])
+def test_where_that_can_build_an_unbounded_string_is_refused_before_it_is_sent(
+    vdb: VDb, condition: str, refused: str
+) -> None:
+    """Issue 21, finding 11: one evaluation of such a call runs past max_statement_time and
+    KILL; the condition is refused (naming the call) before any statement carries it."""
+    vdb.seed(SEEDED)
+    before = vdb.checksum()
+
+    result = vdb.cli(["--verbose", "archive", "--dry-run", "--where", condition])
+
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    errors = error_lines(result)
+    assert len(errors) == 1 and refused in errors[0], result.stderr
+    assert "Error: --where may" in errors[0]
+    assert condition[:20] not in result.stderr.replace(errors[0], "")  # never sent
+    assert checkpoint_tables(vdb) == []
+    assert vdb.checksum() == before
+
+
+def test_statement_timeout_is_set_before_the_first_statement_that_carries_the_where(
+    vdb: VDb,
+) -> None:
+    """Issue 21, finding 11: the --where check's EXPLAIN ran before max_statement_time was set."""
+    vdb.seed(SEEDED)
+
+    result = vdb.cli(["--verbose", "archive", "--dry-run", "--where", "comments <> 'zz'"])
+
+    assert result.exit_code == 0, result.stderr
+    sent = [
+        str(json.loads(line)["sql"])
+        for line in result.stderr.splitlines()
+        if line.startswith("{") and '"event": "sql"' in line
+    ]
+    first_where = next(i for i, s in enumerate(sent) if "'zz'" in s)
+    timeout = next(i for i, s in enumerate(sent) if "max_statement_time" in s)
+    assert timeout < first_where, sent[: first_where + 1]

@@ -1,8 +1,10 @@
-"""A database that accepts TCP and never answers: a test-owned loopback listener."""
+"""A database that accepts TCP and never answers, or answers a byte at a time: test-owned
+loopback listeners."""
 
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 import time
 
@@ -41,3 +43,47 @@ class SilentDb:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(5)
+
+
+def greeting() -> bytes:
+    """A MariaDB handshake greeting (protocol 10, mysql_native_password), as one packet."""
+    caps = 0xF7FF | (0x81BF << 16)
+    salt = b"abcdefghijklmnopqrst"
+    p = b"\x0a5.5.5-10.11.99-MariaDB\x00" + struct.pack("<I", 7) + salt[:8] + b"\x00"
+    p += struct.pack("<H", caps & 0xFFFF) + b"\x21" + struct.pack("<H", 2)
+    p += struct.pack("<H", caps >> 16) + bytes([21]) + b"\x00" * 10 + salt[8:] + b"\x00"
+    p += b"mysql_native_password\x00"
+    return struct.pack("<I", len(p))[:3] + b"\x00" + p
+
+
+class DrippingDb(SilentDb):
+    """A loopback listener that sends the MySQL greeting one byte every `pace` seconds: each
+    read of the client gets a byte well within any read timeout, the greeting takes minutes."""
+
+    def __init__(self, life: float = 180.0, pace: float = 1.0) -> None:
+        self.pace = pace
+        super().__init__(life)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set() and time.monotonic() < self._deadline:
+                try:
+                    conn, _ = self.sock.accept()
+                except TimeoutError:
+                    continue
+                self._conns.append(conn)
+                self.accepted += 1
+                threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
+        finally:
+            for c in self._conns:
+                c.close()
+            self.sock.close()
+
+    def _drip(self, conn: socket.socket) -> None:
+        for byte in greeting():
+            if self._stop.wait(self.pace):
+                return
+            try:
+                conn.sendall(bytes([byte]))
+            except OSError:
+                return

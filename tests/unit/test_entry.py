@@ -68,3 +68,35 @@ def test_entry_and_proctitle_import_nothing_heavy() -> None:
     )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert p.stdout.strip() == "[]", p.stdout + p.stderr
+
+
+# The CLI's main replaced by one that fails as nothing the CLI knows would.
+FAILING = """
+import sys
+import archiver.cli
+def boom():
+    raise RuntimeError("a server said\\x1b[2J something odd")
+archiver.cli.main = boom
+from archiver.entry import main
+sys.argv = ["vicidial-archiver", *sys.argv[1:]]
+main()
+"""
+
+
+def test_what_escapes_the_cli_is_one_error_line_and_exit_1() -> None:
+    """Issue 21, finding 14: no traceback for anything outside the tool can cause; --debug
+    shows it."""
+    p = subprocess.run(
+        [sys.executable, "-c", FAILING, "jobs", "list"], capture_output=True, text=True
+    )
+    assert p.returncode == 1
+    assert p.stderr.splitlines() == [
+        "Error: unexpected error (RuntimeError: a server said?[2J something odd); run again "
+        "with --debug for the traceback"
+    ]
+
+    p = subprocess.run(
+        [sys.executable, "-c", FAILING, "--debug", "jobs", "list"], capture_output=True, text=True
+    )
+    assert p.returncode == 1
+    assert "Traceback" in p.stderr and p.stderr.rstrip().endswith("something odd")

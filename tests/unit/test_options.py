@@ -41,6 +41,19 @@ def test_selection_of_each_kind() -> None:
     frozen(ids, "lead_ids", ("4",))
 
 
+def test_list_flags_take_commas_and_repetition_alike() -> None:
+    commas = SelectionArgs(list_ids=("101,102",), campaigns=("A,B",), statuses=("NI, DNC",))
+    repeated = SelectionArgs(list_ids=("101", "102"), campaigns=("A", "B"), statuses=("NI", "DNC"))
+    assert commas.criteria() == repeated.criteria()
+    assert commas.criteria() == Criteria(
+        list_ids=(101, 102), campaigns=("A", "B"), statuses=("NI", "DNC")
+    )
+    with pytest.raises(BadInput, match=r"^invalid --list-id '': list ids are whole numbers$"):
+        SelectionArgs(list_ids=("101,",))
+    with pytest.raises(BadInput, match=r"^--campaign 'A,,B' holds an empty value"):
+        SelectionArgs(campaigns=("A,,B",))
+
+
 @pytest.mark.parametrize(
     ("kw", "message"),
     [
@@ -106,7 +119,7 @@ def test_restore_overrides() -> None:
 def test_restore_refuses_a_status_that_is_not_printable(status: str) -> None:
     with pytest.raises(BadInput) as refused:
         RestoreArgs(status=status)
-    assert str(refused.value) == f"--status {status!r}: a VICIdial status is printable text"
+    assert str(refused.value) == f"--set-status {status!r}: a VICIdial status is printable text"
 
 
 # --- RunArgs -------------------------------------------------------------------------------

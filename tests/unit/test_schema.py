@@ -505,45 +505,46 @@ def test_overrides_the_column_holds_pass(overrides: dict[str, Any], charset: str
         (
             {"status": "N\U0001f600W"},
             "utf8mb3",
-            "--status 'N\U0001f600W': vicidial_list.status is varchar(6), character set "
+            "--set-status 'N\U0001f600W': vicidial_list.status is varchar(6), character set "
             "utf8mb3, which cannot hold '\U0001f600': use characters of up to 3 bytes in UTF-8 "
             "(no emoji)",
         ),
         (
             {"status": "TOOLONGX"},
             "utf8mb3",
-            "--status 'TOOLONGX': vicidial_list.status is varchar(6), which holds at most 6 "
+            "--set-status 'TOOLONGX': vicidial_list.status is varchar(6), which holds at most 6 "
             "characters",
         ),
         (
             {"status": "ĀB"},
             "latin1",
-            "--status 'ĀB': vicidial_list.status is varchar(6), character set latin1, which "
+            "--set-status 'ĀB': vicidial_list.status is varchar(6), character set latin1, which "
             "cannot hold 'Ā': use Western European (cp1252) characters",
         ),
         (
             {"status": "A\udcffB"},  # an argument that was not UTF-8 at all
             "utf8mb4",
-            "--status 'A\\udcffB': vicidial_list.status is varchar(6), character set utf8mb4, "
+            "--set-status 'A\\udcffB': vicidial_list.status is varchar(6), character set utf8mb4, "
             "which cannot hold '\\udcff': use valid UTF-8 text",
         ),
         (
             {"called_count": 65536},
             "utf8mb3",
-            "--called-count 65536: vicidial_list.called_count is smallint(5) unsigned, which "
+            "--set-called-count 65536: vicidial_list.called_count is smallint(5) unsigned, which "
             "takes a whole number from 0 to 65535",
         ),
         (
             {"called_count": -1},
             "utf8mb3",
-            "--called-count -1: vicidial_list.called_count is smallint(5) unsigned, which "
+            "--set-called-count -1: vicidial_list.called_count is smallint(5) unsigned, which "
             "takes a whole number from 0 to 65535",
         ),
         (
             {"called_since_last_reset": "n"},
             "utf8mb3",
-            "--reset (sets called_since_last_reset to 'n'): vicidial_list.called_since_last_reset"
-            " is enum('Y','N','D'), which does not hold 'n': use one of 'Y', 'N', 'D'",
+            "--reset-called (sets called_since_last_reset to 'n'): "
+            "vicidial_list.called_since_last_reset is enum('Y','N','D'), which does not hold "
+            "'n': use one of 'Y', 'N', 'D'",
         ),
     ],
 )

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 
 import pytest
@@ -13,9 +12,9 @@ from archiver.idlist import parse_id
 from archiver.selection import (
     MAX_LEAD_ID,
     Criteria,
+    Cutoff,
     Selection,
-    check_limit,
-    parse_request,
+    parse_cutoff,
 )
 
 RANGE = "lead ids are whole numbers from 1 to 4294967295"
@@ -75,43 +74,6 @@ def test_parse_id_refuses_anything_else(token: str) -> None:
 def test_parse_id_names_where_the_id_came_from() -> None:
     with pytest.raises(BadInput, match=r"^invalid lead id on line 3 of ids.txt 'x': "):
         parse_id("x", "lead id on line 3 of ids.txt")
-
-
-# --- check_limit (the Lead Archive API's limit: --request and serve) -------------------------
-
-
-def test_check_limit_counts_distinct_ids() -> None:
-    check_limit([1] * 1000 + list(range(2, 501)), 500, "x")  # 500 distinct ids: fine
-    with pytest.raises(BadInput) as err:
-        check_limit(list(range(1, 502)), 500, "req.json")
-    assert str(err.value).startswith(
-        "req.json gives 501 lead ids, more than the Lead Archive API's limit of 500; split the "
-        "request, raise archive.id_limit in the config, or give the ids with --ids-file"
-    )
-
-
-# --- parse_request -----------------------------------------------------------------------------
-# The body's rules are archiver.request's, shared with serve: tests/unit/test_request.py.
-
-
-def test_parse_request_reads_the_api_body() -> None:
-    body = {
-        "insert_leads": True,
-        "update_leads": False,
-        "delete_leads": True,
-        "lead_ids": [3, 1, 2],
-    }
-    req = parse_request(json.dumps(body), "req.json", 500)
-    assert (req.insert, req.update, req.delete) == (True, False, True)
-    assert req.lead_ids == (3, 1, 2)
-
-
-def test_parse_request_refuses_as_serve_does() -> None:
-    with pytest.raises(BadInput) as err:
-        parse_request('{"lead_ids": ["12", 13]}', "r", 500)
-    assert str(err.value) == (
-        'r: lead_ids[0] is "12": lead ids are JSON whole numbers from 1 to 4294967295'
-    )
 
 
 # --- Criteria and Selection ------------------------------------------------------------------
@@ -182,3 +144,70 @@ def test_selection_from_ids_is_sorted_and_unique() -> None:
     assert sel.ids is not None and list(sel.ids.batches(10)) == [[1, 3, 5]]
     assert sel.canonical() == Selection.from_ids([1, 3, 5]).canonical()
     assert sel.canonical() != Selection.from_ids([1, 3, 6]).canonical()
+
+
+# --- cut-offs: ages and words (issue 22) ------------------------------------------------------
+
+NOW = datetime(2026, 3, 31, 7, 56, 12)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1mo", datetime(2026, 2, 28, 7, 56, 12)),  # no 31 February: the month's last day
+        ("6mo", datetime(2025, 9, 30, 7, 56, 12)),
+        ("13 months", datetime(2025, 2, 28, 7, 56, 12)),
+        ("1y", datetime(2025, 3, 31, 7, 56, 12)),
+        ("2 years", datetime(2024, 3, 31, 7, 56, 12)),
+        ("2w", datetime(2026, 3, 17, 7, 56, 12)),
+        ("3 weeks", datetime(2026, 3, 10, 7, 56, 12)),
+        ("90d", datetime(2025, 12, 31, 7, 56, 12)),
+        ("1 day", datetime(2026, 3, 30, 7, 56, 12)),
+        ("1.5d", datetime(2026, 3, 29, 19, 56, 12)),
+        ("12h", datetime(2026, 3, 30, 19, 56, 12)),
+        ("today", datetime(2026, 3, 31)),
+        ("Yesterday", datetime(2026, 3, 30)),
+        ("2024-01-31", datetime(2024, 1, 31)),
+        ("2024-01-31 18:00", datetime(2024, 1, 31, 18, 0)),
+    ],
+)
+def test_cutoffs_resolve_by_the_calendar(text: str, expected: datetime) -> None:
+    assert parse_cutoff(text, "--entry-before", NOW) == expected
+
+
+def test_a_year_back_from_a_leap_day_is_the_last_of_february() -> None:
+    assert parse_cutoff("1y", "--x", datetime(2024, 2, 29, 12)) == datetime(2023, 2, 28, 12)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("6m", "'6m' could mean minutes or months; write 6mo for months"),
+        ("6 M", "'6 M' could mean minutes or months; write 6mo for months"),
+        ("5min", "'5min' is an age in minutes"),
+        ("10 minutes", "'10 minutes' is an age in minutes"),
+        ("30s", "'30s' is an age in seconds"),
+        ("1.5y", "months and years are whole numbers"),
+        ("101y", "'101y' is too long (at most 100 years)"),
+        ("1201mo", "'1201mo' is too long (at most 100 years)"),
+        ("90", "expected a date (2024-01-31, today, yesterday)"),
+        ("6q", "expected a date"),
+        ("tomorrow", "expected a date"),
+    ],
+)
+def test_cutoffs_that_could_be_misread_are_refused(text: str, message: str) -> None:
+    with pytest.raises(BadInput) as refused:
+        parse_cutoff(text, "--last-call-before", NOW)
+    assert str(refused.value).startswith("--last-call-before: ")
+    assert message in str(refused.value)
+
+
+def test_a_cutoff_is_shown_with_its_zone_and_what_was_given() -> None:
+    utc = Cutoff("last_call_before", "6mo", "2026-06-05 07:56:12", 0)
+    assert utc.line == "last_call_before: 2026-06-05 07:56:12 UTC (6mo)"
+    assert utc.iso == "2026-06-05T07:56:12+00:00"
+    east = Cutoff("entry_before", "2024-01-01", "2024-01-01 00:00:00", 5 * 3600 + 1800)
+    assert east.line == "entry_before: 2024-01-01 00:00:00 +05:30"
+    assert east.iso == "2024-01-01T00:00:00+05:30"
+    west = Cutoff("entry_before", "yesterday", "2024-01-01 00:00:00", -4 * 3600)
+    assert west.line == "entry_before: 2024-01-01 00:00:00 -04:00 (yesterday)"

@@ -42,7 +42,7 @@ def test_set_list_and_conjunction_across_lines() -> None:
 
 
 def test_a_literal_between_columns_stays_in_sight() -> None:
-    # dearchive --reset writes 'N' into called_since_last_reset: the reader must see it.
+    # dearchive --reset-called writes 'N' into called_since_last_reset: the reader must see it.
     items = ["s.`a`", "s.`b`", "s.`c`", "'N'", "s.`d`", "s.`e`", "s.`f`", "s.`g`"]
     assert elide_columns(f"SELECT {', '.join(items)} FROM x") == (
         "SELECT s.`a`, … 2 more, 'N', s.`d`, … 3 more FROM x"
