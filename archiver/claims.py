@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 from archiver.config import Settings
 from archiver.db import Db
-from archiver.errors import LockHeld
+from archiver.errors import LeadsBusy
 
 # Seconds a small job waits for each lead a big job's chunk holds.
 CLAIM_WAIT = 5
@@ -76,7 +76,7 @@ def claim_all(db: Db, settings: Settings, ids: Sequence[int]) -> None:
     if busy:
         release(db, settings, sorted(got))
         shown = ", ".join(str(i) for i in busy[:10]) + (", …" if len(busy) > 10 else "")
-        raise LockHeld(
+        raise LeadsBusy(
             f"another job has been working on lead(s) {shown} for over {CLAIM_WAIT} s; "
             "run again in a moment (`jobs list` shows the jobs)"
         )
@@ -86,7 +86,7 @@ def lock_job(db: Db, settings: Settings, identity_hash: str) -> None:
     name = job_lock_name(settings, identity_hash)
     if db.scalar("SELECT GET_LOCK(:n, 0)", {"n": name}) != 1:
         holder = db.scalar("SELECT IS_USED_LOCK(:n)", {"n": name})
-        raise LockHeld(
+        raise LeadsBusy(
             f"the same job (the same leads and flags) is running now (connection {holder}); "
             "wait for it to finish, then run again"
         )

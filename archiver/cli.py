@@ -3,7 +3,9 @@ archiver.commands, print its result; map every error kind to its exit code in on
 
 No other module imports click. Every error a user can cause is an ArchiverError and ends as one
 `Error: …` line on stderr with its exit code (a report command's failed check ends with its
-exit code alone); `--debug` re-raises with the traceback.
+exit code alone); `--debug` re-raises with the traceback. A job stopped on purpose (exit 3) is
+no error: its line says `stopped …` (with JSON logs: the runner's `summary` event, or one
+`stopped` event); a closed stdout pipe (`| head`) ends the command quietly, exit 0.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -27,8 +29,15 @@ from archiver import logging as alog
 from archiver.checkpoint import describe_job
 from archiver.db import classify_error
 from archiver.doctor import Report as DoctorReport
-from archiver.errors import ArchiverError, BadInput, ChecksFailed
-from archiver.jobtypes import OUTCOMES, Summary
+from archiver.errors import (
+    EXIT_CODES,
+    EXIT_STOPPED,
+    REPORT_EXIT_CODE,
+    ArchiverError,
+    BadInput,
+    ChecksFailed,
+)
+from archiver.jobtypes import MOVED, OUTCOMES, Summary
 from archiver.options import (
     OPTIMIZE_MIN,
     ControlArgs,
@@ -94,8 +103,27 @@ def _has_surrogate(text: str) -> bool:
     return False
 
 
+class OutputClosed(Exception):
+    """stdout's reader went away (`… | head -1`): the command ends quietly, exit 0."""
+
+
 def _out(text: str = "") -> None:
-    click.echo(text)
+    try:
+        click.echo(text)
+    except BrokenPipeError:
+        _stdout_to_devnull()
+        raise OutputClosed from None
+
+
+def _stdout_to_devnull() -> None:
+    """What is still buffered for the closed pipe goes nowhere, also at exit (no `Exception
+    ignored … BrokenPipeError` there)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no real file (click's test runner)
+        pass
 
 
 class ArchiverGroup(click.Group):
@@ -113,6 +141,8 @@ class ArchiverGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except OutputClosed:  # the reader has what it wanted: not a failure
+            ctx.exit(0)
         except ArchiverError as exc:
             self._fail(ctx, exc, str(exc))
         except DBAPIError as exc:
@@ -127,13 +157,26 @@ class ArchiverGroup(click.Group):
         if kind.silent:  # the report printed says it all; --debug has no traceback to show
             ctx.exit(kind.exit_code)
         obj = ctx.obj
-        if isinstance(obj, Ctx) and obj.debug:
-            raise
-        click.echo(f"Error: {message}", err=True)
+        if isinstance(obj, Ctx) and obj.debug and kind.exit_code != EXIT_STOPPED:
+            raise  # a planned stop has no traceback worth showing
+        if kind.exit_code == EXIT_STOPPED and not alog.console_format():
+            # Stopped on purpose, with JSON logs: one more event, not a plain line.
+            alog.get_logger().warning("stopped", message=message)
+            ctx.exit(kind.exit_code)
+        click.echo(f"{kind.prefix}{message}", err=True)
         ctx.exit(kind.exit_code)
 
 
-@click.group(cls=ArchiverGroup, context_settings={"help_option_names": ["-h", "--help"]})
+def _exit_codes_epilog() -> str:
+    lines = [f"  {code}  {words}" for code, words in EXIT_CODES]
+    return "\b\nExit codes:\n" + "\n".join(lines) + f"\n  {REPORT_EXIT_CODE}"
+
+
+@click.group(
+    cls=ArchiverGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=_exit_codes_epilog(),
+)
 @click.option(
     "--config",
     "config_path",
@@ -478,27 +521,62 @@ def _progress(ctx: Ctx) -> AbstractContextManager[commands.Progress] | None:
     return _bar(("selection",) if sys.stdout.isatty() else ("selection", "summary"))
 
 
-def print_summary(summary: Summary, as_json: bool) -> None:
+def summary_line(summary: Summary, zone: str, now: datetime | None = None) -> str:
+    """The end of a run as a person reads it, every count with its outcome named:
+    `archive: done — 2,912 archived, 11 kept (3 kept_changed, 8 skipped_live), 2,923 leads
+    examined in 6 chunks, 12.3 s (237 leads/s); job 12, ended 2026-12-05 03:12:44 EST`."""
+    moved = [f"{n:,} {k}" for k, n in sorted(summary.counts.items()) if k in MOVED and n]
+    kept = summary.kept
+    parts = [", ".join(moved) if moved else f"0 {summary.direction}d"]
+    parts.append(f"{sum(kept.values()):,} kept" + _outcomes(kept))
+    absent = summary.not_in_source
+    if absent:
+        parts.append(f"{sum(absent.values()):,} not in the source table" + _outcomes(absent))
+    examined = f"{_count(summary.leads, 'lead')} examined in {_count(summary.chunks, 'chunk')}"
+    took = f"{summary.seconds:,.1f} s ({summary.rate:,.0f} leads/s)"
+    local = (now or datetime.now(UTC)).astimezone(ZoneInfo(zone))
+    when = local.strftime("%Y-%m-%d %H:%M:%S ") + (local.tzname() or zone)
+    job = f"job {summary.job_id}" if summary.job_id else "no job recorded"
+    head = "DRY RUN — nothing written; what a run would do: " if summary.dry_run else ""
+    return (
+        f"{head}{summary.direction}: {summary.state} — {', '.join(parts)}, {examined}, "
+        f"{took}; {job}, ended {when}"
+    )
+
+
+def _outcomes(counts: Mapping[str, int]) -> str:
+    """` (3 kept_changed, 8 skipped_live)`, or nothing when there are none."""
+    if not counts:
+        return ""
+    return " (" + ", ".join(f"{n:,} {k}" for k, n in counts.items()) + ")"
+
+
+def print_summary(summary: Summary, as_json: bool, zone: str = "UTC") -> None:
+    """The job's end on stdout: the `--json` summary, or the plain lines for a person. With
+    JSON logs (asked for, or no terminal: cron) the plain lines are not printed: the
+    runner's `summary` event on stderr is the run's end there, one format per stream."""
+    try:
+        _print_summary(summary, as_json, zone)
+    except OutputClosed:
+        pass  # the job has run: its metrics, admin log and exit code still follow
+
+
+def _print_summary(summary: Summary, as_json: bool, zone: str) -> None:
     if as_json:
         data = summary.as_dict()
         if summary.dry_run:
             data["sql"] = summary.sql
         _out(json.dumps(data))
         return
+    if not (summary.dry_run or alog.console_format()):
+        return
     if summary.dry_run:
         for line in summary.plan:
             _out(f"plan: {line}")
-    head = "DRY RUN — nothing written. " if summary.dry_run else ""
-    job = f"job {summary.job_id}" if summary.job_id else "no job recorded"
-    _out(
-        f"{head}{summary.direction}: {summary.state}, {summary.leads} leads in "
-        f"{summary.chunks} chunks, {summary.seconds:.1f}s ({summary.rate:.0f} leads/s), {job}"
-    )
+    _out(summary_line(summary, zone))
     if not summary.dry_run:  # a dry run's plan has shown them
         for line in summary.selection_lines:
             _out(f"  {line}")
-    for name, count in sorted(summary.counts.items()):
-        _out(f"  {name:<18} {count}")
     for warning in summary.warnings:
         _out(f"  warning: {warning}")
     if summary.dry_run and summary.sql:
@@ -520,8 +598,13 @@ def _end(summary: Summary) -> None:
         for line in timings.lines(summary.statistics):
             click.echo(line, err=True)
     error = commands.outcome_error(summary)
-    if error is not None:
-        raise error
+    if error is None:
+        return
+    if error.exit_code == EXIT_STOPPED and not summary.report_error and not alog.console_format():
+        # With JSON logs the runner's `summary` event (state, stop_reason, resume) already
+        # ended the log: no second line says it again.
+        click.get_current_context().exit(error.exit_code)
+    raise error
 
 
 # --- archive -----------------------------------------------------------------------------
@@ -559,7 +642,7 @@ def archive(ctx: Ctx, /, **kw: Any) -> None:
         steps.allowed_by(request_flags),
         _run_args(kw),
         progress=_progress(ctx),
-        show=lambda done: print_summary(done, kw["as_json"]),
+        show=lambda done: print_summary(done, kw["as_json"], settings.window.timezone),
     )
     _end(summary)
 
@@ -613,7 +696,7 @@ def dearchive(ctx: Ctx, /, **kw: Any) -> None:
         _run_args(kw),
         restore,
         progress=_progress(ctx),
-        show=lambda done: print_summary(done, kw["as_json"]),
+        show=lambda done: print_summary(done, kw["as_json"], settings.window.timezone),
     )
     _end(summary)
 
@@ -655,7 +738,13 @@ def schema_group() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def schema_check(ctx: Ctx, as_json: bool) -> None:
-    """Report drift between vicidial_list and the archive; exit 1 when a run would be refused."""
+    """Report drift between vicidial_list and the archive; exit 1 when a run would be refused.
+
+    \b
+    Examples:
+      vicidial-archiver --astguiclient /etc/astguiclient.conf schema check
+      vicidial-archiver --config /etc/vicidial-archiver.toml schema check --json
+    """
     check = commands.schema_check(ctx.settings())
     live, archive_t, forward = check.live, check.archive, check.drift
     if as_json:
@@ -688,7 +777,13 @@ def schema_check(ctx: Ctx, as_json: bool) -> None:
 @click.pass_obj
 def schema_init(ctx: Ctx, print_only: bool) -> None:
     """Create the archive table (LIKE vicidial_list, lead_id without AUTO_INCREMENT) and the
-    archiver_ checkpoint tables."""
+    archiver_ checkpoint tables.
+
+    \b
+    Examples:
+      vicidial-archiver schema init --print
+      vicidial-archiver --astguiclient /etc/astguiclient.conf schema init
+    """
     settings = ctx.settings()
     done = commands.schema_init(settings, print_only=print_only)
     if print_only:
@@ -707,7 +802,13 @@ def schema_init(ctx: Ctx, print_only: bool) -> None:
 @click.pass_obj
 def schema_sync(ctx: Ctx, apply: bool) -> None:
     """Print the ALTER TABLE that lets the archive hold every live column. Never drops or
-    narrows anything."""
+    narrows anything.
+
+    \b
+    Examples:
+      vicidial-archiver schema sync
+      vicidial-archiver schema sync --apply
+    """
 
     def show(statements: list[str]) -> None:
         if not statements:
@@ -775,7 +876,13 @@ def _job_line(job: Mapping[str, Any], zone: str) -> str:
 @click.option("--json", "as_json", is_flag=True, help="One JSON array, each job typed.")
 @click.pass_obj
 def jobs_list(ctx: Ctx, limit: int, as_json: bool) -> None:
-    """The newest jobs first. A `running!` job's process is gone: resume or cancel it."""
+    """The newest jobs first. A `running!` job's process is gone: resume or cancel it.
+
+    \b
+    Examples:
+      vicidial-archiver jobs list
+      vicidial-archiver jobs list --limit 10 --json
+    """
     settings = ctx.settings()
     jobs = commands.jobs_overview(settings, limit)
     if as_json:
@@ -804,7 +911,14 @@ def jobs_list(ctx: Ctx, limit: int, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def jobs_show(ctx: Ctx, ref: str, outcome: str | None, as_json: bool) -> None:
-    """One job: state, counts, rate, last chunks, stop reason."""
+    """One job: state, counts, rate, last chunks, stop reason.
+
+    \b
+    Examples:
+      vicidial-archiver jobs show 12
+      vicidial-archiver jobs show nightly --json
+      vicidial-archiver jobs show 12 --leads skipped_live
+    """
     settings = ctx.settings()
     if outcome:
         for lead, out in commands.job_leads(settings, ref, None if outcome == "all" else outcome):
@@ -883,7 +997,14 @@ def jobs_resume(
     **kw: Any,
 ) -> None:
     """Resume an unfinished job with the selection and flags it was started with, and its
-    tuning (--sleep, --delete-batch, …): a tuning flag given here wins for this run."""
+    tuning (--sleep, --delete-batch, …): a tuning flag given here wins for this run.
+
+    \b
+    Examples:
+      vicidial-archiver jobs resume 12
+      vicidial-archiver jobs resume nightly --max-runtime 2h --report /tmp/kept.csv
+      vicidial-archiver jobs resume 12 --sleep 0 --sentinel /run/vicidial-archiver.stop
+    """
     settings = ctx.settings()
     tuning = TuningArgs(
         delete_batch=kw["delete_batch"],
@@ -903,7 +1024,7 @@ def jobs_resume(
         control=_control(kw),
     )
     summary = commands.jobs_resume(settings, args)
-    print_summary(summary, as_json)
+    print_summary(summary, as_json, settings.window.timezone)
     _end(summary)
 
 
@@ -915,7 +1036,13 @@ def jobs_resume(
 @click.pass_obj
 def jobs_cancel(ctx: Ctx, ref: str, force: bool) -> None:
     """Mark an unfinished job cancelled (its leads stay where they are). A running job stops
-    at its next chunk."""
+    at its next chunk.
+
+    \b
+    Examples:
+      vicidial-archiver jobs cancel 12
+      vicidial-archiver jobs cancel nightly --force
+    """
     job = commands.jobs_cancel(ctx.settings(), ref, force=force)
     _out(f"cancelled {job.label}")
 
@@ -931,7 +1058,13 @@ def jobs_prune(ctx: Ctx, older_than: str, dry_run: bool, yes: bool) -> None:
     """Delete finished jobs (done, cancelled) older than AGE, with their chunks and leads.
 
     On a terminal it first asks, naming how many job records go (--yes: do not ask); without
-    a terminal (cron) it does not ask."""
+    a terminal (cron) it does not ask.
+
+    \b
+    Examples:
+      vicidial-archiver jobs prune --dry-run
+      vicidial-archiver jobs prune --older-than 90d --yes
+    """
     seconds = config.parse_duration(older_than, "--older-than")
     settings = ctx.settings()
     ask = not (dry_run or yes) and sys.stdin.isatty()
@@ -972,7 +1105,13 @@ def jobs_prune(ctx: Ctx, older_than: str, dry_run: bool, yes: bool) -> None:
 @click.option("--keep", is_flag=True, help="Keep the demo database instead of dropping it.")
 @click.pass_obj
 def demo(ctx: Ctx, leads: int, engine: str, keep: bool) -> None:
-    """Throwaway database with synthetic leads; runs archive, search, dearchive, verify."""
+    """Throwaway database with synthetic leads; runs archive, search, dearchive, verify.
+
+    \b
+    Examples:
+      vicidial-archiver --dsn mysql://root@127.0.0.1:3306/ demo
+      vicidial-archiver demo --leads 200000 --engine InnoDB --keep
+    """
     from archiver.demo import run_demo
 
     code = run_demo(ctx.settings(), _out, leads=leads, keep=keep, engine=engine)
@@ -1001,7 +1140,14 @@ def demo(ctx: Ctx, leads: int, engine: str, keep: bool) -> None:
 def serve(ctx: Ctx, listen: str, print_openapi: bool) -> None:
     """Serve the Lead Archive API: POST /vicidial/leads/archive with Authorization:
     Key=<api key> runs one archive job. API keys: [serve] keys or ARCHIVER_API_KEYS, as
-    name:<sha256 hex>. Needs the extra: pip install 'vicidial-archiver[serve]'."""
+    name:<sha256 hex>. Needs the extra: pip install 'vicidial-archiver[serve]'.
+
+    \b
+    Examples:
+      vicidial-archiver --config /etc/vicidial-archiver.toml serve
+      vicidial-archiver serve --listen 127.0.0.1:8081
+      vicidial-archiver serve --openapi > openapi.json
+    """
     try:
         from archiver import serve as server
     except ModuleNotFoundError as exc:
@@ -1086,7 +1232,14 @@ def search(
     call prints, from vicidial_list (or the archive with --archived): one
     `<key>|<count>|<id-id-…>` line per number or code.
 
-    Exit 0 when a key matched, 1 when none did, 2 when no number has 6–18 digits."""
+    Exit 0 when a key matched, 1 when none did, 2 when no number has 6–18 digits.
+
+    \b
+    Examples:
+      vicidial-archiver search 7275550001
+      vicidial-archiver search 7275550001,7275550002 --archived --json
+      vicidial-archiver search --vendor-lead-code V1234 --vicidial --header
+    """
     args = SearchArgs(
         phones, codes, archived, list_id, campaign, header, records, user, vicidial, as_json
     )

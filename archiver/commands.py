@@ -90,14 +90,39 @@ def resume_hint(summary: Summary) -> str:
     )
 
 
+# How a signal's stop reads to the person who sent it.
+_SIGNAL_WORDS = {"stopped by SIGINT": "stopped by Ctrl-C (SIGINT)"}
+
+
+def stop_line(summary: Summary) -> str:
+    """A stopped or cancelled job's end, as a person reads it: what stopped it, after how much
+    work, and how to go on: `stopped by Ctrl-C (SIGINT) after 7 chunks (2,100 leads examined);
+    resume with: vicidial-archiver jobs resume 12`."""
+    reason = summary.stop_reason or "stopped"
+    reason = _SIGNAL_WORDS.get(reason, reason)
+    if summary.state != "cancelled" and not reason.startswith("stopped"):
+        reason = f"stopped: {reason}"
+    chunks = f"{summary.chunks:,} chunk{'' if summary.chunks == 1 else 's'}"
+    leads = f"{summary.leads:,} lead{'' if summary.leads == 1 else 's'} examined"
+    done = f"{reason}, after {chunks} ({leads})"
+    if summary.state == "cancelled":
+        return f"{done}; it stopped for good: a new run starts a new job"
+    if summary.job_id is None:
+        return f"{done}; nothing was written"
+    return (
+        f"{done}; resume with: vicidial-archiver jobs resume {summary.job_id} "
+        "(or run the same command again)"
+    )
+
+
 def outcome_error(summary: Summary) -> ArchiverError | None:
     """The error kind a job's end maps to, None for a job done (and its report written)."""
     reason = summary.stop_reason
     error: ArchiverError | None = None
     if summary.state == "cancelled":
-        error = Cancelled(f"{reason}; it stopped for good: a new run starts a new job")
+        error = Cancelled(stop_line(summary))
     elif summary.state == "stopped":
-        error = Stopped(f"{reason}; {resume_hint(summary)}")
+        error = Stopped(stop_line(summary))
     elif summary.state == "failed":
         error = Failed(f"{reason}; {resume_hint(summary)}")
     if summary.report_error:

@@ -19,6 +19,24 @@ EXIT_BAD_INPUT = 2
 EXIT_STOPPED = 3
 EXIT_LOCKED = 4
 
+# The exit codes as `--help` (the group's epilog) and README list them, word for word: a unit
+# test holds the three equal.
+EXIT_CODES: tuple[tuple[int, str], ...] = (
+    (EXIT_OK, "done"),
+    (EXIT_FAILED, "failed (one `Error:` line; the job is resumable)"),
+    (EXIT_BAD_INPUT, "bad input or usage (one `Error:` line), nothing written"),
+    (
+        EXIT_STOPPED,
+        "stopped early on purpose (window, --max-runtime, a signal, throttle, jobs cancel): "
+        "not an error; resumable unless cancelled",
+    ),
+    (EXIT_LOCKED, "another job holds the lock (one `Error:` line)"),
+)
+REPORT_EXIT_CODE = (
+    "verify, schema check, search, doctor: 1 = the report found a difference, no match or a "
+    "failed check"
+)
+
 SERVER_LOG = "the server log has the details"
 
 
@@ -37,6 +55,9 @@ class ArchiverError(Exception):
     public: str | None = f"unexpected server error; {SERVER_LOG}"
     api_fields: tuple[str, ...] = ()
     silent = False  # True: the command's report on stdout says it all; no `Error:` line
+    # What the CLI prints before the message. A job stopped on purpose is no error: its
+    # message says itself what stopped it (`stopped by Ctrl-C …`, `not started: …`).
+    prefix = "Error: "
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -106,11 +127,22 @@ class LockHeld(ArchiverError):
     api_fields = ("job_id",)
 
 
+class LeadsBusy(LockHeld):
+    """Another job works on leads this small job asked for (archiver.claims)."""
+
+    public = (
+        "another job is working on leads of this request{holder}; send the request again in a "
+        "few seconds"
+    )
+
+
 class Stopped(ArchiverError):
     """The job stopped early on purpose and can be resumed. Raised (rather than returned as a
-    stopped Summary), it means the job was refused before it started: outside the window."""
+    stopped Summary), it means the job was refused before it started: outside the window.
+    Its message is printed as it is, not as an `Error:` line: nothing went wrong."""
 
     exit_code = EXIT_STOPPED
+    prefix = ""
     http_status = 423
     code = "outside_window"
     public = "outside the off-hours window ({window})"

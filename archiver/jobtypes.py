@@ -61,6 +61,8 @@ class Outcome(StrEnum):
 # The outcomes as plain strings (click choices, JSON schema enums).
 OUTCOMES: tuple[str, ...] = tuple(o.value for o in Outcome)
 MOVED = frozenset({Outcome.ARCHIVED, Outcome.DEARCHIVED})
+# Not in the source table when the chunk read it: there was nothing to move or keep.
+NOT_IN_SOURCE = frozenset({Outcome.ALREADY_ARCHIVED, Outcome.ALREADY_LIVE, Outcome.MISSING})
 
 # The settings a job keeps across runs (its throttle and tuning), by flag name → the settings
 # path (`section.key`). --max-runtime is per run, not per job; --chunk-size is in the identity.
@@ -170,6 +172,32 @@ class Summary:
     def rate(self) -> float:
         return self.leads / self.seconds if self.seconds > 0 else 0.0
 
+    @property
+    def moved(self) -> int:
+        """Leads this run moved (archived or dearchived)."""
+        return sum(n for k, n in self.counts.items() if k in MOVED)
+
+    @property
+    def kept(self) -> dict[str, int]:
+        """Leads this run examined in the source table and left there, by outcome."""
+        return {
+            k: n
+            for k, n in sorted(self.counts.items())
+            if k not in MOVED and k not in NOT_IN_SOURCE and n
+        }
+
+    @property
+    def not_in_source(self) -> dict[str, int]:
+        """Leads selected that were not in the source table (already moved, or in neither)."""
+        return {k: n for k, n in sorted(self.counts.items()) if k in NOT_IN_SOURCE and n}
+
+    @property
+    def resume_command(self) -> str | None:
+        """The command that resumes this job, when it can be resumed."""
+        if self.job_id is None or self.dry_run or self.state not in ("stopped", "failed"):
+            return None
+        return f"vicidial-archiver jobs resume {self.job_id}"
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "direction": self.direction,
@@ -179,10 +207,15 @@ class Summary:
             "counts": dict(sorted(self.counts.items())),
             "job_counts": dict(sorted(self.job_counts.items())),
             "leads": self.leads,
+            "moved": self.moved,
+            "kept": sum(self.kept.values()),
+            "not_in_source": sum(self.not_in_source.values()),
+            "examined": self.leads,
             "chunks": self.chunks,
             "seconds": round(self.seconds, 3),
             "rate_per_s": round(self.rate, 1),
             "stop_reason": self.stop_reason,
+            "resume": self.resume_command,
             "throttle_slept_s": round(self.throttle_slept_s, 3),
             "cutoffs": dict(self.cutoffs),
             "selected": self.selected,

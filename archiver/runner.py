@@ -706,7 +706,13 @@ class Runner:
             if not self.dry_run:
                 with self.timings.timed("checkpoint"):
                     checkpoint.ensure_tables(self.db)
+            # Held pairs (`ChunkSql.held_expr`) are read wherever the table is.
+            sql.holds = "archiver_pending" in checkpoint.present_tables(self.db)
+            if not self.dry_run:
+                with self.timings.timed("checkpoint"):
                     job = self.job = self._job()
+                if not self.strategy.atomic:  # MyISAM: its own copies prove the lead
+                    sql.job_id = job.job_id
                 self.totals.update(job.counts)
                 self._resolve_criteria(job)
             else:
@@ -783,7 +789,7 @@ class Runner:
         self._check_where(sql)
         if not spec.dry_run and not spec.ignore_window and not window.is_open(self.s.window):
             raise Stopped(
-                f"outside the off-hours window ({window.describe(self.s.window)}); "
+                f"not started: outside the off-hours window ({window.describe(self.s.window)}); "
                 "run inside it or pass --ignore-window for a one-off run"
             )
         if self._sentinel():
@@ -871,7 +877,8 @@ class Runner:
         if flags.insert:
             lines.append(f"copy: {self.strategy.copy_path()}")
         if spec.overrides:
-            lines.append(f"restored leads get: {dict(spec.overrides)}")
+            given = ", ".join(f"{k}={v}" for k, v in sorted(spec.overrides.items()))
+            lines.append(f"restored leads get: {given}")
         if spec.optimize_min is not None:
             op, _ = self.strategy.sql.optimize()
             lines.append(

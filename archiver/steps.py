@@ -98,6 +98,14 @@ GUARDS = (
 )
 
 
+# Read again just before a MyISAM archive chunk's copy (`ChunkSql.versions`): a lead whose row
+# differs in one of them since the chunk's scan is not copied from the scan's values. They tell
+# a lead deleted, or replaced by another lead under the same id, and most calls (modify_date
+# has whole seconds only: a call within the scan's second is caught by the equality delete).
+VERSION = frozenset(
+    {"entry_date", "modify_date", "phone_number", "status", "called_count", "last_local_call_time"}
+)
+
 # The columns a call changes on a lead (the dialer, an agent's disposition, a list move): the
 # only ones in which the row that stays may differ from the row a proven-copy delete removes.
 # A difference anywhere else (a name, a comment cut by an ALTER) keeps both rows.
@@ -120,7 +128,7 @@ class State:
     """A lead's state in the two tables: in the source, in the target, and if in both: `equal`
     on the compared columns (every shared column but the dearchive overrides: what the delete
     proves), `exact` on every shared column, and `same_lead` when the two rows are evidently
-    the same lead (equal `entry_date`), so one may refresh the other."""
+    the same lead (equal `entry_date`, a real date), so one may refresh the other."""
 
     in_src: bool
     in_dst: bool
@@ -132,6 +140,10 @@ class State:
     def identical(self) -> bool:
         return self.equal if self.exact is None else self.exact
 
+
+# archiver_pending.tables_at of a held pair (job 0), and of a stopped job's leads after an ALTER
+# (checkpoint.MARK_ALTERED).
+HELD, ALTERED = "held", "altered"
 
 # The scan's `_state` column, from the target's row: NULL when there is none.
 EXACT, EQUAL, DIFFERENT, OTHER_LEAD = 2, 1, 0, -1
@@ -157,6 +169,10 @@ class ChunkSql:
     src: Table
     dst: Table
     overrides: Mapping[str, Any] = field(default_factory=dict)
+    # The run's job (None: a dry run, verify): its own copies prove the lead (`same_lead_expr`).
+    job_id: int | None = None
+    # archiver_pending exists: its held pairs (`held_expr`) are conflicts.
+    holds: bool = False
 
     def __post_init__(self) -> None:
         # A column both tables compute alike is neither written nor compared: its value
@@ -215,13 +231,27 @@ class ChunkSql:
         return "(" + "\n   AND ".join(parts) + ")"
 
     def same_lead_expr(self) -> str:
-        """The two rows are the same lead: equal `entry_date` (a lead keeps it for life; an id
-        handed out again, by a reset AUTO_INCREMENT or a restore, comes with another)."""
+        """The two rows are provably the same lead: equal `entry_date` (a lead keeps it for
+        life; an id handed out again, by a reset AUTO_INCREMENT or a restore, comes with
+        another), and a real date: two rows without one (NULL, or the zero date imports leave)
+        prove nothing, so they count as another lead under the same id (a conflict) unless
+        equal, and neither a refresh nor a proven-copy removal may take one for the other.
+        Except for this run's job (`job_id`, MyISAM): a target row that is exactly the copy
+        it made of the lead (its fingerprint in archiver_pending) is that lead's."""
         col = self.src.column("entry_date")
         other = self.dst.column("entry_date")
         if col is None or other is None:
             return "1"
-        return f"{self._bin('s', col, other)} <=> {self._bin('d', other, col)}"
+        s, d = self._bin("s", col, other), self._bin("d", other, col)
+        real = f"CAST(s.{q(col.name)} AS BINARY) NOT LIKE '0000-00-00%'"
+        if self.job_id is None:
+            return f"({s} = {d} AND {real})"
+        own = (
+            f"{s} <=> {d} AND EXISTS(SELECT 1 FROM `archiver_pending` AS o"
+            f" WHERE o.`job_id` = {int(self.job_id)} AND o.`lead_id` = d.`lead_id`"
+            f" AND {self.row_hash('d', 'dst')} IN (o.`copy_hash`, o.`prev_hash`))"
+        )
+        return f"({s} = {d} AND {real} OR {own})"
 
     def state_expr(self) -> str:
         """The target row's state code (EXACT, EQUAL, DIFFERENT, OTHER_LEAD) against `s`."""
@@ -231,9 +261,52 @@ class ChunkSql:
             else (f"WHEN {self.equal_expr(self.columns)} THEN {EXACT} ")
         )
         top = EQUAL if exact else EXACT
+        held = f" WHEN {self.held_expr()} THEN {OTHER_LEAD}" if self.holds else ""
         return (
-            f"CASE {exact}WHEN {self.equal_expr()} THEN {top}"
+            f"CASE {exact}WHEN {self.equal_expr()} THEN {top}{held}"
             f" WHEN {self.same_lead_expr()} THEN {DIFFERENT} ELSE {OTHER_LEAD} END"
+        )
+
+    def covered_expr(self) -> str:
+        """The archive row holds no value the live row lacks, outside what a call changes
+        (`CALL_STATE`): each other column is NULL in the archive row or equal in the two.
+        A refresh from the live row then loses nothing (a column added since the copy)."""
+        arch = "d" if self.direction == ARCHIVE else "s"
+        parts = [
+            f"({arch}.{q(c.name)} IS NULL OR {self.equal_expr([c])})"
+            for c in self.columns
+            if c.name.lower() not in CALL_STATE
+        ]
+        return "(" + "\n   AND ".join(parts) + ")" if parts else "1"
+
+    def held_expr(self) -> str:
+        """The pair is held: a MyISAM job left it in both tables after an ALTER since the job
+        fingerprinted its copy (`hold`), or a job stopped by such an ALTER has it in hand (its
+        pending row marked `altered`), and the archive row holds values the live row lacks
+        (`covered_expr`). An ALTER may have cut the live row's values (MODIFY … VARCHAR(5),
+        then back): a refresh would write the cut values over the full ones the archive
+        holds, and the delete that follows would leave them in neither table. A held pair is
+        a conflict in both directions, never refreshed nor taken for a copy, until an
+        operator decides (README: a lead held after an ALTER)."""
+        return (
+            "(EXISTS(SELECT 1 FROM `archiver_pending` AS h WHERE h.`lead_id` = s.`lead_id`"
+            f" AND h.`tables_at` IN ({_lit(HELD)}, {_lit(ALTERED)}))"
+            f"\n   AND NOT {self.covered_expr()})"
+        )
+
+    def hold(self) -> str:
+        """Hold (`held_expr`) every lead of :ids this job (:job) left in both tables whose copy
+        it fingerprinted before an ALTER of either table (its pending row's table versions
+        are not the tables' versions now), where the archive row holds values the live row
+        lacks: a row under job 0, which no job has, so no checkpoint, resume or prune of a
+        job removes it."""
+        return (
+            "INSERT IGNORE INTO `archiver_pending` (`job_id`, `lead_id`, `tables_at`)\n"
+            f"SELECT 0, s.`lead_id`, {_lit(HELD)}\n"
+            f"FROM {self.s} AS s JOIN {self.d} AS d ON d.`lead_id` = s.`lead_id`\n"
+            "JOIN `archiver_pending` AS p ON p.`job_id` = :job AND p.`lead_id` = s.`lead_id`\n"
+            "WHERE s.`lead_id` IN :ids AND p.`copy_hash` IS NOT NULL\n"
+            f"  AND NOT (p.`tables_at` <=> {self.tables_at()})\n  AND NOT {self.covered_expr()}"
         )
 
     def row_hash(self, alias: str, table: str) -> str:
@@ -405,6 +478,7 @@ class ChunkSql:
             f"SET {sets}\n"
             f"WHERE d.`lead_id` IN :ids AND NOT {self.equal_expr()}\n"
             f"  AND {self.same_lead_expr()}"
+            + (f"\n  AND NOT {self.held_expr()}" if self.holds else "")
         )
 
     def delete(self) -> str:
@@ -420,7 +494,16 @@ class ChunkSql:
         return self.equal_expr([c for c in self.columns if c.name.lower() not in CALL_STATE])
 
     def read_tables_at(self) -> str:
-        return f"SELECT {self.tables_at()}"
+        """The tables' versions (`tables_at`, column 2). CREATE_TIME counts whole seconds: when
+        a table was created or altered in this very second, an ALTER later in that second
+        would leave them unchanged, so the statement first sleeps into the next second
+        (column 1; SLEEP runs first, the select list is evaluated in order)."""
+        wait = (
+            "(SELECT IF(MAX(CREATE_TIME) >= NOW(), 1.01 - MICROSECOND(NOW(6)) / 1000000, 0)"
+            " FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()"
+            f" AND TABLE_NAME IN ({_lit(self.src.name)}, {_lit(self.dst.name)}))"
+        )
+        return f"SELECT SLEEP({wait}), {self.tables_at()}"
 
     def tables_at(self) -> str:
         """The two tables' versions: their CREATE_TIME, which every ALTER of a MyISAM table
@@ -440,35 +523,51 @@ class ChunkSql:
     def delete_stale_copy(self) -> str:
         """Archive, MyISAM: a lead changed after this job copied it stays live; its copy in the
         target goes, only where the statement proves the target row is exactly the copy this
-        job wrote or found equal (its fingerprint, recorded before the chunk wrote anything),
-        that the live row is still there and the same lead, and that no ALTER since can have
+        job wrote or found equal (its fingerprint, recorded before the chunk wrote anything,
+        and every column only the target has at its default: `dst_only_defaults`), that the
+        live row is still there and the same lead, and that no ALTER since can have
         cut a value of the live row (`unaltered_or_settled`): the live row is the newer."""
         return (
             f"DELETE d FROM {self.d} AS d JOIN {self.s} AS s ON s.`lead_id` = d.`lead_id`\n"
             "JOIN `archiver_pending` AS p ON p.`job_id` = :job AND p.`lead_id` = d.`lead_id`\n"
             f"WHERE d.`lead_id` IN :ids\n"
             f"  AND {self.row_hash('d', 'dst')} IN (p.`copy_hash`, p.`prev_hash`)\n"
+            f"  AND {self.dst_only_defaults()}\n"
             f"  AND {self.same_lead_expr()}\n  AND {self.unaltered_or_settled()}\n"
             f"  AND {self.schema_guard()}"
         )
 
-    def present(self) -> str:
-        """Which of the ids the source holds now."""
-        return f"SELECT `lead_id` FROM {self.s} WHERE `lead_id` IN :ids"
+    def versions(self) -> str:
+        """Archive, MyISAM: the chunk's rows to copy as they are now, read again just before
+        the copy: lead_id and the `VERSION` columns, each as the copy's tuple holds it. A row
+        gone since the scan (an admin's delete, an erasure) or changed in one of them (a call,
+        another lead under the same id) is not copied from the scan's values: a deleted lead
+        never comes back from the archive, and nothing is ever withdrawn (a withdrawal cannot
+        tell a lead deleted before its copy from one moved after it)."""
+        copier = self.copier()
+        cols = [self.columns[i] for i in copier.versioned]
+        parts = [
+            f"IF(s.{q(c.name)} IS NULL, 'NULL', {self.copy_field('s', c, c, convert=True)})"
+            for c in cols
+        ]
+        joined = f"CONCAT_WS('|', {', '.join(parts)})" if parts else "''"
+        return f"SELECT s.`lead_id`, {joined} FROM {self.s} AS s WHERE s.`lead_id` IN :ids"
 
-    def withdraw_gone(self) -> str:
-        """Archive, MyISAM: a lead deleted from the source by someone else after the chunk's
-        scan, whose copy this chunk then wrote from the scan's values. The copy goes, only
-        where the statement proves that the target row is exactly the copy this job wrote
-        (its fingerprint, recorded before the copy) and that the source has no row of the
-        lead: a lead deleted before its copy must not come back from the archive."""
-        return (
-            f"DELETE d FROM {self.d} AS d\n"
-            "JOIN `archiver_pending` AS p ON p.`job_id` = :job AND p.`lead_id` = d.`lead_id`\n"
-            f"WHERE d.`lead_id` IN :ids\n  AND {self.row_hash('d', 'dst')} = p.`copy_hash`\n"
-            f"  AND NOT EXISTS(SELECT 1 FROM {self.s} AS s WHERE s.`lead_id` = d.`lead_id`)\n"
-            f"  AND {self.schema_guard()}"
-        )
+    def dst_only_defaults(self) -> str:
+        """Every column only the target has (an archive-only column: a warning, not a refusal)
+        holds, in the target row `d`, what a copy writes there: its default. The fingerprint
+        covers the shared columns only, so this is what proves the rest of the row is the
+        copy's too; a value someone put there (a back-office note) means the row is not the
+        job's to remove. A generated column is left out (its value comes from the others);
+        a NOT NULL column without a default proves nothing (the row is kept)."""
+        parts = []
+        for col in self.dst.columns:
+            if self.src.column(col.name) is not None or "generated" in col.extra.lower():
+                continue
+            if not col.nullable and col.default in (None, "NULL"):
+                return "0"
+            parts.append(f"d.{q(col.name)} <=> DEFAULT(d.{q(col.name)})")
+        return "(" + " AND ".join(parts) + ")" if parts else "1"
 
     def copy_held(self) -> str:
         """The live row (`d`) holds what the archive row (`s`) held in every column whose copy
@@ -556,6 +655,8 @@ class RowCopier:
             parts.append(f"IF(s.{q(col.name)} IS NULL, 'NULL', {field})")
         self.exprs = [f"CONCAT('(', CONCAT_WS(',', {', '.join(parts)}), ')')"]
         self.width = len(sql.columns)
+        # The columns read again just before the copy (`ChunkSql.versions`), by tuple index.
+        self.versioned = [i for i, c in enumerate(sql.columns) if c.name.lower() in VERSION]
         # Per column in `row_hash`'s order: (name:, its index in the tuple).
         self.hashed = [
             (c.name.lower() + ":", sql.columns.index(c))
@@ -565,11 +666,21 @@ class RowCopier:
     def copy(self, values: Sequence[Any]) -> tuple[str, str]:
         """(the row's SQL tuple, its fingerprint), from what `exprs` read of the row."""
         row = str(values[0])
+        fields = self.fields(row)
+        text = ",".join(name + f for name, i in self.hashed if (f := fields[i]) != "NULL")
+        return row, hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    def fields(self, row: str) -> list[str]:
+        """The tuple's fields, in the shared columns' order."""
         fields = row[1:-1].split(",")
         if len(fields) != self.width:  # a quoted text holds a comma
             fields = self._tokens(row)
-        text = ",".join(name + f for name, i in self.hashed if (f := fields[i]) != "NULL")
-        return row, hashlib.sha256(text.encode("utf-8")).hexdigest()
+        return fields
+
+    def version(self, values: Sequence[Any]) -> str:
+        """The fields `ChunkSql.versions` reads again of a row, from the scan's tuple."""
+        fields = self.fields(str(values[0]))
+        return "|".join(fields[i] for i in self.versioned)
 
     def _tokens(self, row: str) -> list[str]:
         """The tuple's fields, read token by token (X'…', a QUOTE()d text, NULL)."""

@@ -96,6 +96,8 @@ class Chunk:
     copies: dict[int, tuple[bytes | None, ...]] = field(default_factory=dict)
     # Leads gone from the source before the chunk's delete (someone else deleted them).
     gone: set[int] = field(default_factory=set)
+    # MyISAM archive: leads whose row changed between the scan and the copy (not copied).
+    changed: set[int] = field(default_factory=set)
 
 
 class ChunkStrategy:
@@ -127,7 +129,6 @@ class ChunkStrategy:
         self.updates = flags.update and self.archive
         self.delete_batch = delete_batch
         self.tables_at: str | None = None
-        self.copied: set[int] = set()  # the leads the chunk's copy wrote, each one proven
 
     def copy_path(self) -> str:
         """How the copy is written, for the plan (the copy by LOAD DATA LOCAL INFILE,
@@ -189,6 +190,7 @@ class ChunkStrategy:
         )
         after = yield from self.apply(c, act)
         left, withdrawn = yield from self.settle(c, act, after)
+        yield from self.hold(c, act, after)
         result = self.outcomes(c, skipped, after, ours, left, withdrawn)
         yield Point("before_checkpoint", c.ids)
         return result
@@ -226,13 +228,13 @@ class ChunkStrategy:
         missing = [i for i in act if not before[i].in_dst]
         differ = [i for i in act if before[i].in_dst and not before[i].equal]
         literals = yield from self.remember(c, act, missing, differ)
+        missing = yield from self.unchanged(c, act, missing if flags.insert else [])
         if flags.insert and (missing or c.show):
             yield from self.copy(missing or act, literals)
         yield Point("after_insert", act)
         if self.updates and (differ or c.show):
             yield Stmt("update", self.sql.update(), {"ids": differ or act})
         yield Point("after_update", act)
-        yield from self.vanished(c, act, missing if flags.insert else [])
         deleted = (yield from self.delete(act)) if flags.delete else 0
         yield Point("after_delete", act)
         if self.dry_run:
@@ -255,22 +257,23 @@ class ChunkStrategy:
         states = yield from self.states(ids)
         return {i: states.get(i, NEITHER) for i in ids}
 
-    def vanished(self, c: Chunk, act: list[int], copied: list[int]) -> Steps[None]:
-        """Leads gone from the source before the delete: none here (the chunk holds its rows
-        locked)."""
+    def unchanged(self, c: Chunk, act: list[int], missing: list[int]) -> Steps[list[int]]:
+        """The leads to copy whose source row is as the scan read it: all of them here (the
+        chunk holds its rows locked)."""
         yield from ()
+        return missing
 
     def predicted(self, c: Chunk, act: list[int]) -> dict[int, State]:
         return {i: predict(c.before[i], self.flags, self.direction) for i in act}
 
     def remember(
         self, c: Chunk, act: list[int], missing: list[int], differ: list[int]
-    ) -> Steps[list[str] | None]:
+    ) -> Steps[dict[int, str] | None]:
         """Bookkeeping before the chunk writes: none here."""
         yield from ()
         return None
 
-    def copy(self, ids: list[int], literals: list[str] | None) -> Steps[None]:
+    def copy(self, ids: list[int], literals: dict[int, str] | None) -> Steps[None]:
         """Insert-if-missing, in one INSERT … SELECT."""
         yield Stmt("copy", self.sql.insert(), {"ids": ids, **self.sql.override_params()})
 
@@ -285,6 +288,11 @@ class ChunkStrategy:
         rows locked). Returns (the leads that left the selection, those whose copy went)."""
         yield from ()
         return set(), set()
+
+    def hold(self, c: Chunk, act: list[int], after: dict[int, State]) -> Steps[None]:
+        """Pairs this job leaves in both tables after an ALTER: none here (an ALTER waits
+        for the chunk's transaction)."""
+        yield from ()
 
     def check_columns(self, c: Chunk) -> Steps[None]:
         """A delete that spared leads may have met a table changed since the run began (its
@@ -324,7 +332,7 @@ class ChunkStrategy:
                 self.direction,
                 left=lead in left,
                 ours=lead in ours,
-                withdrawn=lead in withdrawn,
+                withdrawn=lead in withdrawn or lead in c.changed,
                 overrides=self.overrides,
                 gone=lead in c.gone,
             )
@@ -370,18 +378,17 @@ class Autocommit(ChunkStrategy):
         """The two tables' versions when the run begins, stored with each pending lead."""
         if not self.dry_run:
             rows = yield Stmt("tables_at", self.sql.read_tables_at(), kind="read")
-            self.tables_at = rows[0][0] if rows else None
+            self.tables_at = rows[0][1] if rows else None
 
     def remember(
         self, c: Chunk, act: list[int], missing: list[int], differ: list[int]
-    ) -> Steps[list[str] | None]:
+    ) -> Steps[dict[int, str] | None]:
         """Mark the chunk's leads pending, with the fingerprint of each copy about to be
         written or found equal, before writing any (the job tells its own copies by them, in
         this chunk or in the redo of a cut one). The fingerprints, and the archive's copy rows,
         are made in Python from the bytes the scan read (`RowCopier`): the rows the insert
         writes are those fingerprinted. Returns those rows as SQL tuples (None when the
         chunk copies nothing by literals)."""
-        self.copied = set()
         if c.job_id is None or self.dry_run:
             return None
         before = c.before
@@ -399,7 +406,7 @@ class Autocommit(ChunkStrategy):
         hashes = {i: fp for i, (_, fp) in made.items()}
         literals = None
         if self.archive and missing:
-            literals = [made[i][0] for i in missing if i in made]
+            literals = {i: made[i][0] for i in missing if i in made}
         text, shown = checkpoint.pending_statement(c.job_id, act, hashes, self.tables_at)
         marked = yield Stmt("pending", text, kind="literal", shown=shown)
         checkpoint.check_pending(marked, len(act))
@@ -409,7 +416,7 @@ class Autocommit(ChunkStrategy):
         self.pending.ids.update(act)
         return literals
 
-    def copy(self, ids: list[int], literals: list[str] | None) -> Steps[None]:
+    def copy(self, ids: list[int], literals: dict[int, str] | None) -> Steps[None]:
         """Insert-if-missing. Archiving, the rows the scan read are inserted as values: an
         INSERT … SELECT would hold vicidial_list's table lock, and so stall the dialer's
         writes, for as long as the archive's indexes take to update."""
@@ -424,29 +431,37 @@ class Autocommit(ChunkStrategy):
             yield Stmt("copy", placeholder, kind="literal", shown=placeholder)
             return
         if literals is None:
-            rows = yield Stmt("copy_rows", sql.read_copies(), {"ids": ids}, "read")
-            literals = [sql.copier().copy(tuple(r[1:]))[0] for r in rows]
-        if literals:
-            wrote = yield Stmt("copy", sql.insert_literals(literals), kind="literal")
-            # Every row sent was written: each is this job's copy (none was there before).
-            self.copied = set(ids) if wrote == len(literals) == len(ids) else set()
+            read = yield Stmt("copy_rows", sql.read_copies(), {"ids": ids}, "read")
+            rows = [sql.copier().copy(tuple(r[1:]))[0] for r in read]
+        else:
+            rows = [literals[i] for i in ids if i in literals]
+        if rows:
+            yield Stmt("copy", sql.insert_literals(rows), kind="literal")
 
-    def vanished(self, c: Chunk, act: list[int], copied: list[int]) -> Steps[None]:
-        """Archive: leads someone else deleted from the source after the chunk's scan (an
-        admin's "delete lead", an erasure request). Read after the copy and before the delete,
-        so the chunk's own delete has removed none of them: those are `gone`, and the copies
-        this chunk wrote of them from the scan's values are withdrawn (`withdraw_gone`: proven
-        to be this job's copy, the source row still absent), so a deleted lead does not come
-        back from the archive. Only when the copy wrote every row it was sent: a row already
-        there may be another writer's, which is not this job's to remove."""
+    def unchanged(self, c: Chunk, act: list[int], missing: list[int]) -> Steps[list[int]]:
+        """Archive: the copy is written from the scan's values, so just before it the chunk's
+        rows are read again (`ChunkSql.versions`, one primary-key read): a lead someone else
+        deleted since the scan (an admin's "delete lead", an erasure) is not copied, and is
+        `gone` (its copy, if one was there before, is not this job's doing); one whose row
+        changed (a call, another lead under the same id) is not copied either, and stays live
+        (`kept_changed`, for a later run). A delete in the instant between this read and the
+        copy leaves the copy: nothing is ever withdrawn, since a withdrawal cannot tell a lead
+        deleted before its copy from one another mover moved after it."""
         if not self.archive or c.job_id is None or self.dry_run or not act:
-            return
-        rows = yield Stmt("present", self.sql.present(), {"ids": act}, "read")
-        c.gone = set(act) - {int(r[0]) for r in rows}
-        ours = sorted(i for i in c.gone if i in copied and i in self.copied)
-        if ours:
-            params = {"ids": ours, "job": c.job_id}
-            yield Stmt("withdraw_gone", self.sql.withdraw_gone(), params)
+            return missing
+        rows = yield Stmt("present", self.sql.versions(), {"ids": act}, "read")
+        now = {int(r[0]): str(r[1]) for r in rows}
+        c.gone.update(i for i in act if i not in now)
+        copier = self.sql.copier()
+        keep = []
+        for lead in missing:
+            if lead in c.gone:
+                continue
+            if lead in c.copies and copier.version(c.copies[lead]) == now[lead]:
+                keep.append(lead)
+            else:
+                c.changed.add(lead)
+        return keep
 
     def delete(self, act: list[int]) -> Steps[int]:
         """Delete-if-equal. Archiving from a MyISAM vicidial_list, in statements of at most
@@ -495,6 +510,26 @@ class Autocommit(ChunkStrategy):
                 after[lead] = c.before[lead]
         withdrawn = {i for i in targets if i in after and not after[i].in_dst}
         return left, withdrawn
+
+    def hold(self, c: Chunk, act: list[int], after: dict[int, State]) -> Steps[None]:
+        """Hold the pairs this job leaves in both tables, different, whose copy it fingerprinted
+        before an ALTER (`ChunkSql.hold`): the ALTER may have cut the live row's values, so no
+        later run may refresh the archive row from it (`ChunkSql.held_expr`). Sent only when
+        a lead this job had in hand is in both tables, different, after the chunk."""
+        if c.job_id is None or self.dry_run:
+            return
+        mine = set(act) | self.pending.ids
+        pairs = sorted(
+            i
+            for i in c.ids
+            if i in mine
+            and (st := after.get(i) or c.before.get(i))
+            and st.in_src
+            and st.in_dst
+            and not st.equal
+        )
+        if pairs:
+            yield Stmt("hold", self.sql.hold(), {"ids": pairs, "job": c.job_id})
 
     def altered(self, c: Chunk) -> Stmt | None:
         """The leads in hand were copied before the change: from now on a proven-copy delete

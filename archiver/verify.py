@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from archiver import schema
+from archiver import checkpoint, schema
 from archiver.db import Db
 from archiver.jobtypes import ARCHIVE
 from archiver.logging import get_logger
@@ -125,9 +125,10 @@ def report_lines(report: VerifyReport) -> list[str]:
     if n:
         lines.append(
             f"PROBLEM: {n} lead(s) in both tables with different data; archive refreshes the "
-            "archive copy and moves the lead only where both rows have the same entry_date "
-            "(the same lead), and refuses (conflict) where it differs (another lead under the "
-            "same id); dearchive refuses (conflict) either way"
+            "archive copy and moves the lead only where both rows have the same entry_date, "
+            "a real date (the same lead), and refuses (conflict) where it differs or is NULL "
+            "or zero (another lead under the same id, or one that cannot be told from it); "
+            "dearchive refuses (conflict) either way"
         )
     else:
         lines.append("OK: no lead is in both tables with different data")
@@ -206,6 +207,19 @@ def _kind(selection: Selection) -> str:
     return "all" if selection.criteria is None or selection.criteria.empty else "criteria"
 
 
+def _held(db: Db, sql: ChunkSql, states: dict[int, str]) -> list[int]:
+    """The leads of `states` in both tables, different, that a run holds (`held_expr`)."""
+    ids = sorted(i for i, cat in states.items() if cat == BOTH_DIFFERENT)
+    if not ids or not sql.holds:
+        return []
+    rows = db.rows(
+        f"SELECT s.`lead_id` FROM {sql.s} AS s JOIN {sql.d} AS d ON d.`lead_id` = s.`lead_id`"
+        f" WHERE s.`lead_id` IN :ids AND {sql.held_expr()} ORDER BY s.`lead_id`",
+        {"ids": ids},
+    )
+    return [int(r[0]) for r in rows]
+
+
 def verify(
     db: Db,
     live_table: str,
@@ -228,14 +242,30 @@ def verify(
         list_limit,
         warnings=_warnings(live, archive) + scope_warnings,
     )
+    sql.holds = "archiver_pending" in checkpoint.present_tables(db)
+    held: list[int] = []
     if selection.ids is not None:
         for part in selection.ids.batches(chunk_size):
             states = classify(db, stmt, part)
             for lead in part:
                 report.add(states.get(lead, NEITHER), lead)
+            held += _held(db, sql, states)
+            del held[list_limit + 1 :]
     else:
         for chunk in union_chunks(db, selection, (live.name, archive.name), chunk_size):
-            for lead, cat in sorted(classify(db, stmt, chunk).items()):
+            states = classify(db, stmt, chunk)
+            for lead, cat in sorted(states.items()):
                 report.add(cat, lead)
+            held += _held(db, sql, states)
+            del held[list_limit + 1 :]
+    if held:
+        shown = ",".join(map(str, held[:list_limit]))
+        more = f" (the first {list_limit})" if len(held) > list_limit else ""
+        report.warnings.append(
+            f"leads in both tables with different data are held: {shown}"
+            f"{more}; a run left them there after an ALTER that may have cut the live row's "
+            "values, and archive and dearchive refuse them (conflict) until you decide which "
+            "row is right (README: a lead held after an ALTER)"
+        )
     get_logger().info("verify", selection=report.selection, leads=report.leads, **report.counts)
     return report

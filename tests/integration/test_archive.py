@@ -688,8 +688,8 @@ def test_dry_run_writes_nothing_and_shows_counts_and_sql(vdb: VDb, tmp_path: Pat
     assert vdb.checksum() == checksum
     assert archiver_tables(vdb) == []  # no checkpoint tables, no job
     out = result.stdout
-    assert re.search(r"^\s+archived\s+1189$", out, re.M), out
-    assert re.search(r"^\s+skipped_newest\s+1$", out, re.M), out
+    head = "DRY RUN — nothing written; what a run would do: archive: done — 1,189 archived, "
+    assert f"\n{head}1 kept (1 skipped_newest), 1,190 leads examined in 3 chunks, " in out, out
     # On MyISAM the copy inserts, as literals, the rows the chunk's scan read, so vicidial_list
     # is locked only for that read; on InnoDB it is one INSERT … SELECT inside the transaction.
     # Shown with column lists shortened to their first item (--json keeps them whole).

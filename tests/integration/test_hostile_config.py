@@ -131,8 +131,10 @@ def test_replica_dsn_with_escaped_at_and_colon_is_checked_like_the_main_one(
         )
     assert result.exit_code == 3, result.stderr
     assert "Traceback" not in result.stderr
-    assert result.stderr.splitlines()[-1].startswith(
-        "Error: throttle gave up: replica_lag stayed too high ([None]) for "
+    end = parse_events(result.stderr.splitlines())[-1]
+    assert end["event"] == "summary" and end["state"] == "stopped"
+    assert end["stop_reason"].startswith(
+        "throttle gave up: replica_lag stayed too high ([None]) for "
     )
     assert "w0rd-7Q" not in result.stderr + result.stdout
     # It connected as the monitor user: the lag is unknown because this is no replica.
@@ -303,7 +305,9 @@ def test_a_metrics_file_failing_after_the_job_exits_1_with_the_summary(
     result = vdb.cli(["archive", "11", "12", "13", "--metrics-file", str(folder / "m.prom")])
     assert result.exit_code == 1, result.stderr
     assert "Traceback" not in result.stderr
-    assert result.stdout.startswith("archive: done, 3 leads in 1 chunks")
+    assert result.stdout == ""  # JSON logs: the `summary` event is the run's end
+    ends = [e for e in parse_events(result.stderr.splitlines()) if e["event"] == "summary"]
+    assert [(e["state"], e["moved"]) for e in ends] == [("done", 3)]
     assert result.stderr.splitlines()[-1] == (
         f"Error: cannot write --metrics-file {folder / 'm.prom'}: No such file or directory; "
         "the job itself ended done"

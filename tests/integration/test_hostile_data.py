@@ -24,7 +24,13 @@ MAX_ID = 4294967295
 
 
 def insert_lead(db: Db, table: str, lead_id: int, **values: Any) -> None:
-    row = {"lead_id": lead_id, "phone_number": f"555{lead_id % 10**7:07d}", **values}
+    # An entry_date, the same in both tables: what proves two rows are the same lead.
+    row = {
+        "lead_id": lead_id,
+        "phone_number": f"555{lead_id % 10**7:07d}",
+        "entry_date": "2024-01-02 03:04:05",
+        **values,
+    }
     cols = ", ".join(f"`{c}`" for c in row)
     marks = ", ".join(f":{c}" for c in row)
     db.write(f"INSERT INTO `{table}` ({cols}) VALUES ({marks})", row)

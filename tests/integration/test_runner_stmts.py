@@ -129,10 +129,10 @@ def test_a_lead_changed_after_its_copy_adds_the_proven_removal_of_the_copy(vdb: 
             "tables_at",
             "scan",
             "pending",
+            "present",  # every lead still live and as the scan read it: all copied
             "copy",
             "after_insert",
             "after_update",
-            "present",  # every lead still live: none gone
             "delete",
             "after_delete",
             "fingerprint",  # the delete spared a lead: the tables are unchanged, go on

@@ -25,7 +25,7 @@ import pytest
 from starlette.testclient import TestClient
 from structlog.testing import capture_logs
 
-from archiver import config, serve
+from archiver import claims, config, serve
 from archiver.checkpoint import lock_name
 from tests.integration.test_privileges import GRANTS_USER, grants_sql, statements
 from tests.support import api
@@ -377,6 +377,9 @@ def test_409_gives_api_clients_the_job_id_only(vdb: VDb) -> None:
         conn_id = int(holder.scalar("SELECT CONNECTION_ID()"))
         try:
             assert holder.scalar("SELECT GET_LOCK(:n, 0)", {"n": lock_name(vdb.settings)}) == 1
+            # ... and, as a nightly job's chunk would, the claim of the lead asked for.
+            busy = f"{claims.prefix(vdb.settings)}2"
+            assert holder.scalar("SELECT GET_LOCK(:n, 0)", {"n": busy}) == 1
             # The holder looks like a running job on another machine.
             vdb.db.write(
                 "UPDATE archiver_jobs SET state = 'running', connection_id = :c,"
@@ -391,8 +394,8 @@ def test_409_gives_api_clients_the_job_id_only(vdb: VDb) -> None:
     body = r.json()
     assert (body["error"], body["job_id"]) == ("locked", first["job_id"])
     assert body["message"] == (
-        f"another job holds the lock {lock_name(vdb.settings)!r}: job {first['job_id']}; "
-        "send the request again when it has finished"
+        f"another job is working on leads of this request: job {first['job_id']}; "
+        "send the request again in a few seconds"
     )
     assert "db-7.corp" not in r.text and "4242" not in r.text and str(conn_id) not in r.text
 
@@ -404,6 +407,8 @@ def test_refused_post_creates_no_tables(vdb: VDb) -> None:
     holder = vdb.connect()
     try:
         assert holder.scalar("SELECT GET_LOCK(:n, 0)", {"n": lock_name(vdb.settings)}) == 1
+        busy = f"{claims.prefix(vdb.settings)}1"
+        assert holder.scalar("SELECT GET_LOCK(:n, 0)", {"n": busy}) == 1
         with TestClient(serve.create_app(app_settings(vdb))) as c:
             assert c.get("/healthz").status_code == 200
             assert c.get(serve.JOBS_PATH, headers=AUTH).json() == {"jobs": []}

@@ -296,3 +296,14 @@ def test_a_trigger_whose_body_this_account_cannot_read_is_refused(vdb: VDb) -> N
         assert tables_bytes(vdb) == before
     finally:
         vdb.db.write(f"DROP USER IF EXISTS '{user}'@'127.0.0.1'")
+
+
+def test_a_delete_trigger_on_the_source_that_writes_to_the_target_is_refused(vdb: VDb) -> None:
+    """Every delete of the run reads the target, so the server refuses each of them (1442):
+    the run would fail, run after run. Refused before anything is written."""
+    vdb.seed(10)
+    vdb.db.write(
+        f"CREATE TRIGGER va_keep AFTER DELETE ON {LIVE} FOR EACH ROW"
+        f" INSERT IGNORE INTO {ARCHIVE} (lead_id, status) VALUES (OLD.lead_id, OLD.status)"
+    )
+    refused(vdb, ["archive", *IDS], "va_keep", ARCHIVE, "1442")

@@ -104,7 +104,10 @@ def test_tty_shows_the_bar_and_no_chunk_events(vdb: VDb) -> None:
     assert not BAR_FRAME.search(warned[0])
     # The summary once, after the last bar frame: stdout is this terminal, so no `summary`
     # event besides it.
-    head = f"archive: done, {LEADS} leads in {CHUNKS} chunks"
+    head = (
+        "archive: done — 19,999 archived, 1 kept (1 skipped_newest), "
+        f"{LEADS:,} leads examined in {CHUNKS} chunks, "
+    )
     heads = [i for i, s in enumerate(segments) if s.startswith(head)]
     assert len(heads) == 1, segments[-12:]
     assert heads[0] > frames[-1]
@@ -114,10 +117,9 @@ def test_tty_shows_the_bar_and_no_chunk_events(vdb: VDb) -> None:
     assert len(selected) == 1 and f"selected={LEADS}" in segments[selected[0]]
     assert selected[0] < heads[0]
     tail = segments[heads[0] :]
+    assert re.search(r"; job 1, ended \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$", tail[0]), tail[0]
     assert tail[1:] == [
         f"  leads selected now in {LIVE}: {LEADS}",
-        "  archived           19999",
-        "  skipped_newest     1",
         "  warning: guard table vicidial_callbacks does not exist; its guard is off for this run",
     ]
     assert vdb.count(ARCHIVE) == 19_999 and vdb.ids(LIVE) == [LEADS]

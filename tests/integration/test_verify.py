@@ -88,9 +88,10 @@ def test_each_category_human_output(states: VDb) -> None:
         "only_archived: 6,7,8\n"
         "neither: 99,100\n"
         "PROBLEM: 4 lead(s) in both tables with different data; archive refreshes the archive "
-        "copy and moves the lead only where both rows have the same entry_date (the same lead), "
-        "and refuses (conflict) where it differs (another lead under the same id); dearchive "
-        "refuses (conflict) either way\n"
+        "copy and moves the lead only where both rows have the same entry_date, a real date "
+        "(the same lead), and refuses (conflict) where it differs or is NULL or zero (another "
+        "lead under the same id, or one that cannot be told from it); dearchive refuses "
+        "(conflict) either way\n"
     )
 
 

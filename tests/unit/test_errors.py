@@ -110,23 +110,28 @@ def summary(state: str, reason: str | None = None, **kw: object) -> Summary:
 
 
 RESUMABLE = "job 7 is resumable: run the same command again or `jobs resume 7`"
+RESUME = "resume with: vicidial-archiver jobs resume 7 (or run the same command again)"
+NONE_DONE = "after 0 chunks (0 leads examined)"
 
 
 def test_the_error_of_each_end_of_a_job() -> None:
     assert outcome_error(summary("done")) is None
     stopped = outcome_error(summary("stopped", "--max-runtime of 60s reached"))
     assert type(stopped) is errors.Stopped and stopped.exit_code == 3
-    assert str(stopped) == f"--max-runtime of 60s reached; {RESUMABLE}"
+    assert str(stopped) == f"stopped: --max-runtime of 60s reached, {NONE_DONE}; {RESUME}"
+    assert stopped.prefix == ""  # a planned stop is not printed as an `Error:` line
     failed = outcome_error(summary("failed", "the database connection was lost (MySQL error 2013)"))
     assert type(failed) is errors.Failed and failed.exit_code == 1
     assert str(failed) == f"the database connection was lost (MySQL error 2013); {RESUMABLE}"
     cancelled = outcome_error(summary("cancelled", "job 7 was cancelled (`jobs cancel`)"))
     assert type(cancelled) is errors.Cancelled and cancelled.exit_code == 3
     assert str(cancelled) == (
-        "job 7 was cancelled (`jobs cancel`); it stopped for good: a new run starts a new job"
+        f"job 7 was cancelled (`jobs cancel`), {NONE_DONE}; it stopped for good: a new run "
+        "starts a new job"
     )
     dry = outcome_error(summary("stopped", "stopped by SIGINT", job_id=None))
-    assert str(dry) == "stopped by SIGINT; nothing was written"
+    assert str(dry) == f"stopped by Ctrl-C (SIGINT), {NONE_DONE}; nothing was written"
+    assert failed.prefix == "Error: "
 
 
 def test_a_report_that_failed_is_added_to_the_end_of_the_job() -> None:
@@ -136,7 +141,7 @@ def test_a_report_that_failed_is_added_to_the_end_of_the_job() -> None:
     assert str(done) == f"{full}; the job itself is done"
     stopped = outcome_error(summary("stopped", "stopped by SIGTERM", report_error=full))
     assert type(stopped) is errors.Stopped
-    assert str(stopped) == f"stopped by SIGTERM; {RESUMABLE}; {full}"
+    assert str(stopped) == f"stopped by SIGTERM, {NONE_DONE}; {RESUME}; {full}"
 
 
 # --- the server's answer for each kind ------------------------------------------------------
