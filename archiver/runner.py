@@ -1002,7 +1002,7 @@ class Runner:
                 "a run inside the window"
             )
             self.warnings.append(msg)
-            self.log.warning("optimize_skipped", table=table, reason="window closed")
+            self.log.warning("optimize_skipped", table=table, reason="outside the off-hours window")
             return
         self.db.tag_job(self.job.job_id if self.job is not None else None)
         started = time.monotonic()
