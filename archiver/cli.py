@@ -574,9 +574,6 @@ def _print_summary(summary: Summary, as_json: bool, zone: str) -> None:
         for line in summary.plan:
             _out(f"plan: {line}")
     _out(summary_line(summary, zone))
-    if not summary.dry_run:  # a dry run's plan has shown them
-        for line in summary.selection_lines:
-            _out(f"  {line}")
     for warning in summary.warnings:
         _out(f"  warning: {warning}")
     if summary.dry_run and summary.sql:
@@ -632,7 +629,14 @@ def _end(summary: Summary) -> None:
 )
 @click.pass_obj
 def archive(ctx: Ctx, /, **kw: Any) -> None:
-    """Move leads from vicidial_list into the archive, verified chunk by chunk."""
+    """Move leads from vicidial_list into the archive, verified chunk by chunk.
+
+    \b
+    Examples:
+      vicidial-archiver archive --campaign OLDLEADS --status NI,DNC --last-call-before 6mo --dry-run
+      vicidial-archiver archive --list-id 101 --entry-before 2y --job-name nightly --max-runtime 5h
+      vicidial-archiver archive 1001 1002 1003
+    """
     settings = _job_settings(ctx, kw)
     selection, request_flags = commands.build_selection(settings, _selection(kw))
     steps = StepsArgs(kw["do_insert"], kw["do_update"], kw["do_delete"])
@@ -672,7 +676,14 @@ def archive(ctx: Ctx, /, **kw: Any) -> None:
 def dearchive(ctx: Ctx, /, **kw: Any) -> None:
     """Move leads back from the archive into vicidial_list, verified.
 
-    `dearchive LEAD_ID` alone prints exactly the line VICIdial's lead_dearchive API prints."""
+    `dearchive LEAD_ID` alone prints exactly the line VICIdial's lead_dearchive API prints.
+
+    \b
+    Examples:
+      vicidial-archiver dearchive 4711
+      vicidial-archiver dearchive --list-id 101 --status SALE --dry-run
+      vicidial-archiver dearchive --campaign OLDLEADS --set-status NEW --reset-called
+    """
     if kw["statuses"] and (kw["lead_ids"] or kw["ids_file"] or kw["request_path"]):
         raise BadInput(
             "--status selects leads (as in archive and verify), so it does not go with lead ids, "
@@ -1281,7 +1292,14 @@ def verify(ctx: Ctx, /, as_json: bool, list_limit: int | None, every_lead: bool,
     byte on every shared column), only live, only archived, in neither (explicit ids).
 
     Criteria match in either table; --all checks every lead. Reads only. Exit 1 when a lead
-    is in both and different."""
+    is in both and different.
+
+    \b
+    Examples:
+      vicidial-archiver verify --all
+      vicidial-archiver verify --list-id 101 --json
+      vicidial-archiver verify 4711 4712
+    """
     from archiver.verify import report_lines
 
     # Every other option of this command is a selection option (--ids-column only names a
@@ -1310,6 +1328,136 @@ def verify(ctx: Ctx, /, as_json: bool, list_limit: int | None, every_lead: bool,
             _out(line)
     if report.exit_code:
         raise ChecksFailed("a lead is in both tables and different", report.exit_code)
+
+
+# --- export, import, purge (archiver/exportfile.py) ---------------------------------------
+
+
+def _file_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option("--file", "path", required=True, metavar="PATH", help=help_text)
+
+
+def _file_path(path: str) -> str:
+    if not path.strip():
+        raise BadInput("--file is empty; give the path of the export file")
+    return path
+
+
+def _print_file_result(result: commands.FileResult, as_json: bool) -> None:
+    if as_json:
+        _out(json.dumps(result.as_dict()))
+        return
+    head = "DRY RUN — nothing deleted. " if result.dry_run else ""
+    size = f", {result.file_bytes:,} bytes" if result.command == "export" else ""
+    _out(
+        f"{head}{result.command}: {result.path}{size}, {result.leads:,} leads in "
+        f"{result.seconds:.1f}s ({result.rate:,.0f} leads/s)"
+    )
+    for name, count in sorted(result.counts.items()):
+        _out(f"  {name:<18} {count}")
+    for stmt in result.sql or ():
+        _out("\nSQL of the first chunk:")
+        _out(stmt)
+
+
+@cli.command("export")
+@selection_options
+@_file_option("The gzip CSV to write; its manifest is written beside it (PATH.manifest.json).")
+@click.option("--force", is_flag=True, help="Replace the file (and manifest) if they exist.")
+@click.option("--all", "every_lead", is_flag=True, help="Every archived lead (no other selection).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@click.pass_obj
+def export_cmd(
+    ctx: Ctx, /, path: str, force: bool, every_lead: bool, as_json: bool, **kw: Any
+) -> None:
+    """Write archived leads (chosen by ids or criteria, evaluated on the archive) to a
+    gzip-compressed CSV with a manifest, byte-exact; the file is checked against the archive
+    before it takes its name. Reads only.
+
+    \b
+    Examples:
+      vicidial-archiver export --all --file /srv/leads-2025.csv.gz
+      vicidial-archiver export --list-id 101 --entry-before 3y --file list101.csv.gz
+    """
+    path = _file_path(path)
+    selected = any(v for k, v in kw.items() if k != "ids_column")
+    if every_lead and selected:
+        raise BadInput(
+            "--all exports every archived lead; give it alone, without lead ids, --ids-file, "
+            "--request or criteria"
+        )
+    if not every_lead and not selected:
+        raise BadInput(
+            "nothing selected: give lead ids, --ids-file, --request or criteria (--list-id, "
+            "--campaign, --status, --entry-before, …), or --all to export every archived lead"
+        )
+    settings = ctx.settings()
+    if every_lead:
+        selection = commands.every_lead()
+    else:
+        selection, _flags = commands.build_selection(settings, _selection(kw))
+    result = commands.export(settings, selection, path, force=force)
+    _print_file_result(result, as_json)
+
+
+@cli.command("import")
+@_file_option("An export file (with its manifest beside it).")
+@click.option(
+    "--into",
+    type=click.Choice(["archive", "live"]),
+    default="archive",
+    show_default=True,
+    help="The table the leads go back into.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@click.pass_obj
+def import_cmd(ctx: Ctx, path: str, into: str, as_json: bool) -> None:
+    """Put the leads of an export file back: each missing one inserted, then every one
+    compared with the file byte for byte; a lead present with other data is a conflict and
+    is never overwritten. The file is checked whole first (exit 2 on any damage).
+
+    \b
+    Examples:
+      vicidial-archiver import --file /srv/leads-2025.csv.gz
+      vicidial-archiver import --file list101.csv.gz --into live
+    """
+    path = _file_path(path)
+    result = commands.import_file(ctx.settings(), path, into)
+    _print_file_result(result, as_json)
+    error = result.exit_error
+    if error is not None:
+        raise error
+
+
+@cli.command("purge")
+@_file_option("The export file that proves the copies (with its manifest beside it).")
+@click.option("--dry-run", is_flag=True, help="Say what would be deleted; delete nothing.")
+@click.option("--ignore-window", is_flag=True, help="Run outside the off-hours window.")
+@click.option("--report", metavar="PATH", help="CSV of every lead not purged, with its outcome.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@click.pass_obj
+def purge_cmd(
+    ctx: Ctx, path: str, dry_run: bool, ignore_window: bool, report: str | None, as_json: bool
+) -> None:
+    """Delete archived leads an export file proves: each row only by a statement comparing
+    every column with the file's bytes; a lead changed since the export is kept. The file is
+    checked whole first (exit 2 on any damage, nothing deleted). Holds the job lock.
+
+    \b
+    Examples:
+      vicidial-archiver purge --file /srv/leads-2025.csv.gz --dry-run
+      vicidial-archiver purge --file /srv/leads-2025.csv.gz --report kept.csv
+    """
+    path = _file_path(path)
+    if report is not None and not report.strip():
+        raise BadInput("--report is empty; give the path of the CSV to write")
+    result = commands.purge(
+        ctx.settings(), path, dry_run=dry_run, ignore_window=ignore_window, report=report
+    )
+    _print_file_result(result, as_json)
+    error = result.exit_error
+    if error is not None:
+        raise error
 
 
 # --- doctor ------------------------------------------------------------------------------

@@ -21,12 +21,13 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from typing import Any
 
+import pymysql
 from sqlalchemy.exc import DBAPIError
 
-from archiver import checkpoint, config, request, schema
+from archiver import checkpoint, config, exportfile, request, schema
 from archiver import doctor as doctor_checks
 from archiver.checkpoint import lock_name
-from archiver.db import Db, connect, make_engine
+from archiver.db import Db, connect, make_engine, q
 from archiver.errors import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -49,7 +50,7 @@ from archiver.options import (
     VerifyArgs,
 )
 from archiver.runner import run_job, spec_from_job
-from archiver.schema import Drift, Table
+from archiver.schema import Column, Drift, Table
 from archiver.search import Located, SearchResult
 from archiver.selection import Selection
 from archiver.verify import VerifyReport
@@ -566,3 +567,441 @@ def jobs_prune(
     their rows; how many."""
     with open_db(settings) as db:
         return checkpoint.prune(db, older_than_s, job_ids)
+
+
+# --- export, import, purge (the file format: archiver/exportfile.py) ---------------------
+
+
+@dataclass
+class FileResult:
+    """What `export`, `import` and `purge` did: counts by outcome, leads, time."""
+
+    command: str
+    path: str
+    counts: dict[str, int]
+    leads: int
+    seconds: float
+    file_bytes: int = 0
+    dry_run: bool = False
+    sql: list[str] | None = None
+    state: str = "done"
+    stop_reason: str | None = None
+
+    @property
+    def rate(self) -> float:
+        return self.leads / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def exit_error(self) -> ArchiverError | None:
+        if self.stop_reason:
+            return Stopped(self.stop_reason)
+        failed = self.counts.get("failed", 0)
+        if failed:
+            return Failed(
+                f"{failed} lead(s) were written to the table but do not read back equal to the "
+                "file (a column that cannot hold the value?); the file is unchanged"
+            )
+        return None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "command": self.command,
+            "file": self.path,
+            "dry_run": self.dry_run,
+            "counts": dict(sorted(self.counts.items())),
+            "leads": self.leads,
+            "seconds": round(self.seconds, 3),
+            "rate_per_s": round(self.rate, 1),
+            "state": self.state,
+            "stop_reason": self.stop_reason,
+        }
+        if self.command == "export":
+            out["file_bytes"] = self.file_bytes
+            out["manifest"] = exportfile.manifest_path(self.path)
+        if self.sql is not None:
+            out["sql"] = self.sql
+        return out
+
+
+def _bytes_select(table: Table) -> Callable[[str], str]:
+    exprs = ", ".join(exportfile.bytes_expr(c, "s") for c in table.columns)
+
+    def select(where: str) -> str:
+        return f"SELECT s.`lead_id`, {exprs} FROM {q(table.name)} AS s WHERE {where}"
+
+    return select
+
+
+def export(
+    settings: config.Settings, selection: Selection, path: str, *, force: bool = False
+) -> FileResult:
+    """Write the selected archived leads to `path` (exportfile's format) and its manifest.
+
+    Reads only. The file is written under a temporary name beside the target, synced, then
+    read back and compared with the archive row by row; only then are it and its manifest
+    renamed to the target. A lead changed or removed in the archive while it was exported
+    fails the export (exit 1, naming the lead): nothing is left under the target's name."""
+    from archiver.selection import Walker, check_scope
+
+    started = time.monotonic()
+    exportfile.check_target(path, force)
+    with open_db(settings) as db:
+        archive_t = schema.reflect(db, settings.archive_table)
+        if archive_t is None:
+            raise BadInput(f"table {settings.archive_table!r} does not exist; check --dsn")
+        if not any(c.name.lower() == "lead_id" for c in archive_t.columns):
+            raise BadInput(f"table {archive_t.name!r} has no lead_id column")
+        check_scope(db, selection.criteria, (settings.live_table, archive_t.name))
+        select = _bytes_select(archive_t)
+        walker = Walker(db, selection, archive_t.name)
+        size = settings.chunk_size
+        try:
+            writer = exportfile.Writer(path, archive_t)
+        except OSError as exc:
+            raise BadInput(f"cannot write beside {path}: {exc.strerror}") from None
+        try:
+            after, chunk_no, missing = 0, 0, 0
+            while True:
+                ids, rows, after = walker.next_rows(after, size, select)
+                if not ids:
+                    break
+                chunk_no += 1
+                missing += len(ids) - len(rows)  # explicit ids the archive does not hold
+                for row in sorted(rows, key=lambda r: int(r[0])):
+                    writer.write(int(row[0]), [_as_bytes(v) for v in row[1:]])
+                exportfile.fault("export_write", chunk_no)
+                if selection.criteria is not None and walker.exhausted():
+                    break
+            created = str(db.scalar("SELECT DATE_FORMAT(UTC_TIMESTAMP(), '%Y-%m-%dT%TZ')"))
+            manifest = writer.close(settings.db.database, created)
+            _read_back(db, writer.tmp, manifest, size)
+            exportfile.fault("export_publish", 1)
+            exportfile.check_target(path, force)  # nothing took the name in the meantime
+            writer.publish(manifest)
+        except OSError as exc:  # a full disk, EIO
+            writer.discard()
+            raise Failed(
+                f"cannot write {path}: {exc.strerror}; nothing was written under that name"
+            ) from None
+        except BaseException:
+            writer.discard()
+            raise
+    seconds = time.monotonic() - started
+    get_logger().info("exported", file=path, leads=manifest.row_count, bytes=manifest.file_bytes)
+    return FileResult(
+        "export",
+        path,
+        {"exported": manifest.row_count, **({"not_archived": missing} if missing else {})},
+        manifest.row_count,
+        seconds,
+        file_bytes=manifest.file_bytes,
+    )
+
+
+def _as_bytes(value: Any) -> bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    return str(value).encode("utf-8")
+
+
+def _read_back(db: Db, tmp: str, manifest: exportfile.Manifest, size: int) -> None:
+    """Each row of the written file equal, byte for byte, to the archive's row now."""
+    table = Table(manifest.table, "", None, manifest.columns, (), None)
+    select = _bytes_select(table)
+    for chunk in exportfile.chunks(exportfile.read_rows(tmp, manifest), size):
+        ids = [int(row[manifest.lead_index] or b"0") for row in chunk]
+        now = {
+            int(r[0]): [_as_bytes(v) for v in r[1:]]
+            for r in db.rows(select("s.`lead_id` IN :ids"), {"ids": ids})
+        }
+        for lead, row in zip(ids, chunk, strict=True):
+            if now.get(lead) != row:
+                raise Failed(
+                    f"lead {lead} changed in {manifest.table} (or left it) while it was "
+                    "exported; nothing was written under the target name: run the export again"
+                )
+
+
+def _file_columns(
+    manifest: exportfile.Manifest, target: Table, path: str, *, exact: bool
+) -> list[Column]:
+    """The target's columns in the file's order, each able to hold the file's values with
+    the same bytes; with `exact`, the target has exactly the file's columns (a purge)."""
+    out: list[Column] = []
+    for col in manifest.columns:
+        own = target.column(col.name)
+        if own is None:
+            raise BadInput(
+                f"{path} holds column {col.name!r}, which {target.name} does not have; "
+                "add it (schema sync) or use a table with every column of the file"
+            )
+        problem = schema.lossless_problem(col, own)
+        if problem is None and (col.charset or None) != (own.charset or None):
+            problem = f"is {col.charset} in the file but {own.charset} in the table"
+        if exact and problem is None and col.column_type != own.column_type:
+            problem = f"is {col.column_type} in the file but {own.column_type} in the table"
+        if problem:
+            raise BadInput(
+                f"column {col.name!r} {problem}; its values would not be the file's bytes"
+            )
+        out.append(own)
+    if exact:
+        extra = [
+            c.name
+            for c in target.columns
+            if not any(m.name.lower() == c.name.lower() for m in manifest.columns)
+        ]
+        if extra:
+            raise BadInput(
+                f"{target.name} has columns the file does not hold ({', '.join(extra)}); a "
+                "purge would delete values no file keeps: export again, then purge"
+            )
+    return out
+
+
+def _equal_ids(db: Db, table: str, columns: list[Column], chunk: list[list[Any]]) -> set[int]:
+    """The leads of the chunk whose row in `table` equals the file's on every column."""
+    sql = (
+        f"SELECT t.`lead_id` FROM {q(table)} AS t JOIN {exportfile.rows_table(columns, chunk)}"
+        f" AS f ON {exportfile.equal_to(columns, 't', 'f')}"
+    )
+    # Sent as it is (its values are literals): not parsed for bind parameters, as
+    # Db.write_literal does for the INSERT and the DELETE.
+    started = time.perf_counter()
+    cursor = db.conn.connection.cursor()
+    try:
+        cursor.execute(sql)
+        ids = {int(r[0]) for r in cursor.fetchall()}
+    except pymysql.err.Error as exc:
+        raise DBAPIError.instance(sql[:300], None, exc, pymysql.err.Error) from exc
+    finally:
+        cursor.close()
+    ms = round((time.perf_counter() - started) * 1000, 2)
+    get_logger().debug("sql", sql=sql[:300], ms=ms, rows=len(ids))
+    return ids
+
+
+def _ids_in(db: Db, table: str, ids: list[int]) -> set[int]:
+    rows = db.rows(f"SELECT `lead_id` FROM {q(table)} WHERE `lead_id` IN :ids", {"ids": ids})
+    return {int(r[0]) for r in rows}
+
+
+def import_file(settings: config.Settings, path: str, into: str = "archive") -> FileResult:
+    """Put an export back: each lead of the file missing from the table (the archive, or
+    `into="live"`) is inserted, then every lead is compared with the file by value. A lead
+    present with other data is a `conflict` and is never overwritten; a lead in the other
+    table stays where it is (`in_live` / `in_archive`). The file and its manifest are
+    checked whole before anything is written."""
+    started = time.monotonic()
+    manifest = exportfile.check(path)
+    counts: dict[str, int] = {}
+    with open_db(settings) as db:
+        live, archive_t = schema.require_tables(db, settings.live_table, settings.archive_table)
+        target, other = (live, archive_t) if into == "live" else (archive_t, live)
+        columns = _file_columns(manifest, target, path, exact=False)
+        # A generated column computes its own value: not written, compared all the same.
+        written = [
+            i for i, c in enumerate(columns) if "generated" not in c.extra.replace("default_", "")
+        ]
+        names = ", ".join(q(columns[i].name) for i in written)
+        lead_i = manifest.lead_index
+        chunk_no = 0
+        for chunk in exportfile.chunks(exportfile.read_rows(path, manifest), settings.chunk_size):
+            ids = [int(row[lead_i] or b"0") for row in chunk]
+            present = _ids_in(db, target.name, ids)
+            elsewhere = _ids_in(db, other.name, ids) - present
+            missing = [
+                row
+                for lead, row in zip(ids, chunk, strict=True)
+                if lead not in present and lead not in elsewhere
+            ]
+            if missing:
+                values = ",".join(
+                    "(" + ", ".join(exportfile.literal(columns[i], row[i]) for i in written) + ")"
+                    for row in missing
+                )
+                # IGNORE: a row that appeared since it was looked up is left as it is; the
+                # comparison below tells it apart.
+                sql = f"INSERT IGNORE INTO {q(target.name)} ({names}) VALUES {values}"
+                db.write_literal(sql, f"INSERT IGNORE INTO {q(target.name)} … {len(missing)} rows")
+                chunk_no += 1
+                exportfile.fault("import_insert", chunk_no)
+            check = [row for lead, row in zip(ids, chunk, strict=True) if lead not in elsewhere]
+            equal = _equal_ids(db, target.name, columns, check) if check else set()
+            for lead in ids:
+                if lead in elsewhere:
+                    outcome = "in_live" if into == "archive" else "in_archive"
+                elif lead in equal:
+                    outcome = "already_present" if lead in present else "imported"
+                else:
+                    outcome = "conflict" if lead in present else "failed"
+                counts[outcome] = counts.get(outcome, 0) + 1
+            get_logger().debug("import_chunk", leads=len(ids), last_lead_id=ids[-1])
+    seconds = time.monotonic() - started
+    return FileResult("import", path, counts, manifest.row_count, seconds)
+
+
+def _purge_sql(table: str, columns: list[Column], rows: list[list[Any]], guard: str) -> str:
+    """The proof and the delete in one statement: a row goes only where it equals the file's
+    row, every column byte for byte, and only while the table has the columns compared."""
+    return (
+        f"DELETE a FROM {q(table)} AS a JOIN {exportfile.rows_table(columns, rows)} AS f"
+        f" ON {exportfile.equal_to(columns, 'a', 'f')}\nWHERE {guard}"
+    )
+
+
+def purge(
+    settings: config.Settings,
+    path: str,
+    *,
+    dry_run: bool = False,
+    ignore_window: bool = False,
+    report: str | None = None,
+) -> FileResult:
+    """Delete archived leads that the export file proves: each row only by a statement that
+    compares every column with the file's bytes (NULL-safe), so a lead changed since the
+    export is kept (`kept_changed`) and one already gone is `absent`. The file and its
+    manifest are checked whole first; the job lock is held throughout. Outside the off-hours
+    window it refuses to start (Stopped) unless `ignore_window`; when the window closes it
+    stops after the chunk (`state` "stopped"). It keeps no checkpoint: a run killed or
+    stopped anywhere converges when run again (rows deleted are simply absent the next
+    time). `report`: a CSV of every lead not purged, with its outcome."""
+    from archiver import window
+    from archiver.steps import ChunkSql
+
+    started = time.monotonic()
+    manifest = exportfile.check(path)
+    counts: dict[str, int] = {}
+    planned: list[str] = []
+    state = "done"
+    out: _ReportFile | None = None
+    try:
+        with open_db(settings) as db:
+            archive_t = schema.reflect(db, settings.archive_table)
+            if archive_t is None:
+                raise BadInput(f"table {settings.archive_table!r} does not exist; check --dsn")
+            if archive_t.name != manifest.table:
+                raise BadInput(
+                    f"{path} is an export of {manifest.table!r}, not of {archive_t.name!r}; "
+                    "purge the table it was exported from"
+                )
+            columns = _file_columns(manifest, archive_t, path, exact=True)
+            # The statement deletes nothing once the archive's columns change (an ALTER since).
+            guard = ChunkSql(ARCHIVE, archive_t, archive_t).schema_guard()
+            closed = not (dry_run or ignore_window or window.is_open(settings.window))
+            if closed:
+                raise Stopped(
+                    f"outside the off-hours window ({window.describe(settings.window)}); "
+                    "run inside it or pass --ignore-window for a one-off run"
+                )
+            if not dry_run:
+                checkpoint.lock(db, settings)
+            chunk_no = 0
+            try:
+                if report and not dry_run:
+                    out = _open_report(report)
+                for chunk in exportfile.chunks(
+                    exportfile.read_rows(path, manifest), settings.chunk_size
+                ):
+                    closing = chunk_no and not (dry_run or ignore_window)
+                    if closing and not window.is_open(settings.window):
+                        state = "stopped"
+                        break
+                    chunk_no += 1
+                    outcomes = _purge_chunk(
+                        db, archive_t.name, columns, manifest, chunk, guard, dry_run, planned
+                    )
+                    exportfile.fault("purge_delete", chunk_no)
+                    for lead, outcome in outcomes:
+                        counts[outcome] = counts.get(outcome, 0) + 1
+                        if out is not None and outcome != "purged":
+                            out.writerow([lead, outcome])
+            finally:
+                if not dry_run:
+                    checkpoint.unlock(db, settings)
+    finally:
+        if out is not None:
+            out.close()
+    seconds = time.monotonic() - started
+    return FileResult(
+        "purge",
+        path,
+        counts,
+        sum(counts.values()),
+        seconds,
+        dry_run=dry_run,
+        sql=planned if dry_run else None,
+        state=state,
+        stop_reason=(
+            f"the off-hours window ({window.describe(settings.window)}) closed; run the same "
+            "purge again in the next window (leads already purged count as absent)"
+            if state == "stopped"
+            else None
+        ),
+    )
+
+
+def _purge_chunk(
+    db: Db,
+    table: str,
+    columns: list[Column],
+    manifest: exportfile.Manifest,
+    chunk: list[list[Any]],
+    guard: str,
+    dry_run: bool,
+    planned: list[str],
+) -> list[tuple[int, str]]:
+    """One chunk of the file: its proven rows deleted (or, in a dry run, the statement kept
+    for display); each lead's outcome."""
+    ids = [int(row[manifest.lead_index] or b"0") for row in chunk]
+    present = _ids_in(db, table, ids)
+    equal: set[int] = set()
+    proven = [row for lead, row in zip(ids, chunk, strict=True) if lead in present]
+    left = present
+    if proven and dry_run:
+        equal = _equal_ids(db, table, columns, proven)
+        if not planned:  # the first chunk's statement, two of its rows shown
+            planned.append(
+                _purge_sql(table, columns, proven[:2], guard)
+                + f"\n-- the derived table f holds all {len(proven)} rows of the"
+                " chunk; two are shown"
+            )
+    elif proven:
+        sql = _purge_sql(table, columns, proven, guard)
+        db.write_literal(sql, f"DELETE … {len(proven)} proven rows")
+        left = _ids_in(db, table, ids)
+    outcomes = []
+    for lead in ids:
+        if lead not in present:
+            outcome = "absent"
+        elif dry_run:
+            outcome = "would_purge" if lead in equal else "kept_changed"
+        else:
+            outcome = "kept_changed" if lead in left else "purged"
+        outcomes.append((lead, outcome))
+    get_logger().debug("purge_chunk", leads=len(ids), last_lead_id=ids[-1])
+    return outcomes
+
+
+class _ReportFile:
+    """purge --report: `lead_id,outcome` for every lead not purged, written as it goes."""
+
+    def __init__(self, path: str) -> None:
+        import csv
+
+        self.fh = open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115
+        self.csv = csv.writer(self.fh, lineterminator="\n")
+        self.csv.writerow(["lead_id", "outcome"])
+
+    def writerow(self, row: list[Any]) -> None:
+        self.csv.writerow(row)
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+def _open_report(path: str) -> _ReportFile:
+    try:
+        return _ReportFile(path)
+    except OSError as exc:
+        raise BadInput(f"cannot write --report {path}: {exc.strerror}") from None

@@ -162,7 +162,6 @@ class Summary:
     # the selection held, and both as lines for a person.
     cutoffs: dict[str, str] = field(default_factory=dict)
     selected: int | None = None
-    selection_lines: list[str] = field(default_factory=list)
     # The tuning in force: flag name → {"value", "from": "flag" | "job" | "settings"}.
     tuning: dict[str, dict[str, Any]] = field(default_factory=dict)
     # --statistics: {"total_ms", "kinds": {kind: {"count", "ms", "share"}}}; None when not asked.

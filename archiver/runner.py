@@ -734,7 +734,6 @@ class Runner:
             summary.report_error = report.error
             summary.cutoffs = {c.key: c.iso for c in self.cutoffs}
             summary.selected = self.selected
-            summary.selection_lines = list(self.selection_lines)
             return summary
         finally:
             if not self.dry_run:

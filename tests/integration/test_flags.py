@@ -353,7 +353,11 @@ def test_a_real_run_prints_the_cutoffs_and_count_for_a_person(leads: VDb) -> Non
         ["archive", "--modified-before", "today", "--status", "NI", "--ignore-window"]
     )
     assert result.exit_code == 0, result.stderr
-    lines = result.stdout.splitlines()
-    cutoff = r"  modified_before: \d{4}-\d\d-\d\d 00:00:00 (UTC|[+-]\d\d:\d\d) \(today\)"
-    assert any(re.fullmatch(cutoff, line) for line in lines), lines
-    assert any(re.fullmatch(rf"  leads selected now in {LIVE}: \d+", line) for line in lines)
+    # Under JSON logs (cron) the `selection` event says it, before the first chunk's event.
+    events = [json.loads(ln) for ln in result.stderr.splitlines() if ln.startswith("{")]
+    names = [e.get("event") for e in events]
+    sel = events[names.index("selection")]
+    assert names.index("selection") < names.index("chunk")
+    cutoff = r"\d{4}-\d\d-\d\dT00:00:00(\+00:00|[+-]\d\d:\d\d|Z)"
+    assert re.fullmatch(cutoff, sel["cutoffs"]["modified_before"]), sel
+    assert isinstance(sel["selected"], int) and sel["selected"] > 0

@@ -70,7 +70,7 @@ def test_one_chunk_reads_singular_and_json_has_typed_counts(vdb: VDb) -> None:
 def test_a_dry_run_says_what_a_run_would_do_without_reprs(vdb: VDb) -> None:
     vdb.seed(10)
     vdb.cli(["archive", "1", "2", "--ignore-window"])
-    args = ["dearchive", "1", "2", "--status", "SALE", "--dry-run"]
+    args = ["dearchive", "1", "2", "--set-status", "SALE", "--dry-run"]
     rc, out, err = console(vdb, args)
     assert rc == 0, err
     assert "plan: restored leads get: status=SALE" in out.splitlines(), out
