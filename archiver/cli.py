@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 import click
 from sqlalchemy.exc import DBAPIError
 
-from archiver import commands, config, sqlshow
+from archiver import commands, config, sqlshow, timings
 from archiver import logging as alog
 from archiver.checkpoint import describe_job
 from archiver.db import classify_error
@@ -39,6 +39,8 @@ from archiver.errors import (
 )
 from archiver.jobtypes import MOVED, OUTCOMES, Summary
 from archiver.options import (
+    OPTIMIZE_MIN,
+    ControlArgs,
     RestoreArgs,
     ResumeArgs,
     RunArgs,
@@ -332,12 +334,7 @@ def job_options(f: Callable[..., Any]) -> Callable[..., Any]:
             help="Delete source rows that have an equal copy.",
         ),
         click.option("--chunk-size", type=int, metavar="N", help="Leads per chunk, 1–500 (500)."),
-        click.option(
-            "--delete-batch",
-            type=int,
-            metavar="N",
-            help="MyISAM: delete a chunk in statements of at most N leads (100; 0: one).",
-        ),
+        _delete_batch_option(),
         click.option("--dry-run", is_flag=True, help="Show the plan and counts; write nothing."),
         click.option(
             "--report", metavar="PATH", help="CSV of every lead not moved, with its outcome."
@@ -348,6 +345,37 @@ def job_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--job-name", metavar="NAME", help="Resume the unfinished job of this name."),
         click.option("--ignore-window", is_flag=True, help="Run outside the off-hours window."),
         click.option("--max-runtime", metavar="DURATION", help="Stop cleanly after e.g. 2h."),
+        *_throttle_options(),
+        click.option(
+            "--metrics-file",
+            metavar="PATH",
+            help="Write a Prometheus textfile (node_exporter) at the end.",
+        ),
+        click.option(
+            "--admin-log",
+            is_flag=True,
+            help="Write one vicidial_admin_log row for the run, as VICIdial does.",
+        ),
+        *_control_options(),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+# The job's tuning (--delete-batch and the throttle): kept with a new job and used again
+# when it resumes (by `jobs resume`, or by the same command run again), unless given again.
+def _delete_batch_option() -> Callable[..., Any]:
+    return click.option(
+        "--delete-batch",
+        type=int,
+        metavar="N",
+        help="MyISAM: delete a chunk in statements of at most N leads (100; 0: one).",
+    )
+
+
+def _throttle_options() -> list[Callable[..., Any]]:
+    return [
         click.option(
             "--sleep", metavar="S", help="Seconds to sleep between chunks (at most 3600)."
         ),
@@ -368,20 +396,46 @@ def job_options(f: Callable[..., Any]) -> Callable[..., Any]:
             metavar="MS",
             help="Size chunks (≤ 500) to this statement time.",
         ),
+    ]
+
+
+def _control_options() -> list[Callable[..., Any]]:
+    """Per run, never kept with the job."""
+    return [
         click.option(
-            "--metrics-file",
+            "--sentinel",
             metavar="PATH",
-            help="Write a Prometheus textfile (node_exporter) at the end.",
+            help="Stop at the next chunk (exit 3, resumable) once this file exists; "
+            "refuse to start while it does.",
         ),
         click.option(
-            "--admin-log",
+            "--statistics",
             is_flag=True,
-            help="Write one vicidial_admin_log row for the run, as VICIdial does.",
+            help="At the end, time per statement kind (count, ms, share): on stderr, and in "
+            "the --json summary.",
+        ),
+        click.option(
+            "--optimize",
+            is_flag=True,
+            help="After a run that moved more than --optimize-min leads, OPTIMIZE TABLE the "
+            "source (ANALYZE TABLE on InnoDB); inside the window only: it locks the table.",
+        ),
+        click.option(
+            "--optimize-min",
+            type=int,
+            metavar="N",
+            help=f"The leads a run must move for --optimize (default {OPTIMIZE_MIN:,}).",
         ),
     ]
-    for opt in reversed(opts):
-        f = opt(f)
-    return f
+
+
+def _control(kw: Mapping[str, Any]) -> ControlArgs:
+    return ControlArgs(
+        sentinel=kw["sentinel"],
+        statistics=kw["statistics"],
+        optimize=kw["optimize"],
+        optimize_min=kw["optimize_min"],
+    )
 
 
 def _selection(kw: Mapping[str, Any]) -> SelectionArgs:
@@ -425,6 +479,8 @@ def _run_args(kw: Mapping[str, Any]) -> RunArgs:
         metrics_file=kw["metrics_file"],
         admin_log=kw["admin_log"],
         user=kw.get("user"),
+        tuning=_tuning(kw).given(),
+        control=_control(kw),
     )
 
 
@@ -532,7 +588,12 @@ def _job_settings(ctx: Ctx, kw: Mapping[str, Any]) -> config.Settings:
 
 
 def _end(summary: Summary) -> None:
-    """A job that did not end done (or whose report failed) exits with its kind's code."""
+    """A job that did not end done (or whose report failed) exits with its kind's code.
+    First, with --statistics, the time per statement kind on stderr, for a person (JSON logs
+    carry them in the `summary` event)."""
+    if summary.statistics is not None and alog.console_format():
+        for line in timings.lines(summary.statistics):
+            click.echo(line, err=True)
     error = commands.outcome_error(summary)
     if error is None:
         return
@@ -667,7 +728,7 @@ def _lead_dearchive_call(kw: Mapping[str, Any], restore: RestoreArgs) -> bool:
         "modified_before",
         "where",
     )
-    others = ("dry_run", "report", "as_json", "job_name")
+    others = ("dry_run", "report", "as_json", "job_name", "sentinel", "statistics", "optimize")
     return (
         len(kw["lead_ids"]) == 1
         and not restore.overrides
@@ -922,30 +983,57 @@ def _job_lines(data: Mapping[str, Any], zone: str) -> list[str]:
     return lines
 
 
+def _resume_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    for opt in reversed([_delete_batch_option(), *_throttle_options(), *_control_options()]):
+        f = opt(f)
+    return f
+
+
 @jobs_group.command("resume")
 @click.argument("ref")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--ignore-window", is_flag=True)
 @click.option("--max-runtime", metavar="DURATION")
 @click.option("--report", metavar="PATH")
+@_resume_options
 @click.pass_obj
 def jobs_resume(
     ctx: Ctx,
+    /,
     ref: str,
     as_json: bool,
     ignore_window: bool,
     max_runtime: str | None,
     report: str | None,
+    **kw: Any,
 ) -> None:
-    """Resume an unfinished job with the selection and flags it was started with.
+    """Resume an unfinished job with the selection and flags it was started with, and its
+    tuning (--sleep, --delete-batch, …): a tuning flag given here wins for this run.
 
     \b
     Examples:
       vicidial-archiver jobs resume 12
       vicidial-archiver jobs resume nightly --max-runtime 2h --report /tmp/kept.csv
+      vicidial-archiver jobs resume 12 --sleep 0 --sentinel /run/vicidial-archiver.stop
     """
     settings = ctx.settings()
-    args = ResumeArgs(ref, ignore_window=ignore_window, max_runtime=max_runtime, report=report)
+    tuning = TuningArgs(
+        delete_batch=kw["delete_batch"],
+        sleep=kw["sleep"],
+        sleep_coef=kw["sleep_coef"],
+        max_threads_running=kw["max_threads_running"],
+        max_replica_lag=kw["max_replica_lag"],
+        max_wait=kw["max_wait"],
+        chunk_time=kw["chunk_time"],
+    )
+    args = ResumeArgs(
+        ref,
+        ignore_window=ignore_window,
+        max_runtime=max_runtime,
+        report=report,
+        tuning=tuning,
+        control=_control(kw),
+    )
     summary = commands.jobs_resume(settings, args)
     print_summary(summary, as_json, settings.window.timezone)
     _end(summary)

@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pymysql
@@ -241,6 +241,10 @@ def _spec(
         report=run.report,
         ignore_window=run.ignore_window,
         client=run.client,
+        tuning=run.tuning,
+        sentinel=run.control.sentinel,
+        statistics=run.control.statistics,
+        optimize_min=run.control.optimize_after,
     )
 
 
@@ -515,12 +519,22 @@ def job_leads(
 
 
 def jobs_resume(settings: config.Settings, args: ResumeArgs) -> Summary:
-    """Resume an unfinished job with the selection and flags it was started with."""
+    """Resume an unfinished job with the selection, flags and tuning it was started with
+    (tuning flags given here win, for this run)."""
     if args.max_runtime_s is not None:
         settings = config.with_overrides(settings, max_runtime=args.max_runtime_s)
+    settings = args.tuning.apply(settings)
     with open_db(settings) as db:
         found = checkpoint.get_job(db, args.ref)
         spec = spec_from_job(db, found, ignore_window=args.ignore_window, report=args.report)
+        control = args.control
+        spec = replace(
+            spec,
+            tuning=args.tuning.given(),
+            sentinel=control.sentinel,
+            statistics=control.statistics,
+            optimize_min=control.optimize_after,
+        )
         settings = config.with_overrides(settings, chunk_size=found.identity["chunk_size"])
         return run_job(db, settings, spec)
 

@@ -64,6 +64,18 @@ MOVED = frozenset({Outcome.ARCHIVED, Outcome.DEARCHIVED})
 # Not in the source table when the chunk read it: there was nothing to move or keep.
 NOT_IN_SOURCE = frozenset({Outcome.ALREADY_ARCHIVED, Outcome.ALREADY_LIVE, Outcome.MISSING})
 
+# The settings a job keeps across runs (its throttle and tuning), by flag name → the settings
+# path (`section.key`). --max-runtime is per run, not per job; --chunk-size is in the identity.
+TUNING: Final = {
+    "sleep": "throttle.sleep",
+    "sleep-coef": "throttle.sleep_coef",
+    "max-threads-running": "throttle.max_threads_running",
+    "max-replica-lag": "throttle.max_replica_lag",
+    "max-wait": "throttle.max_wait",
+    "chunk-time": "throttle.chunk_time_ms",
+    "delete-batch": "delete_batch",
+}
+
 # Called at each named point of a chunk: (point, the job's connection, the leads in hand).
 Hook = Callable[[str, "Db", Sequence[int]], None]
 
@@ -98,6 +110,13 @@ class JobSpec:
     resume_id: int | None = None
     # The API key that asked for the job (serve), kept with the job: it decides who sees it.
     client: str | None = None
+    # The tuning flags given for this run (TUNING keys → values, already in the settings):
+    # a new job keeps them, and a resumed one takes those it was started with unless given.
+    tuning: Mapping[str, Any] = field(default_factory=dict)
+    # Per run: stop at the next chunk boundary once this file exists (refused if it does).
+    sentinel: str | None = None
+    statistics: bool = False  # time per statement kind in the summary
+    optimize_min: int | None = None  # OPTIMIZE (ANALYZE) the source after more moved leads
 
     def __post_init__(self) -> None:
         as_direction(self.direction)
@@ -143,6 +162,10 @@ class Summary:
     # the selection held, and both as lines for a person.
     cutoffs: dict[str, str] = field(default_factory=dict)
     selected: int | None = None
+    # The tuning in force: flag name → {"value", "from": "flag" | "job" | "settings"}.
+    tuning: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # --statistics: {"total_ms", "kinds": {kind: {"count", "ms", "share"}}}; None when not asked.
+    statistics: dict[str, Any] | None = None
 
     @property
     def rate(self) -> float:
@@ -196,4 +219,6 @@ class Summary:
             "cutoffs": dict(self.cutoffs),
             "selected": self.selected,
             "warnings": list(self.warnings),
+            "tuning": self.tuning,
+            **({"statistics": self.statistics} if self.statistics is not None else {}),
         }

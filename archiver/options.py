@@ -161,6 +161,37 @@ class RestoreArgs:
         return out
 
 
+# --optimize: OPTIMIZE TABLE (ANALYZE on InnoDB) only after a run that moved more leads than
+# this; fewer leave too little free space to be worth the table lock.
+OPTIMIZE_MIN = 100_000
+
+
+@dataclass(frozen=True)
+class ControlArgs:
+    """Per run, never kept with the job: a sentinel file that stops it, the time per
+    statement kind, OPTIMIZE TABLE after a large run."""
+
+    sentinel: str | None = None
+    statistics: bool = False
+    optimize: bool = False
+    optimize_min: int | None = None  # None: OPTIMIZE_MIN
+
+    def __post_init__(self) -> None:
+        if self.sentinel is not None and not self.sentinel.strip():
+            raise BadInput("--sentinel is empty; name the file whose presence stops the job")
+        if self.optimize_min is not None and not self.optimize:
+            raise BadInput("--optimize-min sets the threshold of --optimize; give --optimize too")
+        if self.optimize_min is not None and self.optimize_min < 0:
+            raise BadInput(f"--optimize-min must be 0 or more leads, got {self.optimize_min}")
+
+    @property
+    def optimize_after(self) -> int | None:
+        """Moved leads past which the source table is optimized; None: never."""
+        if not self.optimize:
+            return None
+        return OPTIMIZE_MIN if self.optimize_min is None else self.optimize_min
+
+
 @dataclass(frozen=True)
 class RunArgs:
     """How one job runs and what it leaves behind, besides its data."""
@@ -173,6 +204,9 @@ class RunArgs:
     admin_log: bool = False
     user: str | None = None  # named in the admin log row (default: the OS user)
     client: str | None = None  # the API key that asked for the job (serve)
+    # The tuning flags given (TuningArgs.given): kept with a new job, used again on resume.
+    tuning: dict[str, Any] = field(default_factory=dict)
+    control: ControlArgs = field(default_factory=ControlArgs)
 
 
 @dataclass(frozen=True)
@@ -202,6 +236,20 @@ class TuningArgs:
             "max_runtime": _duration(self.max_runtime, "--max-runtime"),
         }
         object.__setattr__(self, "seconds", parsed)
+
+    def given(self) -> dict[str, Any]:
+        """The job tuning flags given (jobtypes.TUNING names), as parsed: a job keeps them."""
+        sec = self.seconds
+        values = {
+            "sleep": sec["sleep"],
+            "sleep-coef": self.sleep_coef,
+            "max-threads-running": self.max_threads_running,
+            "max-replica-lag": sec["max_replica_lag"],
+            "max-wait": sec["max_wait"],
+            "chunk-time": self.chunk_time,
+            "delete-batch": self.delete_batch,
+        }
+        return {k: v for k, v in values.items() if v is not None}
 
     def apply(self, base: config.Settings) -> config.Settings:
         """The settings with these flags over them, validated as a whole."""
@@ -312,6 +360,10 @@ class ResumeArgs:
     ignore_window: bool = False
     max_runtime: str | None = None
     report: str | None = None
+    # Flags over the tuning the job was started with, for this run (not --chunk-size: the
+    # job's identity; not --max-runtime: above).
+    tuning: TuningArgs = field(default_factory=TuningArgs)
+    control: ControlArgs = field(default_factory=ControlArgs)
     max_runtime_s: float | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -26,7 +26,7 @@ from typing import IO, Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from archiver import checkpoint, claims, window
+from archiver import checkpoint, claims, config, window
 from archiver.checkpoint import ChunkRecord, Job
 from archiver.config import Settings
 from archiver.db import (
@@ -51,6 +51,7 @@ from archiver.idlist import IdSet, IdSource
 from archiver.jobtypes import (
     ARCHIVE,
     MOVED,
+    TUNING,
     Flags,
     Hook,
     JobSpec,
@@ -81,6 +82,7 @@ from archiver.strategies import (
     TablesChanged,
     choose,
 )
+from archiver.timings import Timings
 
 # Fault injection for tests: ARCHIVER_FAULT=<point>[:<chunk>] kills this process with SIGKILL
 # at that point of that chunk (default: the first chunk of the run). Points: the chunk's
@@ -187,7 +189,13 @@ def _temp_beside(target: str) -> tuple[int, str]:
 
 
 class _Signals:
-    """First SIGTERM/SIGINT: stop after the current chunk. Second SIGINT: abort at once."""
+    """First SIGTERM/SIGINT/SIGHUP: stop after the current chunk. Second SIGINT: abort at once.
+
+    SIGHUP is what a job started in an SSH session gets when the session drops: it stops as
+    for SIGTERM, recorded `stopped` and resumable, instead of dying with its job `running`.
+    Its terminal is gone by then, and a write to it fails (EIO): stdout and stderr, if they
+    were that terminal, go to /dev/null so the job can end and say so in its row. A SIGHUP
+    ignored when the run started (`nohup`) stays ignored."""
 
     def __init__(self) -> None:
         self.reason: str | None = None
@@ -196,12 +204,16 @@ class _Signals:
     def _handle(self, signum: int, _frame: Any) -> None:
         if self.reason is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
+        if signum == signal.SIGHUP:
+            _leave_hung_up_terminal()
         self.reason = f"stopped by {signal.Signals(signum).name}"
 
     @contextmanager
     def installed(self) -> Iterator[None]:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             try:
+                if sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN:
+                    continue  # nohup: the run goes on when the session drops
                 self._old[sig] = signal.signal(sig, self._handle)
             except ValueError:  # not the main thread (a library caller): no signal handling
                 pass
@@ -210,6 +222,18 @@ class _Signals:
         finally:
             for sig, handler in self._old.items():
                 signal.signal(sig, handler)
+
+
+def _leave_hung_up_terminal() -> None:
+    """Point stdout and stderr at /dev/null when they are a terminal that hung up (a write to
+    it fails); a terminal still there (a SIGHUP sent by hand) keeps them."""
+    for fd in (1, 2):
+        try:
+            os.write(fd, b"")
+        except OSError:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, fd)
+            os.close(null)
 
 
 def _fault(point: str, chunk_no: int) -> None:
@@ -261,6 +285,8 @@ class Runner:
             ids.count if ids is not None else None, settings
         )
         self.identity_hash = checkpoint.identity_of(spec.identity(settings.chunk_size))[0]
+        self.timings = Timings()
+        self.tuning: dict[str, dict[str, Any]] = {}
 
     # --- set-up --------------------------------------------------------------------------
 
@@ -369,12 +395,21 @@ class Runner:
             checkpoint.claim(self.db, job)
             held = checkpoint.pending_ids(self.db, job.job_id)
             self.pending.ids = checkpoint.pending(self.db, job.job_id, held)
-            self.log.info("job_resumed", job_id=job.job_id, cursor=job.cursor, chunks=job.chunks)
+            self._use_tuning(job)
+            self.log.info(
+                "job_resumed",
+                job_id=job.job_id,
+                cursor=job.cursor,
+                chunks=job.chunks,
+                tuning=self.tuning,
+            )
             return self._walk_job_ids(checkpoint.get_job(self.db, job.job_id))
         crit = spec.selection.criteria
         params: dict[str, Any] = {"criteria": crit.resolved} if crit is not None else {}
         if spec.client is not None:  # the API key that asked for it: who may see the job
             params["client"] = spec.client
+        if spec.tuning:  # kept for its resumes, which take them unless given other values
+            params["tuning"] = dict(spec.tuning)
         ids = spec.selection.ids
         # The checkpoint tables are InnoDB whatever the lead tables are: the job row and all of
         # its ids commit together, so a run killed while staging leaves neither, and the next
@@ -391,8 +426,45 @@ class Runner:
                 for n, batch in enumerate(ids.batches(STAGE_BATCH), 1):
                     checkpoint.stage_ids(self.db, job_id, batch)
                     _fault("staging", n)
-        self.log.info("job_started", job_id=job_id, name=spec.name)
+        self._use_tuning(None)
+        self.log.info("job_started", job_id=job_id, name=spec.name, tuning=self.tuning)
         return self._walk_job_ids(checkpoint.get_job(self.db, job_id))
+
+    def _use_tuning(self, job: Job | None) -> None:
+        """The tuning in force and where each value came from: a flag of this run, the job
+        (the flags it was started with, kept in its params), or the settings (defaults, the
+        config file, the environment), which are read afresh each run. A resumed job runs
+        with its own; the strategy and the throttle are made with the result."""
+        kept = job.params.get("tuning", {}) if job is not None else {}
+        from_job = {
+            TUNING[name]: value
+            for name, value in kept.items()
+            if name in TUNING and name not in self.spec.tuning
+        }
+        if from_job:
+            self.s = _with_paths(self.s, from_job)
+            self.strategy.delete_batch = self.s.delete_batch
+        self.tuning = {
+            name: {
+                "value": _setting(self.s, path),
+                "from": "flag"
+                if name in self.spec.tuning
+                else ("job" if path in from_job else "settings"),
+            }
+            for name, path in TUNING.items()
+        }
+        self.plan.append("tuning: " + describe_tuning(self.tuning))
+
+    def _unfinished(self) -> Job | None:
+        """A dry run's look (reads only) at the unfinished job a real run would resume, for
+        the tuning it would run with."""
+        if "archiver_jobs" not in checkpoint.present_tables(self.db):
+            return None
+        identity = self.spec.identity(self.s.chunk_size)
+        job = checkpoint.find_unfinished(
+            self.db, self.spec.name, checkpoint.identity_of(identity)[0]
+        )
+        return job if job is not None and job.identity == identity else None
 
     def _walk_job_ids(self, job: Job) -> Job:
         """From here on an id-list job walks its ids from the checkpoint (not from the input,
@@ -462,12 +534,14 @@ class Runner:
             # longer in the source; one that left the selection is read below). The walk goes
             # on after the last of them.
             top = max(self.pending.ids)
-            ids, rows = walker.rows_through(self.cursor, top, select, limit=size)
+            with self.timings.timed("scan"):
+                ids, rows = walker.rows_through(self.cursor, top, select, limit=size)
             upto = ids[-1] if len(ids) >= size else top
             ids = sorted(set(ids) | {i for i in self.pending.ids if i <= upto})
             cursor = max(upto, self.cursor)
         else:
-            ids, rows, cursor = walker.next_rows(self.cursor, size, select)
+            with self.timings.timed("scan"):
+                ids, rows, cursor = walker.next_rows(self.cursor, size, select)
         c = Chunk(
             no=chunk_no,
             ids=ids,
@@ -500,7 +574,12 @@ class Runner:
 
     def _execute(self, stmt: Stmt) -> Any:
         """The one place a chunk's statements run: rows back for a read, the row count for a
-        write. A dry run runs the reads and renders the rest into the plan."""
+        write, each timed by its name (--statistics). A dry run runs the reads and renders the
+        rest into the plan."""
+        with self.timings.timed(stmt.name):
+            return self._run_stmt(stmt)
+
+    def _run_stmt(self, stmt: Stmt) -> Any:
         db = self.db
         if self.dry_run and stmt.kind != "read":
             shown = stmt.shown if stmt.kind == "literal" else db.render(stmt.sql, stmt.params)
@@ -554,13 +633,15 @@ class Runner:
             )
             # Recorded even when `jobs cancel` ended the job meanwhile: the chunk ran, its
             # leads moved, and every count shown must say so; the job stops after it.
-            if checkpoint.record_chunk(
-                self.db,
-                job,
-                rec,
-                self.totals + counts,
-                clear_pending=self.pending.written or bool(self.pending.ids),
-            ):
+            with self.timings.timed("checkpoint"):
+                cancelled = checkpoint.record_chunk(
+                    self.db,
+                    job,
+                    rec,
+                    self.totals + counts,
+                    clear_pending=self.pending.written or bool(self.pending.ids),
+                )
+            if cancelled:
                 self.cancelled = Cancelled(f"{job.label} was cancelled (`jobs cancel`)")
             self._at("checkpoint", chunk_no, ids)
             self.pending.ids = {i for i in self.pending.ids if i > cursor}
@@ -596,12 +677,17 @@ class Runner:
     def stop_reason(self) -> str | None:
         if self.signals.reason:
             return self.signals.reason
+        if self._sentinel() and not self.dry_run:  # a dry run plans, and warns of it
+            return f"the sentinel file {self.spec.sentinel} exists (--sentinel)"
         if self.s.max_runtime and time.monotonic() - self.started >= self.s.max_runtime:
             return f"--max-runtime of {self.s.max_runtime:g}s reached"
         # A dry run writes nothing: it plans the whole selection whatever the time.
         if not (self.spec.ignore_window or self.dry_run) and not window.is_open(self.s.window):
             return f"the off-hours window ({window.describe(self.s.window)}) closed"
         return None
+
+    def _sentinel(self) -> bool:
+        return self.spec.sentinel is not None and os.path.exists(self.spec.sentinel)
 
     def run(self) -> Summary:
         from archiver.throttle import Throttle
@@ -618,15 +704,19 @@ class Runner:
             self._lock()
         try:
             if not self.dry_run:
-                checkpoint.ensure_tables(self.db)
+                with self.timings.timed("checkpoint"):
+                    checkpoint.ensure_tables(self.db)
             # Held pairs (`ChunkSql.held_expr`) are read wherever the table is.
             sql.holds = "archiver_pending" in checkpoint.present_tables(self.db)
             if not self.dry_run:
-                job = self.job = self._job()
+                with self.timings.timed("checkpoint"):
+                    job = self.job = self._job()
                 if not self.strategy.atomic:  # MyISAM: its own copies prove the lead
                     sql.job_id = job.job_id
                 self.totals.update(job.counts)
                 self._resolve_criteria(job)
+            else:
+                self._use_tuning(self._unfinished())
             self._announce(sql)
             report = self.report_writer = _Report(self.spec.report)
             try:
@@ -701,6 +791,11 @@ class Runner:
                 f"not started: outside the off-hours window ({window.describe(self.s.window)}); "
                 "run inside it or pass --ignore-window for a one-off run"
             )
+        if self._sentinel():
+            held = f"the sentinel file {spec.sentinel} exists (--sentinel)"
+            if not spec.dry_run:
+                raise Stopped(f"{held}: no job starts while it does; remove it and run again")
+            self.warnings.append(f"{held}: a real run would not start")
         self._find_guards()
         if spec.report:  # an unwritable report is bad input: refuse it before any write
             _check_report(spec.report)
@@ -783,6 +878,12 @@ class Runner:
         if spec.overrides:
             given = ", ".join(f"{k}={v}" for k, v in sorted(spec.overrides.items()))
             lines.append(f"restored leads get: {given}")
+        if spec.optimize_min is not None:
+            op, _ = self.strategy.sql.optimize()
+            lines.append(
+                f"then: {op} TABLE {src.name} if the run moves more than "
+                f"{spec.optimize_min:,} leads (--optimize)"
+            )
         if spec.direction == ARCHIVE:
             lines.append(
                 f"guards: {', '.join(self.guard_tables) or 'none'}; newest lead kept: "
@@ -807,15 +908,19 @@ class Runner:
                     # No chunk starts after a stop request: a signal before the first one, any
                     # stop (the pause wakes for it) between chunks.
                     if last_ms is not None:  # between chunks only, never after the last one
-                        throttle.pause(last_ms)
+                        with self.timings.timed("wait"):
+                            throttle.pause(last_ms)
                         reason = self.stop_reason()
                     else:
-                        reason = self.signals.reason
+                        reason = self.signals.reason or (
+                            self.stop_reason() if self._sentinel() else None
+                        )
                     if reason:
                         state = "stopped"
                         break
                     if job is not None:  # no chunk starts once the job is cancelled
-                        cancelled = checkpoint.cancelled_meanwhile(self.db, job)
+                        with self.timings.timed("checkpoint"):
+                            cancelled = checkpoint.cancelled_meanwhile(self.db, job)
                         if cancelled is not None:
                             raise cancelled
                     self.chunk_started = time.monotonic()
@@ -849,7 +954,11 @@ class Runner:
         except DBAPIError as exc:
             state, reason = "failed", _db_failure(exc)
         if job is not None:
-            self._end(job, state, reason)
+            with self.timings.timed("checkpoint"):
+                self._end(job, state, reason)
+        if state == "done" and self.spec.optimize_min is not None and not self.dry_run:
+            self._optimize(sql, self.run_counts)
+        seconds = time.monotonic() - self.started
         summary = Summary(
             direction=self.direction,
             job_id=job.job_id if job else None,
@@ -858,16 +967,61 @@ class Runner:
             job_counts=self.totals,
             leads=leads,
             chunks=chunk_no - first_chunk,
-            seconds=time.monotonic() - self.started,
+            seconds=seconds,
             dry_run=self.dry_run,
             stop_reason=reason,
             sql=planned,
             warnings=self.warnings,
             plan=self.plan,
             throttle_slept_s=getattr(throttle, "slept_s", 0.0),
+            tuning=self.tuning,
+            statistics=self.timings.statistics(seconds) if self.spec.statistics else None,
         )
         self.log.info("summary", **summary.as_dict())
         return summary
+
+    def _optimize(self, sql: ChunkSql, counts: Counter[str]) -> None:
+        """--optimize: after a run that moved more leads than the threshold, OPTIMIZE TABLE
+        the source (ANALYZE TABLE on InnoDB: `ChunkSql.optimize`), logged with its duration.
+        Only inside the window, whatever --ignore-window says: it locks the table. The leads have
+        moved whatever it answers: an error it reports (as rows, or raised) is a warning."""
+        moved = sum(n for outcome, n in counts.items() if outcome in MOVED)
+        threshold = self.spec.optimize_min
+        op, text = sql.optimize()
+        table = sql.src.name
+        if threshold is None or moved <= threshold:
+            self.log.info("optimize_skipped", table=table, moved=moved, threshold=threshold)
+            return
+        # Even with --ignore-window: the table stays locked until it ends (minutes on a
+        # large MyISAM table), which a dialer's day cannot take.
+        if not window.is_open(self.s.window):
+            msg = (
+                f"{op} TABLE {table} skipped: outside the off-hours window "
+                f"({window.describe(self.s.window)}), and it locks the table; it runs after "
+                "a run inside the window"
+            )
+            self.warnings.append(msg)
+            self.log.warning("optimize_skipped", table=table, reason="outside the off-hours window")
+            return
+        self.db.tag_job(self.job.job_id if self.job is not None else None)
+        started = time.monotonic()
+        error: str | None
+        try:
+            rows = self._execute(Stmt("optimize", text, kind="read"))
+        except DBAPIError as exc:
+            rows, error = [], _db_failure(exc)
+        else:
+            bad = [str(r[3]) for r in rows if str(r[2]).lower() == "error"]
+            error = "; ".join(bad) or None
+        seconds = round(time.monotonic() - started, 3)
+        messages = [f"{r[2]}: {r[3]}" for r in rows]
+        if error is not None:
+            self.warnings.append(f"{op} TABLE {table} failed: {error}")
+            self.log.error("optimize_failed", table=table, op=op, seconds=seconds, error=error)
+            return
+        self.log.info(
+            "optimize", table=table, op=op, moved=moved, seconds=seconds, messages=messages
+        )
 
     def _end(self, job: Job, state: str, reason: str | None) -> None:
         try:
@@ -939,6 +1093,28 @@ def _check_report(path: str) -> None:
         os.unlink(tmp)
     except OSError as exc:
         raise BadInput(f"cannot write the report {path}: {exc.strerror}") from None
+
+
+def _setting(settings: Settings, path: str) -> Any:
+    section, _, key = path.rpartition(".")
+    return getattr(getattr(settings, section) if section else settings, key)
+
+
+def _with_paths(settings: Settings, values: dict[str, Any]) -> Settings:
+    """The settings with these `section.key` values (only throttle.* and top-level keys)."""
+    throttle = {k.partition(".")[2]: v for k, v in values.items() if k.startswith("throttle.")}
+    top = {k: v for k, v in values.items() if "." not in k}
+    return config.with_overrides(settings, throttle=replace(settings.throttle, **throttle), **top)
+
+
+def describe_tuning(tuning: dict[str, dict[str, Any]]) -> str:
+    """`sleep 0.5 (job); max-wait 60 (flag); …`: each value in force and where it came from."""
+    parts = []
+    for source, label in (("flag", "a flag"), ("job", "the job"), ("settings", "the settings")):
+        names = [f"{n} {t['value']:g}" for n, t in tuning.items() if t["from"] == source]
+        if names:
+            parts.append(f"from {label}: {', '.join(names)}")
+    return "; ".join(parts)
 
 
 def _db_failure(exc: DBAPIError) -> str:

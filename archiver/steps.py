@@ -191,6 +191,14 @@ class ChunkSql:
     def moved(self) -> Outcome:
         return Outcome.ARCHIVED if self.direction == ARCHIVE else Outcome.DEARCHIVED
 
+    def optimize(self) -> tuple[str, str]:
+        """The source table's upkeep after a large run (--optimize): OPTIMIZE TABLE gives a
+        MyISAM table the space of its deleted rows back; on InnoDB it would rebuild the whole
+        table, so ANALYZE TABLE there refreshes the index statistics only. Both answer with
+        rows (Table, Op, Msg_type, Msg_text), an error among them rather than raised."""
+        op = "ANALYZE" if self.src.transactional else "OPTIMIZE"
+        return op, f"{op} TABLE {self.s}"
+
     def _bin(self, alias: str, col: Column, other: Column | None) -> str:
         expr = f"{alias}.{q(col.name)}"
         if _is_float(col, other):

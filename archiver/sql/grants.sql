@@ -25,6 +25,9 @@ CREATE USER IF NOT EXISTS 'vicidial_archiver'@'127.0.0.1' IDENTIFIED BY 'CHANGE_
 -- table, nothing else (`schema init` also needs ALTER, below, or an administrator).
 GRANT SELECT, INSERT, UPDATE, DELETE ON `asterisk`.`vicidial_list` TO 'vicidial_archiver'@'127.0.0.1';
 GRANT CREATE, SELECT, INSERT, UPDATE, DELETE ON `asterisk`.`vicidial_list_archive` TO 'vicidial_archiver'@'127.0.0.1';
+-- --optimize runs OPTIMIZE TABLE (MyISAM) or ANALYZE TABLE (InnoDB) on the table a run moved
+-- leads out of: both need only SELECT and INSERT on it, granted above (checked on MariaDB
+-- 10.11: without INSERT both fail with error 1142).
 
 -- Read only: the live-lead guards (a lead queued, in a call, with an agent or with an
 -- ACTIVE/LIVE callback is skipped) and the campaigns' lists (--campaign).

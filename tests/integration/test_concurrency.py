@@ -66,7 +66,7 @@ def test_second_run_exits_4_and_names_the_holder(vdb: VDb) -> None:
         holder.signal(signal.SIGTERM)
         stopped = holder.finish(60)
     assert stopped.rc == 3, stopped.describe()
-    resumed = vdb.cli(args)
+    resumed = vdb.cli([*args, "--sleep", "0"])  # the job keeps its --sleep 0.3 unless given
     assert resumed.exit_code == 0, resumed.stderr
     assert summary_of(resumed)["job_id"] == 1
     assert summary_of(resumed)["job_counts"] == {"archived": 2999, "skipped_newest": 1}

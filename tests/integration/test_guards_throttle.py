@@ -100,7 +100,9 @@ def test_threads_running_wait_then_clean_stop(vdb: VDb) -> None:
     assert summary["state"] == "stopped" and summary["chunks"] == 1
     waits = [json.loads(x) for x in r.stderr.splitlines() if '"throttle_wait"' in x]
     assert waits and all(w["reason"] == "threads_running" and w["value"] >= 2 for w in waits)
-    r = vdb.cli(["archive", "--where", "lead_id <= 40", "--chunk-size", "10", "--json"])
+    # The same command resumes the job, which keeps its throttle: turned off for this run.
+    again = ["--max-threads-running", "0"]
+    r = vdb.cli(["archive", "--where", "lead_id <= 40", "--chunk-size", "10", "--json", *again])
     assert r.exit_code == 0 and json.loads(r.stdout)["job_counts"] == {"archived": 40}
 
 
