@@ -683,7 +683,9 @@ def prune(db: Db, older_than_s: float, job_ids: Sequence[int] | None = None) -> 
     if "archiver_jobs" not in present:
         return 0
     with db.transaction():
-        for table in ("archiver_chunks", "archiver_leads", "archiver_pending", "archiver_job_ids"):
+        # archiver_pending stays: a pruned job's pending rows may hold a pair after an ALTER
+        # (steps.ChunkSql.held_expr); a done job has none.
+        for table in ("archiver_chunks", "archiver_leads", "archiver_job_ids"):
             if table not in present:
                 continue
             db.write(

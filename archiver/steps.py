@@ -288,9 +288,13 @@ class ChunkSql:
         holds, and the delete that follows would leave them in neither table. A held pair is
         a conflict in both directions, never refreshed nor taken for a copy, until an
         operator decides (README: a lead held after an ALTER)."""
+        # A pending row whose table versions are not the tables' versions now is a copy a
+        # job fingerprinted before an ALTER, cut before it could hold the pair (killed
+        # between the ALTER and its `hold`): the same.
         return (
             "(EXISTS(SELECT 1 FROM `archiver_pending` AS h WHERE h.`lead_id` = s.`lead_id`"
-            f" AND h.`tables_at` IN ({_lit(HELD)}, {_lit(ALTERED)}))"
+            f" AND (h.`tables_at` IN ({_lit(HELD)}, {_lit(ALTERED)})"
+            f" OR NOT h.`tables_at` <=> {self.tables_at()}))"
             f"\n   AND NOT {self.covered_expr()})"
         )
 

@@ -229,3 +229,51 @@ def test_a_stale_copy_with_its_archive_only_column_at_its_default_still_goes(
     notes = archive_with_a_call(vdb, column, None)
     assert notes == ({} if vdb.engine == "MyISAM" else {9: None if column == "nullable" else ""})
     assert (9 in vdb.ids(LIVE)) == (vdb.engine == "MyISAM")
+
+
+FULL = "customer asked for the premium plan, call Tue"
+
+
+def _cut_and_undo(vdb: VDb) -> None:
+    """A DBA's MODIFY comments VARCHAR(5), then back: the live comments are cut."""
+    db = vdb.connect()
+    try:
+        db.run("SET SESSION sql_mode = 'NO_ENGINE_SUBSTITUTION'")
+        db.write(f"ALTER TABLE {LIVE} MODIFY comments VARCHAR(5)")
+        db.write(f"ALTER TABLE {LIVE} MODIFY comments VARCHAR(255)")
+    finally:
+        hp.close_quietly(db)
+
+
+def _full_survives(vdb: VDb) -> bool:
+    rows = vdb.db.rows(
+        f"SELECT comments FROM {LIVE} WHERE lead_id = 9"
+        f" UNION ALL SELECT comments FROM {ARCHIVE} WHERE lead_id = 9"
+    )
+    return FULL in [str(r[0]) for r in rows]
+
+
+def test_a_run_killed_before_it_could_hold_a_pair_leaves_it_held(vdb: VDb) -> None:
+    """Review round 3: the hold was written at the end of the chunk; a run killed after its
+    copy, an ALTER that cut values and undid it, then the same command (a resume) refreshed the
+    archive with the cut values and deleted the live row. A pending row fingerprinted before
+    an ALTER holds the pair now."""
+    vdb.seed(40)
+    vdb.db.write(f"UPDATE {LIVE} SET comments = :c WHERE lead_id = 9", {"c": FULL})
+    args = ["archive", "--where", "lead_id <= 20", "--ignore-window", "--json"]
+    killed = hp.run(vdb.dsn, args, env={"ARCHIVER_FAULT": "after_insert:1"})
+    assert killed.rc == -9, killed.describe()
+    if vdb.engine == "InnoDB":  # the cut chunk rolled back: the ALTER cuts the only row
+        assert vdb.ids(ARCHIVE) == []
+        return
+    _cut_and_undo(vdb)
+    again = vdb.cli(args)
+    assert again.exit_code in (0, 1), again.output
+    assert _full_survives(vdb), "the full comments are in neither table"
+    if vdb.engine == "MyISAM":
+        assert summary_of(again)["counts"].get("conflict", 0) >= 1
+    # jobs cancel --force and prune (a 30-day prune cron) keep the hold.
+    vdb.cli(["jobs", "cancel", "1", "--force"])
+    vdb.cli(["jobs", "prune", "--older-than", "0s", "--yes"])
+    vdb.cli(args)
+    assert _full_survives(vdb), "a prune lost the hold"
