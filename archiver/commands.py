@@ -956,7 +956,12 @@ def _purge_chunk(
     ids = [int(row[manifest.lead_index] or b"0") for row in chunk]
     present = _ids_in(db, table, ids)
     equal: set[int] = set()
-    proven = [row for lead, row in zip(ids, chunk, strict=True) if lead in present]
+    # A value longer than a derived table of literals holds (MariaDB wraps its length modulo
+    # 65,536 bytes, silently) cannot be compared byte for byte: such a row is kept.
+    long = {lead for lead, row in zip(ids, chunk, strict=True) if exportfile.too_long(row)}
+    proven = [
+        row for lead, row in zip(ids, chunk, strict=True) if lead in present and lead not in long
+    ]
     left = present
     if proven and dry_run:
         equal = _equal_ids(db, table, columns, proven)
@@ -974,6 +979,8 @@ def _purge_chunk(
     for lead in ids:
         if lead not in present:
             outcome = "absent"
+        elif lead in long:
+            outcome = "too_long"
         elif dry_run:
             outcome = "would_purge" if lead in equal else "kept_changed"
         else:

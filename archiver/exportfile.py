@@ -133,6 +133,16 @@ def literal(col: Column, value: Value) -> str:
     return hex_literal(value)
 
 
+# The longest value a derived table of literals holds exactly: past it MariaDB 10.11 sizes the
+# UNION's column modulo 65,536 and cuts the value, silently (`rows_table`).
+LONGEST = 65_535
+
+
+def too_long(row: Sequence[Value]) -> bool:
+    """A value of the row is longer than `rows_table` can hold: it cannot be compared."""
+    return any(v is not None and len(v) > LONGEST for v in row)
+
+
 def rows_table(columns: Sequence[Column], rows: Sequence[Sequence[Value]]) -> str:
     """The rows as a derived table of literals: `lid` (the lead id, a number, to join on the
     primary key) then `c0`, `c1`, … (each column's bytes as X'…', or NULL), one SELECT per
