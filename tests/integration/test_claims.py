@@ -15,6 +15,7 @@ import pytest
 from archiver import claims
 from archiver.checkpoint import lock_name
 from tests.integration.test_concurrency import Dialer, check_no_update_lost
+from tests.integration.test_jobs import block_chunk, release
 from tests.support import oracle
 from tests.support import proc as hp
 from tests.support.cli import summary_of
@@ -124,21 +125,15 @@ def test_a_small_job_refuses_a_lead_another_job_keeps(vdb: VDb) -> None:
 
 def test_the_same_small_job_twice_at_once_runs_once(vdb: VDb) -> None:
     vdb.seed(20)
-    blocker = vdb.connect()
-    if vdb.engine == "InnoDB":
-        blocker.run("START TRANSACTION")
-        blocker.rows(f"SELECT lead_id FROM {LIVE} WHERE lead_id = 3 FOR UPDATE")
-    else:
-        blocker.run(f"LOCK TABLES {ARCHIVE} READ")
+    blocker = block_chunk(vdb, 3)
     args = ["archive", "--ignore-window", "3", "4", "--json"]
     with hp.Proc(hp.argv(vdb.dsn, args)) as first:
         hp.wait_blocked(vdb.db, vdb.name)
         second = vdb.cli(args)
         assert second.exit_code == 4, second.stderr
         assert "the same job (the same leads and flags) is running now" in second.stderr
-        blocker.run("ROLLBACK" if vdb.engine == "InnoDB" else "UNLOCK TABLES")
+        release(blocker, vdb.engine)
         done = first.finish(60)
-    blocker.conn.close()
     assert done.rc == 0, done.describe()
     assert done.summary["counts"] == {"archived": 2}
 
@@ -214,19 +209,13 @@ def test_small_jobs_beside_the_big_one_killed_at_random_with_a_dialer(vdb: VDb) 
 
 def test_jobs_show_tells_a_running_small_job_from_one_whose_process_is_gone(vdb: VDb) -> None:
     vdb.seed(20)
-    blocker = vdb.connect()
-    if vdb.engine == "InnoDB":
-        blocker.run("START TRANSACTION")
-        blocker.rows(f"SELECT lead_id FROM {LIVE} WHERE lead_id = 3 FOR UPDATE")
-    else:
-        blocker.run(f"LOCK TABLES {ARCHIVE} READ")
+    blocker = block_chunk(vdb, 3)
     with hp.Proc(hp.argv(vdb.dsn, ["archive", "--ignore-window", "3", "4", "--json"])) as job:
         hp.wait_blocked(vdb.db, vdb.name)
         shown = json.loads(vdb.cli(["jobs", "show", "1", "--json"]).stdout)
         assert (shown["state"], shown["process"]) == ("running", "running")
         job.kill()
         job.finish(30)
-    blocker.run("ROLLBACK" if vdb.engine == "InnoDB" else "UNLOCK TABLES")
-    blocker.conn.close()
+    release(blocker, vdb.engine)
     shown = json.loads(vdb.cli(["jobs", "show", "1", "--json"]).stdout)
     assert (shown["state"], shown["process"]) == ("running", "gone")
