@@ -24,6 +24,7 @@ KIND_OF: Final = {
     "in_dst": "scan",
     "selected": "scan",
     "fingerprint": "scan",
+    "triggers": "scan",
     "tables_at": "scan",
     "present": "scan",
     "copy": "copy",

@@ -307,3 +307,42 @@ def test_a_delete_trigger_on_the_source_that_writes_to_the_target_is_refused(vdb
         f" INSERT IGNORE INTO {ARCHIVE} (lead_id, status) VALUES (OLD.lead_id, OLD.status)"
     )
     refused(vdb, ["archive", *IDS], "va_keep", ARCHIVE, "1442")
+
+
+def test_an_insert_trigger_made_during_a_dearchive_holds_the_pair(vdb: VDb) -> None:
+    """Review round 3: the dearchive rightly kept both rows when a trigger created after its
+    scan cut the restored comments, but nothing held the pair, and the next archive refreshed
+    the archive with the cut values. The job now stops, its leads held."""
+    full = "customer asked for the premium plan, call Tue"
+    vdb.seed(20)
+    vdb.db.write(f"UPDATE {LIVE} SET comments = :c WHERE lead_id = 9", {"c": full})
+    archived(vdb, ["9"])
+    made: list[bool] = []
+
+    def hook(at: str, _db: Db, _ids: Any) -> None:
+        if at == "scan" and not made:
+            made.append(True)
+            other = vdb.connect()
+            try:
+                other.write(
+                    f"CREATE TRIGGER va_cut BEFORE INSERT ON {LIVE} FOR EACH ROW"
+                    " SET NEW.comments = LEFT(NEW.comments, 5)"
+                )
+            finally:
+                hp.close_quietly(other)
+
+    db = Db(connect(make_engine(vdb.settings), vdb.settings))
+    spec = JobSpec("dearchive", Selection.from_ids([9]), ignore_window=True)
+    try:
+        summary = run_job(db, vdb.settings, spec, hook=hook)
+    finally:
+        hp.close_quietly(db)
+    if vdb.engine == "MyISAM":  # InnoDB: the CREATE TRIGGER waited for the chunk
+        assert summary.state == "failed", summary
+    vdb.db.write("DROP TRIGGER IF EXISTS va_cut")
+    vdb.cli(["archive", "--where", "lead_id <= 20", "--ignore-window"])
+    rows = vdb.db.rows(
+        f"SELECT comments FROM {LIVE} WHERE lead_id = 9"
+        f" UNION ALL SELECT comments FROM {ARCHIVE} WHERE lead_id = 9"
+    )
+    assert full in [str(r[0]) for r in rows], "the full comments are in neither table"
