@@ -11,7 +11,7 @@ import re
 import stat
 import tomllib
 from dataclasses import dataclass, field, fields, replace
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
@@ -189,26 +189,6 @@ def parse_duration(text: str | float | int, what: str = "duration") -> float:
     if not value <= MAX_DURATION:  # also NaN; time.sleep() overflows past ~292 years
         raise BadInput(f"{what}: {text!r} is too long (at most 100 years)")
     return value
-
-
-def parse_before(text: str, what: str, now: datetime | None = None) -> datetime:
-    """A cut-off from an ISO date/datetime or an age like `90d` (UTC, naive)."""
-    now = now or datetime.now(UTC).replace(tzinfo=None)
-    if re.fullmatch(r"\s*[0-9]+(?:\.[0-9]+)?\s*[smhd]\s*", text):
-        try:
-            return (now - timedelta(seconds=parse_duration(text, what))).replace(microsecond=0)
-        except OverflowError:  # an age that reaches back before year 1
-            raise BadInput(f"{what}: the age {text!r} is too large") from None
-    try:
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text.strip()):
-            d = date.fromisoformat(text.strip())
-            return datetime(d.year, d.month, d.day)
-        return datetime.fromisoformat(text.strip()).replace(tzinfo=None)
-    except ValueError:
-        raise BadInput(
-            f"{what}: expected a date (2024-01-31), a datetime (2024-01-31 18:00) "
-            f"or an age (90d, 12h), got {text!r}"
-        ) from None
 
 
 def parse_clock(text: str, what: str) -> time:

@@ -544,24 +544,6 @@ def test_parse_duration_refuses_what_time_sleep_cannot_wait(text: str | float) -
     assert config.parse_duration("36500d", "--sleep") == 36500 * 86400
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        "2024-13-45",
-        "2024-02-30",
-        "yesterday",
-        "0000-00-00",
-        "2024-01-01T25:00",
-        "1e5d",
-        "99999999999d",
-        "31/01/2024",
-    ],
-)
-def test_parse_before_refuses(text: str) -> None:
-    with pytest.raises(BadInput, match=r"^--entry-before: "):
-        config.parse_before(text, "--entry-before")
-
-
 # --- hostile DSNs and files (issue 14: findings 2, 3, 5, 11, 15) ------------------------------
 
 
