@@ -37,6 +37,7 @@ from archiver.errors import (
     Failed,
     Stopped,
 )
+from archiver.faults import fault
 from archiver.idlist import IdSet, parse_id, read_ids
 from archiver.jobtypes import ARCHIVE, DEARCHIVE, Flags, JobSpec, Summary
 from archiver.logging import get_logger
@@ -669,13 +670,13 @@ def export(
                 missing += len(ids) - len(rows)  # explicit ids the archive does not hold
                 for row in sorted(rows, key=lambda r: int(r[0])):
                     writer.write(int(row[0]), [_as_bytes(v) for v in row[1:]])
-                exportfile.fault("export_write", chunk_no)
+                fault("export_write", chunk_no)
                 if selection.criteria is not None and walker.exhausted():
                     break
             created = str(db.scalar("SELECT DATE_FORMAT(UTC_TIMESTAMP(), '%Y-%m-%dT%TZ')"))
             manifest = writer.close(settings.db.database, created)
             _read_back(db, writer.tmp, manifest, size)
-            exportfile.fault("export_publish", 1)
+            fault("export_publish", 1)
             exportfile.check_target(path, force)  # nothing took the name in the meantime
             writer.publish(manifest)
         except OSError as exc:  # a full disk, EIO
@@ -825,7 +826,7 @@ def import_file(settings: config.Settings, path: str, into: str = "archive") -> 
                 sql = f"INSERT IGNORE INTO {q(target.name)} ({names}) VALUES {values}"
                 db.write_literal(sql, f"INSERT IGNORE INTO {q(target.name)} … {len(missing)} rows")
                 chunk_no += 1
-                exportfile.fault("import_insert", chunk_no)
+                fault("import_insert", chunk_no)
             check = [row for lead, row in zip(ids, chunk, strict=True) if lead not in elsewhere]
             equal = _equal_ids(db, target.name, columns, check) if check else set()
             for lead in ids:
@@ -911,7 +912,7 @@ def purge(
                     outcomes = _purge_chunk(
                         db, archive_t.name, columns, manifest, chunk, guard, dry_run, planned
                     )
-                    exportfile.fault("purge_delete", chunk_no)
+                    fault("purge_delete", chunk_no)
                     for lead, outcome in outcomes:
                         counts[outcome] = counts.get(outcome, 0) + 1
                         if out is not None and outcome != "purged":

@@ -34,7 +34,6 @@ import io
 import json
 import os
 import re
-import signal
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -506,14 +505,3 @@ class Writer:
                 os.unlink(p)
             except FileNotFoundError:
                 pass
-
-
-def fault(point: str, chunk_no: int) -> None:
-    """Tests: ARCHIVER_FAULT=<point>[:<chunk>] kills the process here (as the runner does)."""
-    spec = os.environ.get("ARCHIVER_FAULT")
-    if not spec:
-        return
-    name, _, when = spec.partition(":")
-    if name == point and int(when or "1") == chunk_no:
-        os.write(2, f"FAULT {point} {chunk_no}\n".encode())
-        os.kill(os.getpid(), signal.SIGKILL)

@@ -47,6 +47,7 @@ from archiver.errors import (
     SchemaChanged,
     Stopped,
 )
+from archiver.faults import fault
 from archiver.idlist import IdSet, IdSource
 from archiver.jobtypes import (
     ARCHIVE,
@@ -236,16 +237,6 @@ def _leave_hung_up_terminal() -> None:
             os.close(null)
 
 
-def _fault(point: str, chunk_no: int) -> None:
-    spec = os.environ.get("ARCHIVER_FAULT")
-    if not spec:
-        return
-    name, _, when = spec.partition(":")
-    if name == point and int(when or "1") == chunk_no:
-        os.write(2, f"FAULT {point} {chunk_no}\n".encode())
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 class Runner:
     """One job, from its checks to its summary: `run` checks, locks, starts or resumes the job
     and walks it chunk by chunk; the chunk strategy says what each chunk runs."""
@@ -425,7 +416,7 @@ class Runner:
             if ids is not None:
                 for n, batch in enumerate(ids.batches(STAGE_BATCH), 1):
                     checkpoint.stage_ids(self.db, job_id, batch)
-                    _fault("staging", n)
+                    fault("staging", n)
         self._use_tuning(None)
         self.log.info("job_started", job_id=job_id, name=spec.name, tuning=self.tuning)
         return self._walk_job_ids(checkpoint.get_job(self.db, job_id))
@@ -478,7 +469,7 @@ class Runner:
     def _at(self, point: str, chunk_no: int, ids: Sequence[int]) -> None:
         if self.hook is not None:
             self.hook(point, self.db, ids)
-        _fault(point, chunk_no)
+        fault(point, chunk_no)
 
     def chunk(
         self, walker: Walker, job: Job | None, chunk_no: int, size: int

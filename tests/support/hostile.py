@@ -8,21 +8,14 @@ import socket
 import struct
 import threading
 
+from tests.support.silent import greeting
+
 
 def _packet(seq: int, payload: bytes) -> bytes:
     return struct.pack("<I", len(payload))[:3] + bytes([seq & 255]) + payload
 
 
 OK = b"\x00\x00\x00\x02\x00\x00\x00"
-
-
-def _greeting() -> bytes:
-    caps = 0xF7FF | (0x81BF << 16)
-    salt = b"abcdefghijklmnopqrst"
-    p = b"\x0a5.5.5-10.11.99-MariaDB\x00" + struct.pack("<I", 7) + salt[:8] + b"\x00"
-    p += struct.pack("<H", caps & 0xFFFF) + b"\x21" + struct.pack("<H", 2)
-    p += struct.pack("<H", caps >> 16) + bytes([21]) + b"\x00" * 10 + salt[8:] + b"\x00"
-    return _packet(0, p + b"mysql_native_password\x00")
 
 
 def _read(conn: socket.socket) -> tuple[int, bytes] | None:
@@ -41,15 +34,11 @@ def _read(conn: socket.socket) -> tuple[int, bytes] | None:
     return head[3], body
 
 
-class HostileDb:
-    """Accepts connections until stopped. With `infile_at` = n, the n-th query of a connection
-    is answered with a LOAD DATA LOCAL request for /etc/hostname; every other query with a bare
-    OK. `answers` collects the packet the client sent next (the file's bytes, had it sent
-    them)."""
+class _Listener:
+    """A loopback listener on a free port, accepting until stopped; `_accepted` takes each
+    connection."""
 
-    def __init__(self, infile_at: int = 0) -> None:
-        self.infile_at = infile_at
-        self.answers: list[bytes] = []
+    def __init__(self) -> None:
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
@@ -65,17 +54,39 @@ class HostileDb:
                 conn, _ = self.sock.accept()
             except TimeoutError:
                 continue
-            conn.settimeout(30)
-            try:
-                self._serve(conn)
-            except OSError:
-                pass
-            finally:
-                conn.close()
+            self._accepted(conn)
         self.sock.close()
 
+    def _accepted(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+class HostileDb(_Listener):
+    """Accepts connections until stopped. With `infile_at` = n, the n-th query of a connection
+    is answered with a LOAD DATA LOCAL request for /etc/hostname; every other query with a bare
+    OK. `answers` collects the packet the client sent next (the file's bytes, had it sent
+    them)."""
+
+    def __init__(self, infile_at: int = 0) -> None:
+        self.infile_at = infile_at
+        self.answers: list[bytes] = []
+        super().__init__()
+
+    def _accepted(self, conn: socket.socket) -> None:
+        conn.settimeout(30)
+        try:
+            self._serve(conn)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
     def _serve(self, conn: socket.socket) -> None:
-        conn.sendall(_greeting())
+        conn.sendall(greeting())
         got = _read(conn)
         if got is None:
             return
@@ -96,12 +107,8 @@ class HostileDb:
                 return
             conn.sendall(_packet(1, OK))
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
 
-
-class InfileProxy:
+class InfileProxy(_Listener):
     """A relay to a real server that, in answer to the first query holding `marker`, sends a
     LOAD DATA LOCAL request for /etc/hostname instead of passing the query on: a server that
     turns hostile in the middle of a session. `answers` as for HostileDb."""
@@ -111,24 +118,11 @@ class InfileProxy:
         self.marker = marker
         self.answers: list[bytes] = []
         self.injected = threading.Event()
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.sock.settimeout(0.2)
-        self.port = int(self.sock.getsockname()[1])
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        super().__init__()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                client, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            client.settimeout(None)
-            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
-        self.sock.close()
+    def _accepted(self, conn: socket.socket) -> None:
+        conn.settimeout(None)
+        threading.Thread(target=self._relay, args=(conn,), daemon=True).start()
 
     def _relay(self, client: socket.socket) -> None:
         server = socket.create_connection(("127.0.0.1", self.target))
@@ -165,7 +159,3 @@ class InfileProxy:
                 except OSError:
                     pass
                 s.close()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)

@@ -35,10 +35,14 @@ class SilentDb:
                     continue
                 self._conns.append(conn)
                 self.accepted += 1
+                self._accepted(conn)
         finally:
             for c in self._conns:
                 c.close()
             self.sock.close()
+
+    def _accepted(self, conn: socket.socket) -> None:
+        """What is done with a connection once accepted: nothing here (it is never answered)."""
 
     def stop(self) -> None:
         self._stop.set()
@@ -64,20 +68,8 @@ class DrippingDb(SilentDb):
         self.pace = pace
         super().__init__(life)
 
-    def _run(self) -> None:
-        try:
-            while not self._stop.is_set() and time.monotonic() < self._deadline:
-                try:
-                    conn, _ = self.sock.accept()
-                except TimeoutError:
-                    continue
-                self._conns.append(conn)
-                self.accepted += 1
-                threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
-        finally:
-            for c in self._conns:
-                c.close()
-            self.sock.close()
+    def _accepted(self, conn: socket.socket) -> None:
+        threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
 
     def _drip(self, conn: socket.socket) -> None:
         for byte in greeting():
